@@ -1,0 +1,237 @@
+"""The ``nnexp`` command line: run, runs, show, evaluate, predict, data."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import NnexpError
+
+STORE_OPTION = click.option(
+    "--store", default=lambda: os.environ.get("NNEXP_STORE", "runs"), show_default="runs or $NNEXP_STORE",
+    help="Run store directory.",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nnexp")
+def cli():
+    """Train a from-scratch NumPy network on MNIST and track every run on disk."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+def run(config, overrides, quiet):
+    """Train the network CONFIG describes; OVERRIDES are key=value, e.g. optimizer.lr=0.01."""
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(config, overrides)
+    log = (lambda *a, **k: None) if quiet else _log
+    finished = train(cfg, log=log, progress=not quiet)
+    s = finished.summary
+    click.echo(
+        f"test accuracy {s['test_accuracy']:.2%}  |  training {s['train_seconds']:.1f}s "
+        f"({s['epochs_completed']} epochs), total {s['total_seconds']:.1f}s  |  run {finished.path}"
+    )
+
+
+def _log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params", "train_s", "started")
+
+
+def run_row(info) -> dict:
+    s = info.summary
+    return {
+        "id": info.id,
+        "name": s.get("name"),
+        "status": s.get("status"),
+        "epochs": f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}",
+        "val_acc": s.get("final_val_accuracy"),
+        "test_acc": s.get("test_accuracy"),
+        "params": s.get("params"),
+        "train_s": s.get("train_seconds"),
+        "started": s.get("started"),
+    }
+
+
+@cli.command()
+@STORE_OPTION
+@JSON_OPTION
+def runs(store, as_json):
+    """List the runs in the store, oldest first."""
+    from .tracking import RunStore
+
+    infos = RunStore(store).runs()
+    if as_json:
+        click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo(f"no runs in {store}")
+        return
+    click.echo(format_table([run_row(i) for i in infos], RUN_COLUMNS))
+
+
+def format_table(rows: list[dict], columns) -> str:
+    """A plain aligned text table; fractions in [0, 1] named *_acc print as percents."""
+    def cell(col, value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            if col.endswith("acc"):
+                return f"{value:.2%}"
+            return f"{value:.1f}"
+        if isinstance(value, int) and col == "params":
+            return f"{value:,}"
+        return str(value)
+
+    text = [[cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths)) for t in text]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@STORE_OPTION
+@JSON_OPTION
+def show(run_ref, store, as_json):
+    """Show a run's summary and files (RUN: id, id prefix, name or 'latest')."""
+    from .tracking import RunStore
+
+    info = RunStore(store).resolve(run_ref)
+    if as_json:
+        click.echo(json.dumps({"id": info.id, "path": str(info.path), **info.summary}, indent=2))
+        return
+    click.echo(f"run     {info.id}\npath    {info.path}")
+    for key, value in info.summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
+        click.echo(f"{key:<22}{value}")
+    click.echo("files")
+    for path in sorted(info.path.rglob("*")):
+        if path.is_file():
+            click.echo(f"  {path.relative_to(info.path)}  ({path.stat().st_size:,} bytes)")
+
+
+def load_trained(info):
+    """Rebuild a run's model from its config.yaml and model.npz."""
+    from .config import load_config
+    from .nn.model import build_model, load_weights
+
+    config_path = info.path / "config.yaml"
+    if not (info.path / "model.npz").exists():
+        raise NnexpError(f"run {info.id} has no model.npz (status: {info.summary.get('status')})")
+    cfg = load_config(config_path)
+    model = build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), dtype=cfg["model"]["dtype"])
+    try:
+        load_weights(info.path / "model.npz", model)
+    except (ValueError, OSError) as exc:
+        raise NnexpError(f"run {info.id}: cannot load model.npz: {exc}") from None
+    return cfg, model
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@STORE_OPTION
+@JSON_OPTION
+def evaluate(run_ref, store, as_json):
+    """Reload a run's weights and recompute its test metrics."""
+    from .tracking import RunStore
+    from .train import evaluate as eval_model
+    from .train import load_data
+
+    info = RunStore(store).resolve(run_ref)
+    cfg, model = load_trained(info)
+    data = load_data(cfg, log=_log)
+    loss, acc, _ = eval_model(model, data.x_test, data.y_test, cfg["train"]["eval_batch_size"])
+    recorded = info.summary.get("test_accuracy")
+    result = {"id": info.id, "test_loss": loss, "test_accuracy": acc, "recorded_test_accuracy": recorded,
+              "matches_recorded": recorded is not None and abs(acc - recorded) < 1e-12}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    note = "" if recorded is None else (" (matches the recorded value)" if result["matches_recorded"]
+                                        else f" (recorded: {recorded:.4%})")
+    click.echo(f"{info.id}: test accuracy {acc:.4%}, loss {loss:.4f} on {len(data.x_test):,} images{note}")
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@STORE_OPTION
+@JSON_OPTION
+def predict(run_ref, images, store, as_json):
+    """Classify PNG images of digits with a trained run's model."""
+    import numpy as np
+
+    from .preprocess import load_digit
+    from .tracking import RunStore
+
+    info = RunStore(store).resolve(run_ref)
+    cfg, model = load_trained(info)
+    classes = info.summary.get("classes") or [str(i) for i in range(10)]
+    batch = np.stack([load_digit(path) for path in images])[:, None]
+    probs = model.predict_proba(batch)
+    results = [{"image": str(path), "prediction": classes[int(p.argmax())], "probability": float(p.max()),
+                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)}}
+               for path, p in zip(images, probs)]
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        others = ", ".join(f"{c} {v:.1%}" for c, v in top[1:])
+        click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.1%}; next: {others})")
+
+
+@cli.group()
+def data():
+    """Fetch and inspect datasets."""
+
+
+@data.command("fetch")
+@click.argument("names", nargs=-1)
+@click.option("--cache-dir", default=None, help="Cache directory (default: $NNEXP_CACHE_DIR or ~/.cache/nnexp).")
+def data_fetch(names, cache_dir):
+    """Download and verify datasets into the cache (default: mnist)."""
+    from .data import fetch
+
+    for name in names or ("mnist",):
+        files = fetch(name, cache_dir=cache_dir, log=lambda m: click.echo(m, err=True))
+        click.echo(f"{name}: ready in {Path(next(iter(files.values()))).parent}")
+
+
+def main(argv=None) -> None:
+    """Entry point: user errors print one line and exit non-zero, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="nnexp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except NnexpError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)

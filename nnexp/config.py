@@ -1,0 +1,408 @@
+"""Run configuration: the YAML schema, its validation, and dotted-key overrides.
+
+Everything a run needs flows from one validated dict (nanoGPT style): the CLI
+loads a YAML file, applies ``key=value`` overrides, validates the result here,
+and hands the *resolved* config (every default filled in) to the trainer. The
+resolved config is what gets written to the run folder, so a run can be
+reproduced from its own ``config.yaml`` alone.
+
+Every mistake raises :class:`ConfigError` naming the key path, the bad value
+and what is allowed, before anything touches the run store.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError
+from .nn.model import LAYER_SPECS, REQUIRED
+from .nn.optim import OPTIMIZER_SPECS
+from .nn.schedules import SCHEDULE_SPECS
+
+DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: its type, default and an optional extra check."""
+
+    type: type | tuple
+    default: Any = REQUIRED
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    choices: tuple | None = None
+    nullable: bool = False
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _fraction(v):
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+# The schema. Sections map to dicts of Fields; "model.layers", "optimizer" and
+# "schedule" have keys that depend on the chosen name and are checked by the
+# specs that live next to the code that consumes them (nnexp.nn).
+SCHEMA: dict[str, dict[str, Field]] = {
+    "data": {
+        "dataset": Field(str, "mnist", choices=DATASET_NAMES),
+        "val_size": Field(int, 5000, _non_negative),
+        "split_seed": Field(int, 0),
+        "batch_size": Field(int, 128, _positive),
+        "train_subset": Field(int, None, _positive, nullable=True),
+        "cache_dir": Field(str, None, nullable=True),
+        "local_dir": Field(str, None, nullable=True),
+        "mirrors": Field(list, None, nullable=True),
+        "csv_path": Field(str, None, nullable=True),
+        "test_csv_path": Field(str, None, nullable=True),
+        "test_size": Field(int, 10000, _positive),
+    },
+    "model": {
+        "layers": Field(list),
+        "dtype": Field(str, "float32", choices=("float32", "float64")),
+    },
+    "train": {
+        "epochs": Field(int, 10, _positive),
+        "seed": Field(int, 0, _non_negative),
+        "label_smoothing": Field(float, 0.0, _fraction),
+        "eval_batch_size": Field(int, 2000, _positive),
+        "early_stopping": Field(dict, None, nullable=True),
+        "restore_best": Field(bool, False),
+    },
+    "tracking": {
+        "store": Field(str, "runs"),
+        "name": Field(str, None, nullable=True),
+        "tags": Field(list, []),
+        "plots": Field(bool, True),
+    },
+}
+
+EARLY_STOPPING = {
+    "metric": Field(str, "val_accuracy", choices=("val_accuracy", "val_loss")),
+    "patience": Field(int, 3, _positive),
+    "min_delta": Field(float, 0.0, _non_negative),
+}
+
+TOP_LEVEL = ("data", "model", "optimizer", "schedule", "train", "tracking")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+# ---------------------------------------------------------------- loading --
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with the safe loader; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``optimizer.lr=0.01`` -> (["optimizer", "lr"], 0.01). Values are YAML scalars."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. optimizer.lr=0.01")
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"override {text!r}: empty component in key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # a plain string the YAML reader cannot parse, e.g. "a: b"
+    return parts, value
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``cfg`` with dotted-key overrides applied.
+
+    ``model.layers.1.units=512`` indexes into lists; missing mappings are
+    created so that validation (not this function) reports unknown keys.
+    """
+    cfg = copy.deepcopy(cfg)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = cfg
+        for i, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, part, where, text)]
+            elif isinstance(node, dict):
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            else:
+                raise ConfigError(f"override {text!r}: {where} is a {type(node).__name__}, not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, ".".join(parts), text)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override {text!r}: {'.'.join(parts[:-1])} is not a section")
+    return cfg
+
+
+def _list_index(node: list, part: str, where: str, text: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(f"override {text!r}: {where} is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Load, override and validate: the one entry point the CLI uses."""
+    return validate(apply_overrides(load_yaml(path), list(overrides)), source=str(path))
+
+
+# ------------------------------------------------------------- validation --
+
+
+def validate(raw: dict, source: str = "config") -> dict:
+    """Check ``raw`` against the schema and return the resolved config."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a mapping, got {type(raw).__name__}")
+    _reject_unknown(raw, TOP_LEVEL, "", source)
+    if "model" not in raw:
+        raise ConfigError(f"{source}: missing section 'model' (it lists the network's layers)")
+    out = {}
+    for section in ("data", "model", "train", "tracking"):
+        out[section] = _check_fields(_section(raw, section, source), SCHEMA[section], section, source)
+    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", source, _optimizer_extra)
+    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", source, _schedule_extra)
+    out["model"]["layers"] = _check_layers(out["model"]["layers"], source)
+    es = out["train"]["early_stopping"]
+    if es is not None:
+        out["train"]["early_stopping"] = _check_fields(es, EARLY_STOPPING, "train.early_stopping", source)
+    _check_cross(out, source)
+    return out
+
+
+def _section(raw: dict, name: str, source: str) -> dict:
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{name}' must be a mapping, got {_show(value)}")
+    return value
+
+
+def _reject_unknown(given: dict, allowed, prefix: str, source: str) -> None:
+    for key in given:
+        if key not in allowed:
+            path = f"{prefix}{key}"
+            hint = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
+            did_you_mean = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"{source}: unknown key '{path}'{did_you_mean} (allowed: {', '.join(map(str, allowed))})"
+            )
+
+
+def _check_fields(given: dict, fields: dict[str, Field], where: str, source: str) -> dict:
+    if not isinstance(given, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {_show(given)}")
+    _reject_unknown(given, fields, f"{where}.", source)
+    out = {}
+    for key, spec in fields.items():
+        path = f"{where}.{key}"
+        if key not in given:
+            if spec.default is REQUIRED:
+                raise ConfigError(f"{source}: missing required key '{path}'")
+            out[key] = copy.deepcopy(spec.default)
+            continue
+        out[key] = _check_value(given[key], spec, path, source)
+    return out
+
+
+def _check_value(value, spec: Field, path: str, source: str):
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ConfigError(f"{source}: '{path}' must not be empty (expected {_type_name(spec.type)})")
+    value = _coerce(value, spec.type, path, source)
+    if spec.choices is not None and value not in spec.choices:
+        hint = difflib.get_close_matches(str(value), spec.choices, n=1)
+        did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise ConfigError(
+            f"{source}: '{path}' is {value!r}{did_you_mean} (allowed: {', '.join(spec.choices)})"
+        )
+    if spec.check is not None:
+        problem = spec.check(value)
+        if problem:
+            raise ConfigError(f"{source}: '{path}' {problem}, got {value!r}")
+    return value
+
+
+def _coerce(value, typ, path: str, source: str):
+    """Accept what a YAML user means: ints for floats, '1e-3' for 1e-3."""
+    bad = ConfigError(f"{source}: '{path}' must be {_type_name(typ)}, got {_show(value)}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            value = float(value)  # PyYAML reads "1e-3" (no dot) as a string
+        if not isinstance(value, (int, float)):
+            raise bad
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: '{path}' must be a finite number, got {value}")
+        return value
+    if typ is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise bad
+        return value
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if typ is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if not isinstance(value, typ):
+        raise bad
+    return value
+
+
+def _check_named(raw, section, specs, default_name, source, extra):
+    """Sections like ``optimizer: {name: adam, lr: ...}`` whose keys depend on the name."""
+    given = dict(_section(raw, section, source))
+    name = given.pop("name", default_name)
+    if not isinstance(name, str) or name not in specs:
+        hint = difflib.get_close_matches(str(name), list(specs), n=1)
+        did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise ConfigError(
+            f"{source}: '{section}.name' is {name!r}{did_you_mean} (allowed: {', '.join(specs)})"
+        )
+    fields = {key: Field(t, d) for key, (t, d) in specs[name].items()}
+    fields.update(extra())
+    out = {"name": name}
+    out.update(_check_fields(given, fields, section, source))
+    return out
+
+
+def _optimizer_extra() -> dict[str, Field]:
+    return {"lr": Field(float, 0.001, _positive)}
+
+
+def _schedule_extra() -> dict[str, Field]:
+    return {"warmup_epochs": Field(float, 0.0, _non_negative)}
+
+
+def _check_layers(layers: list, source: str) -> list[dict]:
+    if not layers:
+        raise ConfigError(f"{source}: 'model.layers' must list at least one layer")
+    out = []
+    for i, layer in enumerate(layers):
+        where = f"model.layers[{i}]"
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping like {{type: dense, units: 128}}, got {_show(layer)}")
+        given = dict(layer)
+        kind = given.pop("type", None)
+        if kind not in LAYER_SPECS:
+            hint = difflib.get_close_matches(str(kind), list(LAYER_SPECS), n=1)
+            did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"{source}: '{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})"
+            )
+        fields = {key: Field(t, d) for key, (t, d) in LAYER_SPECS[kind].items()}
+        checked = _check_fields(given, fields, where, source)
+        _check_layer_values(kind, checked, where, source)
+        out.append({"type": kind, **checked})
+    if not any(layer["type"] == "dense" for layer in out):
+        raise ConfigError(f"{source}: 'model.layers' has no dense layer, so the network has nothing to learn")
+    return out
+
+
+def _check_layer_values(kind: str, layer: dict, where: str, source: str) -> None:
+    from .nn.init import INITS
+
+    if "units" in layer and layer["units"] <= 0:
+        raise ConfigError(f"{source}: '{where}.units' must be > 0, got {layer['units']}")
+    if "p" in layer and not 0 <= layer["p"] < 1:
+        raise ConfigError(f"{source}: '{where}.p' must be in [0, 1), got {layer['p']}")
+    if "init" in layer and layer["init"] not in INITS:
+        raise ConfigError(
+            f"{source}: '{where}.init' is {layer['init']!r} (allowed: {', '.join(INITS)})"
+        )
+
+
+def _check_cross(cfg: dict, source: str) -> None:
+    """Checks that involve more than one key."""
+    data = cfg["data"]
+    if data["dataset"] == "kaggle-csv" and not data["csv_path"]:
+        raise ConfigError(f"{source}: 'data.csv_path' is required when data.dataset is 'kaggle-csv'")
+    es = cfg["train"]["early_stopping"]
+    if (es is not None or cfg["train"]["restore_best"]) and data["val_size"] == 0:
+        raise ConfigError(
+            f"{source}: early stopping and restore_best select on the validation set, "
+            "but 'data.val_size' is 0; set a validation size"
+        )
+    last = [layer for layer in cfg["model"]["layers"] if layer["type"] == "dense"][-1]
+    if last["units"] != 10:
+        raise ConfigError(
+            f"{source}: the last dense layer must have 10 units (one per class), got {last['units']}"
+        )
+    name = cfg["tracking"]["name"]
+    if name is not None and not NAME_RE.match(name):
+        raise ConfigError(
+            f"{source}: 'tracking.name' {name!r} may use only letters, digits, '.', '_' and '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    for i, tag in enumerate(cfg["tracking"]["tags"]):
+        if not isinstance(tag, (str, int, float)) or isinstance(tag, bool):
+            raise ConfigError(f"{source}: 'tracking.tags[{i}]' must be a string, got {_show(tag)}")
+    cfg["tracking"]["tags"] = [str(t) for t in cfg["tracking"]["tags"]]
+    mirrors = data["mirrors"]
+    if mirrors is not None and not all(isinstance(m, str) for m in mirrors):
+        raise ConfigError(f"{source}: 'data.mirrors' must be a list of base URLs (strings)")
+
+
+def _type_name(typ) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a mapping"}
+    return names.get(typ, getattr(typ, "__name__", str(typ)))
+
+
+def _show(value) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def dump_yaml(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,300 @@
+"""Sequential model, model building from config specs, and weight files."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+
+from .init import INITS
+from .layers import (
+    REQUIRED,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from .losses import softmax
+
+__all__ = [
+    "Sequential",
+    "build_model",
+    "LAYER_SPECS",
+    "REQUIRED",
+    "save_weights",
+    "load_weights",
+]
+
+
+class Sequential:
+    """A stack of layers applied in order.
+
+    forward(x (N, ...), training) -> logits (N, C)
+    backward(dlogits (N, C))      -> None; fills every layer's grads
+
+    Parameters are named "<layer index>.<param name>", e.g. "0.W", "0.b", "2.W".
+
+    The constructor moves all parameters into one contiguous buffer (and all
+    gradients into another); each ``layer.params[name]`` becomes a view into
+    it, with its shape and values unchanged.  The layers do not notice, but an
+    optimizer can then treat the whole model as one flat array (see optim.py),
+    which made a training step of the MNIST MLP ~5% faster.
+    """
+
+    def __init__(self, layers: list[Layer]) -> None:
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential: item {i} ({layer!r}) is not a Layer")
+        if len({id(layer) for layer in self.layers}) != len(self.layers):
+            raise ValueError("Sequential: the same layer object appears twice")
+        self._pack_parameters()
+        # Layers before the first one with parameters need no backward at all
+        # (their input is the data), and that first layer need not compute dL/dx.
+        self._first_trainable = next(
+            (i for i, layer in enumerate(self.layers) if layer.params), len(self.layers)
+        )
+
+    def _pack_parameters(self) -> None:
+        """Copy params and grads into two flat buffers and make the layers use views."""
+        entries = [(layer, name) for layer in self.layers for name in layer.params]
+        dtypes = {layer.params[name].dtype for layer, name in entries}
+        if len(dtypes) != 1:  # no parameters, or mixed precision: leave them alone
+            return
+        dtype = dtypes.pop()
+        total = sum(layer.params[name].size for layer, name in entries)
+        flat_p = np.empty(total, dtype=dtype)
+        flat_g = np.zeros(total, dtype=dtype)
+        offset = 0
+        for layer, name in entries:
+            p, g = layer.params[name], layer.grads[name]
+            n = p.size
+            flat_p[offset:offset + n] = p.reshape(-1)
+            flat_g[offset:offset + n] = g.reshape(-1)
+            layer.params[name] = flat_p[offset:offset + n].reshape(p.shape)
+            layer.grads[name] = flat_g[offset:offset + n].reshape(g.shape)
+            offset += n
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        dout = dlogits
+        first = self._first_trainable
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and isinstance(layer, Dense):
+                layer.backward(dout, need_input_grad=False)
+            else:
+                dout = layer.backward(dout)
+
+    def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """[(name, param, grad), ...] in layer order, then the layer's own order."""
+        return [
+            (f"{i}.{name}", p, layer.grads[name])
+            for i, layer in enumerate(self.layers)
+            for name, p in layer.params.items()
+        ]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for _, p, _ in self.parameters())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """{name: copy of parameter}."""
+        return {name: p.copy() for name, p, _ in self.parameters()}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Copy values into the existing parameter arrays (optimizers stay valid).
+
+        Checks that keys and shapes match exactly; raises ValueError naming the
+        mismatch and changes nothing in that case.
+        """
+        own = {name: p for name, p, _ in self.parameters()}
+        missing = sorted(set(own) - set(d))
+        unexpected = sorted(set(d) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"state dict does not match the model: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        for name, p in own.items():
+            v = np.asarray(d[name])
+            if v.shape != p.shape:
+                raise ValueError(
+                    f"state dict entry {name!r} has shape {v.shape}, model expects {p.shape}"
+                )
+            if not np.issubdtype(v.dtype, np.number):
+                raise ValueError(f"state dict entry {name!r} is not numeric ({v.dtype})")
+        for name, p in own.items():
+            np.copyto(p, d[name], casting="unsafe")
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities (N, C) float32, in evaluation mode, batch by batch."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(x)
+        out = None
+        for start in range(0, n, batch_size):
+            probs = softmax(self.forward(x[start:start + batch_size], training=False))
+            if out is None:
+                out = np.empty((n, probs.shape[1]), dtype=np.float32)
+            out[start:start + len(probs)] = probs
+        if out is None:  # empty input: run a zero-sized batch to learn C
+            probs = softmax(self.forward(x[:0], training=False))
+            out = probs.astype(np.float32)
+        return out
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Predicted class indices (N,)."""
+        return self.predict_proba(x, batch_size).argmax(axis=1)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"
+
+
+# --------------------------------------------------------------------------
+# Building from config
+# --------------------------------------------------------------------------
+
+#: layer type -> {key: (python type, default or REQUIRED)} (besides "type")
+LAYER_SPECS: dict[str, dict[str, tuple]] = {
+    "dense": {"units": (int, REQUIRED), "init": (str, "he")},
+    "relu": {},
+    "leaky_relu": {"alpha": (float, 0.01)},
+    "sigmoid": {},
+    "tanh": {},
+    "dropout": {"p": (float, 0.5)},
+    "flatten": {},
+}
+
+
+def _spec_options(i: int, spec: dict) -> tuple[str, dict]:
+    """Check one layer spec against LAYER_SPECS; return (type, options with defaults)."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"layer {i}: expected a dict with a 'type' key, got {spec!r}")
+    kind = spec["type"]
+    if kind not in LAYER_SPECS:
+        raise ValueError(f"layer {i}: unknown type {kind!r}; choose one of {sorted(LAYER_SPECS)}")
+    allowed = LAYER_SPECS[kind]
+    unknown = sorted(set(spec) - set(allowed) - {"type"})
+    if unknown:
+        raise ValueError(f"layer {i} ({kind}): unknown key(s) {unknown}; "
+                         f"allowed: {sorted(allowed)}")
+    opts = {}
+    for key, (typ, default) in allowed.items():
+        v = spec.get(key, default)
+        if v is REQUIRED:
+            raise ValueError(f"layer {i} ({kind}): missing required key {key!r}")
+        # ints are acceptable where floats are expected; bools are never numbers here
+        if typ is int:
+            ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        elif typ is float:
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, typ)
+        if not ok:
+            raise ValueError(f"layer {i} ({kind}): {key!r} must be {typ.__name__}, got {v!r}")
+        opts[key] = v
+    return kind, opts
+
+
+def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
+                rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
+    """Build a Sequential from config dicts, inferring every Dense's in_features.
+
+    A dense layer that receives a non-flat input gets a Flatten inserted before
+    it, so configs may omit ``{"type": "flatten"}``.  Initial weights and
+    dropout masks are all drawn from ``rng`` (a fresh, unseeded generator when
+    None): the same seed gives the same model and the same training run.
+    """
+    if rng is None:
+        rng = np.random.default_rng()
+    if not isinstance(layer_specs, (list, tuple)) or not layer_specs:
+        raise ValueError("layer_specs must be a non-empty list of layer dicts")
+    shape = tuple(int(d) for d in input_shape)
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+
+    layers: list[Layer] = []
+    for i, spec in enumerate(layer_specs):
+        kind, o = _spec_options(i, spec)
+        if kind == "dense":
+            if o["units"] < 1:
+                raise ValueError(f"layer {i} (dense): units must be >= 1, got {o['units']}")
+            if o["init"] not in INITS:
+                raise ValueError(f"layer {i} (dense): unknown init {o['init']!r}; "
+                                 f"choose one of {sorted(INITS)}")
+            if len(shape) != 1:
+                layers.append(Flatten())
+                shape = layers[-1].output_shape(shape)
+            layer = Dense(shape[0], int(o["units"]), init=o["init"], rng=rng, dtype=dtype)
+        elif kind == "relu":
+            layer = ReLU()
+        elif kind == "leaky_relu":
+            layer = LeakyReLU(o["alpha"])
+        elif kind == "sigmoid":
+            layer = Sigmoid()
+        elif kind == "tanh":
+            layer = Tanh()
+        elif kind == "dropout":
+            p = float(o["p"])
+            if not (0.0 <= p < 1.0):
+                raise ValueError(f"layer {i} (dropout): p must be in [0, 1), got {p}")
+            layer = Dropout(p, rng=rng)
+        else:  # flatten
+            layer = Flatten()
+        layers.append(layer)
+        shape = layer.output_shape(shape)
+
+    if len(shape) != 1:
+        raise ValueError(f"the model must end with flat logits, but its output shape is {shape}")
+    model = Sequential(layers)
+    model.input_shape = tuple(int(d) for d in input_shape)
+    model.output_shape = shape
+    return model
+
+
+# --------------------------------------------------------------------------
+# Weight files
+# --------------------------------------------------------------------------
+
+
+def save_weights(path, model: Sequential) -> None:
+    """Write the model's parameters to an .npz file (np.savez; ".npz" is appended
+    by NumPy if the name lacks it)."""
+    np.savez(path, **model.state_dict())
+
+
+def load_weights(path, model: Sequential) -> None:
+    """Load parameters saved by save_weights into ``model`` (in place).
+
+    Never unpickles: a file holding pickled objects is refused with ValueError.
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as e:  # a bare pickle file
+        raise ValueError(f"{path}: refuses pickled data (allow_pickle=False): {e}") from None
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path}: not a readable .npz weight file: {e}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: expected an .npz archive of named arrays, got a single array")
+    with data:
+        d = {}
+        for key in data.files:
+            try:
+                d[key] = data[key]
+            except ValueError as e:  # object array stored with pickle
+                raise ValueError(
+                    f"{path}: entry {key!r} holds pickled objects; nnexp refuses pickled "
+                    f"data (allow_pickle=False): {e}"
+                ) from None
+    model.load_state_dict(d)

@@ -1,0 +1,5 @@
+"""Run tracking: run folders on disk (store), provenance, plots."""
+
+from .store import METRIC_COLUMNS, Run, RunInfo, RunNotFound, RunStore, atomic_write_text
+
+__all__ = ["METRIC_COLUMNS", "Run", "RunInfo", "RunNotFound", "RunStore", "atomic_write_text"]

@@ -1,0 +1,253 @@
+"""The training loop: from a resolved config to a finished run folder.
+
+One readable function, :func:`train`, in the spirit of nanoGPT's train.py:
+load data, build the model, then for each epoch shuffle, step through
+mini-batches (forward, loss, backward, optimizer step), evaluate on the
+validation set and log a row. The test set is touched once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import dump_yaml
+from .data import load_dataset
+from .errors import NnexpError
+from .nn.losses import SoftmaxCrossEntropy
+from .nn.model import build_model, save_weights
+from .nn.optim import OPTIMIZERS
+from .nn.schedules import make_schedule
+from .tracking import Run, RunStore
+from .tracking.provenance import provenance
+
+
+class Diverged(NnexpError):
+    """The loss became NaN or infinite."""
+
+
+def make_rngs(seed: int) -> dict[str, np.random.Generator]:
+    """Independent streams, so that changing the model never changes the data order."""
+    init, shuffle = np.random.SeedSequence(seed).spawn(2)
+    return {"init": np.random.default_rng(init), "shuffle": np.random.default_rng(shuffle)}
+
+
+def load_data(cfg: dict, log=print):
+    d = cfg["data"]
+    data = load_dataset(d["dataset"], val_size=d["val_size"], split_seed=d["split_seed"],
+                        cache_dir=d["cache_dir"], local_dir=d["local_dir"], mirrors=d["mirrors"],
+                        csv_path=d["csv_path"], test_csv_path=d["test_csv_path"],
+                        test_size=d["test_size"], log=log)
+    if d["train_subset"] is not None:
+        data.x_train = data.x_train[: d["train_subset"]]
+        data.y_train = data.y_train[: d["train_subset"]]
+    return data
+
+
+def build(cfg: dict, input_shape, rngs):
+    """The model, the loss and the optimizer a config describes."""
+    dtype = np.dtype(cfg["model"]["dtype"])
+    # Dropout draws from the same generator after initialisation has finished
+    # with it, so adding dropout never changes the initial weights.
+    model = build_model(cfg["model"]["layers"], input_shape=input_shape, rng=rngs["init"], dtype=dtype)
+    opt_cfg = dict(cfg["optimizer"])
+    opt_cls = OPTIMIZERS[opt_cfg.pop("name")]
+    opt_cfg.pop("lr")
+    optimizer = opt_cls(model.parameters(), **opt_cfg)
+    loss_fn = SoftmaxCrossEntropy(label_smoothing=cfg["train"]["label_smoothing"])
+    return model, loss_fn, optimizer
+
+
+def evaluate(model, x, y, batch_size: int = 2000) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy (no label smoothing), accuracy and class probabilities."""
+    if len(x) == 0:
+        return float("nan"), float("nan"), np.empty((0, 0), np.float32)
+    loss_fn = SoftmaxCrossEntropy()
+    total_loss, probs = 0.0, []
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        logits = model.forward(xb.astype(model_dtype(model), copy=False), training=False)
+        total_loss += loss_fn.forward(logits, yb) * len(xb)
+        probs.append(loss_fn.probs)
+    probs = np.concatenate(probs)
+    return total_loss / len(x), float(np.mean(probs.argmax(1) == y)), probs
+
+
+def model_dtype(model) -> np.dtype:
+    for _, p, _ in model.parameters():
+        return p.dtype
+    return np.dtype(np.float32)
+
+
+class EarlyStopping:
+    """Stop when a validation metric has not improved for ``patience`` epochs."""
+
+    def __init__(self, metric="val_accuracy", patience=None, min_delta=0.0):
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.sign = 1.0 if metric.endswith("accuracy") else -1.0  # maximise accuracy, minimise loss
+        self.best, self.best_epoch, self.bad_epochs = -math.inf, 0, 0
+
+    def update(self, epoch: int, row: dict) -> bool:
+        """Record an epoch; True if it is the best so far."""
+        value = self.sign * row[self.metric]
+        if value > self.best + self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+
+def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rng, epoch, step, bar):
+    """One pass over the shuffled training set; returns (mean loss, accuracy, next step)."""
+    n = len(x)
+    order = rng.permutation(n)
+    dtype = model_dtype(model)
+    loss_sum, correct = 0.0, 0
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
+        for batch, start in enumerate(range(0, n, batch_size), start=1):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx].astype(dtype, copy=False), y[idx]
+            logits = model.forward(xb, training=True)
+            loss = loss_fn.forward(logits, yb)
+            if not math.isfinite(loss):
+                raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
+            model.backward(loss_fn.backward())
+            optimizer.step(schedule(step))
+            step += 1
+            loss_sum += loss * len(idx)
+            correct += int(np.count_nonzero(logits.argmax(1) == yb))
+            bar.update(1)
+    return loss_sum / n, correct / n, step
+
+
+def train(cfg: dict, log=print, progress: bool = True) -> Run:
+    """Train the network a resolved config describes and record the run."""
+    t_start = time.perf_counter()
+    data = load_data(cfg, log=log)
+    t_data = time.perf_counter() - t_start
+    rngs = make_rngs(cfg["train"]["seed"])
+    model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs)
+
+    store = RunStore(cfg["tracking"]["store"])
+    name = cfg["tracking"]["name"] or "run"
+    run = store.create(name)
+    run.write_config(dump_yaml(cfg))
+    t = cfg["train"]
+    run.update_summary(
+        id=run.id, name=name, status="running", reason=None,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), ended=None,
+        dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
+        params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
+        train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
+        pid=os.getpid(), **provenance(),
+    )
+    log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images")
+    try:
+        _fit(cfg, run, data, model, loss_fn, optimizer, rngs["shuffle"], t_data, t_start, log, progress)
+    except KeyboardInterrupt:
+        run.update_summary(status="interrupted", reason="interrupted by the user (Ctrl-C)",
+                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    except Diverged as exc:
+        run.update_summary(status="failed", reason=str(exc), ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    except BaseException as exc:
+        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        run.update_summary(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    return run
+
+
+def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rng, t_data, t_start, log, progress):
+    t, batch_size = cfg["train"], cfg["data"]["batch_size"]
+    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
+    sched_cfg = dict(cfg["schedule"])
+    schedule = make_schedule(sched_cfg.pop("name"), cfg["optimizer"]["lr"], t["epochs"] * steps_per_epoch,
+                             steps_per_epoch, **sched_cfg)
+    es_cfg = t["early_stopping"] or {}
+    stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
+                            es_cfg.get("min_delta", 0.0))
+    has_val = len(data.x_val) > 0
+    best_state, step, train_seconds, log_seconds = None, 0, 0.0, 0.0
+    for epoch in range(1, t["epochs"] + 1):
+        t0 = time.perf_counter()
+        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
+                  disable=not progress, unit="batch") as bar:
+            lr = schedule(step)
+            train_loss, train_acc, step = train_one_epoch(model, loss_fn, optimizer, schedule, data.x_train,
+                                                          data.y_train, batch_size, rng, epoch, step, bar)
+        val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
+                   val_accuracy=val_acc, lr=lr, seconds=seconds)
+        improved = has_val and stopper.update(epoch, row)
+        if improved and t["restore_best"]:
+            best_state = {k: v.copy() for k, v in model.state_dict().items()}
+        t_log = time.perf_counter()
+        run.log_epoch(row)
+        best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
+                                           best_val_metric=es_cfg.get("metric", "val_accuracy"),
+                                           best_val_value=stopper.sign * stopper.best)
+        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, **best)
+        log_seconds += time.perf_counter() - t_log
+        val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
+        log(f"epoch {epoch:3d}/{t['epochs']}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}"
+            f"  {seconds:.1f}s")
+        if has_val and stopper.should_stop:
+            log(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
+    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epoch, log)
+
+
+def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log):
+    """Final evaluation on the test set, weights, plots and the completed summary."""
+    eval_bs = cfg["train"]["eval_batch_size"]
+    metrics = {}
+    for split in ("train", "val"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(x):
+            loss, acc, _ = evaluate(model, x, y, eval_bs)
+            metrics.update({f"final_{split}_loss": loss, f"final_{split}_accuracy": acc})
+    t0 = time.perf_counter()
+    test_loss, test_acc, probs = evaluate(model, data.x_test, data.y_test, eval_bs)
+    test_seconds = time.perf_counter() - t0
+    save_weights(run.model_path, model)
+    if cfg["tracking"]["plots"]:
+        make_plots(run, data, probs)
+    run.update_summary(
+        status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
+        test_loss=test_loss, test_accuracy=test_acc, **metrics,
+        data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
+        logging_seconds=log_seconds, total_seconds=time.perf_counter() - t_start,
+    )
+    log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
+        f"training {train_seconds:.1f}s")
+
+
+def make_plots(run: Run, data, probs) -> None:
+    import pandas as pd
+
+    from .tracking import plots
+
+    run.plots_dir.mkdir(exist_ok=True)
+    metrics = pd.read_csv(run.metrics_path)
+    plots.plot_learning_curves(metrics, run.plots_dir / "learning_curves.png")
+    y_pred = probs.argmax(1)
+    plots.plot_confusion_matrix(data.y_test, y_pred, data.classes, run.plots_dir / "confusion_matrix.png",
+                                title="Test set confusion matrix")
+    plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
+                             run.plots_dir / "misclassified.png")

@@ -1,0 +1,151 @@
+"""Config loading, overrides and validation messages."""
+
+import pytest
+
+from nnexp.config import apply_overrides, load_config, parse_override, validate
+from nnexp.errors import ConfigError
+
+BASE = {
+    "model": {"layers": [{"type": "dense", "units": 32}, {"type": "relu"}, {"type": "dense", "units": 10}]},
+}
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(raw) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate(raw, source="c.yaml")
+    return str(exc.value)
+
+
+def test_defaults_are_filled_in():
+    cfg = validate(BASE)
+    assert cfg["data"]["dataset"] == "mnist"
+    assert cfg["data"]["batch_size"] == 128
+    assert cfg["optimizer"] == {"name": "adam", "lr": 0.001, **{k: cfg["optimizer"][k] for k in cfg["optimizer"] if k not in ("name", "lr")}}
+    assert cfg["schedule"]["name"] == "constant"
+    assert cfg["train"]["epochs"] == 10
+    assert cfg["model"]["layers"][0] == {"type": "dense", "units": 32, "init": "he"}
+
+
+def test_shipped_configs_validate():
+    for name in ("configs/mlp.yaml", "configs/seed-2layer.yaml"):
+        cfg = load_config(name)
+        assert cfg["model"]["layers"][-1]["units"] == 10
+
+
+def test_unknown_key_suggests_the_right_one():
+    msg = error_of({**BASE, "optimizer": {"name": "adam", "learning_rate": 0.1}})
+    assert "unknown key 'optimizer.learning_rate'" in msg
+    msg = error_of({**BASE, "trian": {}})
+    assert "unknown key 'trian'" in msg and "did you mean 'train'" in msg
+    msg = error_of({**BASE, "train": {"epoch": 3}})
+    assert "did you mean 'train.epochs'" in msg
+
+
+def test_wrong_type_names_key_and_value():
+    msg = error_of({**BASE, "train": {"epochs": "ten"}})
+    assert "'train.epochs' must be an integer" in msg and "'ten'" in msg
+    msg = error_of({**BASE, "train": {"epochs": True}})
+    assert "'train.epochs' must be an integer" in msg
+    msg = error_of({**BASE, "optimizer": {"name": "adam", "lr": [1]}})
+    assert "'optimizer.lr' must be a number" in msg
+
+
+def test_out_of_range_values():
+    assert "'data.batch_size' must be > 0, got 0" in error_of({**BASE, "data": {"batch_size": 0}})
+    assert "'optimizer.lr' must be > 0" in error_of({**BASE, "optimizer": {"lr": -1}})
+    assert "'train.label_smoothing' must be in [0, 1)" in error_of({**BASE, "train": {"label_smoothing": 1.5}})
+    layers = [{"type": "dense", "units": 10}, {"type": "dropout", "p": 1.0}]
+    assert "'model.layers[1].p' must be in [0, 1)" in error_of({"model": {"layers": layers}})
+
+
+def test_unknown_names_list_what_is_allowed():
+    msg = error_of({**BASE, "optimizer": {"name": "adm"}})
+    assert "'optimizer.name' is 'adm'" in msg and "did you mean 'adam'" in msg and "sgd" in msg
+    msg = error_of({"model": {"layers": [{"type": "dens", "units": 10}]}})
+    assert "'model.layers[0].type' is 'dens'" in msg and "did you mean 'dense'" in msg
+    msg = error_of({**BASE, "data": {"dataset": "cifar"}})
+    assert "'data.dataset' is 'cifar'" in msg and "fashion-mnist" in msg
+    msg = error_of({"model": {"layers": [{"type": "dense", "units": 10, "init": "glorot"}]}})
+    assert "'model.layers[0].init' is 'glorot'" in msg and "xavier" in msg
+
+
+def test_layer_keys_are_checked():
+    msg = error_of({"model": {"layers": [{"type": "dense", "unit": 10}]}})
+    assert "unknown key 'model.layers[0].unit'" in msg and "did you mean 'model.layers[0].units'" in msg
+    msg = error_of({"model": {"layers": [{"type": "dense"}]}})
+    assert "missing required key 'model.layers[0].units'" in msg
+
+
+def test_last_layer_must_have_ten_units():
+    msg = error_of({"model": {"layers": [{"type": "dense", "units": 7}]}})
+    assert "last dense layer must have 10 units" in msg
+
+
+def test_float_strings_in_scientific_notation_are_accepted():
+    cfg = validate({**BASE, "optimizer": {"name": "adam", "lr": "1e-3"}})
+    assert cfg["optimizer"]["lr"] == 1e-3
+
+
+def test_early_stopping_needs_a_validation_set():
+    msg = error_of({**BASE, "data": {"val_size": 0}, "train": {"early_stopping": {"patience": 2}}})
+    assert "val_size" in msg
+
+
+def test_run_name_cannot_escape_the_store():
+    for bad in ("../evil", "/abs", "a/b", "x" * 80, "a\x00b"):
+        msg = error_of({**BASE, "tracking": {"name": bad}})
+        assert "'tracking.name'" in msg
+
+
+def test_overrides_parse_yaml_scalars():
+    assert parse_override("optimizer.lr=0.01") == (["optimizer", "lr"], 0.01)
+    assert parse_override("train.restore_best=true") == (["train", "restore_best"], True)
+    assert parse_override("tracking.tags=[a, b]") == (["tracking", "tags"], ["a", "b"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("optimizer.lr")
+    with pytest.raises(ConfigError, match="empty component"):
+        parse_override("optimizer..lr=1")
+
+
+def test_overrides_apply_to_nested_keys_and_list_items():
+    cfg = apply_overrides(BASE, ["optimizer.lr=0.01", "model.layers.0.units=64", "train.epochs=3"])
+    assert cfg["optimizer"]["lr"] == 0.01
+    assert cfg["model"]["layers"][0]["units"] == 64
+    assert cfg["train"]["epochs"] == 3
+    assert BASE["model"]["layers"][0]["units"] == 32  # the original is untouched
+    with pytest.raises(ConfigError, match="not an index"):
+        apply_overrides(BASE, ["model.layers.9.units=3"])
+
+
+def test_override_of_unknown_key_fails_validation(tmp_path):
+    path = write(tmp_path, "model:\n  layers:\n    - {type: dense, units: 10}\n")
+    with pytest.raises(ConfigError, match="unknown key 'optimizer.lrr'.*did you mean 'optimizer.lr'"):
+        load_config(path, ["optimizer.lrr=0.1"])
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "model:\n  layers: [\n    - {type: dense\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "malformed YAML" in str(exc.value) and "line" in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_non_mapping_and_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="missing section 'model'"):
+        load_config(write(tmp_path, "train: {epochs: 2}\n"))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = write(tmp_path, "model: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(path)

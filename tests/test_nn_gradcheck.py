@@ -1,0 +1,150 @@
+"""Backprop is checked against float64 central differences, layer by layer."""
+
+import numpy as np
+import pytest
+
+from nnexp.nn import (
+    Dense,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    build_model,
+)
+from nnexp.nn.gradcheck import (
+    check_layer_gradients,
+    check_loss_gradients,
+    check_model_gradients,
+)
+
+TOL = 1e-6
+
+
+def away_from_zero(x, margin=0.1):
+    """Push entries out of (-margin, margin) so a finite difference never straddles a kink."""
+    return np.where(x >= 0, x + margin, x - margin)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def assert_small(errors):
+    assert errors, "no gradients were checked"
+    for name, err in errors.items():
+        assert err < TOL, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("init", ["he", "xavier", "small_normal", "uniform"])
+def test_dense(rng, init):
+    layer = Dense(5, 4, init=init, rng=rng, dtype=np.float64)
+    layer.params["b"][:] = rng.standard_normal(4)  # non-zero bias, so db is really tested
+    errors = check_layer_gradients(layer, rng.standard_normal((3, 5)), rng)
+    assert set(errors) == {"x", "W", "b"}
+    assert_small(errors)
+
+
+@pytest.mark.parametrize("layer", [ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()],
+                         ids=["relu", "leaky_relu", "sigmoid", "tanh"])
+def test_activations(rng, layer):
+    x = away_from_zero(rng.standard_normal((4, 6)) * 2)
+    errors = check_layer_gradients(layer, x, rng)
+    assert set(errors) == {"x"}
+    assert_small(errors)
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    y = Sigmoid().forward(np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], dtype=np.float32))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, [[0, 0, 0.5, 1, 1]], atol=1e-7)
+
+
+def test_flatten(rng):
+    errors = check_layer_gradients(Flatten(), rng.standard_normal((2, 3, 4, 2)), rng)
+    assert_small(errors)
+    assert Flatten().output_shape((1, 28, 28)) == (784,)
+
+
+def test_dropout_with_fixed_mask(rng):
+    layer = Dropout(0.4, rng=np.random.default_rng(0))
+
+    def same_mask():  # reseed identically so every forward draws the same mask
+        layer.rng = np.random.default_rng(7)
+
+    x = rng.standard_normal((5, 8))
+    errors = check_layer_gradients(layer, x, rng, before_forward=same_mask)
+    assert_small(errors)
+    # the mask really drops something and rescales the rest by 1/(1-p)
+    same_mask()
+    y = layer.forward(x)
+    kept = y != 0
+    assert 0 < kept.sum() < x.size
+    np.testing.assert_allclose(y[kept], x[kept] / 0.6)
+
+
+def test_dropout_identity_in_eval_and_p0(rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    d = Dropout(0.5, rng=rng)
+    assert d.forward(x, training=False) is x
+    assert d.backward(x) is x
+    assert Dropout(0.0, rng=rng).forward(x, training=True) is x
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy(rng, smoothing):
+    logits = rng.standard_normal((4, 5)) * 3
+    y = np.array([0, 3, 4, 3])
+    errors = check_loss_gradients(SoftmaxCrossEntropy(smoothing), logits, y)
+    assert_small(errors)
+
+
+def test_whole_model(rng):
+    model = build_model(
+        [{"type": "dense", "units": 6}, {"type": "tanh"},
+         {"type": "dense", "units": 5}, {"type": "leaky_relu", "alpha": 0.2},
+         {"type": "dropout", "p": 0.3},
+         {"type": "dense", "units": 3}, {"type": "sigmoid"},
+         {"type": "dense", "units": 4}],
+        input_shape=(2, 2), rng=np.random.default_rng(3), dtype=np.float64,
+    )
+    dropout = next(layer for layer in model.layers if isinstance(layer, Dropout))
+
+    def same_mask():
+        dropout.rng = np.random.default_rng(11)
+
+    x = rng.standard_normal((5, 2, 2))
+    y = np.array([0, 1, 2, 3, 1])
+    errors = check_model_gradients(model, SoftmaxCrossEntropy(0.05), x, y,
+                                   before_forward=same_mask)
+    assert set(errors) == {"1.W", "1.b", "3.W", "3.b", "6.W", "6.b", "8.W", "8.b"}
+    assert_small(errors)
+
+
+def test_relu_model_away_from_kinks(rng):
+    # ReLU between dense layers: check with inputs whose pre-activations are not near 0
+    model = build_model([{"type": "dense", "units": 4}, {"type": "relu"},
+                         {"type": "dense", "units": 3}],
+                        input_shape=(3,), rng=np.random.default_rng(5), dtype=np.float64)
+    x = rng.standard_normal((4, 3))
+    pre = model.layers[0].forward(x)
+    assert np.abs(pre).min() > 1e-3  # the fixed seeds keep us well away from the kink
+    errors = check_model_gradients(model, SoftmaxCrossEntropy(), x, np.array([0, 1, 2, 0]))
+    assert_small(errors)
+
+
+def test_gradcheck_catches_a_wrong_backward(rng):
+    class BadTanh(Tanh):
+        def backward(self, dout):
+            return dout * (1 - self._y)  # wrong: should be 1 - y**2
+
+    errors = check_layer_gradients(BadTanh(), rng.standard_normal((3, 3)), rng)
+    assert errors["x"] > 1e-2
+
+
+def test_gradcheck_refuses_float32(rng):
+    with pytest.raises(ValueError, match="float64"):
+        check_layer_gradients(Dense(3, 2, rng=rng), rng.standard_normal((2, 3)), rng)

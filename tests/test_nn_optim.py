@@ -1,0 +1,269 @@
+"""Optimizers against hand-computed updates.
+
+Every test uses the same tiny "model": one weight W (shape (1, 1), so weight
+decay applies to it) and one bias b (shape (1,), so it never decays), both
+float64 so that the comparison can be tight.  Step 1 has gradient 1.0 and
+step 2 gradient 0.5 for both.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from nnexp.nn import (
+    OPTIMIZER_SPECS,
+    OPTIMIZERS,
+    SGD,
+    Adam,
+    AdamW,
+    RMSprop,
+    build_model,
+    make_optimizer,
+)
+from nnexp.nn.optim import Momentum, Nesterov, _flush_subnormals, _flush_constant
+
+W0, B0 = 2.0, 1.0
+GRADS = [1.0, 0.5]  # gradient at step 1, step 2
+
+
+def tiny_params(dtype=np.float64):
+    W = np.array([[W0]], dtype=dtype)
+    b = np.array([B0], dtype=dtype)
+    return [("0.W", W, np.zeros_like(W)), ("0.b", b, np.zeros_like(b))]
+
+
+def run(opt, lr, steps=2):
+    """Take `steps` steps with the gradients in GRADS; return [(W, b) after each step]."""
+    (_, W, gW), (_, b, gb) = opt.params
+    out = []
+    for g in GRADS[:steps]:
+        gW[...] = g
+        gb[...] = g
+        opt.step(lr)
+        out.append((W.item(), b.item()))
+    return out
+
+
+def approx(x):
+    return pytest.approx(x, rel=1e-12, abs=1e-15)
+
+
+def test_sgd():
+    (w1, b1), (w2, b2) = run(SGD(tiny_params()), lr=0.1)
+    assert w1 == approx(2.0 - 0.1 * 1.0)        # 1.9
+    assert w2 == approx(1.9 - 0.1 * 0.5)        # 1.85
+    assert (b1, b2) == (approx(0.9), approx(0.85))
+
+
+def test_sgd_weight_decay_is_coupled_l2_and_skips_biases():
+    (w1, b1), (w2, b2) = run(SGD(tiny_params(), weight_decay=0.1), lr=0.1)
+    # d = g + wd * W = 1 + 0.1 * 2 = 1.2;   W = 2 - 0.1 * 1.2
+    assert w1 == approx(1.88)
+    # d = 0.5 + 0.1 * 1.88 = 0.688;          W = 1.88 - 0.1 * 0.688
+    assert w2 == approx(1.88 - 0.0688)
+    # the bias is not decayed: plain SGD values
+    assert (b1, b2) == (approx(0.9), approx(0.85))
+
+
+def test_momentum():
+    (w1, b1), (w2, b2) = run(SGD(tiny_params(), momentum=0.9), lr=0.1)
+    # step 1: buf = 1;                 W = 2 - 0.1 * 1     = 1.9
+    assert w1 == approx(1.9)
+    # step 2: buf = 0.9 * 1 + 0.5 = 1.4;  W = 1.9 - 0.1 * 1.4 = 1.76
+    assert w2 == approx(1.76)
+    assert (b1, b2) == (approx(0.9), approx(1.0 - 0.1 - 0.14))
+
+
+def test_nesterov():
+    (w1, _), (w2, _) = run(SGD(tiny_params(), momentum=0.9, nesterov=True), lr=0.1)
+    # step 1: buf = 1;  W = 2 - 0.1 * (g + 0.9 * buf) = 2 - 0.1 * 1.9 = 1.81
+    assert w1 == approx(1.81)
+    # step 2: buf = 0.9 * 1 + 0.5 = 1.4;  W = 1.81 - 0.1 * (0.5 + 0.9 * 1.4) = 1.81 - 0.176
+    assert w2 == approx(1.634)
+
+
+def test_registry_defaults():
+    assert OPTIMIZERS["sgd"] is SGD
+    m = OPTIMIZERS["momentum"](tiny_params())
+    assert isinstance(m, Momentum) and m.momentum == 0.9 and not m.nesterov
+    n = OPTIMIZERS["nesterov"](tiny_params())
+    assert isinstance(n, Nesterov) and n.momentum == 0.9 and n.nesterov
+    # "nesterov" behaves exactly like SGD(momentum=0.9, nesterov=True)
+    assert run(n, 0.1) == run(SGD(tiny_params(), momentum=0.9, nesterov=True), 0.1)
+    assert set(OPTIMIZERS) == set(OPTIMIZER_SPECS)
+    for name, spec in OPTIMIZER_SPECS.items():  # spec defaults are the constructor defaults
+        opt = OPTIMIZERS[name](tiny_params())
+        for key, (typ, default) in spec.items():
+            assert getattr(opt, key) == default, (name, key)
+
+
+def test_rmsprop():
+    eps = 1e-8
+    (w1, _), (w2, _) = run(RMSprop(tiny_params(), rho=0.9, eps=eps), lr=0.01)
+    # step 1: v = 0.1 * 1^2 = 0.1;  W = 2 - 0.01 * 1 / (sqrt(0.1) + eps)
+    assert w1 == approx(2.0 - 0.01 * 1.0 / (math.sqrt(0.1) + eps))
+    # step 2: v = 0.9 * 0.1 + 0.1 * 0.5^2 = 0.115;  W -= 0.01 * 0.5 / (sqrt(0.115) + eps)
+    assert w2 == approx(w1 - 0.01 * 0.5 / (math.sqrt(0.115) + eps))
+
+
+def test_adam():
+    eps = 1e-8
+    (w1, b1), (w2, b2) = run(Adam(tiny_params(), beta1=0.9, beta2=0.999, eps=eps), lr=0.1)
+    # step 1: m = 0.1 * 1 = 0.1, v = 0.001 * 1 = 0.001
+    #         m_hat = 0.1 / (1 - 0.9) = 1,  v_hat = 0.001 / (1 - 0.999) = 1
+    assert w1 == approx(2.0 - 0.1 * 1.0 / (1.0 + eps))
+    # step 2: m = 0.9 * 0.1 + 0.1 * 0.5 = 0.14,  v = 0.999 * 0.001 + 0.001 * 0.25 = 0.001249
+    #         m_hat = 0.14 / (1 - 0.9^2) = 0.14 / 0.19
+    #         v_hat = 0.001249 / (1 - 0.999^2) = 0.001249 / 0.001999
+    m_hat, v_hat = 0.14 / 0.19, 0.001249 / 0.001999
+    assert w2 == approx(w1 - 0.1 * m_hat / (math.sqrt(v_hat) + eps))
+    assert w2 == pytest.approx(1.9 - 0.0932180, abs=1e-7)  # the same, as a number
+    assert (b1, b2) == (approx(w1 - 1.0), approx(w2 - 1.0))  # b starts 1 below W
+
+
+def test_adam_coupled_weight_decay():
+    [(w1, b1)] = run(Adam(tiny_params(), weight_decay=0.5), lr=0.1, steps=1)
+    # d = g + 0.5 * W = 1 + 1 = 2; on step 1 Adam's step is lr * sign(d) whatever |d| is
+    assert w1 == pytest.approx(1.9, abs=1e-7)
+    assert b1 == pytest.approx(0.9, abs=1e-7)
+    # ...but the moments see the decayed gradient d = 2 (bias: g = 1)
+    opt = Adam(tiny_params(), weight_decay=0.5)
+    run(opt, lr=0.1, steps=1)
+    state = opt.state_dict()  # PyTorch's m: m_1 = (1 - b1) * d
+    assert state["m.0.W"].item() == approx(0.1 * 2.0)
+    assert state["m.0.b"].item() == approx(0.1 * 1.0)
+    assert state["v.0.W"].item() == approx(0.001 * 4.0)
+
+
+def test_adamw_decoupled_weight_decay():
+    eps = 1e-8
+    (w1, b1), (w2, b2) = run(AdamW(tiny_params(), weight_decay=0.1, eps=eps), lr=0.1)
+    # step 1: W = 2 * (1 - 0.1 * 0.1) = 1.98, then the Adam step of test_adam (-0.1)
+    assert w1 == approx(1.98 - 0.1 / (1.0 + eps))
+    # step 2: W = w1 * 0.99, then the second Adam step of test_adam (g = 0.5, no decay in it)
+    m_hat, v_hat = 0.14 / 0.19, 0.001249 / 0.001999
+    assert w2 == approx(w1 * 0.99 - 0.1 * m_hat / (math.sqrt(v_hat) + eps))
+    # the bias is not decayed: exactly Adam's bias trajectory
+    (_, ab1), (_, ab2) = run(Adam(tiny_params(), eps=eps), lr=0.1)
+    assert (b1, b2) == (approx(ab1), approx(ab2))
+    assert AdamW(tiny_params()).weight_decay == 0.01
+
+
+def test_zero_lr_updates_moments_but_not_params():
+    opt = Adam(tiny_params())
+    [(w1, b1)] = run(opt, lr=0.0, steps=1)
+    assert (w1, b1) == (W0, B0)
+    assert opt.t == 1 and opt.state_dict()["m.0.W"].item() == approx(0.1)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_float32_stays_float32_and_state_round_trip(name):
+    rng = np.random.default_rng(0)
+
+    def params():
+        W = rng.standard_normal((3, 4)).astype(np.float32)
+        b = rng.standard_normal(4).astype(np.float32)
+        return [("0.W", W, np.zeros_like(W)), ("0.b", b, np.zeros_like(b))]
+
+    opt = make_optimizer(name, params())
+    grads = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3)]
+    for g in grads[:2]:
+        opt.params[0][2][...] = g
+        opt.params[1][2][...] = g[0]
+        opt.step(np.float64(0.01))  # an np.float64 lr must not upcast anything
+    for _, p, g in opt.params:
+        assert p.dtype == np.float32
+    for bufs in opt.state.values():
+        assert all(b.dtype == np.float32 for b in bufs)
+
+    # a second optimizer restored from state_dict continues identically
+    clone = make_optimizer(name, [(n, p.copy(), g.copy()) for n, p, g in opt.params])
+    clone.load_state_dict(opt.state_dict())
+    for o in (opt, clone):
+        o.params[0][2][...] = grads[2]
+        o.params[1][2][...] = grads[2][0]
+        o.step(0.01)
+    for (_, p, _), (_, q, _) in zip(opt.params, clone.params):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_load_state_dict_checks_keys_and_shapes():
+    opt = Adam(tiny_params())
+    state = opt.state_dict()
+    assert set(state) == {"t", "m.0.W", "m.0.b", "v.0.W", "v.0.b"}
+    with pytest.raises(ValueError, match="missing keys"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "m.0.W"})
+    bad = dict(state, **{"v.0.b": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"v\.0\.b"):
+        opt.load_state_dict(bad)
+
+
+def test_flush_subnormals():
+    c = _flush_constant(np.float32)
+    a = np.array([1e-40, -1e-42, 1e-45, 0.0, 0.5, -3e-5, 1e-20], dtype=np.float32)
+    before = a.copy()
+    _flush_subnormals(a, c)
+    np.testing.assert_array_equal(a[:4], 0.0)
+    np.testing.assert_array_equal(a[4:], before[4:])  # normal values untouched
+
+
+def test_adam_state_never_goes_subnormal():
+    # A weight whose gradient becomes exactly 0 (a dead unit): m decays by 0.9
+    # per step and would get stuck among the slow subnormal numbers.
+    W = np.ones((2, 2), dtype=np.float32)
+    g = np.full_like(W, 1e-3)
+    opt = Adam([("W", W, g)])
+    opt.step(1e-3)
+    g[...] = 0
+    tiny = np.finfo(np.float32).tiny
+    for _ in range(1500):
+        opt.step(1e-3)
+        for buf in (opt.state["m"][0], opt.state["v"][0]):
+            assert not np.any((buf != 0) & (np.abs(buf) < tiny))
+    assert np.all(opt.state["m"][0] == 0)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="empty"):
+        SGD([])
+    with pytest.raises(ValueError, match="momentum"):
+        SGD(tiny_params(), momentum=1.5)
+    with pytest.raises(ValueError, match="Nesterov"):
+        SGD(tiny_params(), nesterov=True)
+    with pytest.raises(ValueError, match="beta2"):
+        Adam(tiny_params(), beta2=1.0)
+    with pytest.raises(ValueError, match="eps"):
+        RMSprop(tiny_params(), eps=0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        AdamW(tiny_params(), weight_decay=-1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("adagrad", tiny_params())
+    with pytest.raises(ValueError, match="unknown option"):
+        make_optimizer("sgd", tiny_params(), beta1=0.9)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_packed_model_updates_exactly_like_separate_arrays(name, weight_decay):
+    # Sequential stores all parameters back to back, and optimizers then update
+    # them as one flat array in blocks; the numbers must not change at all.
+    model = build_model([{"type": "dense", "units": 300}, {"type": "relu"},
+                         {"type": "dense", "units": 7}],
+                        input_shape=(250,), rng=np.random.default_rng(0))  # 75,000 > one block
+    params = model.parameters()
+    assert len({id(p.base) for _, p, _ in params}) == 1  # views of one buffer
+    separate = [(n, p.copy(), g.copy()) for n, p, g in params]
+    opts = [make_optimizer(name, params, weight_decay=weight_decay),
+            make_optimizer(name, separate, weight_decay=weight_decay)]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        for (_, _, g1), (_, _, g2) in zip(params, separate):
+            g1[...] = g2[...] = rng.standard_normal(g1.shape).astype(np.float32)
+        for opt in opts:
+            opt.step(0.01)
+    for (_, p1, _), (_, p2, _) in zip(params, separate):
+        np.testing.assert_array_equal(p1, p2)
+    s1, s2 = opts[0].state_dict(), opts[1].state_dict()
+    for key in s1:
+        np.testing.assert_array_equal(s1[key], s2[key])

@@ -1,0 +1,96 @@
+"""The run store: folders, atomic files, listing and run references."""
+
+import json
+
+import pytest
+
+from nnexp.tracking import RunNotFound, RunStore, atomic_write_text
+
+
+def make_run(store, name, **summary):
+    run = store.create(name)
+    run.update_summary(id=run.id, name=name, status="completed", **summary)
+    return run
+
+
+def test_create_makes_distinct_folders(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    a, b = store.create("x"), store.create("x")
+    assert a.path != b.path and a.path.is_dir() and b.path.is_dir()
+    assert a.path.parent == store.root
+
+
+def test_run_names_are_sanitised_inside_the_store(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run = store.create("../../etc/passwd")
+    assert run.path.parent == store.root
+    assert ".." not in run.path.name and "/" not in run.path.name
+
+
+def test_metrics_rows_append_with_header(tmp_path):
+    run = RunStore(tmp_path).create("m")
+    run.log_epoch({"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.9})
+    run.log_epoch({"epoch": 2, "train_loss": 0.25})
+    lines = run.metrics_path.read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds"
+    assert lines[1] == "1,0.5,,,0.9,,"
+    assert lines[2].startswith("2,0.25,")
+
+
+def test_summary_is_replaced_atomically(tmp_path):
+    run = RunStore(tmp_path).create("s")
+    run.update_summary(status="running", a=1)
+    run.update_summary(status="completed")
+    assert json.loads(run.summary_path.read_text()) == {"status": "completed", "a": 1}
+    assert [p.name for p in run.path.iterdir()] == ["summary.json"]  # no temp files left
+
+
+def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "f.json"
+    atomic_write_text(path, "old")
+
+    def boom(*a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+
+
+def test_listing_skips_damaged_runs_with_a_warning(tmp_path):
+    store = RunStore(tmp_path)
+    good = make_run(store, "good")
+    bad = store.create("bad")
+    bad.summary_path.write_text("{not json")
+    warnings = []
+    infos = store.runs(warn=warnings.append)
+    assert [i.id for i in infos] == [good.id]
+    assert len(warnings) == 1 and bad.id in warnings[0]
+
+
+def test_resolve_by_id_prefix_name_and_latest(tmp_path):
+    store = RunStore(tmp_path)
+    a = make_run(store, "alpha")
+    b = make_run(store, "beta")
+    assert store.resolve(a.id).path == a.path
+    assert store.resolve("latest").path == b.path
+    assert store.resolve("beta").path == b.path
+    assert store.resolve(b.id[:-2]).path == b.path  # "...-beta-3f" is a unique prefix
+
+
+@pytest.mark.parametrize("ref", ["../x", "/etc", "a/b", "", "x\x00y", ".hidden"])
+def test_resolve_rejects_refs_that_could_escape(tmp_path, ref):
+    store = RunStore(tmp_path)
+    make_run(store, "a")
+    with pytest.raises(RunNotFound, match="not a valid run id"):
+        store.resolve(ref)
+
+
+def test_resolve_missing_run(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(RunNotFound, match="no runs"):
+        store.resolve("abc")
+    make_run(store, "a")
+    with pytest.raises(RunNotFound, match="no run 'zzz'"):
+        store.resolve("zzz")
