@@ -221,10 +221,7 @@ def main(argv=None) -> None:
     """Entry point: user errors print one line and exit non-zero, never a traceback."""
     try:
         cli.main(args=argv, prog_name="nnexp", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

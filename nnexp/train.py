@@ -110,12 +110,14 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rng, 
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step)."""
     n = len(x)
     order = rng.permutation(n)
+    full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
     dtype = model_dtype(model)
     loss_sum, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
         for batch, start in enumerate(range(0, n, batch_size), start=1):
             idx = order[start:start + batch_size]
-            xb, yb = x[idx].astype(dtype, copy=False), y[idx]
+            xb, yb = (x, y) if full_batch else (x[idx], y[idx])
+            xb = xb.astype(dtype, copy=False)
             logits = model.forward(xb, training=True)
             loss = loss_fn.forward(logits, yb)
             if not math.isfinite(loss):
@@ -182,7 +184,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rng, t_data, t_start, l
     for epoch in range(1, t["epochs"] + 1):
         t0 = time.perf_counter()
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
-                  disable=not progress, unit="batch") as bar:
+                  disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
             lr = schedule(step)
             train_loss, train_acc, step = train_one_epoch(model, loss_fn, optimizer, schedule, data.x_train,
                                                           data.y_train, batch_size, rng, epoch, step, bar)

