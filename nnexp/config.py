@@ -96,6 +96,11 @@ EARLY_STOPPING = {
     "min_delta": Field(float, 0.0, _non_negative),
 }
 
+# Names other tools use for our keys, for "did you mean" hints.
+ALIASES = {"learning_rate": "lr", "learning-rate": "lr", "alpha": "lr", "n_epochs": "epochs",
+           "num_epochs": "epochs", "max_epochs": "epochs", "random_seed": "seed", "momentum_factor": "momentum",
+           "dropout": "p", "rate": "p", "size": "units", "out_features": "units", "batchsize": "batch_size"}
+
 TOP_LEVEL = ("data", "model", "optimizer", "schedule", "train", "tracking")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -198,13 +203,37 @@ def validate(raw: dict, source: str = "config") -> dict:
     for section in ("data", "model", "train", "tracking"):
         out[section] = _check_fields(_section(raw, section, source), SCHEMA[section], section, source)
     out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", source, _optimizer_extra)
-    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", source, _schedule_extra)
+    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", source, dict)
     out["model"]["layers"] = _check_layers(out["model"]["layers"], source)
     es = out["train"]["early_stopping"]
     if es is not None:
         out["train"]["early_stopping"] = _check_fields(es, EARLY_STOPPING, "train.early_stopping", source)
     _check_cross(out, source)
+    _try_construct(out, source)
     return out
+
+
+def _try_construct(cfg: dict, source: str) -> None:
+    """Let the optimizer and schedule check their own value ranges (beta1 < 1,
+    pct_start in (0, 1), ...) now, on a dummy parameter, so that a bad value is
+    a config error before anything runs, worded by the code that knows the rule."""
+    import numpy as np
+
+    from .nn.optim import OPTIMIZERS
+    from .nn.schedules import make_schedule
+
+    opt = dict(cfg["optimizer"])
+    name, _ = opt.pop("name"), opt.pop("lr")
+    dummy = [("w", np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))]
+    sched = dict(cfg["schedule"])
+    try:
+        OPTIMIZERS[name](dummy, **opt)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: optimizer: {exc}") from None
+    try:
+        make_schedule(sched.pop("name"), cfg["optimizer"]["lr"], 100, 10, **sched)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: schedule: {exc}") from None
 
 
 def _section(raw: dict, name: str, source: str) -> dict:
@@ -221,6 +250,8 @@ def _reject_unknown(given: dict, allowed, prefix: str, source: str) -> None:
         if key not in allowed:
             path = f"{prefix}{key}"
             hint = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
+            if not hint and ALIASES.get(key) in allowed:
+                hint = [ALIASES[key]]
             did_you_mean = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
             raise ConfigError(
                 f"{source}: unknown key '{path}'{did_you_mean} (allowed: {', '.join(map(str, allowed))})"
@@ -316,10 +347,6 @@ def _check_named(raw, section, specs, default_name, source, extra):
 
 def _optimizer_extra() -> dict[str, Field]:
     return {"lr": Field(float, 0.001, _positive)}
-
-
-def _schedule_extra() -> dict[str, Field]:
-    return {"warmup_epochs": Field(float, 0.0, _non_negative)}
 
 
 def _check_layers(layers: list, source: str) -> list[dict]:

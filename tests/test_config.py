@@ -149,3 +149,16 @@ def test_yaml_is_loaded_safely(tmp_path):
     path = write(tmp_path, "model: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_config(path)
+
+
+def test_optimizer_and_schedule_ranges_are_config_errors():
+    msg = error_of({**BASE, "optimizer": {"name": "adam", "beta1": 1.5}})
+    assert "optimizer" in msg and "beta1" in msg and "1.5" in msg
+    msg = error_of({**BASE, "optimizer": {"name": "sgd", "momentum": -0.1}})
+    assert "momentum" in msg
+    msg = error_of({**BASE, "schedule": {"name": "onecycle", "warmup_epochs": 1}})
+    assert "unknown key 'schedule.warmup_epochs'" in msg
+    msg = error_of({**BASE, "schedule": {"name": "step"}})
+    assert "missing required key 'schedule.step_epochs'" in msg
+    msg = error_of({**BASE, "schedule": {"name": "onecycle", "pct_start": 2.0}})
+    assert "schedule" in msg and "pct_start" in msg
