@@ -53,11 +53,13 @@ RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params"
 
 
 def run_row(info) -> dict:
+    from .tracking import live_status
+
     s = info.summary
     return {
         "id": info.id,
         "name": s.get("name"),
-        "status": s.get("status"),
+        "status": live_status(s),
         "epochs": f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}",
         "val_acc": s.get("final_val_accuracy"),
         "test_acc": s.get("test_accuracy"),

@@ -94,3 +94,20 @@ def test_resolve_missing_run(tmp_path):
     make_run(store, "a")
     with pytest.raises(RunNotFound, match="no run 'zzz'"):
         store.resolve("zzz")
+
+
+def test_a_running_run_whose_process_is_gone_shows_as_dead(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from nnexp.tracking import live_status
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    here = socket.gethostname()
+    assert live_status({"status": "running", "host": here, "pid": int(gone)}) == "dead"
+    assert live_status({"status": "running", "host": here, "pid": os.getpid()}) == "running"
+    assert live_status({"status": "running", "host": "elsewhere", "pid": int(gone)}) == "running"
+    assert live_status({"status": "completed", "host": here, "pid": int(gone)}) == "completed"

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -116,6 +117,22 @@ def _json_default(obj):
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def live_status(summary: dict) -> str | None:
+    """The recorded status, except that a 'running' run whose process is gone
+    (killed with SIGKILL, machine rebooted) is shown as 'dead'."""
+    status = summary.get("status")
+    pid = summary.get("pid")
+    if status != "running" or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return status
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return "dead"
+    except (PermissionError, OverflowError, OSError):
+        pass
+    return status
 
 
 @dataclass
