@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .augment import AUGMENT_SPECS
 from .errors import ConfigError
 from .nn.model import LAYER_SPECS, REQUIRED
 from .nn.optim import OPTIMIZER_SPECS
@@ -69,6 +70,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "csv_path": Field(str, None, nullable=True),
         "test_csv_path": Field(str, None, nullable=True),
         "test_size": Field(int, 10000, _positive),
+        "augment": Field(dict, None, nullable=True),  # keys: nnexp.augment.AUGMENT_SPECS
     },
     "model": {
         "layers": Field(list),
@@ -205,6 +207,10 @@ def validate(raw: dict, source: str = "config") -> dict:
     out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", source, _optimizer_extra)
     out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", source, dict)
     out["model"]["layers"] = _check_layers(out["model"]["layers"], source)
+    aug = out["data"]["augment"]
+    if aug is not None:
+        fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
+        out["data"]["augment"] = _check_fields(aug, fields, "data.augment", source)
     es = out["train"]["early_stopping"]
     if es is not None:
         out["train"]["early_stopping"] = _check_fields(es, EARLY_STOPPING, "train.early_stopping", source)
@@ -219,6 +225,7 @@ def _try_construct(cfg: dict, source: str) -> None:
     a config error before anything runs, worded by the code that knows the rule."""
     import numpy as np
 
+    from .augment import Augmenter
     from .nn.optim import OPTIMIZERS
     from .nn.schedules import make_schedule
 
@@ -234,6 +241,11 @@ def _try_construct(cfg: dict, source: str) -> None:
         make_schedule(sched.pop("name"), cfg["optimizer"]["lr"], 100, 10, **sched)
     except ValueError as exc:
         raise ConfigError(f"{source}: schedule: {exc}") from None
+    if cfg["data"]["augment"] is not None:
+        try:
+            Augmenter(**cfg["data"]["augment"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: data.{exc}") from None
 
 
 def _section(raw: dict, name: str, source: str) -> dict:
@@ -365,7 +377,8 @@ def _check_layers(layers: list, source: str) -> list[dict]:
             raise ConfigError(
                 f"{source}: '{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})"
             )
-        fields = {key: Field(t, d) for key, (t, d) in LAYER_SPECS[kind].items()}
+        # a None default (pooling stride) means the key may also be given as null
+        fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
         checked = _check_fields(given, fields, where, source)
         _check_layer_values(kind, checked, where, source)
         out.append({"type": kind, **checked})

@@ -16,6 +16,7 @@ import traceback
 import numpy as np
 from tqdm import tqdm
 
+from .augment import Augmenter
 from .config import dump_yaml
 from .data import load_dataset
 from .errors import NnexpError
@@ -33,8 +34,9 @@ class Diverged(NnexpError):
 
 def make_rngs(seed: int) -> dict[str, np.random.Generator]:
     """Independent streams, so that changing the model never changes the data order."""
-    init, shuffle = np.random.SeedSequence(seed).spawn(2)
-    return {"init": np.random.default_rng(init), "shuffle": np.random.default_rng(shuffle)}
+    init, shuffle, augment = np.random.SeedSequence(seed).spawn(3)
+    return {"init": np.random.default_rng(init), "shuffle": np.random.default_rng(shuffle),
+            "augment": np.random.default_rng(augment)}
 
 
 def load_data(cfg: dict, log=print):
@@ -106,10 +108,15 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
 
-def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rng, epoch, step, bar):
-    """One pass over the shuffled training set; returns (mean loss, accuracy, next step)."""
+def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
+                    augment=None):
+    """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
+
+    ``augment`` (an Augmenter or None) transforms each training batch, drawing
+    from its own random stream.
+    """
     n = len(x)
-    order = rng.permutation(n)
+    order = rngs["shuffle"].permutation(n)
     full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
     dtype = model_dtype(model)
     loss_sum, correct = 0.0, 0
@@ -118,6 +125,8 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rng, 
             idx = order[start:start + batch_size]
             xb, yb = (x, y) if full_batch else (x[idx], y[idx])
             xb = xb.astype(dtype, copy=False)
+            if augment is not None:
+                xb = augment(xb, rngs["augment"])
             logits = model.forward(xb, training=True)
             loss = loss_fn.forward(logits, yb)
             if not math.isfinite(loss):
@@ -154,7 +163,7 @@ def train(cfg: dict, log=print, progress: bool = True) -> Run:
     )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images")
     try:
-        _fit(cfg, run, data, model, loss_fn, optimizer, rngs["shuffle"], t_data, t_start, log, progress)
+        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress)
     except KeyboardInterrupt:
         run.update_summary(status="interrupted", reason="interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -170,12 +179,15 @@ def train(cfg: dict, log=print, progress: bool = True) -> Run:
     return run
 
 
-def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rng, t_data, t_start, log, progress):
+def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress):
     t, batch_size = cfg["train"], cfg["data"]["batch_size"]
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
     schedule = make_schedule(sched_cfg.pop("name"), cfg["optimizer"]["lr"], t["epochs"] * steps_per_epoch,
                              steps_per_epoch, **sched_cfg)
+    augment = Augmenter(**cfg["data"]["augment"]) if cfg["data"]["augment"] else None
+    if augment is not None and augment.is_identity:
+        augment = None
     es_cfg = t["early_stopping"] or {}
     stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
                             es_cfg.get("min_delta", 0.0))
@@ -183,11 +195,11 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rng, t_data, t_start, l
     best_state, step, train_seconds, log_seconds = None, 0, 0.0, 0.0
     for epoch in range(1, t["epochs"] + 1):
         t0 = time.perf_counter()
+        lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            lr = schedule(step)
             train_loss, train_acc, step = train_one_epoch(model, loss_fn, optimizer, schedule, data.x_train,
-                                                          data.y_train, batch_size, rng, epoch, step, bar)
+                                                          data.y_train, batch_size, rngs, epoch, step, bar, augment)
         val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -195,7 +207,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rng, t_data, t_start, l
                    val_accuracy=val_acc, lr=lr, seconds=seconds)
         improved = has_val and stopper.update(epoch, row)
         if improved and t["restore_best"]:
-            best_state = {k: v.copy() for k, v in model.state_dict().items()}
+            best_state = model.state_dict()  # copies
         t_log = time.perf_counter()
         run.log_epoch(row)
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,

@@ -169,3 +169,12 @@ def test_a_crash_is_recorded_with_its_reason(nnexp, tiny_config, store, monkeypa
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "failed" and "MemoryError: out of memory in a test" == summary["reason"]
     assert "Traceback" in (run / "error.txt").read_text()
+
+
+def test_augmented_training_is_deterministic_and_changes_the_run(nnexp, tiny_config, store):
+    aug = "data.augment={rotate: 10, scale: 0.1, shift: 2, elastic_alpha: 8}"
+    for extra in ([aug], [aug], []):
+        assert nnexp("run", tiny_config, "-q", "tracking.plots=false", "train.epochs=1", *extra)[0] == 0
+    a, b, plain = (json.loads((r / "summary.json").read_text()) for r in sorted(store.iterdir()))
+    assert a["final_train_loss"] == b["final_train_loss"] and a["test_accuracy"] == b["test_accuracy"]
+    assert a["final_train_loss"] != plain["final_train_loss"]

@@ -162,3 +162,12 @@ def test_optimizer_and_schedule_ranges_are_config_errors():
     assert "missing required key 'schedule.step_epochs'" in msg
     msg = error_of({**BASE, "schedule": {"name": "onecycle", "pct_start": 2.0}})
     assert "schedule" in msg and "pct_start" in msg
+
+
+def test_augment_section_is_validated():
+    cfg = validate({**BASE, "data": {"augment": {"rotate": 10, "shift": 2.5}}})
+    assert cfg["data"]["augment"]["rotate"] == 10.0 and cfg["data"]["augment"]["scale"] == 0.0
+    assert "did you mean 'data.augment.rotate'" in error_of({**BASE, "data": {"augment": {"rotation": 10}}})
+    msg = error_of({**BASE, "data": {"augment": {"p": 2}}})
+    assert "augment" in msg and "p" in msg and "2" in msg
+    assert validate(BASE)["data"]["augment"] is None
