@@ -220,12 +220,14 @@ def validate(raw: dict, source: str = "config") -> dict:
 
 
 def _try_construct(cfg: dict, source: str) -> None:
-    """Let the optimizer and schedule check their own value ranges (beta1 < 1,
-    pct_start in (0, 1), ...) now, on a dummy parameter, so that a bad value is
-    a config error before anything runs, worded by the code that knows the rule."""
+    """Let the model, optimizer, schedule and augmenter check their own rules
+    (kernel fits the image, beta1 < 1, pct_start in (0, 1), ...) now, on dummy
+    inputs, so that a bad value is a config error before anything runs, worded
+    by the code that knows the rule."""
     import numpy as np
 
     from .augment import Augmenter
+    from .nn.model import build_model
     from .nn.optim import OPTIMIZERS
     from .nn.schedules import make_schedule
 
@@ -241,6 +243,10 @@ def _try_construct(cfg: dict, source: str) -> None:
         make_schedule(sched.pop("name"), cfg["optimizer"]["lr"], 100, 10, **sched)
     except ValueError as exc:
         raise ConfigError(f"{source}: schedule: {exc}") from None
+    try:  # layer sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
+        build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), rng=np.random.default_rng(0))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: model.layers: {exc}") from None
     if cfg["data"]["augment"] is not None:
         try:
             Augmenter(**cfg["data"]["augment"])

@@ -14,6 +14,7 @@ import time
 import traceback
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from .augment import Augmenter
@@ -155,7 +156,7 @@ def train(cfg: dict, log=print, progress: bool = True) -> Run:
     t = cfg["train"]
     run.update_summary(
         id=run.id, name=name, status="running", reason=None,
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), ended=None,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(), ended=None,
         dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
         params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
         train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
@@ -230,12 +231,13 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
 def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log):
     """Final evaluation on the test set, weights, plots and the completed summary."""
     eval_bs = cfg["train"]["eval_batch_size"]
-    metrics = {}
-    for split in ("train", "val"):
-        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        if len(x):
-            loss, acc, _ = evaluate(model, x, y, eval_bs)
-            metrics.update({f"final_{split}_loss": loss, f"final_{split}_accuracy": acc})
+    # Final train metrics are the last epoch's running averages (training mode),
+    # as in metrics.csv; re-evaluating 55k images would cost as much as an epoch.
+    last = pd.read_csv(run.metrics_path).iloc[-1]
+    metrics = {"final_train_loss": float(last["train_loss"]), "final_train_accuracy": float(last["train_accuracy"])}
+    if len(data.x_val):
+        loss, acc, _ = evaluate(model, data.x_val, data.y_val, eval_bs)
+        metrics.update(final_val_loss=loss, final_val_accuracy=acc)
     t0 = time.perf_counter()
     test_loss, test_acc, probs = evaluate(model, data.x_test, data.y_test, eval_bs)
     test_seconds = time.perf_counter() - t0
@@ -253,8 +255,6 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
 
 
 def make_plots(run: Run, data, probs) -> None:
-    import pandas as pd
-
     from .tracking import plots
 
     run.plots_dir.mkdir(exist_ok=True)

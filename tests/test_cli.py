@@ -38,7 +38,7 @@ def test_run_writes_a_readable_run_folder(nnexp, tiny_config, store):
 def test_same_config_and_seed_give_identical_metrics(nnexp, tiny_config, store):
     for _ in range(2):
         assert nnexp("run", tiny_config, "-q", "tracking.plots=false")[0] == 0
-    a, b = sorted(store.iterdir())
+    a, b = store.iterdir()
 
     def metrics(run):  # everything but the timing column
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((run / "metrics.csv").open())]
@@ -175,6 +175,7 @@ def test_augmented_training_is_deterministic_and_changes_the_run(nnexp, tiny_con
     aug = "data.augment={rotate: 10, scale: 0.1, shift: 2, elastic_alpha: 8}"
     for extra in ([aug], [aug], []):
         assert nnexp("run", tiny_config, "-q", "tracking.plots=false", "train.epochs=1", *extra)[0] == 0
-    a, b, plain = (json.loads((r / "summary.json").read_text()) for r in sorted(store.iterdir()))
+    a, b, plain = sorted((json.loads((r / "summary.json").read_text()) for r in store.iterdir()),
+                         key=lambda s: s["start_time"])
     assert a["final_train_loss"] == b["final_train_loss"] and a["test_accuracy"] == b["test_accuracy"]
     assert a["final_train_loss"] != plain["final_train_loss"]

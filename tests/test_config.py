@@ -171,3 +171,11 @@ def test_augment_section_is_validated():
     msg = error_of({**BASE, "data": {"augment": {"p": 2}}})
     assert "augment" in msg and "p" in msg and "2" in msg
     assert validate(BASE)["data"]["augment"] is None
+
+
+def test_layers_that_do_not_fit_the_image_are_config_errors():
+    layers = [{"type": "conv2d", "out_channels": 8, "kernel_size": 40}, {"type": "dense", "units": 10}]
+    msg = error_of({"model": {"layers": layers}})
+    assert "model.layers" in msg and "40" in msg and "28" in msg
+    layers = [{"type": "conv2d", "out_channels": 0}, {"type": "dense", "units": 10}]
+    assert "out_channels" in error_of({"model": {"layers": layers}})

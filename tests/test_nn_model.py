@@ -136,7 +136,8 @@ def test_layer_specs_table():
     assert LAYER_SPECS["dropout"]["p"] == (float, 0.5)
     assert LAYER_SPECS["leaky_relu"]["alpha"] == (float, 0.01)
     assert set(LAYER_SPECS) == {"dense", "relu", "leaky_relu", "sigmoid", "tanh",
-                                "dropout", "flatten"}
+                                "dropout", "flatten", "conv2d", "maxpool2d", "avgpool2d",
+                                "global_avgpool", "batchnorm"}
 
 
 # ---------------------------------------------------------------- weights

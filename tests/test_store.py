@@ -111,3 +111,10 @@ def test_a_running_run_whose_process_is_gone_shows_as_dead(tmp_path):
     assert live_status({"status": "running", "host": here, "pid": os.getpid()}) == "running"
     assert live_status({"status": "running", "host": "elsewhere", "pid": int(gone)}) == "running"
     assert live_status({"status": "completed", "host": here, "pid": int(gone)}) == "completed"
+
+
+def test_runs_started_in_the_same_second_list_in_start_order(tmp_path):
+    store = RunStore(tmp_path)
+    runs = [make_run(store, "same", start_time=1000.0 + i / 10) for i in range(5)]
+    assert [i.id for i in store.runs()] == [r.id for r in runs]
+    assert store.resolve("latest").id == runs[-1].id

@@ -14,6 +14,7 @@ optimizers and learning-rate schedules are separate small pieces::
         opt.step(lr(step))
 """
 
+from .conv import AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .init import INITS
 from .layers import (
     REQUIRED,
@@ -45,6 +46,7 @@ from .schedules import SCHEDULE_SPECS, make_schedule
 __all__ = [
     "INITS", "REQUIRED",
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm",
     "SoftmaxCrossEntropy", "softmax", "log_softmax",
     "Sequential", "build_model", "LAYER_SPECS", "save_weights", "load_weights",
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",

@@ -9,7 +9,8 @@ Conventions (the same for every layer):
   and returns dL/dx (same shape as ``x``).
 * ``params`` and ``grads`` are dicts name -> ndarray with the same keys and
   shapes.  The arrays are created once and then only modified *in place*, so
-  an optimizer can hold references to them.
+  an optimizer can hold references to them.  ``buffers`` (usually empty) holds
+  non-trained state that is saved with the weights (BatchNorm's running stats).
 * No layer modifies the arrays it is given.
 
 The float dtype is whatever the parameters were built with (float32 by
@@ -67,11 +68,17 @@ def _check_float_dtype(dtype) -> np.dtype:
 
 
 class Layer:
-    """Base class. params/grads: dicts name -> ndarray (same keys, same shapes)."""
+    """Base class. params/grads: dicts name -> ndarray (same keys, same shapes).
+
+    ``buffers``: state that is saved with the weights but not trained (no
+    gradient, never seen by an optimizer), e.g. BatchNorm's running
+    statistics.  Name -> ndarray, updated in place like params.
+    """
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         raise NotImplementedError

@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 
+from .conv import AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .init import INITS
 from .layers import (
     REQUIRED,
@@ -37,6 +38,10 @@ class Sequential:
     backward(dlogits (N, C))      -> None; fills every layer's grads
 
     Parameters are named "<layer index>.<param name>", e.g. "0.W", "0.b", "2.W".
+    Buffers (non-trained state such as BatchNorm's running statistics) are
+    named the same way, e.g. "3.running_mean"; they are in ``state_dict()``
+    and the weight files but not in ``parameters()``, so optimizers never see
+    them.
 
     The constructor moves all parameters into one contiguous buffer (and all
     gradients into another); each ``layer.params[name]`` becomes a view into
@@ -52,9 +57,15 @@ class Sequential:
                 raise ValueError(f"Sequential: item {i} ({layer!r}) is not a Layer")
         if len({id(layer) for layer in self.layers}) != len(self.layers):
             raise ValueError("Sequential: the same layer object appears twice")
+        for i, layer in enumerate(self.layers):
+            clash = sorted(set(layer.params) & set(getattr(layer, "buffers", {})))
+            if clash:
+                raise ValueError(f"Sequential: layer {i} uses the names {clash} for both "
+                                 "a parameter and a buffer")
         self._pack_parameters()
         # Layers before the first one with parameters need no backward at all
-        # (their input is the data), and that first layer need not compute dL/dx.
+        # (their input is the data), and that first layer need not compute dL/dx
+        # (Dense and Conv2D can skip it).
         self._first_trainable = next(
             (i for i, layer in enumerate(self.layers) if layer.params), len(self.layers)
         )
@@ -91,7 +102,7 @@ class Sequential:
         first = self._first_trainable
         for i in range(len(self.layers) - 1, first - 1, -1):
             layer = self.layers[i]
-            if i == first and isinstance(layer, Dense):
+            if i == first and isinstance(layer, (Dense, Conv2D)):
                 layer.backward(dout, need_input_grad=False)
             else:
                 dout = layer.backward(dout)
@@ -104,20 +115,34 @@ class Sequential:
             for name, p in layer.params.items()
         ]
 
+    def buffers(self) -> list[tuple[str, np.ndarray]]:
+        """[(name, buffer), ...]: non-trained state, e.g. ("3.running_mean", array)."""
+        return [
+            (f"{i}.{name}", b)
+            for i, layer in enumerate(self.layers)
+            for name, b in getattr(layer, "buffers", {}).items()
+        ]
+
     def num_parameters(self) -> int:
         return sum(p.size for _, p, _ in self.parameters())
 
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """{name: the live array} for every parameter, then every buffer."""
+        own = {name: p for name, p, _ in self.parameters()}
+        own.update(self.buffers())
+        return own
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """{name: copy of parameter}."""
-        return {name: p.copy() for name, p, _ in self.parameters()}
+        """{name: copy}: every parameter, then every buffer (none in most models)."""
+        return {name: a.copy() for name, a in self._state_arrays().items()}
 
     def load_state_dict(self, d: dict) -> None:
-        """Copy values into the existing parameter arrays (optimizers stay valid).
+        """Copy values into the existing parameter and buffer arrays (optimizers stay valid).
 
         Checks that keys and shapes match exactly; raises ValueError naming the
         mismatch and changes nothing in that case.
         """
-        own = {name: p for name, p, _ in self.parameters()}
+        own = self._state_arrays()
         missing = sorted(set(own) - set(d))
         unexpected = sorted(set(d) - set(own))
         if missing or unexpected:
@@ -174,6 +199,14 @@ LAYER_SPECS: dict[str, dict[str, tuple]] = {
     "tanh": {},
     "dropout": {"p": (float, 0.5)},
     "flatten": {},
+    # None as a default: the key may be left out or set to null (pooling
+    # stride: None = the kernel size).
+    "conv2d": {"out_channels": (int, REQUIRED), "kernel_size": (int, 3), "stride": (int, 1),
+               "padding": (int, 0), "init": (str, "he")},
+    "maxpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
+    "avgpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
+    "global_avgpool": {},
+    "batchnorm": {"momentum": (float, 0.1), "eps": (float, 1e-5)},
 }
 
 
@@ -195,7 +228,9 @@ def _spec_options(i: int, spec: dict) -> tuple[str, dict]:
         if v is REQUIRED:
             raise ValueError(f"layer {i} ({kind}): missing required key {key!r}")
         # ints are acceptable where floats are expected; bools are never numbers here
-        if typ is int:
+        if v is None and default is None:
+            ok = True
+        elif typ is int:
             ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
         elif typ is float:
             ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -209,12 +244,15 @@ def _spec_options(i: int, spec: dict) -> tuple[str, dict]:
 
 def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
                 rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
-    """Build a Sequential from config dicts, inferring every Dense's in_features.
+    """Build a Sequential from config dicts, inferring every Dense's in_features
+    and every conv2d's / batchnorm's input channels from the running shape.
 
     A dense layer that receives a non-flat input gets a Flatten inserted before
-    it, so configs may omit ``{"type": "flatten"}``.  Initial weights and
-    dropout masks are all drawn from ``rng`` (a fresh, unseeded generator when
-    None): the same seed gives the same model and the same training run.
+    it, so configs may omit ``{"type": "flatten"}``.  A conv or pooling window
+    that does not fit its input raises ValueError naming the layer.  Initial
+    weights and dropout masks are all drawn from ``rng`` (a fresh, unseeded
+    generator when None): the same seed gives the same model and the same
+    training run.
     """
     if rng is None:
         rng = np.random.default_rng()
@@ -250,10 +288,43 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
             if not (0.0 <= p < 1.0):
                 raise ValueError(f"layer {i} (dropout): p must be in [0, 1), got {p}")
             layer = Dropout(p, rng=rng)
+        elif kind == "conv2d":
+            if len(shape) != 3:
+                raise ValueError(f"layer {i} (conv2d) needs a (channels, height, width) input, "
+                                 f"but the running shape is {shape}")
+            for key, low in (("out_channels", 1), ("kernel_size", 1), ("stride", 1),
+                             ("padding", 0)):
+                if o[key] < low:
+                    raise ValueError(f"layer {i} (conv2d): {key} must be >= {low}, got {o[key]}")
+            if o["init"] not in INITS:
+                raise ValueError(f"layer {i} (conv2d): unknown init {o['init']!r}; "
+                                 f"choose one of {sorted(INITS)}")
+            layer = Conv2D(shape[0], int(o["out_channels"]), int(o["kernel_size"]),
+                           stride=int(o["stride"]), padding=int(o["padding"]),
+                           init=o["init"], rng=rng, dtype=dtype)
+        elif kind in ("maxpool2d", "avgpool2d"):
+            for key in ("kernel_size", "stride"):
+                if o[key] is not None and o[key] < 1:
+                    raise ValueError(f"layer {i} ({kind}): {key} must be >= 1, got {o[key]}")
+            pool = MaxPool2D if kind == "maxpool2d" else AvgPool2D
+            layer = pool(int(o["kernel_size"]), None if o["stride"] is None else int(o["stride"]))
+        elif kind == "global_avgpool":
+            layer = GlobalAvgPool2D()
+        elif kind == "batchnorm":
+            if len(shape) not in (1, 3):
+                raise ValueError(f"layer {i} (batchnorm) needs a (features,) or (channels, "
+                                 f"height, width) input, but the running shape is {shape}")
+            try:
+                layer = BatchNorm(shape[0], momentum=o["momentum"], eps=o["eps"], dtype=dtype)
+            except ValueError as e:
+                raise ValueError(f"layer {i} (batchnorm): {e}") from None
         else:  # flatten
             layer = Flatten()
         layers.append(layer)
-        shape = layer.output_shape(shape)
+        try:
+            shape = layer.output_shape(shape)
+        except ValueError as e:  # e.g. a window larger than the (padded) input
+            raise ValueError(f"layer {i} ({kind}): {e}") from None
 
     if len(shape) != 1:
         raise ValueError(f"the model must end with flat logits, but its output shape is {shape}")
@@ -269,13 +340,13 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
 
 
 def save_weights(path, model: Sequential) -> None:
-    """Write the model's parameters to an .npz file (np.savez; ".npz" is appended
-    by NumPy if the name lacks it)."""
+    """Write the model's parameters and buffers (``state_dict()``) to an .npz
+    file (np.savez; ".npz" is appended by NumPy if the name lacks it)."""
     np.savez(path, **model.state_dict())
 
 
 def load_weights(path, model: Sequential) -> None:
-    """Load parameters saved by save_weights into ``model`` (in place).
+    """Load parameters and buffers saved by save_weights into ``model`` (in place).
 
     Never unpickles: a file holding pickled objects is refused with ValueError.
     """

@@ -105,6 +105,10 @@ class Run:
         return dict(self._summary)
 
 
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def _csv_value(value):
     if value is None:
         return ""
@@ -189,7 +193,8 @@ class RunStore:
                 warn(f"skipping run {path.name}: unreadable summary.json ({exc})")
                 continue
             infos.append(RunInfo(path, summary))
-        return infos
+        # ids sort by second only; start_time orders runs started in the same second
+        return sorted(infos, key=lambda i: (_number(i.summary.get("start_time")), i.id))
 
     def resolve(self, ref: str) -> RunInfo:
         """Find a run by id, unique id prefix, name (newest wins) or ``latest``."""

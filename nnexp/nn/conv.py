@@ -1,0 +1,582 @@
+"""Convolution, pooling and batch normalisation layers (NCHW).
+
+Same conventions as layers.py: ``forward(x, training)`` caches what
+``backward(dout)`` needs, ``backward`` overwrites ``self.grads`` and returns
+dL/dx, and ``output_shape`` maps a per-sample shape to a per-sample shape.
+Images are (N, C, H, W): batch, channels, rows, columns.
+
+Output size of a window of size k, stride s, padding p on an input of size H
+(floor mode, as PyTorch):
+
+    OH = (H + 2p - k) // s + 1
+
+Everything here loops in Python only over the k*k offsets inside a window,
+never over samples or pixels: for a fixed offset (i, j) the input elements
+that meet it form one strided slice
+
+    x[:, :, i : i + s*OH : s, j : j + s*OW : s]        (N, C, OH, OW)
+
+so "all windows, offset (i, j)" is one vectorised NumPy operation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .init import INITS
+from .layers import Layer, _check_float_dtype
+
+__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm"]
+
+#: In evaluation mode Conv2D works through the batch in chunks whose column
+#: matrix fits in this many bytes (an eval batch of 2000 MNIST images would
+#: otherwise need a 0.9 GB matrix for a 16-channel 3x3 layer).
+EVAL_COLS_BYTES = 32 * 2**20
+
+
+def _pair(v, name: str, layer: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (rows, cols), each >= minimum."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2 or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= minimum
+        for d in pair
+    ):
+        raise ValueError(f"{layer}: {name} must be an integer >= {minimum} "
+                         f"(or a pair of them), got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _window_output_size(shape: tuple, kernel: tuple, stride: tuple, padding: tuple,
+                        layer: str) -> tuple[int, int]:
+    """(OH, OW) for a per-sample (C, H, W) input; ValueError if the window does not fit."""
+    if len(shape) != 3:
+        raise ValueError(f"{layer} needs a (channels, height, width) input, got shape {tuple(shape)}")
+    _, H, W = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if H + 2 * ph < kh or W + 2 * pw < kw:
+        raise ValueError(
+            f"{layer}: a {kh}x{kw} window does not fit the {H}x{W} input"
+            + (f" (padded to {H + 2 * ph}x{W + 2 * pw})" if ph or pw else "")
+        )
+    return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+
+def _windows_at(x: np.ndarray, i: int, j: int, stride: tuple, out_hw: tuple) -> np.ndarray:
+    """x[:, :, i + s*oh, j + s*ow] for all (oh, ow): the elements at offset (i, j) of
+    every window, shape (N, C, OH, OW).  A view."""
+    (sh, sw), (OH, OW) = stride, out_hw
+    return x[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+
+
+# --------------------------------------------------------------------------
+# Conv2D
+# --------------------------------------------------------------------------
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every DL library) by im2col + one GEMM.
+
+        y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] * xp[n, c, s*oh + i, s*ow + j]
+
+    with xp the input zero-padded by ``padding`` on each side.
+
+    Shapes:  x (N, C, H, W)    W (O, C, kh, kw)  [PyTorch's layout]
+             b (O,)            y (N, O, OH, OW)
+
+    im2col.  Write K = C*kh*kw (one window's values) and M = N*OH*OW (number of
+    windows).  The column matrix ``cols`` (K, M) holds in column m the window
+    that produces output pixel m, its rows ordered (c, i, j) -- the same order
+    as W's trailing axes, so W.reshape(O, K) is W's matrix with no copy.  Then
+    the whole layer is one matrix product:
+
+        Y = W2 @ cols           W2 = W.reshape(O, K),  Y (O, M) = (O, N, OH, OW)
+
+    Backward, with G = dL/dY (O, M) -- dout with its first two axes swapped:
+        dL/dW2   = G @ cols.T          (O, K)
+        dL/db    = G.sum(axis=1)       (O,)
+        dL/dcols = W2.T @ G            (K, M)
+    and dL/dx is dL/dcols scattered back: every column entry came from one
+    input pixel, so col2im *adds* it there (a pixel shared by overlapping
+    windows collects one term per window).
+
+    Why (K, M) and not (M, K): with this layout the copy into ``cols`` moves
+    image rows (for offset (i, j) and channel c, the N*OH*OW windows are one
+    strided slice of the input, copied in OW-long runs), even for the
+    1-channel first layer; the (M, K) layout writes runs of C elements, which
+    measured 5x slower (13 vs 2.6 ms, 32 channels, 14x14, batch 128).  Both
+    give one large GEMM (~200 GFLOP/s in float32 on the 2-core box); the price
+    is a transpose of the small output (O, N, ...) -> (N, O, ...), fused with
+    the bias add.  One GEMM per sample on an (N, K, OH*OW) layout, which needs
+    no transposes, measured 1.4-1.6x slower for forward+backward on the
+    16- and 32-channel layers (small GEMMs; dL/dW becomes a sum of N products).
+
+    Memory.  In training mode ``cols`` (K*M floats, 4 bytes each: 58 MB for a
+    16->32 3x3 layer on a batch of 128 MNIST images) is kept for backward, in
+    a buffer reused from step to step (a fresh allocation this size costs page
+    faults every time), and backward overwrites it with dL/dcols.  So: one
+    backward per training forward.  In evaluation mode nothing is kept and the
+    batch is processed in chunks of at most EVAL_COLS_BYTES, in a separate
+    buffer, so an evaluation pass between a forward and its backward is safe.
+    Backward after an evaluation-mode forward is an error.
+
+    Weights: ``init`` as for Dense, with fan_in = C*kh*kw and fan_out = O
+    (``he``: N(0, sqrt(2 / (C*kh*kw)))); biases start at zero.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        init: str = "he",
+        rng: np.random.Generator | None = None,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Conv2D: {name} must be a positive integer, got {v!r}")
+        if init not in INITS:
+            raise ValueError(f"Conv2D: unknown init {init!r}; choose one of {sorted(INITS)}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D", 1)
+        self.stride = _pair(stride, "stride", "Conv2D", 1)
+        self.padding = _pair(padding, "padding", "Conv2D", 0)
+        self.init = init
+        self.dtype = _check_float_dtype(dtype)
+        rng = np.random.default_rng() if rng is None else rng
+        kh, kw = self.kernel_size
+        K = self.in_channels * kh * kw
+        # INITS make a (fan_in, fan_out) matrix; its transpose is W2 (O, K).
+        W, b = INITS[init](K, self.out_channels, rng, self.dtype)
+        W = np.ascontiguousarray(W.T).reshape(self.out_channels, self.in_channels, kh, kw)
+        self.params = {"W": W, "b": b}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
+        self._scratch: dict[str, np.ndarray] = {}
+        self._cols: np.ndarray | None = None   # (K, M), valid from forward to backward
+        self._x_shape: tuple | None = None
+
+    # -- buffers ------------------------------------------------------------
+
+    def _buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """A scratch array of ``shape``, a view into a flat buffer kept between calls
+        and grown when too small (batch sizes vary: the last batch, evaluation)."""
+        size = math.prod(shape)
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < size:
+            buf = self._scratch[name] = np.empty(size, dtype=self.dtype)
+        return buf[:size].reshape(shape)
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        """x zero-padded by (ph, pw) on each side; x itself when there is no padding.
+
+        The padded array is kept and reused while the input shape stays the
+        same: its border is still zero, only the interior is copied."""
+        ph, pw = self.padding
+        if ph == 0 and pw == 0:
+            return x
+        N, C, H, W = x.shape
+        xp = self._scratch.get("padded")
+        if xp is None or xp.shape != (N, C, H + 2 * ph, W + 2 * pw):
+            xp = self._scratch["padded"] = np.zeros((N, C, H + 2 * ph, W + 2 * pw), self.dtype)
+        xp[:, :, ph:ph + H, pw:pw + W] = x
+        return xp
+
+    # -- forward ------------------------------------------------------------
+
+    def _im2col(self, x: np.ndarray, cols: np.ndarray, out_hw: tuple) -> None:
+        """Fill cols (K, M) with the windows of x (N, C, H, W) (see the class docstring)."""
+        (kh, kw), (sh, sw), (OH, OW) = self.kernel_size, self.stride, out_hw
+        N, C = x.shape[:2]
+        xp = self._padded(x)
+        # windows[n, c, oh, ow, i, j] = xp[n, c, sh*oh + i, sw*ow + j]: a view, no copy
+        windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+        windows = windows[:, :, ::sh, ::sw]  # keep every s-th window: (N, C, OH, OW, kh, kw)
+        # cols[(c, i, j), (n, oh, ow)]: one copy, with the axes put in that order
+        np.copyto(cols.reshape(C, kh, kw, N, OH, OW), windows.transpose(1, 4, 5, 0, 2, 3))
+
+    def _gemm_bias(self, cols: np.ndarray, y: np.ndarray) -> None:
+        """y (N, O, OH, OW) = W2 @ cols + b, through a scratch (O, M) product."""
+        N, O = y.shape[:2]
+        W2 = self.params["W"].reshape(O, -1)
+        prod = self._buffer("prod", (O, cols.shape[1]))
+        np.matmul(W2, cols, out=prod)
+        # (O, N, P) -> (N, O, P), adding the bias during the transposing copy
+        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), self.params["b"][:, None],
+               out=y.reshape(N, O, -1))
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2D expects input of shape (N, {self.in_channels}, H, W), got {x.shape}"
+            )
+        x = x.astype(self.dtype, copy=False)
+        N = x.shape[0]
+        OH, OW = _window_output_size(x.shape[1:], self.kernel_size, self.stride,
+                                     self.padding, "Conv2D")
+        K = self.params["W"][0].size
+        y = np.empty((N, self.out_channels, OH, OW), dtype=self.dtype)
+        if training:
+            cols = self._buffer("cols", (K, N * OH * OW))
+            self._im2col(x, cols, (OH, OW))
+            self._gemm_bias(cols, y)
+            self._cols, self._x_shape = cols, x.shape
+            return y
+        # Evaluation: nothing to keep, so go through the batch in chunks whose
+        # column matrix stays small (and reuse one buffer for all of them).
+        chunk = max(1, EVAL_COLS_BYTES // (K * OH * OW * self.dtype.itemsize))
+        for start in range(0, N, chunk):
+            xs = x[start:start + chunk]
+            cols = self._buffer("eval_cols", (K, len(xs) * OH * OW))
+            self._im2col(xs, cols, (OH, OW))
+            self._gemm_bias(cols, y[start:start + chunk])
+        return y
+
+    # -- backward -----------------------------------------------------------
+
+    def backward(self, dout: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Fill grads["W"], grads["b"]; return dL/dx (N, C, H, W).
+
+        ``need_input_grad=False`` skips dL/dcols and col2im (the larger half of
+        the work) and returns None: Sequential uses it for the first layer.
+        """
+        cols = self._cols
+        if cols is None:
+            raise RuntimeError("Conv2D.backward needs a forward with training=True before "
+                               "it (and runs once per forward: it overwrites the cached columns)")
+        self._cols = None
+        N, C, H, W = self._x_shape
+        O, OH, OW = dout.shape[1:]
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        W2 = self.params["W"].reshape(O, -1)
+
+        # G = dL/dY as (O, M): dout with N and O swapped, copied once.
+        G = self._buffer("G", (O, N * OH * OW))
+        np.copyto(G.reshape(O, N, OH, OW), dout.transpose(1, 0, 2, 3))
+        np.matmul(G, cols.T, out=self.grads["W"].reshape(O, -1))   # dL/dW2 = G cols^T
+        np.sum(G, axis=1, out=self.grads["b"])                       # dL/db
+        if not need_input_grad:
+            return None
+
+        dcols = np.matmul(W2.T, G, out=cols)   # (K, M); cols is no longer needed
+        # col2im: dcols[(c, i, j), (n, oh, ow)] belongs to padded pixel
+        # (n, c, s*oh + i, s*ow + j).  Loop over the kh*kw offsets; for each,
+        # all windows at once.  The sum is accumulated in (C, N, H, W) memory
+        # order, the order of dcols's rows, which measured 25% faster than
+        # accumulating straight into (N, C, H, W); then one transposing copy
+        # (always a copy: dxp is a scratch buffer that the next backward reuses).
+        dxp = self._buffer("dxp", (C, N, H + 2 * ph, W + 2 * pw))
+        dxp.fill(0)
+        d6 = dcols.reshape(C, kh, kw, N, OH, OW)
+        for i in range(kh):
+            for j in range(kw):
+                _windows_at(dxp, i, j, self.stride, (OH, OW))[...] += d6[:, i, j]
+        dx = dxp[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)  # drop the padding
+        return dx.copy(order="C")
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[0] != self.in_channels:
+            raise ValueError(f"Conv2D({self.in_channels}, {self.out_channels}) needs a "
+                             f"({self.in_channels}, H, W) input, got shape {input_shape}")
+        OH, OW = _window_output_size(input_shape, self.kernel_size, self.stride,
+                                     self.padding, "Conv2D")
+        return (self.out_channels, OH, OW)
+
+    def __repr__(self) -> str:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={k}, "
+                f"stride={s}, padding={p}, init={self.init!r})")
+
+
+# --------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------
+
+
+class _Pool2D(Layer):
+    """Shared set-up of MaxPool2D and AvgPool2D: k x k windows, stride s (default k)."""
+
+    def __init__(self, kernel_size=2, stride=None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, "kernel_size", name, 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", name, 1)
+        self._x_shape: tuple | None = None
+
+    def _geometry(self, x: np.ndarray) -> tuple[int, int]:
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} expects (N, C, H, W) input, got {x.shape}")
+        return _window_output_size(x.shape[1:], self.kernel_size, self.stride, (0, 0),
+                                   type(self).__name__)
+
+    def _tiles(self, x_shape: tuple, out_hw: tuple) -> bool:
+        """True when the windows tile the input exactly (stride = kernel, no
+        leftover rows/columns): every input pixel is in exactly one window, so
+        backward can *assign* each offset's slice -- no zero fill, no adds."""
+        (kh, kw), (OH, OW) = self.kernel_size, out_hw
+        return self.stride == self.kernel_size and x_shape[2:] == (kh * OH, kw * OW)
+
+    def _offsets(self):
+        kh, kw = self.kernel_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        input_shape = tuple(input_shape)
+        OH, OW = _window_output_size(input_shape, self.kernel_size, self.stride, (0, 0),
+                                     type(self).__name__)
+        return (input_shape[0], OH, OW)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class MaxPool2D(_Pool2D):
+    """y[n, c, oh, ow] = max over the window of x.   x (N, C, H, W) -> y (N, C, OH, OW).
+
+    dL/dx: each window passes dL/dy to the one element that is its maximum,
+    zero to the others.  On a tie the first maximum in window order (row by
+    row) gets it -- exactly one element, as PyTorch -- so the gradient still
+    sums to dL/dy.
+
+    The non-overlapping case (stride = kernel) needs no reshape trick: for a
+    fixed offset (i, j) the strided slice is the same view that
+    x.reshape(N, C, OH, kh, OW, kw)[:, :, :, i, :, j] would give, and a running
+    np.maximum over the kh*kw slices measured 20x faster than
+    reshape(...).max(axis=(3, 5)) (NumPy reduces over short strided axes slowly).
+    What the non-overlapping case does gain is a backward that assigns instead
+    of accumulating (see _tiles).
+
+    In training mode the forward also records, per offset, which windows take
+    their maximum there (kh*kw boolean masks of y's shape: 1 byte per input
+    pixel); it is cheaper here, while x is still in cache, than in backward.
+    """
+
+    def __init__(self, kernel_size=2, stride=None) -> None:
+        super().__init__(kernel_size, stride)
+        self._winner: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        out_hw = self._geometry(x)
+        offsets = self._offsets()
+        y = _windows_at(x, *offsets[0], self.stride, out_hw).copy()
+        for i, j in offsets[1:]:
+            np.maximum(y, _windows_at(x, i, j, self.stride, out_hw), out=y)
+        if not training:
+            return y
+        # winner[o]: windows whose maximum is at offset o.  Offsets are visited
+        # in window order and a window, once claimed, is out, so on a tie only
+        # the first maximum wins.
+        winner = np.empty((len(offsets),) + y.shape, dtype=bool)
+        unclaimed = np.ones(y.shape, dtype=bool)
+        for o, (i, j) in enumerate(offsets):
+            np.equal(_windows_at(x, i, j, self.stride, out_hw), y, out=winner[o])
+            winner[o] &= unclaimed
+            unclaimed ^= winner[o]
+        self._winner, self._x_shape = winner, x.shape
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        winner, x_shape = self._winner, self._x_shape
+        if winner is None:
+            raise RuntimeError("MaxPool2D.backward needs a forward with training=True before it")
+        out_hw = dout.shape[2:]
+        tiles = self._tiles(x_shape, out_hw)
+        dx = np.empty(x_shape, dtype=dout.dtype) if tiles else np.zeros(x_shape, dtype=dout.dtype)
+        for o, (i, j) in enumerate(self._offsets()):
+            target = _windows_at(dx, i, j, self.stride, out_hw)
+            if tiles:
+                np.multiply(dout, winner[o], out=target)   # dL/dy to the winner, 0 elsewhere
+            else:
+                target += dout * winner[o]
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    """y[n, c, oh, ow] = mean over the window of x.   x (N, C, H, W) -> y (N, C, OH, OW).
+
+    dL/dx: every element of a window gets dL/dy / (kh*kw) (summed over the
+    windows it belongs to).  Rows/columns that no window reaches get zero.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        out_hw = self._geometry(x)
+        dt = x.dtype if x.dtype.kind == "f" else np.float64
+        offsets = self._offsets()
+        y = _windows_at(x, *offsets[0], self.stride, out_hw).astype(dt)  # a copy
+        for i, j in offsets[1:]:
+            y += _windows_at(x, i, j, self.stride, out_hw)
+        y *= 1.0 / len(offsets)
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x_shape, out_hw = self._x_shape, dout.shape[2:]
+        offsets = self._offsets()
+        share = dout * (1.0 / len(offsets))  # each element's part of dL/dy
+        if self._tiles(x_shape, out_hw):
+            dx = np.empty(x_shape, dtype=dout.dtype)
+            for i, j in offsets:
+                _windows_at(dx, i, j, self.stride, out_hw)[...] = share
+        else:
+            dx = np.zeros(x_shape, dtype=dout.dtype)
+            for i, j in offsets:
+                _windows_at(dx, i, j, self.stride, out_hw)[...] += share
+        return dx
+
+
+class GlobalAvgPool2D(Layer):
+    """y[n, c] = mean over (h, w) of x[n, c].   x (N, C, H, W) -> y (N, C).
+
+    dL/dx[n, c, h, w] = dL/dy[n, c] / (H*W).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_shape: tuple | None = None
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        if x.ndim != 4:
+            raise ValueError(f"GlobalAvgPool2D expects (N, C, H, W) input, got {x.shape}")
+        self._x_shape = x.shape
+        N, C = x.shape[:2]
+        return x.reshape(N, C, -1).mean(axis=2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        H, W = self._x_shape[2:]
+        dx = np.empty(self._x_shape, dtype=dout.dtype)
+        dx[...] = (dout * (1.0 / (H * W)))[:, :, None, None]  # broadcast over (h, w)
+        return dx
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) != 3:
+            raise ValueError(f"GlobalAvgPool2D needs a (channels, height, width) input, "
+                             f"got shape {tuple(input_shape)}")
+        return (input_shape[0],)
+
+
+# --------------------------------------------------------------------------
+# BatchNorm
+# --------------------------------------------------------------------------
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe & Szegedy 2015) per feature/channel.
+
+    Input (N, C) -- statistics over N -- or (N, C, H, W) -- statistics over
+    N, H, W, one mean and variance per channel.  With m = number of values per
+    channel (N or N*H*W):
+
+        mu  = mean(x),  var = mean((x - mu)**2)          (biased, as PyTorch)
+        xhat = (x - mu) / sqrt(var + eps)
+        y    = gamma * xhat + beta
+
+    Backward (training mode; mu and var depend on x, hence the two correction
+    terms), sums over the same axes as the statistics, G = dL/dy:
+
+        dL/dbeta  = sum(G)
+        dL/dgamma = sum(G * xhat)
+        dL/dx     = gamma / sqrt(var + eps) * (G - dL/dbeta / m - xhat * dL/dgamma / m)
+
+    Buffers (saved with the weights, never trained): running_mean starts at 0,
+    running_var at 1, and every training forward updates them as PyTorch does
+
+        running_mean = (1 - momentum) * running_mean + momentum * mu
+        running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+
+    (the unbiased variance for the running estimate).  In evaluation mode
+    (training=False) mu and var are replaced by the running statistics, which
+    are constants, so there dL/dx = gamma / sqrt(running_var + eps) * G.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
+                 dtype=np.float32) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
+                or num_features < 1:
+            raise ValueError(f"BatchNorm: num_features must be a positive integer, got {num_features!r}")
+        momentum, eps = float(momentum), float(eps)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum}")
+        if not (eps > 0.0 and math.isfinite(eps)):
+            raise ValueError(f"BatchNorm: eps must be a finite number > 0, got {eps}")
+        self.num_features, self.momentum, self.eps = int(num_features), momentum, eps
+        self.dtype = _check_float_dtype(dtype)
+        C = self.num_features
+        self.params = {"gamma": np.ones(C, self.dtype), "beta": np.zeros(C, self.dtype)}
+        self.grads = {"gamma": np.zeros(C, self.dtype), "beta": np.zeros(C, self.dtype)}
+        self.buffers = {"running_mean": np.zeros(C, self.dtype),
+                        "running_var": np.ones(C, self.dtype)}
+        self._xhat: np.ndarray | None = None
+        self._inv_std: np.ndarray | None = None
+        self._training = True
+
+    def _axes(self, x: np.ndarray) -> tuple[tuple, tuple]:
+        """(axes the statistics run over, shape that broadcasts a (C,) vector)."""
+        C = self.num_features
+        if x.ndim == 2 and x.shape[1] == C:
+            return (0,), (1, C)
+        if x.ndim == 4 and x.shape[1] == C:
+            return (0, 2, 3), (1, C, 1, 1)
+        raise ValueError(f"BatchNorm({C}) expects input of shape (N, {C}) or "
+                         f"(N, {C}, H, W), got {x.shape}")
+
+    @staticmethod
+    def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """sum(a * b) per channel (axis 1), without the a * b temporary: einsum
+        measured 3x faster than (a * b).sum(axes) on a (128, 16, 28, 28) batch."""
+        N, C = a.shape[:2]
+        return np.einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        axes, bshape = self._axes(x)
+        x = x.astype(self.dtype, copy=False)
+        if training:
+            m = x.size // self.num_features
+            if m < 2:
+                raise ValueError("BatchNorm needs more than one value per channel in "
+                                 f"training mode, got input of shape {x.shape}")
+            mu = x.mean(axis=axes)
+            xc = x - mu.reshape(bshape)
+            var = self._channel_dot(xc, xc) / m      # biased: what normalises the batch
+            inv_std = 1.0 / np.sqrt(var + self.eps)
+            momentum = self.momentum
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1.0 - momentum                       # in place: the arrays stay the same
+            rm += momentum * mu
+            rv *= 1.0 - momentum
+            rv += (momentum * m / (m - 1)) * var       # unbiased variance, as PyTorch
+        else:
+            xc = x - self.buffers["running_mean"].reshape(bshape)
+            inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
+        xhat = xc
+        xhat *= inv_std.reshape(bshape)   # in place: xc is our own temporary
+        self._xhat, self._inv_std, self._training = xhat, inv_std, training
+        y = xhat * self.params["gamma"].reshape(bshape)
+        y += self.params["beta"].reshape(bshape)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        xhat = self._xhat
+        if xhat is None:
+            raise RuntimeError("BatchNorm.backward called before forward")
+        axes, bshape = self._axes(dout)
+        np.sum(dout, axis=axes, out=self.grads["beta"])            # dL/dbeta
+        self.grads["gamma"][...] = self._channel_dot(dout, xhat)  # dL/dgamma
+        scale = (self.params["gamma"] * self._inv_std).reshape(bshape)
+        if not self._training:  # running statistics are constants: y is affine in x
+            return dout * scale
+        m = dout.size // self.num_features
+        # dx = gamma/sqrt(var+eps) * (G - dbeta/m - xhat * dgamma/m)
+        dx = xhat * (-self.grads["gamma"] / m).reshape(bshape)
+        dx += dout
+        dx -= (self.grads["beta"] / m).reshape(bshape)
+        dx *= scale
+        return dx
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
