@@ -180,6 +180,22 @@ def test_maxpool_tie_goes_to_one_element():
     assert dx.sum() == 4.0 and np.count_nonzero(dx) == 4 and dx[0, 0, 0, 0] == 1.0
 
 
+def test_maxpool_2x2_path_matches_general_path(rng, monkeypatch):
+    # small integers: many ties, which both paths must give to the same element
+    x = rng.integers(0, 3, size=(3, 4, 6, 8)).astype(np.float32)
+    dout = rng.standard_normal((3, 4, 3, 4)).astype(np.float32)
+    fast = MaxPool2D(2)
+    assert fast._is_2x2(x.shape, (3, 4))
+    # odd sizes do not tile: those take the general path
+    assert not fast._is_2x2((1, 1, 5, 4), (2, 2))
+    y_fast = fast.forward(x)
+    dx_fast = fast.backward(dout)
+    monkeypatch.setattr(MaxPool2D, "_is_2x2", lambda self, *a: False)
+    general = MaxPool2D(2)
+    np.testing.assert_array_equal(general.forward(x), y_fast)
+    np.testing.assert_array_equal(general.backward(dout), dx_fast)
+
+
 def test_global_avgpool_gradients(rng):
     assert_small(check_layer_gradients(GlobalAvgPool2D(), rng.standard_normal((3, 4, 5, 2)), rng),
                  {"x"})

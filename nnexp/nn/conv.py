@@ -257,7 +257,12 @@ class Conv2D(Layer):
         # G = dL/dY as (O, M): dout with N and O swapped, copied once.
         G = self._buffer("G", (O, N * OH * OW))
         np.copyto(G.reshape(O, N, OH, OW), dout.transpose(1, 0, 2, 3))
-        np.matmul(G, cols.T, out=self.grads["W"].reshape(O, -1))   # dL/dW2 = G cols^T
+        # dL/dW2 = G cols^T, computed as its transpose cols G^T (K, O) and copied
+        # (small): OpenBLAS runs that orientation 1.3-1.5x faster here (10.6 vs
+        # 16.3 ms for 32->32 channels at 28x28, batch 128).
+        dW2T = self._buffer("dW2T", (cols.shape[0], O))
+        np.matmul(cols, G.T, out=dW2T)
+        self.grads["W"].reshape(O, -1)[...] = dW2T.T
         np.sum(G, axis=1, out=self.grads["b"])                       # dL/db
         if not need_input_grad:
             return None
@@ -354,14 +359,56 @@ class MaxPool2D(_Pool2D):
     In training mode the forward also records, per offset, which windows take
     their maximum there (kh*kw boolean masks of y's shape: 1 byte per input
     pixel); it is cheaper here, while x is still in cache, than in backward.
+
+    The common 2x2, stride 2 pool on an even-sized input has its own path
+    (_forward_2x2, 1.8x faster forward): the max of each pair of columns, for
+    both rows of a window at once, then the max of the two rows, remembering
+    with one comparison per step which side won.
     """
 
     def __init__(self, kernel_size=2, stride=None) -> None:
         super().__init__(kernel_size, stride)
         self._winner: np.ndarray | None = None
+        self._right: np.ndarray | None = None   # 2x2 path: the masks it keeps
+        self._bottom: np.ndarray | None = None
+
+    def _is_2x2(self, x_shape: tuple, out_hw: tuple) -> bool:
+        return self.kernel_size == (2, 2) and self._tiles(x_shape, out_hw)
+
+    def _forward_2x2(self, x: np.ndarray, training: bool) -> np.ndarray:
+        """2x2 windows tiling x (N, C, 2*OH, 2*OW) -> y (N, C, OH, OW).
+
+        x6[n, c, oh, i, ow, j] = x[n, c, 2*oh + i, 2*ow + j] (a view).  Ties go
+        to the first maximum in window order, as in the general path: a strict
+        ">" keeps the left column, then the top row, when the values are equal.
+        """
+        N, C, H, W = x.shape
+        x6 = x.reshape(N, C, H // 2, 2, W // 2, 2)
+        rows = np.maximum(x6[..., 0], x6[..., 1])         # (N, C, OH, 2, OW): max per row
+        y = np.maximum(rows[:, :, :, 0], rows[:, :, :, 1])  # (N, C, OH, OW)
+        if training:
+            self._right = x6[..., 1] > x6[..., 0]               # right column won, per row
+            self._bottom = rows[:, :, :, 1] > rows[:, :, :, 0]  # bottom row won
+            self._winner, self._x_shape = None, x.shape
+        return y
+
+    def _backward_2x2(self, dout: np.ndarray) -> np.ndarray:
+        """dL/dx for _forward_2x2: dout to the winning row, then to the winning
+        column of that row (x - x*1 = 0 and x - x*0 = x exactly)."""
+        N, C, OH, OW = dout.shape
+        drows = np.empty((N, C, OH, 2, OW), dtype=dout.dtype)
+        np.multiply(dout, self._bottom, out=drows[:, :, :, 1])
+        np.subtract(dout, drows[:, :, :, 1], out=drows[:, :, :, 0])
+        dx = np.empty(self._x_shape, dtype=dout.dtype)
+        dx6 = dx.reshape(N, C, OH, 2, OW, 2)
+        np.multiply(drows, self._right, out=dx6[..., 1])
+        np.subtract(drows, dx6[..., 1], out=dx6[..., 0])
+        return dx
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         out_hw = self._geometry(x)
+        if self._is_2x2(x.shape, out_hw):
+            return self._forward_2x2(x, training)
         offsets = self._offsets()
         y = _windows_at(x, *offsets[0], self.stride, out_hw).copy()
         for i, j in offsets[1:]:
@@ -377,11 +424,13 @@ class MaxPool2D(_Pool2D):
             np.equal(_windows_at(x, i, j, self.stride, out_hw), y, out=winner[o])
             winner[o] &= unclaimed
             unclaimed ^= winner[o]
-        self._winner, self._x_shape = winner, x.shape
+        self._winner, self._x_shape, self._right = winner, x.shape, None
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         winner, x_shape = self._winner, self._x_shape
+        if winner is None and self._right is not None:
+            return self._backward_2x2(dout)
         if winner is None:
             raise RuntimeError("MaxPool2D.backward needs a forward with training=True before it")
         out_hw = dout.shape[2:]
@@ -511,7 +560,8 @@ class BatchNorm(Layer):
         self.grads = {"gamma": np.zeros(C, self.dtype), "beta": np.zeros(C, self.dtype)}
         self.buffers = {"running_mean": np.zeros(C, self.dtype),
                         "running_var": np.ones(C, self.dtype)}
-        self._xhat: np.ndarray | None = None
+        self._xc: np.ndarray | None = None   # x - mu (training) or x (evaluation)
+        self._mu: np.ndarray | None = None   # None in training: xc is centred already
         self._inv_std: np.ndarray | None = None
         self._training = True
 
@@ -533,15 +583,20 @@ class BatchNorm(Layer):
         return np.einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """y = x * a + c per channel, with a = gamma / sqrt(var + eps) and
+        c = beta - mu * a: two passes over the output (multiply, add) instead
+        of materialising xhat.  Backward gets xhat back from what is kept:
+        xc = x - mu (training) or x itself (evaluation), and inv_std."""
         axes, bshape = self._axes(x)
         x = x.astype(self.dtype, copy=False)
+        gamma, beta = self.params["gamma"], self.params["beta"]
         if training:
             m = x.size // self.num_features
             if m < 2:
                 raise ValueError("BatchNorm needs more than one value per channel in "
                                  f"training mode, got input of shape {x.shape}")
             mu = x.mean(axis=axes)
-            xc = x - mu.reshape(bshape)
+            xc = x - mu.reshape(bshape)                # kept for backward
             var = self._channel_dot(xc, xc) / m      # biased: what normalises the batch
             inv_std = 1.0 / np.sqrt(var + self.eps)
             momentum = self.momentum
@@ -550,29 +605,38 @@ class BatchNorm(Layer):
             rm += momentum * mu
             rv *= 1.0 - momentum
             rv += (momentum * m / (m - 1)) * var       # unbiased variance, as PyTorch
+            shift, y = beta, xc * (gamma * inv_std).reshape(bshape)
+            self._xc, self._mu = xc, None
         else:
-            xc = x - self.buffers["running_mean"].reshape(bshape)
+            # running statistics: y is affine in x, and x itself is what we keep
+            mu = self.buffers["running_mean"]
             inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
-        xhat = xc
-        xhat *= inv_std.reshape(bshape)   # in place: xc is our own temporary
-        self._xhat, self._inv_std, self._training = xhat, inv_std, training
-        y = xhat * self.params["gamma"].reshape(bshape)
-        y += self.params["beta"].reshape(bshape)
+            scale = gamma * inv_std
+            shift, y = beta - mu * scale, x * scale.reshape(bshape)
+            self._xc, self._mu = x, mu
+        y += shift.reshape(bshape).astype(self.dtype, copy=False)
+        self._inv_std, self._training = inv_std.astype(self.dtype, copy=False), training
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        xhat = self._xhat
-        if xhat is None:
+        xc = self._xc
+        if xc is None:
             raise RuntimeError("BatchNorm.backward called before forward")
         axes, bshape = self._axes(dout)
+        inv_std = self._inv_std
         np.sum(dout, axis=axes, out=self.grads["beta"])            # dL/dbeta
-        self.grads["gamma"][...] = self._channel_dot(dout, xhat)  # dL/dgamma
-        scale = (self.params["gamma"] * self._inv_std).reshape(bshape)
+        # dL/dgamma = sum(G * xhat), xhat = (xc - mu) * inv_std (mu = 0 in training:
+        # xc is already centred), so it is inv_std * (sum(G * xc) - mu * sum(G))
+        dgamma = self._channel_dot(dout, xc)
+        if self._mu is not None:
+            dgamma -= self._mu * self.grads["beta"]
+        self.grads["gamma"][...] = dgamma * inv_std
+        scale = (self.params["gamma"] * inv_std).reshape(bshape)
         if not self._training:  # running statistics are constants: y is affine in x
             return dout * scale
         m = dout.size // self.num_features
         # dx = gamma/sqrt(var+eps) * (G - dbeta/m - xhat * dgamma/m)
-        dx = xhat * (-self.grads["gamma"] / m).reshape(bshape)
+        dx = xc * (-self.grads["gamma"] * inv_std / m).reshape(bshape)
         dx += dout
         dx -= (self.grads["beta"] / m).reshape(bshape)
         dx *= scale
