@@ -16,19 +16,11 @@ one epoch's metrics row and summary (both fsynced), averaged over 200 epochs.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 
-# BLAS reads its thread count at import time, so set it before numpy loads.
-_threads = "2"
-for _i, _a in enumerate(sys.argv):
-    if _a == "--threads" and _i + 1 < len(sys.argv):
-        _threads = sys.argv[_i + 1]
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, _threads)
+import blas_threads  # noqa: F401  (must come before numpy)
 
 import numpy as np  # noqa: E402
 
