@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from .init import INITS
-from .layers import Layer, _check_float_dtype
+from .layers import Layer, _check_float_dtype, check_sizes_and_init
 
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm"]
 
@@ -137,11 +137,7 @@ class Conv2D(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Conv2D: {name} must be a positive integer, got {v!r}")
-        if init not in INITS:
-            raise ValueError(f"Conv2D: unknown init {init!r}; choose one of {sorted(INITS)}")
+        check_sizes_and_init("Conv2D", init, in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D", 1)
         self.stride = _pair(stride, "stride", "Conv2D", 1)

@@ -67,6 +67,15 @@ def _check_float_dtype(dtype) -> np.dtype:
     return dt
 
 
+def check_sizes_and_init(layer: str, init: str, **sizes) -> None:
+    """ValueError naming the argument unless every size is a positive int and init is known."""
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{layer}: {name} must be a positive integer, got {v!r}")
+    if init not in INITS:
+        raise ValueError(f"{layer}: unknown init {init!r}; choose one of {sorted(INITS)}")
+
+
 class Layer:
     """Base class. params/grads: dicts name -> ndarray (same keys, same shapes).
 
@@ -123,13 +132,7 @@ class Dense(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"Dense: {name} must be a positive integer, got {v!r}")
-        if init not in INITS:
-            raise ValueError(
-                f"Dense: unknown init {init!r}; choose one of {sorted(INITS)}"
-            )
+        check_sizes_and_init("Dense", init, in_features=in_features, out_features=out_features)
         self.dtype = _check_float_dtype(dtype)
         self.in_features = int(in_features)
         self.out_features = int(out_features)
