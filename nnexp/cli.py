@@ -219,6 +219,76 @@ def data_fetch(names, cache_dir):
         click.echo(f"{name}: ready in {Path(next(iter(files.values()))).parent}")
 
 
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Trials trained at once, each in its own process [default: number of cores].")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+              help="BLAS threads per worker; workers x threads should not exceed the cores.")
+@click.option("--fail-fast", is_flag=True, help="Stop the sweep at the first failed trial.")
+@click.option("--dry-run", is_flag=True, help="Check the spec and list the trials; train nothing.")
+@click.option("--store", default=None, help="Run store [default: the base config's tracking.store].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-trial lines.")
+def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet):
+    """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
+    from .sweep import SweepRunner, load_spec, plan
+
+    log = (lambda *a, **k: None) if quiet else _log
+    spec = load_spec(spec_path)
+    trials = plan(spec, log=log)
+    store = store or os.environ.get("NNEXP_STORE") or trials[0].config["tracking"]["store"]
+    runner = SweepRunner(spec, trials, Path(store), workers=workers, threads_per_worker=threads_per_worker,
+                         fail_fast=fail_fast, log=log, progress=not quiet)
+    halving = f", halving at epochs {spec.halving.rungs}" if spec.halving else ""
+    click.echo(f"sweep {spec.id}: {len(trials)} trials ({spec.method}{halving}), "
+               f"{spec.metric} to {spec.goal}, store {store}", err=True)
+    if dry_run:
+        for trial in trials:
+            click.echo(f"{trial.run_id(spec.id)}  {trial.label()}")
+        return
+    result = runner.run()
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    click.echo(f"sweep {result.id}: {counts or 'no trials'}")
+    if result.best:
+        b = result.best
+        values = ", ".join(f"{k}={v}" for k, v in b["params"].items())
+        click.echo(f"best: trial {b['trial']} ({values}, seed {b['seed']}): {spec.metric} {b['value']:.4f}  "
+                   f"run {b['run']}")
+    click.echo(f"compare: nnexp compare --sweep {result.id} --store {store}")
+    if result.interrupted:
+        sys.exit(130)
+    if result.failed:
+        sys.exit(1)
+
+
+SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
+
+
+@cli.command()
+@STORE_OPTION
+@JSON_OPTION
+def sweeps(store, as_json):
+    """List the sweeps recorded in the store."""
+    from .sweep.runner import list_sweeps
+
+    states = list_sweeps(Path(store))
+    if as_json:
+        click.echo(json.dumps(states, indent=2))
+        return
+    if not states:
+        click.echo(f"no sweeps in {store}")
+        return
+    rows = []
+    for s in states:
+        counts, best = s.get("counts") or {}, s.get("best") or {}
+        rows.append({"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
+                     "method": s.get("method"), "trials": s.get("trials"),
+                     "done": counts.get("completed", 0) + counts.get("pruned", 0), "failed": counts.get("failed", 0),
+                     "best": None if not best else f"{s.get('metric')} {best.get('value', float('nan')):.4f}",
+                     "updated": s.get("updated")})
+    click.echo(format_table(rows, SWEEP_COLUMNS))
+
+
 def main(argv=None) -> None:
     """Entry point: user errors print one line and exit non-zero, never a traceback."""
     try:

@@ -159,30 +159,36 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     cfg = copy.deepcopy(cfg)
     for text in overrides:
         parts, value = parse_override(text)
-        node = cfg
-        for i, part in enumerate(parts[:-1]):
-            where = ".".join(parts[: i + 1])
-            if isinstance(node, list):
-                node = node[_list_index(node, part, where, text)]
-            elif isinstance(node, dict):
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-            else:
-                raise ConfigError(f"override {text!r}: {where} is a {type(node).__name__}, not a section")
-        last = parts[-1]
-        if isinstance(node, list):
-            node[_list_index(node, last, ".".join(parts), text)] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError(f"override {text!r}: {'.'.join(parts[:-1])} is not a section")
+        set_path(cfg, parts, value, f"override {text!r}")
     return cfg
 
 
-def _list_index(node: list, part: str, where: str, text: str) -> int:
+def set_path(cfg: dict, parts: list[str], value, what: str) -> None:
+    """Set ``cfg[parts[0]][parts[1]]... = value`` in place (``what`` names the
+    change in errors). Integer parts index lists."""
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, part, where, what)]
+        elif isinstance(node, dict):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"{what}: {where} is a {type(node).__name__}, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, ".".join(parts), what)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"{what}: {'.'.join(parts[:-1])} is not a section")
+
+
+def _list_index(node: list, part: str, where: str, what: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise ConfigError(f"override {text!r}: {where} is not an index of a list of {len(node)} items")
+        raise ConfigError(f"{what}: {where} is not an index of a list of {len(node)} items")
     return int(part)
 
 

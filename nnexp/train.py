@@ -141,17 +141,24 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs,
     return loss_sum / n, correct / n, step
 
 
-def train(cfg: dict, log=print, progress: bool = True) -> Run:
-    """Train the network a resolved config describes and record the run."""
+def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None, data=None,
+          extra_summary: dict | None = None, on_epoch=None) -> Run:
+    """Train the network a resolved config describes and record the run.
+
+    The keywords are for sweeps: ``run`` is an empty run folder to fill (a new
+    one is created otherwise), ``data`` a dataset already loaded for this
+    config, ``extra_summary`` fields to record (sweep id, trial, values), and
+    ``on_epoch(epoch, row)`` is asked after every epoch; a non-empty answer is
+    the reason to stop early, and the run ends as ``pruned``.
+    """
     t_start = time.perf_counter()
-    data = load_data(cfg, log=log)
+    data = data if data is not None else load_data(cfg, log=log)
     t_data = time.perf_counter() - t_start
     rngs = make_rngs(cfg["train"]["seed"])
     model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs)
 
-    store = RunStore(cfg["tracking"]["store"])
     name = cfg["tracking"]["name"] or "run"
-    run = store.create(name)
+    run = run or RunStore(cfg["tracking"]["store"]).create(name)
     run.write_config(dump_yaml(cfg))
     t = cfg["train"]
     run.update_summary(
@@ -160,13 +167,13 @@ def train(cfg: dict, log=print, progress: bool = True) -> Run:
         dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
         params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
         train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-        pid=os.getpid(), **provenance(),
+        pid=os.getpid(), **provenance(), **(extra_summary or {}),
     )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images")
     try:
-        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress)
-    except KeyboardInterrupt:
-        run.update_summary(status="interrupted", reason="interrupted by the user (Ctrl-C)",
+        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch)
+    except KeyboardInterrupt as exc:
+        run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
     except Diverged as exc:
@@ -180,7 +187,7 @@ def train(cfg: dict, log=print, progress: bool = True) -> Run:
     return run
 
 
-def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress):
+def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None):
     t, batch_size = cfg["train"], cfg["data"]["batch_size"]
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
@@ -193,7 +200,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
     stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
                             es_cfg.get("min_delta", 0.0))
     has_val = len(data.x_val) > 0
-    best_state, step, train_seconds, log_seconds = None, 0, 0.0, 0.0
+    best_state, step, train_seconds, log_seconds, pruned = None, 0, 0.0, 0.0, None
     for epoch in range(1, t["epochs"] + 1):
         t0 = time.perf_counter()
         lr = schedule(step)
@@ -222,13 +229,19 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         if has_val and stopper.should_stop:
             log(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
+        pruned = on_epoch(epoch, row) if on_epoch is not None and epoch < t["epochs"] else None
+        if pruned:
+            log(f"pruned after epoch {epoch}: {pruned}")
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
         log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
-    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epoch, log)
+    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epoch, log,
+            status="pruned" if pruned else "completed", reason=pruned or None)
 
 
-def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log):
+def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,
+            status="completed", reason=None):
     """Final evaluation on the test set, weights, plots and the completed summary."""
     eval_bs = cfg["train"]["eval_batch_size"]
     # Final train metrics are the last epoch's running averages (training mode),
@@ -245,7 +258,7 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
     if cfg["tracking"]["plots"]:
         make_plots(run, data, probs)
     run.update_summary(
-        status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
+        status=status, reason=reason, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
         test_loss=test_loss, test_accuracy=test_acc, **metrics,
         data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
         logging_seconds=log_seconds, total_seconds=time.perf_counter() - t_start,

@@ -9,8 +9,13 @@ import pytest
 from nnexp.data import load_dataset
 
 
+def run_folders(store):
+    """The run folders of a store (not the index file or the sweeps folder)."""
+    return sorted(p for p in store.iterdir() if (p / "summary.json").exists())
+
+
 def only_run(store):
-    runs = [p for p in store.iterdir() if p.is_dir()]
+    runs = run_folders(store)
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -38,7 +43,7 @@ def test_run_writes_a_readable_run_folder(nnexp, tiny_config, store):
 def test_same_config_and_seed_give_identical_metrics(nnexp, tiny_config, store):
     for _ in range(2):
         assert nnexp("run", tiny_config, "-q", "tracking.plots=false")[0] == 0
-    a, b = store.iterdir()
+    a, b = run_folders(store)
 
     def metrics(run):  # everything but the timing column
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((run / "metrics.csv").open())]
@@ -175,7 +180,7 @@ def test_augmented_training_is_deterministic_and_changes_the_run(nnexp, tiny_con
     aug = "data.augment={rotate: 10, scale: 0.1, shift: 2, elastic_alpha: 8}"
     for extra in ([aug], [aug], []):
         assert nnexp("run", tiny_config, "-q", "tracking.plots=false", "train.epochs=1", *extra)[0] == 0
-    a, b, plain = sorted((json.loads((r / "summary.json").read_text()) for r in store.iterdir()),
+    a, b, plain = sorted((json.loads((r / "summary.json").read_text()) for r in run_folders(store)),
                          key=lambda s: s["start_time"])
     assert a["final_train_loss"] == b["final_train_loss"] and a["test_accuracy"] == b["test_accuracy"]
     assert a["final_train_loss"] != plain["final_train_loss"]

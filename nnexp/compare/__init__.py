@@ -1,0 +1,1 @@
+"""Comparing runs: selection filters, statistics over seeds, tables, plots and reports."""

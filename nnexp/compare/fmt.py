@@ -1,0 +1,23 @@
+"""How a value looks in a comparison table, in the terminal and in the HTML report."""
+
+from __future__ import annotations
+
+import math
+
+
+def format_cell(column: str, value) -> str:
+    """Accuracies (a column whose name contains 'accuracy') in [0, 1] as percents,
+    other floats with 4 significant digits, missing values as '-'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if "accuracy" in column and 0.0 <= value <= 1.0 and not column.endswith(("std", "ci95")):
+            return f"{value:.2%}"
+        if "accuracy" in column and column.endswith(("std", "ci95")):
+            return f"{value * 100:.2f}pp"
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,388 @@
+"""Sweep specs: the YAML file that says what to vary, how, and what wins.
+
+A spec names a base config and the dotted keys to vary::
+
+    name: mlp-lr-batch
+    base: ../configs/mlp.yaml          # relative to this file
+    overrides: {train.epochs: 8}       # fixed changes for every trial
+    metric: val_accuracy               # or val_loss (the final epoch's value)
+    goal: maximize                     # default: maximize accuracy, minimize loss
+    method: grid                       # or random (with n_trials and seed)
+    repeats: 3                         # every point with seeds base+0, +1, +2
+    parameters:
+      optimizer.lr: [0.001, 0.002, 0.004]
+      optimizer.weight_decay: {distribution: loguniform, low: 1.0e-5, high: 0.1}
+      optimizer.momentum: {values: [0.9, 0.99], when: {optimizer.name: sgd}}
+    zip:
+      - {data.batch_size: [64, 128, 256], optimizer.lr: [0.001, 0.002, 0.004]}
+    halving: {min_epochs: 1, eta: 3}   # prune the worse trials at epochs 1, 3, 9, ...
+
+:func:`load_spec` checks the spec and :func:`plan` turns it into trials, each
+with a validated config, so that a typo fails before the first trial starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import _FLOAT_RE, load_yaml, set_path, validate
+from ..errors import ConfigError
+from ..tracking.store import slugify
+from .space import Param, Space, ZipGroup, point_key
+
+SPEC_KEYS = ("name", "description", "base", "overrides", "metric", "goal", "method", "n_trials", "seed",
+             "repeats", "seeds", "halving", "parameters", "zip")
+PARAM_KEYS = ("values", "distribution", "low", "high", "log", "n", "when")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+HALVING_KEYS = ("min_epochs", "eta", "max_epochs")
+
+
+@dataclass
+class Halving:
+    """Successive halving: rungs at min_epochs * eta**k epochs, below max_epochs."""
+
+    min_epochs: int
+    eta: int
+    max_epochs: int
+
+    @property
+    def rungs(self) -> list[int]:
+        rungs, r = [], self.min_epochs
+        while r < self.max_epochs:
+            rungs.append(r)
+            r *= self.eta
+        return rungs
+
+
+@dataclass
+class SweepSpec:
+    path: Path
+    name: str
+    base_path: Path
+    base: dict  # the base config after the spec's overrides, not yet validated
+    space: Space
+    metric: str
+    goal: str
+    method: str
+    n_trials: int | None
+    seed: int
+    seeds: list[int]
+    halving: Halving | None
+    raw: dict
+
+    @property
+    def id(self) -> str:
+        """The same spec on the same base config always gets the same id, which is
+        how running a sweep again finds (and skips) its finished trials."""
+        base = {k: v for k, v in self.base.items() if k != "tracking"}
+        text = json.dumps({"spec": {k: v for k, v in self.raw.items() if k != "description"}, "base": base},
+                          sort_keys=True, default=str)
+        return f"{slugify(self.name)}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class Trial:
+    index: int
+    params: dict  # {dotted key: value} the sweep chose
+    seed: int
+    config: dict  # resolved and validated
+
+    def run_id(self, sweep_id: str) -> str:
+        return f"{sweep_id}-t{self.index:03d}"
+
+    def label(self) -> str:
+        values = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        return f"trial {self.index} ({values}{', ' if values else ''}seed {self.seed})"
+
+
+# ------------------------------------------------------------------ loading --
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a sweep spec; every error names the file and the key."""
+    path = Path(path)
+    raw = load_yaml(path)
+    src = str(path)
+    _unknown(raw, SPEC_KEYS, "", src)
+    if "base" not in raw:
+        raise ConfigError(f"{src}: missing 'base': the config file every trial starts from")
+    base_path = _find_base(path, raw["base"], src)
+    base = load_yaml(base_path)
+    for key, value in _mapping(raw.get("overrides"), "overrides", src).items():
+        set_path(base, _parts(key, f"overrides.{key}", src), copy.deepcopy(value), f"{src}: overrides.{key}")
+
+    metric = raw.get("metric", "val_accuracy")
+    if metric not in METRICS:
+        raise ConfigError(f"{src}: 'metric' is {metric!r}; choose one of {', '.join(METRICS)} "
+                          "(measured on the validation set at the last epoch)")
+    goal = raw.get("goal", METRICS[metric])
+    if goal not in ("maximize", "minimize"):
+        raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
+    method = raw.get("method", "grid")
+    if method not in ("grid", "random"):
+        hint = " (halving is a block of its own: 'halving: {min_epochs: 1, eta: 3}')" if method == "halving" else ""
+        raise ConfigError(f"{src}: 'method' is {method!r}; choose grid or random{hint}")
+    n_trials = raw.get("n_trials")
+    if method == "random":
+        n_trials = _int(n_trials, "n_trials", src, minimum=1, required=True)
+    elif n_trials is not None:
+        raise ConfigError(f"{src}: 'n_trials' is for method: random; a grid runs every combination")
+    seed = _int(raw.get("seed", 0), "seed", src, minimum=0)
+
+    space = Space(tuple(_params(raw.get("parameters"), src)), tuple(_zips(raw.get("zip"), src)))
+    if not space.params and not space.zips and "repeats" not in raw and "seeds" not in raw:
+        raise ConfigError(f"{src}: nothing to sweep: add 'parameters', 'zip' or 'repeats'")
+    swept = [p.key for p in space.params] + [k for z in space.zips for k in z.keys]
+    duplicates = sorted({k for k in swept if swept.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"{src}: {', '.join(duplicates)} is swept twice (in parameters and/or zip)")
+    for p in space.params:
+        for key in p.when:
+            if key not in swept[: swept.index(p.key)] and _lookup(base, key) is _MISSING:
+                raise ConfigError(f"{src}: parameters.{p.key}.when: {key!r} is neither a parameter declared "
+                                  "before it nor a key of the base config")
+    if method == "grid":
+        for p in space.params:
+            if not p.is_discrete:
+                raise ConfigError(f"{src}: parameters.{p.key}: a grid needs discrete values; give 'values', "
+                                  f"or 'n' points for the {p.kind} range, or use method: random")
+
+    seeds = _seeds(raw, base, src)
+    if "train.seed" in swept and ("repeats" in raw or "seeds" in raw):
+        raise ConfigError(f"{src}: train.seed is swept and repeated; use one of the two")
+    halving = _halving(raw.get("halving"), base, swept, src)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{src}: 'name' must be a non-empty string")
+    return SweepSpec(path, name, base_path, base, space, metric, goal, method, n_trials, seed, seeds,
+                     halving, raw)
+
+
+def plan(spec: SweepSpec, log=print) -> list[Trial]:
+    """Every trial of the sweep, each config built and validated now."""
+    lookup = lambda key: _lookup(spec.base, key)  # noqa: E731
+    if spec.method == "grid":
+        points = spec.space.grid(lookup)
+    else:
+        points, exhausted = spec.space.sample(spec.n_trials, spec.seed, lookup)
+        if exhausted:
+            log(f"note: the space has only {len(points)} distinct configurations; n_trials is "
+                f"{spec.n_trials}, so each runs once")
+    trials = []
+    for point in points:
+        for seed in spec.seeds:
+            trials.append(_trial(spec, len(trials), point, seed))
+    return trials
+
+
+def _trial(spec: SweepSpec, index: int, point: dict, seed: int) -> Trial:
+    cfg = copy.deepcopy(spec.base)
+    where = f"{spec.path}: trial {index} ({', '.join(f'{k}={_short(v)}' for k, v in point.items())})"
+    for key, value in point.items():
+        set_path(cfg, key.split("."), copy.deepcopy(value), where)
+    if seed is not None:
+        set_path(cfg, ["train", "seed"], seed, where)
+    cfg = validate(cfg, source=where)
+    return Trial(index, dict(point), cfg["train"]["seed"], cfg)
+
+
+# ------------------------------------------------------------- the pieces --
+
+_MISSING = object()
+
+
+def _lookup(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _params(section, src) -> list[Param]:
+    params = []
+    for key, spec in _mapping(section, "parameters", src).items():
+        where = f"parameters.{key}"
+        _parts(key, where, src)
+        if isinstance(spec, list):
+            spec = {"values": spec}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{src}: {where} is {spec!r}: give a list of values or a mapping such as "
+                              "{distribution: loguniform, low: 1.0e-4, high: 0.1}; a single fixed value "
+                              "belongs under 'overrides'")
+        params.append(_param(key, spec, where, src))
+    return params
+
+
+def _param(key: str, spec: dict, where: str, src: str) -> Param:
+    _unknown(spec, PARAM_KEYS, f"{where}.", src)
+    kind = spec.get("distribution", "choice" if "values" in spec else None)
+    if kind not in DISTRIBUTIONS:
+        raise ConfigError(f"{src}: {where}: 'distribution' is {kind!r}; choose one of {', '.join(DISTRIBUTIONS)} "
+                          "(or give 'values')")
+    when = _when(spec.get("when"), where, src)
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{src}: {where}.log must be true or false, got {log!r}")
+    n = None if spec.get("n") is None else _int(spec["n"], f"{where}.n", src, minimum=2)
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{src}: {where}.values must be a non-empty list, got {values!r}")
+        if len({point_key({"v": v}) for v in values}) < len(values):
+            raise ConfigError(f"{src}: {where}.values lists a value twice: {values!r}")
+        return Param(key, kind, values=tuple(_yaml_number(v) for v in values), when=when)
+    low, high = _number(spec.get("low"), f"{where}.low", src), _number(spec.get("high"), f"{where}.high", src)
+    if not low < high:
+        raise ConfigError(f"{src}: {where}: low ({low}) must be below high ({high})")
+    if (kind == "loguniform" or log) and low <= 0:
+        raise ConfigError(f"{src}: {where}: a log scale needs low > 0, got {low}")
+    if kind == "int":
+        low, high = _int(low, f"{where}.low", src), _int(high, f"{where}.high", src)
+    return Param(key, kind, low=low, high=high, log=log, n=n, when=when)
+
+
+def _when(when, where: str, src: str) -> dict:
+    if when is None:
+        return {}
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{src}: {where}.when must map keys to values, e.g. {{optimizer.name: sgd}}")
+    return {str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
+
+
+def _zips(section, src) -> list[ZipGroup]:
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        raise ConfigError(f"{src}: 'zip' must be a list of groups, each mapping keys to equally long lists")
+    groups = []
+    for i, group in enumerate(section):
+        where = f"zip[{i}]"
+        if not isinstance(group, dict) or len(group) < 1:
+            raise ConfigError(f"{src}: {where} must map keys to lists of values")
+        lengths = set()
+        for key, values in group.items():
+            _parts(str(key), f"{where}.{key}", src)
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{src}: {where}.{key} must be a non-empty list, got {values!r}")
+            lengths.add(len(values))
+        if len(lengths) > 1:
+            sizes = ", ".join(f"{k}: {len(v)}" for k, v in group.items())
+            raise ConfigError(f"{src}: {where}: the lists must be equally long ({sizes})")
+        keys = tuple(str(k) for k in group)
+        groups.append(ZipGroup(keys, tuple(zip(*group.values()))))
+    return groups
+
+
+def _seeds(raw: dict, base: dict, src: str) -> list:
+    if "repeats" in raw and "seeds" in raw:
+        raise ConfigError(f"{src}: give 'repeats' or 'seeds', not both")
+    if "seeds" in raw:
+        seeds = raw["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ConfigError(f"{src}: 'seeds' must be a list of integers >= 0, got {seeds!r}")
+        if len(set(seeds)) < len(seeds):
+            raise ConfigError(f"{src}: 'seeds' lists a seed twice: {seeds!r}")
+        return list(seeds)
+    if "repeats" in raw:
+        repeats = _int(raw["repeats"], "repeats", src, minimum=1)
+        first = _lookup(base, "train.seed")
+        first = first if isinstance(first, int) and not isinstance(first, bool) else 0
+        return [first + r for r in range(repeats)]
+    return [None]  # the base config's own seed
+
+
+def _halving(section, base: dict, swept: list[str], src: str) -> Halving | None:
+    if section is None:
+        return None
+    section = _mapping(section, "halving", src)
+    _unknown(section, HALVING_KEYS, "halving.", src)
+    if "train.epochs" in swept:
+        raise ConfigError(f"{src}: halving decides the epochs; do not sweep train.epochs with it")
+    epochs = _lookup(base, "train.epochs")
+    default_max = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 10
+    h = Halving(min_epochs=_int(section.get("min_epochs", 1), "halving.min_epochs", src, minimum=1),
+                eta=_int(section.get("eta", 3), "halving.eta", src, minimum=2),
+                max_epochs=_int(section.get("max_epochs", default_max), "halving.max_epochs", src, minimum=1))
+    if not h.rungs:
+        raise ConfigError(f"{src}: halving.min_epochs ({h.min_epochs}) must be below the trials' epochs "
+                          f"({h.max_epochs}), or nothing is ever pruned")
+    if h.max_epochs != default_max:
+        set_path(base, ["train", "epochs"], h.max_epochs, f"{src}: halving.max_epochs")
+    return h
+
+
+def _find_base(spec_path: Path, base, src: str) -> Path:
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{src}: 'base' must be the path of a config file, got {base!r}")
+    for candidate in (spec_path.parent / base, Path(base)):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{src}: base config {base!r} not found (looked in {spec_path.parent} and the current directory)")
+
+
+def _mapping(value, where: str, src: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{src}: '{where}' must be a mapping, got {value!r}")
+    return value
+
+
+def _parts(key, where: str, src: str) -> list[str]:
+    parts = str(key).split(".")
+    if not isinstance(key, str) or any(not p for p in parts):
+        raise ConfigError(f"{src}: {where}: {key!r} is not a dotted config key such as optimizer.lr")
+    return parts
+
+
+def _unknown(given: dict, allowed, prefix: str, src: str) -> None:
+    for key in given:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f" (allowed: {', '.join(allowed)})"
+            raise ConfigError(f"{src}: unknown key '{prefix}{key}'{extra}")
+
+
+def _int(value, where: str, src: str, minimum: int | None = None, required: bool = False) -> int:
+    if value is None and required:
+        raise ConfigError(f"{src}: missing '{where}'")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{src}: '{where}' must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{src}: '{where}' must be >= {minimum}, got {value}")
+    return value
+
+
+def _number(value, where: str, src: str) -> float:
+    value = _yaml_number(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{src}: '{where}' must be a number, got {value!r}")
+    return float(value)
+
+
+def _yaml_number(value):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep value that looks
+    like a number is one."""
+    if isinstance(value, str) and "e" in value.lower() and _FLOAT_RE.match(value.strip()):
+        return float(value)
+    return value
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

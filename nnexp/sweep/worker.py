@@ -1,0 +1,128 @@
+"""A sweep worker: a process that trains the trials the driver sends it.
+
+Protocol over one duplex pipe (tuples):
+
+    driver -> worker   ("trial", payload)           train this trial
+                       ("decision", reason|None)    answer to a rung report
+                       ("stop",)                    exit
+    worker -> driver   ("rung", index, epoch, value)   reached a halving rung; waits for a decision
+                       ("done", index, status, value, reason)
+
+Workers ignore Ctrl-C (the driver decides what stops) and turn SIGTERM into
+KeyboardInterrupt, so a stopped trial is recorded as ``interrupted`` by the
+trainer itself. A worker whose driver disappears (killed with SIGKILL) stops
+its trial the same way within a second, instead of training on unobserved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+
+def worker_main(conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt)
+    _watch_parent(os.getppid())
+    datasets: dict[str, object] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if message[0] != "trial":
+            return
+        try:
+            conn.send(("done", *run_trial(message[1], conn, datasets)))
+        except (OSError, EOFError):  # the driver is gone
+            return
+        except KeyboardInterrupt:
+            return
+
+
+def run_trial(payload: dict, conn, datasets: dict) -> tuple:
+    """Train one trial into its (prepared, empty) run folder; returns
+    ``(index, status, value, reason)`` for the driver."""
+    from ..train import train
+    from ..tracking import Run
+
+    index, metric, rungs = payload["index"], payload["metric"], set(payload["rungs"])
+    cfg = payload["config"]
+    run = Run(Path(payload["run_path"]))
+
+    def on_epoch(epoch: int, row: dict):
+        if epoch not in rungs:
+            return None
+        conn.send(("rung", index, epoch, row[metric]))
+        reply = conn.recv()
+        return reply[1]
+
+    try:
+        data = _dataset(cfg, datasets)
+        run = train(cfg, log=_quiet, progress=False, run=run, data=data,
+                    extra_summary=payload["extra_summary"], on_epoch=on_epoch if rungs else None)
+    except KeyboardInterrupt as exc:
+        _record_failure(run, payload, "interrupted", str(exc))
+        return index, "interrupted", None, str(exc)
+    except Exception as exc:  # one trial's failure is recorded in its run; the sweep goes on
+        reason = f"{type(exc).__name__}: {exc}" if not hasattr(exc, "exit_code") else str(exc)
+        _record_failure(run, payload, "failed", reason)
+        return index, "failed", None, reason
+    summary = run.summary
+    return index, summary["status"], summary.get(f"final_{metric}"), summary.get("reason")
+
+
+def _dataset(cfg: dict, datasets: dict):
+    """Load a trial's dataset once per worker: trials that share a data
+    section (nearly always) share the arrays."""
+    from ..train import load_data
+
+    keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
+            "test_csv_path", "test_size", "train_subset")
+    key = json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
+    if key not in datasets:
+        datasets.clear()  # keep one: a sweep over datasets should not hold them all
+        datasets[key] = load_data(cfg, log=_quiet)
+    return datasets[key]
+
+
+def _record_failure(run, payload: dict, status: str, reason: str) -> None:
+    """The trainer records its own failures; this covers the ones before it
+    started (the dataset did not load) so that no trial folder is left bare."""
+    if run.summary_path.exists():
+        return
+    if status == "failed":
+        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    cfg = payload["config"]
+    run.update_summary(id=run.id, name=cfg["tracking"]["name"], status=status, reason=reason,
+                       started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(),
+                       ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seed=cfg["train"]["seed"],
+                       epochs_planned=cfg["train"]["epochs"], epochs_completed=0, pid=os.getpid(),
+                       **payload["extra_summary"])
+
+
+_STOP_REASON = ["interrupted: the sweep was stopped"]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(_STOP_REASON[0])
+
+
+def _watch_parent(parent: int) -> None:
+    """SIGTERM ourselves when the driver goes away (we are re-parented)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        _STOP_REASON[0] = "interrupted: the sweep's driver process died"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass

@@ -1,0 +1,198 @@
+"""Running sweeps: trials as runs, parallel workers, failures, pruning, resume
+after Ctrl-C and after SIGKILL, one driver per sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+BASE = """\
+data: {{dataset: mnist, val_size: 200, batch_size: 64, train_subset: {subset}}}
+model:
+  layers:
+    - {{type: flatten}}
+    - {{type: dense, units: {units}}}
+    - {{type: relu}}
+    - {{type: dense, units: 10}}
+optimizer: {{name: adam, lr: 0.002}}
+train: {{epochs: {epochs}, seed: 0, eval_batch_size: 500}}
+tracking: {{store: {store}, plots: false}}
+"""
+
+
+@pytest.fixture
+def sweep_dir(tmp_path, store):
+    def make(spec, subset=600, units=16, epochs=2):
+        (tmp_path / "base.yaml").write_text(BASE.format(subset=subset, units=units, epochs=epochs, store=store))
+        path = tmp_path / "spec.yaml"
+        path.write_text("base: base.yaml\n" + textwrap.dedent(spec))
+        return path
+    return make
+
+
+def summaries(store: Path, prefix: str = "") -> dict[str, dict]:
+    out = {}
+    for path in sorted(store.iterdir()) if store.is_dir() else []:
+        if path.name.startswith(prefix) and (path / "summary.json").exists():
+            out[path.name] = json.loads((path / "summary.json").read_text())
+    return out
+
+
+def sweep_id(nnexp, spec) -> str:
+    code, out, err = nnexp("sweep", spec, "--dry-run")
+    assert code == 0, err
+    return out.split()[0].rsplit("-t", 1)[0]
+
+
+def test_every_trial_is_a_run_with_its_values_and_a_rerun_skips_them(nnexp, sweep_dir, store):
+    spec = sweep_dir("""
+        parameters:
+          optimizer.lr: [0.001, 0.01]
+        repeats: 2
+    """)
+    code, out, err = nnexp("sweep", spec, "--workers", "2", "-q")
+    assert code == 0, err
+    runs = summaries(store)
+    assert len(runs) == 4
+    assert {s["status"] for s in runs.values()} == {"completed"}
+    assert {(s["trial_params"]["optimizer.lr"], s["seed"]) for s in runs.values()} == {
+        (0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)}
+    sweep = {s["sweep"] for s in runs.values()}
+    assert len(sweep) == 1 and "best: trial" in out and f"--sweep {sweep.pop()}" in out
+    mtimes = {p: (store / p / "summary.json").stat().st_mtime_ns for p in runs}
+    code, out, err = nnexp("sweep", spec, "-q")
+    assert code == 0 and "4 completed" in out
+    assert mtimes == {p: (store / p / "summary.json").stat().st_mtime_ns for p in runs}  # untouched
+    code, out, _ = nnexp("sweeps", "--store", store, "--json")
+    state = json.loads(out)[0]
+    assert state["status"] == "completed" and state["counts"] == {"completed": 4} and state["trials"] == 4
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(nnexp, sweep_dir, store):
+    # lr 1e30 with plain SGD diverges: that trial fails, the others complete
+    spec = sweep_dir("""
+        overrides: {optimizer: {name: sgd, lr: 0.1}}
+        parameters:
+          optimizer.lr: [0.05, 1.0e+30, 0.1]
+    """)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 1
+    runs = summaries(store)
+    statuses = sorted((s["trial"], s["status"]) for s in runs.values())
+    assert statuses == [(0, "completed"), (1, "failed"), (2, "completed")]
+    failed = [s for s in runs.values() if s["status"] == "failed"][0]
+    assert "diverged" in failed["reason"]
+
+
+def test_fail_fast_stops_at_the_first_failure(nnexp, sweep_dir, store):
+    spec = sweep_dir("""
+        overrides: {optimizer: {name: sgd, lr: 0.1}}
+        parameters:
+          optimizer.lr: [1.0e+30, 0.05, 0.1]
+    """)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "--fail-fast", "-q")
+    assert code == 1
+    assert [s["status"] for s in summaries(store).values()] == ["failed"]  # nothing else started
+
+
+def test_halving_prunes_and_records_pruned_trials(nnexp, sweep_dir, store):
+    spec = sweep_dir("""
+        method: random
+        n_trials: 6
+        seed: 2
+        parameters:
+          optimizer.lr: {distribution: loguniform, low: 1.0e-5, high: 0.01}
+        halving: {min_epochs: 1, eta: 3}
+    """, epochs=3)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    runs = summaries(store)
+    statuses = [s["status"] for s in runs.values()]
+    assert len(runs) == 6 and "pruned" in statuses and "completed" in statuses
+    for s in runs.values():
+        if s["status"] == "pruned":
+            assert s["epochs_completed"] < 3 and "pruned at epoch" in s["reason"]
+            assert s["test_accuracy"] is not None  # a pruned run is complete, only shorter
+        else:
+            assert s["epochs_completed"] == 3
+
+
+def test_a_second_driver_for_the_same_sweep_is_refused(nnexp, sweep_dir, store):
+    import fcntl
+
+    spec = sweep_dir("parameters: {optimizer.lr: [0.001]}\n")
+    sid = sweep_id(nnexp, spec)
+    lock_dir = store / "sweeps" / sid
+    lock_dir.mkdir(parents=True)
+    with open(lock_dir / "lock", "w") as f:
+        f.write("pid 123 on elsewhere")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        code, _, err = nnexp("sweep", spec, "-q")
+    assert code == 1 and "already running" in err and "pid 123" in err
+    assert summaries(store) == {}
+
+
+def _start_driver(spec, store) -> subprocess.Popen:
+    env = dict(os.environ, NNEXP_STORE=str(store))
+    return subprocess.Popen([sys.executable, "-m", "nnexp", "sweep", str(spec), "--workers", "2", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def _wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _some_trial_mid_training(store) -> bool:
+    return any(s.get("status") == "running" and s.get("epochs_completed", 0) >= 1
+               for s in summaries(store).values())
+
+
+SLOW = """
+    parameters:
+      optimizer.lr: [0.001, 0.002, 0.003]
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_the_driver_is_stopped(nnexp, sweep_dir, store, sig):
+    """Stop the driver mid-trial (SIGKILL: no chance to clean up; SIGINT:
+    Ctrl-C), run the same command again: every trial exactly once, completed."""
+    spec = sweep_dir(SLOW, subset=8000, units=128, epochs=20)
+    driver = _start_driver(spec, store)
+    try:
+        assert _wait_until(lambda: _some_trial_mid_training(store)), driver.stderr.read()
+    finally:
+        driver.send_signal(sig)
+    driver.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert driver.returncode == 130
+    # the workers notice and record their trials as interrupted, not left 'running'
+    assert _wait_until(lambda: all(s["status"] != "running" for s in summaries(store).values()), 30)
+    stopped = summaries(store)
+    assert stopped and {s["status"] for s in stopped.values()} <= {"interrupted", "completed"}
+    assert "interrupted" in {s["status"] for s in stopped.values()}
+
+    # resume: the same spec is the same sweep
+    for path in stopped:
+        assert (store / path / "config.yaml").exists()
+    code, out, err = nnexp("sweep", spec, "--workers", "2", "-q", "--store", store)
+    assert code == 0, err
+    final = summaries(store)
+    assert len(final) == 3 and sorted(s["trial"] for s in final.values()) == [0, 1, 2]
+    assert {s["status"] for s in final.values()} == {"completed"}
+    for name, before in stopped.items():
+        if before["status"] == "interrupted":  # rerun, with the earlier attempt kept aside
+            assert final[name]["attempt"] == before.get("attempt", 1) + 1
+            assert (store / name / "attempts" / "1" / "summary.json").exists()
