@@ -72,11 +72,19 @@ def run_row(info) -> dict:
 @cli.command()
 @STORE_OPTION
 @JSON_OPTION
-def runs(store, as_json):
+@click.option("--reindex", is_flag=True, help="Rebuild the store's index from the run folders first.")
+def runs(store, as_json, reindex):
     """List the runs in the store, oldest first."""
-    from .tracking import RunStore
+    # Light imports only: this is the command people run most, on stores of
+    # thousands of runs (no pandas, no NumPy on the warm path).
+    from .tracking import RunInfo, RunStore
 
-    infos = RunStore(store).runs()
+    if reindex:
+        records = RunStore(store).records(reindex=True)
+        click.echo(f"indexed {len(records)} run{'s' if len(records) != 1 else ''} in {store}", err=True)
+        infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
+    else:
+        infos = RunStore(store).runs()
     if as_json:
         click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
         return
@@ -287,6 +295,40 @@ def sweeps(store, as_json):
                      "best": None if not best else f"{s.get('metric')} {best.get('value', float('nan')):.4f}",
                      "updated": s.get("updated")})
     click.echo(format_table(rows, SWEEP_COLUMNS))
+
+
+@cli.command()
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option("--sweep", "sweep_ref", default=None, help="The runs of one sweep (its id, id prefix or name).")
+@click.option("--where", default=None,
+              help="Filter, e.g. \"optimizer.name == 'adam' and val_accuracy > 0.97\".")
+@click.option("--sort", default=None, help="Metric (or parameter) to sort and plot by [default: the sweep's "
+              "metric, else val_accuracy].")
+@click.option("--agg", type=click.Choice(["final", "best", "mean"]), default="final", show_default=True,
+              help="Per-epoch metrics as the last epoch's value, the best epoch's or the mean over epochs.")
+@click.option("--metrics", default=None, help="Comma-separated metrics to show "
+              "[default: val_accuracy,val_loss,test_accuracy,train_seconds].")
+@click.option("--group/--no-group", default=None, help="Aggregate runs that differ only in their seed "
+              "[default: when there are such runs].")
+@click.option("--asc/--desc", "ascending", default=None, help="Sort order [default: best first].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the first N rows.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
+@click.option("--markdown", "fmt", flag_value="markdown", help="Print a Markdown table.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              help="Save comparison plots (PNG) in this directory.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report (table and plots).")
+@STORE_OPTION
+@JSON_OPTION
+def compare(run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt, plots_dir, report_path,
+            store, as_json):
+    """Compare runs: what differs, the metrics, and over seeds mean, std, n and 95% CI."""
+    from .compare.cli import run_compare
+
+    run_compare(store=store, run_refs=run_refs, sweep_ref=sweep_ref, where=where, sort=sort, agg=agg,
+                metrics=metrics, group=group, ascending=ascending, limit=limit,
+                fmt="json" if as_json else (fmt or "text"), plots_dir=plots_dir, report_path=report_path,
+                argv=sys.argv)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,100 @@
+"""What ``nnexp compare`` does, step by step: select, compare, print, plot, report."""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..errors import NnexpError
+from .table import compare, render
+
+
+def select_records(store, run_refs=(), sweep_ref=None, where=None) -> tuple[list[dict], dict | None]:
+    """The records chosen by run references, a sweep and a filter (all that
+    are given must hold), and the sweep's state when one was named."""
+    from ..sweep.runner import find_sweep
+    from ..tracking import RunStore
+    from .frame import filter_records
+
+    store = RunStore(store)
+    records = store.records()
+    sweep = None
+    if sweep_ref:
+        sweep = find_sweep(store.root, sweep_ref)
+        records = [r for r in records if (r.get("summary") or {}).get("sweep") == sweep["id"]]
+    if run_refs:
+        wanted = {store.resolve(ref).id for ref in run_refs}
+        records = [r for r in records if r["id"] in wanted]
+    if where:
+        records = filter_records(records, where)
+    return records, sweep
+
+
+def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
+                plots_dir, report_path, argv) -> None:
+    from .frame import records_frame
+
+    records, sweep = select_records(store, run_refs, sweep_ref, where)
+    if not records:
+        what = " and ".join(filter(None, [
+            f"runs {', '.join(run_refs)}" if run_refs else "", f"sweep {sweep_ref}" if sweep_ref else "",
+            f"--where {where!r}" if where else ""])) or "the store"
+        raise NnexpError(f"no runs to compare: nothing in {store} matches {what}")
+    goal = None if ascending is None else ("minimize" if ascending else "maximize")
+    sort = sort or (sweep or {}).get("metric") or "val_accuracy"
+    if goal is None and sweep and sort == sweep.get("metric"):
+        goal = sweep.get("goal")
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    result = compare(records_frame(records), sort=sort, agg=agg, metrics=wanted, group=group, goal=goal,
+                     limit=limit)
+    click.echo(render(result.table, fmt))
+    if fmt == "text":
+        how = (f"grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
+        click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
+                   f"({result.goal})", err=True)
+    if plots_dir or report_path:
+        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv)
+
+
+def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv) -> None:
+    from .plots import comparison_plots
+    from .report import write_report
+
+    curves = _curves(result.runs)
+    with tempfile.TemporaryDirectory(prefix="nnexp-compare-") as tmp:
+        out = plots_dir or Path(tmp)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NnexpError(f"cannot create the plots directory {out}: {exc.strerror or exc}") from None
+        plots = comparison_plots(result.runs, curves, result.varied, result.metric, result.goal, out,
+                                 sweep=sweep is not None)
+        if plots_dir:
+            click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
+        if report_path:
+            title = f"nnexp: sweep {sweep['name']}" if sweep else f"nnexp: {len(result.runs)} runs compared"
+            notes = [f"command: nnexp {' '.join(shlex.quote(a) for a in argv[1:])}", f"store: {store}",
+                     f"{len(result.runs)} runs; sorted by {result.metric} ({result.goal})"]
+            if where:
+                notes.append(f"filter: {where}")
+            if sweep:
+                notes.append(f"sweep {sweep['id']}: {sweep.get('method')}, {sweep.get('trials')} trials, "
+                             f"status {sweep.get('status')}")
+            write_report(report_path, title, result.table, plots, notes)
+            click.echo(f"report: {report_path}", err=True)
+
+
+def _curves(runs, limit: int = 2000) -> dict:
+    """metrics.csv of each run (the first ``limit`` in the comparison's order)."""
+    import pandas as pd
+
+    curves = {}
+    for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
+        try:
+            curves[run_id] = pd.read_csv(Path(path) / "metrics.csv")
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue
+    return curves

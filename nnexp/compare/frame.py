@@ -1,0 +1,57 @@
+"""The pandas view of a store: one row per run, flat ``param.*`` and ``metric.*``
+columns. ``nnexp.load_runs`` is the notebook entry point::
+
+    import nnexp
+    df = nnexp.load_runs("runs", where="optimizer.name == 'adam' and val_accuracy > 0.97")
+    df.groupby("param.optimizer.lr")["metric.val_accuracy"].mean()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+TOP_COLUMNS = ("id", "name", "status", "sweep", "trial", "seed", "tags", "dataset", "start_time", "started", "path")
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """Records (see ``nnexp.tracking.records``) as a DataFrame, in their order."""
+    from ..tracking import live_status
+
+    rows = []
+    for r in records:
+        s = r.get("summary") or {}
+        row = {"id": r["id"], "name": s.get("name"), "status": live_status(s), "sweep": s.get("sweep"),
+               "trial": s.get("trial"), "seed": s.get("seed"), "tags": s.get("tags") or [],
+               "dataset": s.get("dataset"), "start_time": s.get("start_time"), "started": s.get("started"),
+               "path": r.get("path")}
+        row.update({f"param.{k}": v for k, v in (r.get("params") or {}).items()})
+        row.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=None if rows else list(TOP_COLUMNS))
+    params = sorted(c for c in frame.columns if c.startswith("param."))
+    metrics = sorted(c for c in frame.columns if c.startswith("metric."))
+    frame = frame[list(TOP_COLUMNS) + params + metrics]
+    for column in metrics:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def load_runs(store: str | Path = "runs", where: str | None = None) -> pd.DataFrame:
+    """Every readable run of ``store`` (oldest first), optionally filtered by a
+    ``--where`` expression (same grammar as ``nnexp compare --where``)."""
+    from ..tracking import RunStore
+
+    records = RunStore(store).records()
+    if where:
+        records = filter_records(records, where)
+    return records_frame(records)
+
+
+def filter_records(records: list[dict], where: str) -> list[dict]:
+    """The records matching a filter expression; unknown names are a FilterError."""
+    from .query import compile_filter, known_names, record_lookup
+
+    flt = compile_filter(where, known_names(records) if records else None)
+    return [r for r in records if flt.matches(record_lookup(r))]

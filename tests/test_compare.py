@@ -1,0 +1,142 @@
+"""nnexp compare and nnexp.load_runs on hand-made run folders with known numbers."""
+
+import csv
+import json
+import math
+
+import pytest
+
+import nnexp
+from nnexp.config import dump_yaml, validate
+
+LAYERS = [{"type": "flatten"}, {"type": "dense", "units": 16}, {"type": "relu"}, {"type": "dense", "units": 10}]
+
+
+def fake_run(store, run_id, lr, seed, val_acc, name="adam", sweep=None, tags=(), test_acc=None):
+    """A run folder as the trainer writes it; val_acc is the per-epoch curve."""
+    cfg = validate({"model": {"layers": LAYERS}, "optimizer": {"name": name, "lr": lr},
+                    "train": {"seed": seed, "epochs": len(val_acc)}, "tracking": {"tags": list(tags)}})
+    path = store / run_id
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(dump_yaml(cfg))
+    with open(path / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"])
+        for epoch, acc in enumerate(val_acc, start=1):
+            w.writerow([epoch, 1.0 / epoch, acc, 1.0 - acc, acc, lr, 1.0])
+    summary = {"id": run_id, "name": run_id, "status": "completed", "seed": seed, "tags": list(tags),
+               "start_time": 1000.0 + len(list(store.iterdir())), "params": 12730,
+               "test_accuracy": val_acc[-1] if test_acc is None else test_acc, "train_seconds": 2.0}
+    if sweep:
+        summary.update(sweep=sweep, trial=int(run_id.rsplit("t", 1)[1]), trial_params={"optimizer.lr": lr})
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+@pytest.fixture
+def grid_store(store):
+    """lr 0.001 and 0.01, three seeds each; final val accuracies chosen by hand."""
+    finals = {(0.001, 0): 0.90, (0.001, 1): 0.92, (0.001, 2): 0.94, (0.01, 0): 0.95, (0.01, 1): 0.96, (0.01, 2): 0.97}
+    for i, ((lr, seed), acc) in enumerate(finals.items()):
+        fake_run(store, f"s-aaaa-t{i:03d}", lr, seed, [0.5, acc - 0.1, acc], sweep="s-aaaa")
+    sweeps = store / "sweeps" / "s-aaaa"
+    sweeps.mkdir(parents=True)
+    (sweeps / "sweep.json").write_text(json.dumps({"id": "s-aaaa", "name": "s", "metric": "val_accuracy",
+                                                   "goal": "maximize", "status": "completed", "trials": 6}))
+    return store
+
+
+def test_grouped_over_seeds_with_mean_std_ci(nnexp, grid_store):
+    code, out, err = nnexp("compare", "--sweep", "s", "--json", "--store", grid_store)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["optimizer.lr"] for r in rows] == [0.01, 0.001]  # best first
+    best = rows[0]
+    # hand computed: mean(0.95, 0.96, 0.97) = 0.96, sd = 0.01, ci95 = t(0.975, 2) * 0.01 / sqrt(3)
+    assert best["val_accuracy"] == pytest.approx(0.96)
+    assert best["val_accuracy std"] == pytest.approx(0.01)
+    assert best["val_accuracy ci95"] == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-6)
+    assert best["val_accuracy n"] == 3 and best["runs"] == 3
+    assert rows[1]["val_accuracy"] == pytest.approx(0.92) and rows[1]["val_accuracy std"] == pytest.approx(0.02)
+    assert "train.seed" not in best and "optimizer.name" not in best  # only what differs
+
+
+def test_aggregates_best_and_mean_over_epochs(nnexp, grid_store):
+    code, out, _ = nnexp("compare", "--sweep", "s", "--json", "--agg", "mean", "--no-group", "--store", grid_store)
+    rows = {r["id"]: r for r in json.loads(out)}
+    # curve 0.5, 0.85, 0.95 for trial 3
+    assert rows["s-aaaa-t003"]["mean_val_accuracy"] == pytest.approx((0.5 + 0.85 + 0.95) / 3)
+    code, out, _ = nnexp("compare", "--sweep", "s", "--json", "--agg", "best", "--sort", "val_loss",
+                         "--no-group", "--store", grid_store)
+    rows = json.loads(out)
+    assert rows[0]["id"] == "s-aaaa-t005" and rows[0]["best_val_loss"] == pytest.approx(0.03)  # ascending loss
+
+
+def test_where_filters_on_params_metrics_and_tags(nnexp, store):
+    fake_run(store, "a", 0.001, 0, [0.96, 0.98], name="adam", tags=["baseline"])
+    fake_run(store, "b", 0.1, 0, [0.90, 0.95], name="sgd")
+    fake_run(store, "c", 0.002, 0, [0.90, 0.96], name="adam")
+    code, out, err = nnexp("compare", "--where", "optimizer.name == 'adam' and val_accuracy > 0.97", "--json",
+                           "--store", store)
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == ["a"]
+    code, out, _ = nnexp("compare", "--where", "'baseline' in tags or optimizer.lr >= 1e-1", "--csv",
+                         "--store", store)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("id,status,optimizer.lr,optimizer.name") and len(lines) == 3
+
+
+@pytest.mark.parametrize("where, message", [
+    ("optimizr.name == 'adam'", "did you mean 'optimizer.name'"),
+    ("val_accuracy >", "expected"),
+    ("(val_accuracy > 0.9", "never closed"),
+    ("__import__('os').system('true')", "--where"),
+])
+def test_invalid_filters_exit_2_with_one_message(nnexp, store, where, message):
+    fake_run(store, "a", 0.001, 0, [0.9])
+    code, out, err = nnexp("compare", "--where", where, "--store", store)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_runs_by_reference_and_markdown(nnexp, store):
+    fake_run(store, "first-run", 0.001, 0, [0.9])
+    fake_run(store, "second-run", 0.002, 0, [0.95])
+    fake_run(store, "third-run", 0.004, 0, [0.97])
+    code, out, _ = nnexp("compare", "first-run", "second", "--markdown", "--store", store)
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("| id | status | optimizer.lr |") and lines[1].startswith("| --- |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["second-run", "first-run"]
+    assert "95.00%" in lines[2]
+
+
+def test_nothing_selected_and_unknown_sweep_are_clear_errors(nnexp, store):
+    fake_run(store, "a", 0.001, 0, [0.9])
+    code, _, err = nnexp("compare", "--where", "val_accuracy > 0.99", "--store", store)
+    assert code == 1 and "no runs to compare" in err
+    code, _, err = nnexp("compare", "--sweep", "nope", "--store", store)
+    assert code == 1 and "no sweep 'nope'" in err
+    code, _, err = nnexp("compare", "--sort", "val_acuracy", "--store", store)
+    assert code == 2 and "val_acuracy" in err
+
+
+def test_load_runs_gives_flat_param_and_metric_columns(grid_store):
+    df = nnexp.load_runs(grid_store)
+    assert len(df) == 6 and list(df["id"]) == sorted(df["id"])
+    assert {"param.optimizer.lr", "param.train.seed", "metric.val_accuracy", "metric.best_val_accuracy",
+            "metric.test_accuracy", "sweep", "status"} <= set(df.columns)
+    means = df.groupby("param.optimizer.lr")["metric.val_accuracy"].mean()
+    assert means[0.01] == pytest.approx(0.96) and means[0.001] == pytest.approx(0.92)
+    only = nnexp.load_runs(grid_store, where="optimizer.lr == 0.01 and train.seed > 0")
+    assert sorted(only["param.train.seed"]) == [1, 2]
+
+
+def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
+    pytest.importorskip("nnexp.compare.report")
+    report = tmp_path / "report.html"
+    code, out, err = nnexp("compare", "--sweep", "s", "--plots", tmp_path / "plots", "--report", report,
+                           "--store", grid_store)
+    assert code == 0, err
+    pngs = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert {"learning_curves.png", "best_so_far.png"} <= pngs and any(n.startswith("metric_vs_") for n in pngs)
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") == len(pngs) and "s-aaaa" in html
