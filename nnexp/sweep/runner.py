@@ -470,11 +470,14 @@ def _lock_held(path: Path) -> bool:
 def find_sweep(store: Path, ref: str) -> dict:
     """A sweep's state by id, unique id prefix, or name (the newest wins)."""
     states = list_sweeps(store)
-    for match in ([s for s in states if s.get("id") == ref], [s for s in states if str(s.get("id")).startswith(ref)],
-                  [s for s in states if s.get("name") == ref]):
-        if len(match) == 1 or (match and match[0].get("name") == ref):
-            return match[-1]
-        if len(match) > 1:
-            raise NnexpError(f"sweep {ref!r} is ambiguous: {', '.join(s['id'] for s in match[:5])}")
+    exact = [s for s in states if s.get("id") == ref]
+    prefixed = [s for s in states if str(s.get("id", "")).startswith(ref)]
+    named = [s for s in states if s.get("name") == ref]
+    if exact or len(prefixed) == 1:
+        return (exact or prefixed)[0]
+    if named:
+        return named[-1]
+    if prefixed:
+        raise NnexpError(f"sweep {ref!r} is ambiguous: {', '.join(s['id'] for s in prefixed[:5])}")
     known = ", ".join(s["id"] for s in states[-5:]) or "none"
     raise NnexpError(f"no sweep {ref!r} in {store} (recent: {known}; see 'nnexp sweeps --store {store}')")

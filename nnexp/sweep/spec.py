@@ -384,5 +384,12 @@ def _yaml_number(value):
 
 
 def _short(value) -> str:
+    """A value as a trial's label shows it: 4 significant digits, layer lists as text."""
+    from ..tracking.records import layers_text
+
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and all(isinstance(v, dict) and "type" in v for v in value):
+        return layers_text(value)
     text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 60 else text[:57] + "..."
