@@ -46,6 +46,16 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
         { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) ||
         echo "   (not installed; the Fashion-MNIST tests will skip)"
 fi
+# The HTML report is tested in a real headless browser: Debian's chromium, when we may.
+# Elsewhere the browser tests skip and say how to get it.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null &&
+        [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium (for the HTML report tests)"
+    (export DEBIAN_FRONTEND=noninteractive
+     apt-get install -y -qq chromium >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) ||
+        echo "   (not installed; the browser tests will skip)"
+fi
 echo "== fetching MNIST"
 "$venv/bin/nnexp" data fetch mnist || echo "   (MNIST not available; the real-data tests will fail and say why)"
 echo "== running the tests"
