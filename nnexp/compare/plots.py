@@ -120,16 +120,18 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
 
 
 def use_log_axis(values) -> bool:
-    """True when the values are numbers, all positive, spanning two decades or more.
+    """True when the values are numbers, all positive, spanning a decade or more
+    (learning rates 0.0005 .. 0.008 read better on a log axis; batch sizes
+    64 .. 512 do not).
 
     Missing and infinite values are ignored; strings, booleans or fewer than
-    two finite values give False (max/min >= 100 decides).
+    two finite values give False (max/min >= 10 decides).
     """
     x = _as_numeric(values)
     if x is None:
         return False
     x = x[np.isfinite(x)]
-    return bool(x.size >= 2 and x.min() > 0 and x.max() / x.min() >= 100)
+    return bool(x.size >= 2 and x.min() > 0 and x.max() / x.min() >= 10)
 
 
 def short_names(columns: list[str]) -> dict[str, str]:
