@@ -1,0 +1,380 @@
+"""The --where filter grammar: valid expressions against hand-made records,
+invalid ones with their messages, and fuzzing (any input parses or raises
+FilterError, never anything else)."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nnexp.compare.query import (
+    MISSING,
+    Filter,
+    FilterError,
+    check_names,
+    compile_filter,
+    known_columns,
+    known_names,
+    parse,
+    record_lookup,
+    row_lookup,
+)
+from nnexp.errors import ConfigError
+
+
+def record(run_id, params=None, metrics=None, **summary):
+    summary.setdefault("status", "completed")
+    return {"id": run_id, "path": f"runs/{run_id}", "summary": summary,
+            "params": params or {}, "metrics": metrics or {}}
+
+
+RECORDS = [
+    record("r1", name="mlp", seed=0, tags=["baseline", "adam"], dataset="mnist",
+           params={"optimizer.name": "adam", "optimizer.lr": 0.001, "data.batch_size": 128,
+                   "model.layers": "flatten | dense(512) | relu | dense(10)", "train.seed": 0},
+           metrics={"val_accuracy": 0.981, "test_accuracy": 0.979, "epochs": 15.0}),
+    record("r2", name="mlp", seed=1, tags=[], dataset="mnist", sweep="lr-sweep-1a2b3c4d", trial=3,
+           params={"optimizer.name": "sgd", "optimizer.lr": 0.1, "optimizer.momentum": 0.9,
+                   "data.batch_size": 64, "train.seed": 1},
+           metrics={"val_accuracy": 0.962, "epochs": 5.0}),
+    record("r3", name="it's \"quoted\"", seed=2, tags=["cnn"], dataset="fashion-mnist", status="failed",
+           params={"optimizer.name": "adamw", "optimizer.lr": 2e-3, "data.batch_size": 128,
+                   "data.augment": True, "train.seed": 2},
+           metrics={"val_accuracy": 0.895}),
+]
+
+
+def select(text, records=RECORDS):
+    flt = parse(text)
+    return [r["id"] for r in records if flt.matches(record_lookup(r))]
+
+
+def values(**fields):
+    """A lookup over plain keyword values; absent names are MISSING."""
+    return lambda name: fields.get(name, MISSING)
+
+
+# ------------------------------------------------------------------ valid expressions
+
+
+@pytest.mark.parametrize("text, expected", [
+    # the issue's example
+    ("optimizer.name == 'adam' and val_accuracy > 0.97", ["r1"]),
+    ('optimizer.name == "adam" or optimizer.name == "adamw"', ["r1", "r3"]),
+    ("optimizer.name != 'adam'", ["r2", "r3"]),
+    ("optimizer.lr < 1e-2", ["r1", "r3"]),
+    ("optimizer.lr >= 2e-3", ["r2", "r3"]),
+    ("optimizer.lr <= 0.001", ["r1"]),
+    ("data.batch_size == 128.0", ["r1", "r3"]),        # ints and floats compare numerically
+    ("param.optimizer.name == 'sgd'", ["r2"]),
+    ("metric.val_accuracy > 0.9", ["r1", "r2"]),
+    ("val_accuracy > -1", ["r1", "r2", "r3"]),          # negative literal
+    ("val_accuracy > .9 and val_accuracy < .97", ["r2"]),
+    ("optimizer.name in ['adam', 'sgd']", ["r1", "r2"]),
+    ("optimizer.name not in ['adam', 'sgd']", ["r3"]),
+    ("data.batch_size in [64, 32,]", ["r2"]),           # trailing comma
+    ("'adam' in tags", ["r1"]),
+    ("'adam' not in tags", ["r2", "r3"]),
+    ("'fashion' in dataset", ["r3"]),                   # substring when both are strings
+    ("not tags", ["r2"]),                               # empty list is false
+    ("tags", ["r1", "r3"]),
+    ("sweep", ["r2"]),
+    ("sweep == null", ["r1", "r3"]),
+    ("sweep != None", ["r2"]),
+    ("trial == 3 and sweep == 'lr-sweep-1a2b3c4d'", ["r2"]),
+    ("status == 'failed'", ["r3"]),
+    ("id == 'r2' || id == 'r3'", ["r2", "r3"]),
+    ("seed >= 1 && !(status == 'failed')", ["r2"]),
+    ("name == 'it\\'s \"quoted\"'", ["r3"]),             # escaped quote inside single quotes
+    ('name == "it\'s \\"quoted\\""', ["r3"]),            # escaped quotes inside double quotes
+    ("data.augment == true", ["r3"]),
+    ("data.augment == True and data.augment", ["r3"]),
+    ("data.augment == 1", []),                          # booleans are not numbers
+    ("model.layers == 'flatten | dense(512) | relu | dense(10)'", ["r1"]),
+    ("epochs >= 5", ["r1", "r2"]),                      # metric 'epochs' is missing in r3
+])
+def test_selection(text, expected):
+    assert select(text) == expected
+
+
+def test_or_binds_looser_than_and():
+    # a or (b and c) is true; (a or b) and c would be false
+    assert parse("a or b and c").matches(values(a=True, b=False, c=False)) is True
+    assert parse("(a or b) and c").matches(values(a=True, b=False, c=False)) is False
+    # (a and b) or c
+    assert parse("a and b or c").matches(values(a=False, b=True, c=True)) is True
+
+
+def test_not_binds_tighter_than_and():
+    # (not a) and b is false; not (a and b) would be true
+    assert parse("not a and b").matches(values(a=False, b=False)) is False
+    assert parse("not (a and b)").matches(values(a=False, b=False)) is True
+    assert parse("not not a").matches(values(a=True)) is True
+    assert parse("not a in [1]").matches(values(a=1)) is False  # not (a in [1])
+
+
+def test_missing_values_are_never_ordered():
+    # missing (absent, None, NaN): no <, <=, >, >= holds, and == only with null
+    for missing in ({}, {"x": None}, {"x": math.nan}, {"x": np.nan}, {"x": pd.NA}):
+        lookup = values(**missing)
+        for op in ("<", "<=", ">", ">="):
+            assert parse(f"x {op} 0").matches(lookup) is False
+            assert parse(f"not (x {op} 0)").matches(lookup) is True
+        assert parse("x == null").matches(lookup) is True
+        assert parse("x != null").matches(lookup) is False
+        assert parse("x != 0").matches(lookup) is True
+        assert parse("x in [1, 2]").matches(lookup) is False
+    assert parse("x == null").matches(values(x=0)) is False
+
+
+def test_numbers_and_strings_are_not_ordered_against_each_other():
+    assert parse("x < 'a'").matches(values(x=1)) is False
+    assert parse("x > 'a'").matches(values(x=1)) is False
+    assert parse("x == '1'").matches(values(x=1)) is False
+    assert parse("x >= 1").matches(values(x="2")) is False
+    assert parse("x < 'b'").matches(values(x="a")) is True  # strings with strings
+    assert parse("x < 'B'").matches(values(x="a")) is False  # case-sensitive
+    assert parse("x == 'Adam'").matches(values(x="adam")) is False
+
+
+def test_number_literals():
+    assert parse("x == 1e-3").matches(values(x=0.001))
+    assert parse("x == -2.5E+2").matches(values(x=-250))
+    assert parse("x == 3.").matches(values(x=3))
+    assert parse("x == -.5").matches(values(x=-0.5))
+    assert parse("x > 12345678901234567890").matches(values(x=1.3e19))
+
+
+def test_numpy_values_from_a_frame():
+    # values read from pandas arrive as numpy scalars and arrays
+    assert parse("x == 2 and y == true and z == 0.5").matches(
+        values(x=np.int64(2), y=np.bool_(True), z=np.float64(0.5)))
+    assert parse("'a' in tags").matches(values(tags=np.array(["a", "b"])))
+    assert parse("x == [1, 2]").matches(values(x=(1, 2.0)))
+
+
+def test_bools_are_not_numbers():
+    assert parse("x == 1").matches(values(x=True)) is False
+    assert parse("x > 0").matches(values(x=True)) is False
+    assert parse("x == true").matches(values(x=True)) is True
+    assert parse("x in [1, 0]").matches(values(x=False)) is False
+
+
+def test_names_collects_every_identifier():
+    flt = parse("(a.b == 1 or not c) and 'x' in tags and model.layers.1.units > 3")
+    assert flt.names == {"a.b", "c", "tags", "model.layers.1.units"}
+    assert parse("1 == 1").names == set()
+
+
+def test_a_literal_alone_is_tested_for_truth():
+    assert parse("true").matches(values()) is True
+    assert parse("0").matches(values()) is False
+    assert parse("''").matches(values()) is False
+
+
+# ------------------------------------------------------------------ record lookups
+
+
+def test_record_lookup_resolution_order():
+    r = record("r9", name="n", seed=4, tags=["t"], sweep="s", trial=2,
+               params={"lr": 0.5, "optimizer.lr": 0.1, "shared": "param"},
+               metrics={"shared": 0.25, "val_accuracy": 0.9})
+    get = record_lookup(r)
+    assert get("param.shared") == "param"
+    assert get("metric.shared") == 0.25
+    assert get("shared") == 0.25  # metrics before params
+    assert get("optimizer.lr") == 0.1
+    assert (get("id"), get("name"), get("seed"), get("tags"), get("sweep"), get("trial")) == \
+        ("r9", "n", 4, ["t"], "s", 2)
+    assert get("path") == "runs/r9"
+    assert get("nope") is MISSING
+    assert get("param.val_accuracy") is MISSING
+    assert get("metric.lr") is MISSING
+
+
+def test_record_lookup_dataset_falls_back_to_the_config():
+    r = record("r9", params={"data.dataset": "fashion-mnist"})
+    assert record_lookup(r)("dataset") == "fashion-mnist"
+
+
+def test_record_lookup_status_is_the_live_status():
+    # 'running' on this host with a process id that does not exist: shown as 'dead'
+    r = record("r9", status="running", host=socket.gethostname(), pid=2**22 + 12345)
+    assert record_lookup(r)("status") == "dead"
+    assert parse("status == 'dead'").matches(record_lookup(r))
+
+
+def test_known_names():
+    names = known_names(RECORDS)
+    for name in ("optimizer.name", "param.optimizer.name", "val_accuracy", "metric.val_accuracy",
+                 "optimizer.momentum", "data.augment", "id", "status", "tags", "sweep", "dataset"):
+        assert name in names
+    assert "metric.optimizer.name" not in names and "param.val_accuracy" not in names
+    assert known_names([]) >= {"id", "name", "status", "seed"}
+
+
+def test_row_lookup_over_the_pandas_view():
+    row = pd.Series({"id": "r1", "param.optimizer.name": "adam", "metric.val_accuracy": 0.98,
+                     "metric.test_accuracy": np.nan})
+    flt = parse("optimizer.name == 'adam' and metric.val_accuracy > 0.9 and test_accuracy == null")
+    assert flt.matches(row_lookup(row))
+    assert row_lookup(row)("nope") is MISSING
+    assert known_columns(row.index) >= {"optimizer.name", "param.optimizer.name", "val_accuracy", "id"}
+
+
+# ------------------------------------------------------------------ invalid expressions
+
+
+def error(text, known=None) -> str:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text, known)
+    return str(info.value)
+
+
+def test_the_message_names_the_problem_and_shows_a_caret():
+    text = "optimizer.name == 'adam' and val_accuracy >"
+    message = error(text)
+    first, shown, caret = message.split("\n")
+    assert first == "--where: expected a value after '>' at column 44"
+    assert shown == "  " + text
+    assert caret == "  " + " " * 43 + "^"
+
+
+@pytest.mark.parametrize("text, fragment, column", [
+    ("name == 'mlp", "unterminated string", 9),
+    ('name == "mlp', "no closing \"", 9),
+    ("a >", "expected a value after '>'", 4),
+    ("a == 1 and", "expected a condition after 'and'", 11),
+    ("a == 1 or or b", "expected a condition after 'or', got 'or'", 11),
+    ("not", "expected a condition after 'not'", 4),
+    ("== 3", "expected a condition, got '=='", 1),
+    ("(a == 1", "'(' is never closed", 1),
+    ("((a == 1) or b", "'(' is never closed", 1),
+    ("a == 1)", "unmatched ')'", 7),
+    (")", "unmatched ')'", 1),
+    ("()", "empty parentheses", 2),
+    ("(a b)", "expected ')' to close the '(' at column 1, got 'b'", 4),
+    ("a < b < c", "comparisons cannot be chained", 7),
+    ("0 < x <= 1", "comparisons cannot be chained", 7),
+    ("a in [1] not in [2]", "comparisons cannot be chained", 10),
+    ("(a) == 1", "a comparison needs a field or a value on its left", 5),
+    ("a = 1", "use '=='", 3),
+    ("a & b", "use '&&' or 'and'", 3),
+    ("a == 1 AND b", "keywords are lowercase", 8),
+    ("a b", "expected 'and', 'or' or the end of the expression, got 'b'", 3),
+    ("x > -", "'-' only starts a negative number", 5),
+    ("x == 1abc", "invalid number '1abc'", 6),
+    ("x == 1.2.3", "invalid number", 6),
+    ("a. == 1", "a name cannot end with '.'", 2),
+    ("a..b", "a name cannot end with '.'", 2),
+    ("x in [1, 2", "'[' is never closed", 6),
+    ("x in [1 2]", "expected ',' or ']'", 9),
+    ("x in [y]", "expected a literal value in the list", 7),
+    ("x in [[1]]", "expected a literal value in the list", 7),
+    ("x in [,]", "expected a value or ']'", 7),
+    ("x == $", "unexpected character '$'", 6),
+    ("x == 1 # comment", "unexpected character '#'", 8),
+])
+def test_invalid_expressions(text, fragment, column):
+    message = error(text)
+    assert fragment in message
+    assert f"at column {column}" in message
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n"])
+def test_empty_expression(text):
+    assert error(text) == "--where: the expression is empty"
+
+
+@pytest.mark.parametrize("text", [
+    "__import__('os')",
+    "__import__('os').system('touch /tmp/nnexp-pwned')",
+    "os.system('ls')",
+    "open('x').read()",
+    "[].__class__",
+    "x.__class__.__bases__ == 1 or exec('1')",
+    "lambda: 1",
+    "1 + 1 == 2",
+])
+def test_python_is_not_evaluated(text):
+    with pytest.raises(FilterError):
+        parse(text)
+
+
+def test_function_calls_get_their_own_message():
+    assert "function calls are not supported at column 11" in error("__import__('os')")
+
+
+def test_deep_nesting_is_an_error_not_a_recursion_error():
+    assert "nested more than" in error("(" * 500 + "a" + ")" * 500)
+    assert "nested more than" in error("not " * 500 + "a")
+    assert parse("(" * 30 + "a" + ")" * 30).matches(values(a=1))
+
+
+def test_unknown_field_with_suggestion():
+    known = known_names(RECORDS)
+    assert error("optimizr.name == 'adam'", known) == \
+        "unknown field 'optimizr.name' in --where (did you mean 'optimizer.name'?)"
+    assert error("val_acuracy > 0.9", known) == \
+        "unknown field 'val_acuracy' in --where (did you mean 'val_accuracy'?)"
+    assert error("zzzzzzzz > 1", known) == "unknown field 'zzzzzzzz' in --where"
+    flt = parse("optimizer.name == 'adam' and metric.val_accuracy > 0.9")
+    check_names(flt, known)  # all known: no error
+    assert isinstance(compile_filter("status == 'completed'", known), Filter)
+
+
+def test_filter_errors_exit_with_code_2():
+    with pytest.raises(ConfigError) as info:
+        parse("a <")
+    assert isinstance(info.value, FilterError)
+    assert info.value.exit_code == 2
+
+
+def test_a_non_string_is_rejected():
+    with pytest.raises(FilterError, match="expected a string"):
+        parse(None)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+FRAGMENTS = ["a", "b.c", "optimizer.lr", "tags", "not", "and", "or", "in", "==", "!=", "<", "<=", ">",
+             ">=", "=", "(", ")", "[", "]", ",", "'s'", '"t"', "'", '"', "\\", "1", "-2.5", "1e-3",
+             "1e", ".", "-", "true", "null", "None", "&&", "||", "!", "&", "|", "AND", "__import__",
+             "\n", "\t", "é", "0x10", "nan", "inf", " "]
+
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+                      st.text(max_size=5), st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=3))
+
+
+def _parse_or_error(text):
+    try:
+        return parse(text)
+    except FilterError as exc:
+        assert str(exc).startswith("--where: ")
+        return None
+
+
+@FUZZ
+@given(st.text())
+def test_any_text_parses_or_raises_filter_error(text):
+    flt = _parse_or_error(text)
+    assert flt is None or isinstance(flt, Filter)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=12), st.booleans(), ANY_VALUE, ANY_VALUE)
+def test_token_soups_parse_or_raise_and_never_crash_on_evaluation(parts, spaced, x, y):
+    flt = _parse_or_error((" " if spaced else "").join(parts))
+    if flt is not None:
+        lookup = values(**{"a": x, "b.c": y, "optimizer.lr": x, "tags": y})
+        assert flt.matches(lookup) in (True, False)
+        for r in RECORDS:
+            assert flt.matches(record_lookup(r)) in (True, False)
