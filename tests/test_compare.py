@@ -140,3 +140,19 @@ def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
     assert {"learning_curves.png", "best_so_far.png"} <= pngs and any(n.startswith("metric_vs_") for n in pngs)
     html = report.read_text()
     assert html.count("data:image/png;base64,") == len(pngs) and "s-aaaa" in html
+
+
+def test_varied_params_skip_keys_that_only_follow_another():
+    import pandas as pd
+
+    from nnexp.compare.table import varied_params
+
+    runs = pd.DataFrame({
+        "param.optimizer.name": ["adam", "sgd", "adam"],
+        "param.optimizer.beta1": [0.9, None, 0.9],  # exists for adam only: not a difference of its own
+        "param.optimizer.lr": [0.1, 0.1, 0.1],
+        "param.train.seed": [0, 1, 2],
+        "param.model.layers.1.units": [16, 32, 64],
+        "param.model.layers": ["dense(16)", "dense(32)", "dense(64)"],  # text of the line above
+    })
+    assert varied_params(runs) == ["param.optimizer.name", "param.model.layers.1.units"]

@@ -59,7 +59,10 @@ def varied_params(runs: pd.DataFrame) -> list[str]:
         present = runs[column][~runs[column].map(_missing)]
         return present.map(_key).nunique() > 1
 
-    return [c for c in runs.columns if c.startswith("param.") and c != SEED and differs(c)]
+    varied = [c for c in runs.columns if c.startswith("param.") and c != SEED and differs(c)]
+    if any(c.startswith("param.model.layers.") for c in varied):  # the layers text only repeats them
+        varied = [c for c in varied if c != "param.model.layers"]
+    return varied
 
 
 def compare(runs: pd.DataFrame, sort: str = "val_accuracy", agg: str = "final", metrics=None,
