@@ -240,6 +240,7 @@ def data_fetch(names, cache_dir):
 def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet):
     """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
     from .sweep import SweepRunner, load_spec, plan
+    from .sweep.spec import short_value
 
     log = (lambda *a, **k: None) if quiet else _log
     spec = load_spec(spec_path)
@@ -259,7 +260,7 @@ def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, qui
     click.echo(f"sweep {result.id}: {counts or 'no trials'}")
     if result.best:
         b = result.best
-        values = ", ".join(f"{k}={v}" for k, v in b["params"].items())
+        values = ", ".join(f"{k}={short_value(v)}" for k, v in b["params"].items())
         click.echo(f"best: trial {b['trial']} ({values}, seed {b['seed']}): {spec.metric} {b['value']:.4f}  "
                    f"run {b['run']}")
     click.echo(f"compare: nnexp compare --sweep {result.id} --store {store}")

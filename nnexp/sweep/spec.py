@@ -98,7 +98,7 @@ class Trial:
         return f"{sweep_id}-t{self.index:03d}"
 
     def label(self) -> str:
-        values = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        values = ", ".join(f"{k}={short_value(v)}" for k, v in self.params.items())
         return f"trial {self.index} ({values}{', ' if values else ''}seed {self.seed})"
 
 
@@ -184,7 +184,7 @@ def plan(spec: SweepSpec, log=print) -> list[Trial]:
 
 def _trial(spec: SweepSpec, index: int, point: dict, seed: int) -> Trial:
     cfg = copy.deepcopy(spec.base)
-    where = f"{spec.path}: trial {index} ({', '.join(f'{k}={_short(v)}' for k, v in point.items())})"
+    where = f"{spec.path}: trial {index} ({', '.join(f'{k}={short_value(v)}' for k, v in point.items())})"
     for key, value in point.items():
         set_path(cfg, key.split("."), copy.deepcopy(value), where)
     if seed is not None:
@@ -383,7 +383,7 @@ def _yaml_number(value):
     return value
 
 
-def _short(value) -> str:
+def short_value(value) -> str:
     """A value as a trial's label shows it: 4 significant digits, layer lists as text."""
     from ..tracking.records import layers_text
 
