@@ -1,6 +1,7 @@
 """The run store: folders, atomic files, listing and run references."""
 
 import json
+import os
 
 import pytest
 
@@ -118,3 +119,80 @@ def test_runs_started_in_the_same_second_list_in_start_order(tmp_path):
     runs = [make_run(store, "same", start_time=1000.0 + i / 10) for i in range(5)]
     assert [i.id for i in store.runs()] == [r.id for r in runs]
     assert store.resolve("latest").id == runs[-1].id
+
+
+# ------------------------------------------------------------ the index --
+
+
+def index_row(store, run_id):
+    import sqlite3
+
+    from nnexp.tracking.index import INDEX_NAME
+
+    with sqlite3.connect(store.root / INDEX_NAME) as conn:
+        return conn.execute("SELECT summary_mtime, summary_size, summary FROM runs WHERE id = ?",
+                            (run_id,)).fetchone()
+
+
+def test_records_and_runs_list_the_same_runs(tmp_path):
+    store = RunStore(tmp_path)
+    made = [make_run(store, f"r{i}", start_time=float(i)) for i in range(3)]
+    recs = store.records()
+    assert [r["id"] for r in recs] == [r.id for r in made] == [i.id for i in store.runs()]
+    assert [i.path for i in store.runs()] == [r.path for r in made]
+    assert recs[0]["summary"]["name"] == "r0" and "params" in recs[0] and "metrics" in recs[0]
+    assert [r["id"] for r in store.records(reindex=True)] == [r.id for r in made]
+
+
+def test_status_changes_reach_the_index_at_once_but_epochs_do_not(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create("live")
+    run.update_summary(id=run.id, status="running")
+    assert json.loads(index_row(store, run.id)[2])["status"] == "running"  # no listing needed
+    before = index_row(store, run.id)
+    run.log_epoch({"epoch": 1, "train_loss": 0.5})
+    run.update_summary(epochs_completed=1)
+    assert index_row(store, run.id) == before  # per-epoch writes leave the index alone
+    assert store.records()[0]["summary"]["epochs_completed"] == 1  # ... and a listing still sees them
+    run.update_summary(status="completed")
+    assert json.loads(index_row(store, run.id)[2])["status"] == "completed"
+
+
+def test_a_broken_index_never_stops_a_run(tmp_path, monkeypatch, capsys):
+    import nnexp.tracking.store as store_module
+    from nnexp.tracking.index import INDEX_NAME
+
+    monkeypatch.setattr(store_module, "_index_warned", False)
+    store = RunStore(tmp_path)
+    (tmp_path / INDEX_NAME).mkdir()  # no SQLite file can live there
+    runs = [store.create(f"r{i}") for i in range(2)]
+    for run in runs:
+        run.update_summary(id=run.id, status="running", start_time=1.0)
+        run.update_summary(status="completed")
+    assert json.loads(runs[1].summary_path.read_text())["status"] == "completed"
+    err = capsys.readouterr().err
+    assert err.count("cannot update the run index") == 1  # warned once, not at every write
+    warnings = []
+    assert sorted(r["id"] for r in store.records(warn=warnings.append)) == sorted(r.id for r in runs)
+    assert len(warnings) == 1 and "reading the run folders directly" in warnings[0]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fsynced files through /proc")
+def test_epochs_are_not_fsynced_but_status_changes_are(tmp_path, monkeypatch):
+    run = RunStore(tmp_path).create("sync")
+    run.update_summary(id=run.id, status="running")
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    for epoch in (1, 2):
+        run.log_epoch({"epoch": epoch, "train_loss": 0.5})
+        run.update_summary(epochs_completed=epoch)
+    assert synced == []  # per-epoch writes stay cheap
+    run.update_summary(status="completed")
+    # the metrics rows, then the new summary.json before it replaces the old one
+    assert synced[0] == str(run.metrics_path) and ".summary.json" in synced[1] and len(synced) == 2
+    assert run.metrics_path.read_text().count("\n") == 3  # header and both rows, none lost
