@@ -10,7 +10,7 @@ and the best, and the ratio of nnexp's median to PyTorch's median (target:
 (``pip install torch==2.13.0 scikit-learn``); they are never nnexp dependencies.
 
 It also measures the run store's logging overhead: the seconds spent writing
-one epoch's metrics row and summary (both fsynced), averaged over 200 epochs.
+one epoch's metrics row and summary, averaged over 200 epochs.
 """
 
 from __future__ import annotations
