@@ -1,6 +1,6 @@
 """Sweep throughput: the same 8-trial sweep with 1 and 2 workers.
 
-    python benchmarks/bench_sweep.py [--trials 8] [--epochs 3] [--subset 20000]
+    python benchmarks/bench_sweep.py [--trials 8] [--epochs 4] [--subset 50000]
 
 Each configuration runs the sweep from scratch (a fresh store) through the
 real CLI, `nnexp sweep`, and is timed end to end (worker start-up, data
@@ -57,8 +57,8 @@ def run_sweep(spec: Path, store: Path, workers: int, threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--subset", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--subset", type=int, default=50000)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nnexp-bench-sweep-") as tmp:
