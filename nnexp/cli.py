@@ -73,7 +73,9 @@ def run_row(info) -> dict:
 @STORE_OPTION
 @JSON_OPTION
 @click.option("--reindex", is_flag=True, help="Rebuild the store's index from the run folders first.")
-def runs(store, as_json, reindex):
+@click.option("--sweep", "sweep_ref", default=None, help="Only the runs of this sweep (id, id prefix or name).")
+@click.option("--where", default=None, help="Only the runs matching a filter (the grammar of 'nnexp compare').")
+def runs(store, as_json, reindex, sweep_ref, where):
     """List the runs in the store, oldest first."""
     # Light imports only: this is the command people run most, on stores of
     # thousands of runs (no pandas, no NumPy on the warm path).
@@ -82,6 +84,12 @@ def runs(store, as_json, reindex):
     if reindex:
         records = RunStore(store).records(reindex=True)
         click.echo(f"indexed {len(records)} run{'s' if len(records) != 1 else ''} in {store}", err=True)
+    if sweep_ref or where:
+        from .compare.cli import select_records
+
+        records, _ = select_records(store, sweep_ref=sweep_ref, where=where)
+        infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
+    elif reindex:
         infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
     else:
         infos = RunStore(store).runs()
@@ -89,7 +97,7 @@ def runs(store, as_json, reindex):
         click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
         return
     if not infos:
-        click.echo(f"no runs in {store}")
+        click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
         return
     click.echo(format_table([run_row(i) for i in infos], RUN_COLUMNS))
 

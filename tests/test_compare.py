@@ -156,3 +156,12 @@ def test_varied_params_skip_keys_that_only_follow_another():
         "param.model.layers": ["dense(16)", "dense(32)", "dense(64)"],  # text of the line above
     })
     assert varied_params(runs) == ["param.optimizer.name", "param.model.layers.1.units"]
+
+
+def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
+    code, out, _ = nnexp("runs", "--where", "optimizer.lr == 0.01", "--json", "--store", grid_store)
+    assert code == 0 and sorted(r["seed"] for r in json.loads(out)) == [0, 1, 2]
+    code, out, _ = nnexp("runs", "--sweep", "s", "--store", grid_store)
+    assert code == 0 and len(out.strip().splitlines()) == 1 + 6
+    code, _, err = nnexp("runs", "--where", "optimizer.lr ==", "--store", grid_store)
+    assert code == 2 and "expected a value" in err
