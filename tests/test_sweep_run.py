@@ -196,3 +196,26 @@ def test_resume_after_the_driver_is_stopped(nnexp, sweep_dir, store, sig):
         if before["status"] == "interrupted":  # rerun, with the earlier attempt kept aside
             assert final[name]["attempt"] == before.get("attempt", 1) + 1
             assert (store / name / "attempts" / "1" / "summary.json").exists()
+
+
+def test_two_sweeps_and_a_run_writing_one_store_at_once(sweep_dir, store, tmp_path):
+    """Two sweeps (different specs) and a plain run share a store, concurrently:
+    every run is in the folders and in the index listing, exactly once."""
+    from nnexp.tracking import RunStore
+
+    first = sweep_dir("parameters: {optimizer.lr: [0.001, 0.002, 0.003]}\n")
+    second = tmp_path / "second.yaml"
+    second.write_text("name: second\nbase: base.yaml\nparameters: {data.batch_size: [32, 64, 128]}\n")
+    env = dict(os.environ, NNEXP_STORE=str(store))
+    procs = [subprocess.Popen([sys.executable, "-m", "nnexp", "sweep", str(spec), "--workers", "1", "-q"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for spec in (first, second)]
+    procs.append(subprocess.Popen([sys.executable, "-m", "nnexp", "run", str(tmp_path / "base.yaml"), "-q"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    folders = summaries(store)
+    assert len(folders) == 7 and {s["status"] for s in folders.values()} == {"completed"}
+    listed = [r["id"] for r in RunStore(store).records()]
+    assert sorted(listed) == sorted(folders)
