@@ -1,4 +1,4 @@
-"""The ``nnexp`` command line: run, runs, show, evaluate, predict, data."""
+"""The ``nnexp`` command line: run, runs, show, evaluate, predict, ensemble, data."""
 
 from __future__ import annotations
 
@@ -148,10 +148,18 @@ def show(run_ref, store, as_json):
 
 
 def load_trained(info):
-    """Rebuild a run's model from its config.yaml and model.npz."""
+    """Rebuild a run's model from its config.yaml and model.npz.
+
+    An ensemble run has no weights of its own: its members are loaded and
+    combined (see ``nnexp/ensemble.py``), so evaluate and predict work on it too.
+    """
     from .config import load_config
     from .nn.model import build_model, load_weights
 
+    if info.summary.get("kind") == "ensemble":
+        from .ensemble import load_ensemble
+
+        return load_ensemble(info, load_trained)
     config_path = info.path / "config.yaml"
     if not (info.path / "model.npz").exists():
         raise NnexpError(f"run {info.id} has no model.npz (status: {info.summary.get('status')})")
@@ -216,6 +224,30 @@ def predict(run_ref, images, store, as_json):
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         others = ", ".join(f"{c} {v:.1%}" for c, v in top[1:])
         click.echo(f"{r['image']}: {r['prediction']} ({r['probability']:.1%}; next: {others})")
+
+
+@cli.command()
+@click.argument("run_refs", metavar="RUN RUN [RUN]...", nargs=-1, required=True)
+@click.option("--name", default="ensemble", show_default=True, help="Name of the ensemble's own run.")
+@STORE_OPTION
+@JSON_OPTION
+def ensemble(run_refs, name, store, as_json):
+    """Average several runs' softmax outputs on the test set; record the ensemble as a run."""
+    from .ensemble import build_ensemble, resolve_members
+    from .tracking import RunStore
+
+    runs = RunStore(store)
+    infos = resolve_members(runs, run_refs)
+    # Every member's weights load before the dataset does: a run without
+    # model.npz is reported in a moment, not after the test set is read.
+    members = [(info, *load_trained(info)) for info in infos]
+    s = build_ensemble(runs, members, name, log=_log).summary
+    if as_json:
+        click.echo(json.dumps({"id": s["id"], "path": str(runs.root / s["id"]), **s}, indent=2))
+        return
+    each = ", ".join(f"{s['member_test_accuracy'][i]:.2%}" for i in s["members"])
+    click.echo(f"ensemble of {len(s['members'])} runs: test accuracy {s['test_accuracy']:.2%} (members {each})"
+               f"  |  run {runs.root / s['id']}")
 
 
 @cli.group()

@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "name": Field(str, None, nullable=True),
         "tags": Field(list, []),
         "plots": Field(bool, True),
+        # test image whose feature maps a conv net's plots/feature_maps.png shows
+        "feature_map_image": Field(int, 0, _non_negative),
     },
 }
 

@@ -256,7 +256,7 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
     test_seconds = time.perf_counter() - t0
     save_weights(run.model_path, model)
     if cfg["tracking"]["plots"]:
-        make_plots(run, data, probs)
+        make_plots(run, data, probs, model, image_index=cfg["tracking"]["feature_map_image"], log=log)
     run.update_summary(
         status=status, reason=reason, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
         test_loss=test_loss, test_accuracy=test_acc, **metrics,
@@ -267,7 +267,18 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
         f"training {train_seconds:.1f}s")
 
 
-def make_plots(run: Run, data, probs) -> None:
+def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=print) -> None:
+    """Write the run's PNGs into plots/.
+
+    Always the learning curves, the test confusion matrix and misclassified
+    test images. For a model with a Conv2D layer also conv_filters.png (the
+    first conv layer's kernels) and feature_maps.png (what each conv block
+    makes of test image ``image_index``).
+
+    The conv plots are extras drawn from the trained model: if one fails, the
+    reason is logged and recorded in summary.json under ``plot_errors``, and
+    the run still ends as it would have without it.
+    """
     from .tracking import plots
 
     run.plots_dir.mkdir(exist_ok=True)
@@ -278,3 +289,36 @@ def make_plots(run: Run, data, probs) -> None:
                                 title="Test set confusion matrix")
     plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
                              run.plots_dir / "misclassified.png")
+    if model is not None:
+        _conv_plots(run, data, model, image_index, log)
+
+
+def _conv_plots(run: Run, data, model, image_index: int, log) -> None:
+    """conv_filters.png and feature_maps.png for a model with a Conv2D layer; nothing otherwise."""
+    from .nn.conv import Conv2D
+    from .tracking import plots
+
+    convs = [layer for layer in model.layers if isinstance(layer, Conv2D)]
+    if not convs:
+        return
+
+    def filters(path):
+        plots.plot_conv_filters(convs[0].params["W"], path)
+
+    def feature_maps(path):
+        if not 0 <= image_index < len(data.x_test):
+            raise ValueError(f"tracking.feature_map_image is {image_index}, but the test set has "
+                             f"{len(data.x_test)} images")
+        plots.plot_feature_maps(model, data.x_test[image_index], data.y_test[image_index], path,
+                                classes=data.classes, title=f"Feature maps of test image {image_index}")
+
+    errors = {}
+    for name, draw in (("conv_filters.png", filters), ("feature_maps.png", feature_maps)):
+        try:
+            draw(run.plots_dir / name)
+        except Exception as exc:  # noqa: BLE001 -- an extra plot must not fail a trained run
+            (run.plots_dir / name).unlink(missing_ok=True)  # no half-written PNG left behind
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log(f"warning: could not draw plots/{name}: {errors[name]}")
+    if errors:
+        run.update_summary(plot_errors=errors)

@@ -1,4 +1,5 @@
-"""PNG plots written into a run folder: learning curves, confusion matrix, errors.
+"""PNG plots written into a run folder: learning curves, confusion matrix, errors,
+and for convolutional networks the first layer's filters and one image's feature maps.
 
 Plots are drawn with matplotlib's Agg backend (no display needed, safe in
 worker processes) and every figure is closed after saving, so making plots for
@@ -21,6 +22,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+from ..nn.conv import BatchNorm, Conv2D  # noqa: E402
+from ..nn.layers import LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
+from ..nn.losses import softmax  # noqa: E402
+
 DPI = 110
 TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
@@ -35,8 +40,15 @@ def _figure(path, **subplots_kwargs):
     figure registry empty even when drawing fails.
     """
     fig, axes = plt.subplots(**subplots_kwargs)
-    try:
+    with _saved(fig, path):
         yield fig, axes
+
+
+@contextmanager
+def _saved(fig, path):
+    """Yield; then save `fig` as PNG to `path` (creating its folder), and always close it."""
+    try:
+        yield
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=DPI, format="png")
     finally:
@@ -314,3 +326,275 @@ def _error_label(k: int, y_true, y_pred, probs, classes) -> str:
     # Long class names (e.g. "T-shirt/top") would run into the next cell's title.
     separator = " / " if len(true) + len(pred) <= 24 else "\n"
     return true + separator + pred
+
+
+# ----------------------------------------------------------------- convolutional networks
+
+FILTER_CMAP = "RdBu_r"        # diverging: red positive, blue negative, white zero
+ACTIVATION_CMAP = "viridis"   # sequential, for non-negative (post-ReLU) feature maps
+
+#: Layers that belong to the conv block of the Conv2D before them: the block's
+#: feature map is taken after the last of them (before pooling shrinks it).
+_BLOCK_TAIL = (BatchNorm, ReLU, LeakyReLU, Sigmoid, Tanh)
+
+
+def filter_images(weights, per_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Conv kernels as 2-D images on a scale symmetric around 0.
+
+    Args:
+        weights: (O, C, kh, kw) Conv2D weights, or (O, kh, kw).
+        per_filter: divide each kernel by its own max |w|, which shows the
+            shape of weak filters too; False divides all of them by the
+            largest max |w| of the layer, which shows which filters are weak.
+
+    Returns:
+        images: (O, kh, kw) float64 in [-1, 1]; for C > 1 input channels, the
+            mean over them (one picture per output channel).
+        scales: (O,) the max |w| each image was divided by.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim == 3:
+        w = w[:, None]
+    if w.ndim != 4 or 0 in w.shape:
+        raise ValueError(f"expected conv weights shaped (O, C, kh, kw) or (O, kh, kw), "
+                         f"got {np.shape(weights)}")
+    images = w.mean(axis=1)
+    peak = np.abs(images).max(axis=(1, 2))
+    scales = peak if per_filter else np.full(len(images), peak.max())
+    safe = np.where(scales > 0, scales, 1.0)  # an all-zero kernel stays zero
+    return images / safe[:, None, None], scales
+
+
+def plot_conv_filters(weights, path, title: str | None = None, per_filter: bool = True) -> np.ndarray:
+    """Grid of a conv layer's kernels: one small image per output channel.
+
+    Args:
+        weights: (O, C, kh, kw) or (O, kh, kw); for C > 1 the mean over the C
+            input channels is drawn, and the title says so.
+        path: PNG file to write.
+        title: default "First conv layer filters"; the filter count and size
+            are appended.
+        per_filter: see :func:`filter_images`.
+
+    Returns:
+        (O, kh, kw) the images drawn, in [-1, 1].
+
+    Red is positive, blue negative and white zero, on one colour bar for all
+    kernels; with ``per_filter`` the label above each kernel gives its index
+    and the max |w| it was divided by, so magnitudes are not lost.
+    """
+    images, scales = filter_images(weights, per_filter)
+    n, kh, kw = images.shape
+    in_channels = np.shape(weights)[1] if np.ndim(weights) == 4 else 1
+    ncols = min(n, math.ceil(math.sqrt(1.6 * n)))  # a landscape grid, about 1.6:1
+    nrows = math.ceil(n / ncols)
+    mosaic, (pitch_h, pitch_w), (gap_h, _) = _tile(images, ncols)
+    cell = 0.85 if n <= 32 else 0.68  # inches per kernel, gaps included
+    width = cell * ncols
+    height = width * mosaic.shape[0] / mosaic.shape[1]
+
+    # One image of all kernels, not one axes each: 128 axes took 2.5 s to draw.
+    with _figure(path, figsize=(max(width + 1.5, 5.0), height + 1.0), layout="constrained") as (fig, ax):
+        cmap = plt.get_cmap(FILTER_CMAP).with_extremes(bad="0.88")  # grey gaps: white means 0
+        shown = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        ax.axis("off")
+        fontsize = 7 if n <= 32 else 6
+        for k in range(n):
+            row, col = divmod(k, ncols)
+            # The label sits in the gap above its kernel (pixel centres are integers).
+            ax.text(col * pitch_w + (kw - 1) / 2, row * pitch_h + gap_h - 0.6,
+                    f"{k}: {scales[k]:.2g}" if per_filter else str(k),
+                    ha="center", va="bottom", fontsize=fontsize)
+        bar = fig.colorbar(shown, ax=ax, shrink=min(0.9, 0.35 + 0.12 * nrows), ticks=[-1, 0, 1])
+        if per_filter:
+            bar.set_label("weight / the filter's max |w|")
+        else:
+            top = scales[0]
+            bar.ax.set_yticklabels([f"{-top:.2g}", "0", f"{top:.2g}"])
+            bar.set_label("weight")
+        detail = f"{n} filters of {kh}x{kw}"
+        if in_channels > 1:
+            detail += f", mean over {in_channels} input channels"
+        detail += ("; each scaled to its own max |w| (label: index: max |w|)" if per_filter
+                   else "; one scale for all (label: index)")
+        fig.suptitle(f"{title or 'First conv layer filters'}\n{detail}", fontsize=10)
+    return images
+
+
+def _tile(images: np.ndarray, ncols: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """(n, kh, kw) images -> one NaN-separated mosaic of ncols columns.
+
+    Returns the mosaic, the pitch (kernel plus gap, in kernel pixels) and the
+    gaps (rows, columns). Each kernel has its gap before it: the gap above
+    holds its label, so it grows with the kernel (labels scale with the cell).
+    """
+    n, kh, kw = images.shape
+    nrows = math.ceil(n / ncols)
+    gap_h, gap_w = max(1, math.ceil(0.4 * kh)), max(1, math.ceil(0.15 * kw))
+    pitch_h, pitch_w = kh + gap_h, kw + gap_w
+    mosaic = np.full((nrows * pitch_h, ncols * pitch_w - gap_w), np.nan)
+    for k, image in enumerate(images):
+        row, col = divmod(k, ncols)
+        top, left = row * pitch_h + gap_h, col * pitch_w
+        mosaic[top:top + kh, left:left + kw] = image
+    return mosaic, (pitch_h, pitch_w), (gap_h, gap_w)
+
+
+def _bare_axes(ax) -> None:
+    """No ticks; a light frame shows the image's edge against the white figure."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("0.75")
+
+
+def layer_activations(model, x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output for the batch x, computed layer by layer in evaluation mode.
+
+    Args:
+        model: a Sequential (its ``layers``, each with ``forward(x, training)``).
+        x: (N, ...) a batch in the model's input shape, e.g. (N, 1, 28, 28).
+
+    Returns:
+        One array per layer: entry i is layer i's output, e.g. (N, 16, 28, 28)
+        after a conv layer; the last entry is the logits (N, classes). This is
+        the computation ``model.forward(x, training=False)`` does, kept step by step.
+    """
+    outputs = []
+    for layer in model.layers:
+        x = layer.forward(x, training=False)
+        # A copy, as a layer may return a view or a buffer it reuses on its next call.
+        outputs.append(np.array(x, copy=True))
+    return outputs
+
+
+def conv_blocks(layers) -> list[tuple[int, int]]:
+    """(first, last) layer indices of each conv block in a list of layers.
+
+    A block is a Conv2D and the batch-norm and activation layers right after
+    it; the output of its last layer is the block's feature map, after the
+    non-linearity and before any pooling shrinks it.
+    """
+    blocks = []
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Conv2D):
+            last = i
+            while last + 1 < len(layers) and isinstance(layers[last + 1], _BLOCK_TAIL):
+                last += 1
+            blocks.append((i, last))
+    return blocks
+
+
+def strongest_channels(maps: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k channels of maps (C, H, W) with the largest mean |activation|,
+    in channel order (ties: the lower index), so that dead channels are not what is shown."""
+    strength = np.abs(maps).mean(axis=(1, 2))
+    chosen = np.argsort(-strength, kind="stable")[:k]
+    return np.sort(chosen)
+
+
+def plot_feature_maps(model, image, label, path, classes=None, max_channels: int = 16,
+                      title: str | None = None) -> list[tuple[str, tuple]]:
+    """One image and the feature maps each conv block makes of it, a row per block.
+
+    Args:
+        model: a Sequential with at least one Conv2D layer.
+        image: (C, H, W) or (H, W), one input image as the model takes it.
+        label: its true class index, or None if unknown.
+        path: PNG file to write.
+        classes: class names for the labels (default: the indices).
+        max_channels: at most this many maps per row: the most active ones
+            for this image (see :func:`strongest_channels`), titled with
+            their channel index.
+        title: default "Feature maps"; the prediction is appended.
+
+    Returns:
+        [(row label, (C, H, W)), ...] for each conv block, top to bottom.
+
+    The model runs in evaluation mode (:func:`layer_activations`). Each row has
+    its own colour scale, shared by its maps so that they can be compared.
+
+    Raises:
+        ValueError: the model has no Conv2D layer, or the image's shape is not (C, H, W)/(H, W).
+    """
+    blocks = conv_blocks(model.layers)
+    if not blocks:
+        raise ValueError("the model has no Conv2D layer, so there are no feature maps to draw")
+    x = _one_image_batch(image, model.layers[blocks[0][0]])
+    outputs = layer_activations(model, x)
+    rows = [(_block_label(model.layers, first, last), outputs[last][0]) for first, last in blocks]
+    ncols = min(max_channels, max(maps.shape[0] for _, maps in rows))
+    cell = 0.8
+
+    fig = plt.figure(layout="constrained",
+                     figsize=(max(cell * ncols + 1.3, 6.0), (cell + 0.65) * (len(rows) + 1) + 0.5))
+    with _saved(fig, path):
+        panels = fig.subfigures(len(rows) + 1, 1, squeeze=False)[:, 0]
+        _draw_input_row(panels[0], x[0], ncols)
+        for panel, (name, maps) in zip(panels[1:], rows):
+            _draw_maps_row(panel, name, maps, ncols)
+        fig.suptitle(_prediction_title(title or "Feature maps", outputs[-1], label, classes), fontsize=11)
+    return [(name, maps.shape) for name, maps in rows]
+
+
+def _one_image_batch(image, first_conv: Conv2D) -> np.ndarray:
+    """(C, H, W) or (H, W) -> a batch of one, (1, C, H, W), in the conv layer's dtype."""
+    x = np.asarray(image, dtype=first_conv.params["W"].dtype)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"expected one image shaped (C, H, W) or (H, W), got {np.shape(image)}")
+    return x[None]
+
+
+def _block_label(layers, first: int, last: int) -> str:
+    """'layers 0-2: Conv2D > BatchNorm > ReLU' (or 'layer 3: Conv2D')."""
+    names = " > ".join(type(layers[i]).__name__ for i in range(first, last + 1))
+    where = f"layer {first}" if first == last else f"layers {first}-{last}"
+    return f"{where}: {names}"
+
+
+def _draw_input_row(panel, image: np.ndarray, ncols: int) -> None:
+    """The input (C, H, W) in the first cell of a row of ncols; grey, dark ink on white."""
+    axes = panel.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes[1:]:
+        ax.axis("off")
+    picture = image[0] if image.shape[0] == 1 else image.mean(axis=0)
+    axes[0].imshow(picture, cmap="gray_r", interpolation="nearest")
+    _bare_axes(axes[0])
+    channels = "" if image.shape[0] == 1 else f", mean of {image.shape[0]} channels"
+    panel.suptitle(f"input: {'x'.join(map(str, image.shape))}{channels}", fontsize=9, x=0.02, ha="left")
+
+
+def _draw_maps_row(panel, name: str, maps: np.ndarray, ncols: int) -> None:
+    """The strongest ncols channels of maps (C, H, W) side by side, one colour bar."""
+    shown = strongest_channels(maps, ncols)
+    axes = panel.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes[len(shown):]:
+        ax.axis("off")
+    low, high = float(maps[shown].min()), float(maps[shown].max())
+    if low < 0:  # signed maps (no ReLU, tanh, ...): centre a diverging map on 0
+        top = max(-low, high)
+        cmap, vmin, vmax = FILTER_CMAP, -top, top
+    else:        # post-ReLU: 0 is "off", the darkest colour
+        cmap, vmin, vmax = ACTIVATION_CMAP, 0.0, high if high > 0 else 1.0
+    for ax, c in zip(axes, shown):
+        image = ax.imshow(maps[c], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        _bare_axes(ax)
+        ax.set_title(f"ch {c}", fontsize=7, pad=2)
+    panel.colorbar(image, ax=axes[:len(shown)], shrink=0.9, aspect=8, pad=0.01)
+    count = f"{len(shown)} most active of {len(maps)} channels" if len(shown) < len(maps) else \
+        f"all {len(maps)} channels"
+    panel.suptitle(f"{name}  ->  {'x'.join(map(str, maps.shape))} ({count})",
+                   fontsize=9, x=0.02, ha="left")
+
+
+def _prediction_title(title: str, logits: np.ndarray, label, classes) -> str:
+    """'Feature maps — true 7, predicted 7 (0.98)': what the model made of the image."""
+    name = (lambda k: str(classes[k])) if classes is not None else str
+    parts = [] if label is None else [f"true {name(int(label))}"]
+    if logits.ndim == 2 and logits.shape[0] == 1:
+        probs = softmax(logits.astype(np.float64))[0]
+        k = int(probs.argmax())
+        parts.append(f"predicted {name(k)} ({probs[k]:.2f})")
+    return f"{title}  —  {', '.join(parts)}" if parts else title

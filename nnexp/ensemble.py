@@ -1,0 +1,287 @@
+"""Ensembles: several trained runs voting with their probabilities.
+
+``nnexp ensemble A B C`` loads each run's model, computes its softmax
+probabilities on the test set, and averages them (the arithmetic mean of the
+probability vectors, one per image); the ensemble predicts the class with the
+largest mean probability. The result is recorded as a run folder of its own::
+
+    summary.json      kind "ensemble", members (run ids), member_test_accuracy,
+                      test_accuracy, test_loss, params (the members' sum), ...
+    config.yaml       {ensemble: {members: [...], combine: mean_probabilities},
+                       model: {layers: "mean of 3 x (...)"}, data: {dataset: ...}}
+    predictions.npz   probabilities (N, C) float32, labels (N,), members
+    plots/confusion_matrix.png
+
+so it is listed by ``nnexp runs`` and can be put next to its members by
+``nnexp compare``. The run has no model.npz: :func:`load_ensemble` rebuilds an
+:class:`EnsembleModel` from the members' weights, which is what lets
+``nnexp evaluate`` and ``nnexp predict`` work on an ensemble run unchanged.
+
+An ensemble of ensembles is refused: averaging two averages weights the
+members unequally (a member of a 2-run ensemble would count for more than one
+of a 3-run ensemble), so the message asks for the member runs instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import dump_yaml
+from .errors import ConfigError, NnexpError
+from .nn.losses import softmax
+from .tracking import Run, RunInfo, RunNotFound, RunStore, layers_text
+from .tracking.provenance import provenance
+
+KIND = "ensemble"
+COMBINE = "mean_probabilities"  # recorded in config.yaml: how the members' outputs are combined
+EPS = 1e-12  # probabilities are clipped to [EPS, 1] before the log: one sure mistake must not make the loss inf
+
+
+# ------------------------------------------------------------------ math --
+
+
+def ensemble_probabilities(member_probs) -> np.ndarray:
+    """The arithmetic mean of the members' (N, C) probability arrays, in float64.
+
+    Each row of the result sums to 1 when the members' rows do.
+    """
+    arrays = [np.asarray(p, dtype=np.float64) for p in member_probs]
+    if not arrays:
+        raise ValueError("ensemble_probabilities: no member probabilities")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1 or arrays[0].ndim != 2:
+        raise ValueError(f"ensemble_probabilities: members need (N, C) arrays of one shape, got {sorted(shapes)}")
+    return np.mean(arrays, axis=0)
+
+
+def accuracy(probs, labels) -> float:
+    """Fraction of rows whose most probable class is the label."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    return float(np.mean(probs.argmax(axis=1) == labels)) if len(labels) else float("nan")
+
+
+def log_loss(probs, labels, eps: float = EPS) -> float:
+    """Mean cross-entropy -log p(true class), with p clipped to [eps, 1]."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    if not len(labels):
+        return float("nan")
+    picked = probs[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))
+
+
+class EnsembleModel:
+    """Trained models acting as one, for evaluation and prediction only.
+
+    ``forward`` returns the log of the averaged probabilities: as softmax(log p)
+    = p / sum(p) = p, code that applies a softmax to a model's output (the
+    test-set evaluation, the loss) sees exactly the ensemble's probabilities.
+    """
+
+    def __init__(self, models: list) -> None:
+        self.models = list(models)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if training:
+            raise NnexpError("an ensemble is not trained as a whole; train its member runs")
+        probs = ensemble_probabilities([softmax(m.forward(x, training=False)) for m in self.models])
+        return np.log(np.clip(probs, EPS, 1.0))
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Averaged class probabilities (N, C) float32, as Sequential.predict_proba."""
+        return ensemble_probabilities([m.predict_proba(x, batch_size) for m in self.models]).astype(np.float32)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        return self.predict_proba(x, batch_size).argmax(axis=1)
+
+    def parameters(self) -> list:
+        return [(f"member{i}.{name}", p, g) for i, m in enumerate(self.models) for name, p, g in m.parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(m.num_parameters() for m in self.models)
+
+
+# ------------------------------------------------------------- members --
+
+
+def resolve_members(store: RunStore, refs) -> list[RunInfo]:
+    """The runs ``refs`` name (ids, prefixes, names, 'latest'), checked for an ensemble:
+    at least two, none twice, none an ensemble itself."""
+    refs = list(refs)
+    if len(refs) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 runs, got {len(refs)}: {' '.join(refs) or '(none)'}")
+    infos, seen = [], {}
+    for ref in refs:
+        info = store.resolve(ref)
+        if info.id in seen:
+            same = f" ({seen[info.id]!r} and {ref!r})" if seen[info.id] != ref else ""
+            raise ConfigError(f"run {info.id} is listed twice{same}; an ensemble's members must differ")
+        if info.summary.get("kind") == KIND:
+            members = " ".join(info.summary.get("members") or [])
+            raise NnexpError(f"run {info.id} is itself an ensemble; list its members instead: {members}")
+        seen[info.id] = ref
+        infos.append(info)
+    return infos
+
+
+def dataset_key(cfg: dict) -> dict:
+    """What decides a config's test set: the dataset, and for Kaggle CSVs the
+    files and the carved split (MNIST's test files are pinned by checksum)."""
+    d = cfg["data"]
+    key = {"dataset": d["dataset"]}
+    if d["dataset"] == "kaggle-csv":
+        key.update(csv_path=d["csv_path"], test_csv_path=d["test_csv_path"], test_size=d["test_size"],
+                   split_seed=d["split_seed"])
+    return key
+
+
+def check_same_test_set(infos: list[RunInfo], cfgs: list[dict]) -> None:
+    """Refuse members trained on different datasets: their outputs cannot be averaged image by image."""
+    first = dataset_key(cfgs[0])
+    for info, cfg in zip(infos[1:], cfgs[1:]):
+        key = dataset_key(cfg)
+        if key != first:
+            raise NnexpError(f"runs {infos[0].id} and {info.id} use different test sets ({_describe(first)} vs "
+                             f"{_describe(key)}); an ensemble's members must share one dataset")
+        classes = info.summary.get("classes")
+        if classes and infos[0].summary.get("classes") and classes != infos[0].summary["classes"]:
+            raise NnexpError(f"runs {infos[0].id} and {info.id} have different classes")
+
+
+def _describe(key: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in key.items())
+
+
+def load_ensemble(info: RunInfo, load) -> tuple[dict, EnsembleModel]:
+    """(config, EnsembleModel) of an ensemble run, its members loaded by
+    ``load(member info) -> (cfg, model)``; the config is the first member's
+    (the dataset and the evaluation batch size are what its callers read)."""
+    store = RunStore(info.path.parent)
+    ids = info.summary.get("members") or []
+    if len(ids) < 2:
+        raise NnexpError(f"ensemble run {info.id} lists {len(ids)} members in its summary.json")
+    loaded = []
+    for member_id in ids:
+        try:
+            member = store.resolve(member_id)
+        except RunNotFound:
+            raise NnexpError(f"ensemble run {info.id}: its member {member_id} is no longer in {store.root}") from None
+        if member.id != member_id or member.summary.get("kind") == KIND:
+            raise NnexpError(f"ensemble run {info.id}: member {member_id} is not a trained run")
+        loaded.append(load(member))
+    return loaded[0][0], EnsembleModel([model for _, model in loaded])
+
+
+# ------------------------------------------------------------- the run --
+
+
+def ensemble_config(members: list[str], cfgs: list[dict]) -> str:
+    """The ensemble run's config.yaml: its members, how they are combined, the dataset.
+
+    ``model.layers`` describes the ensemble as the members' layers, e.g.
+    ``mean of 3 x (flatten | dense(64) | relu | dense(10))``. Comparisons show
+    only the parameters that differ between runs; without a key the members
+    also have, an ensemble put next to its members would look like one more
+    seed of them and be averaged into their row.
+    """
+    texts = [layers_text(cfg["model"]["layers"]) for cfg in cfgs]
+    if len(set(texts)) == 1:
+        layers = f"mean of {len(texts)} x ({texts[0]})"
+    else:
+        layers = "mean of " + " + ".join(f"({t})" for t in texts)
+    return dump_yaml({KIND: {"members": members, "combine": COMBINE}, "model": {"layers": layers},
+                      "data": dataset_key(cfgs[0])})
+
+
+@dataclass
+class EnsembleResult:
+    """The test-set outcome of an ensemble, before it is recorded."""
+
+    members: list[str]  # run ids
+    member_accuracy: dict[str, float]
+    probs: np.ndarray  # (N, C) averaged probabilities
+    labels: np.ndarray  # (N,)
+    accuracy: float
+    loss: float
+
+
+def evaluate_members(infos: list[RunInfo], models: list, x: np.ndarray, y: np.ndarray,
+                     batch_size: int) -> EnsembleResult:
+    """Each member's probabilities and accuracy on (x, y), and the ensemble's."""
+    member_probs = [model.predict_proba(x, batch_size) for model in models]
+    probs = ensemble_probabilities(member_probs)
+    return EnsembleResult(
+        members=[i.id for i in infos],
+        member_accuracy={i.id: accuracy(p, y) for i, p in zip(infos, member_probs)},
+        probs=probs, labels=y, accuracy=accuracy(probs, y), loss=log_loss(probs, y),
+    )
+
+
+def build_ensemble(store: RunStore, members: list[tuple], name: str = "ensemble", log=print, plots: bool = True) -> Run:
+    """Evaluate the ensemble of ``members`` ((info, cfg, model) triples, as
+    resolve_members and the CLI's loader give them) on the test set and
+    record it as a new run of ``store``. Nothing is written on a user error."""
+    from .train import load_data
+
+    t_start, start_time, started = time.perf_counter(), time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    infos, cfgs, models = (list(t) for t in zip(*members))
+    check_same_test_set(infos, cfgs)
+    data = load_data(cfgs[0], log=log)
+    t_data = time.perf_counter() - t_start
+    for info in infos:
+        size = info.summary.get("test_size")
+        if isinstance(size, int) and size != len(data.x_test):
+            raise NnexpError(f"run {info.id} was tested on {size:,} images, but its dataset now has "
+                             f"{len(data.x_test):,}; the members' test sets differ")
+    t0 = time.perf_counter()
+    result = evaluate_members(infos, models, data.x_test, data.y_test, cfgs[0]["train"]["eval_batch_size"])
+    test_seconds = time.perf_counter() - t0
+
+    run = store.create(name)
+    train_seconds = [i.summary.get("train_seconds") for i in infos]
+    run.update_summary(
+        id=run.id, name=name, status="running", reason=None, kind=KIND, members=result.members,
+        started=started, start_time=start_time, ended=None,
+        dataset=cfgs[0]["data"]["dataset"], classes=list(data.classes), seed=None, tags=[KIND],
+        # What the ensemble costs: all its members' weights, and their training time.
+        params=sum(m.num_parameters() for m in models),
+        train_size=None, val_size=None, test_size=len(data.x_test), pid=os.getpid(), **provenance(),
+    )
+    try:
+        run.write_config(ensemble_config(result.members, cfgs))
+        np.savez_compressed(run.path / "predictions.npz", probabilities=result.probs.astype(np.float32),
+                            labels=result.labels, members=np.array(result.members))
+        if plots:
+            _plot(run, result, data.classes)
+        run.update_summary(
+            status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            member_test_accuracy=result.member_accuracy, test_accuracy=result.accuracy, test_loss=result.loss,
+            data_seconds=t_data, test_seconds=test_seconds,
+            train_seconds=sum(train_seconds) if all(_is_number(s) for s in train_seconds) else None,
+            total_seconds=time.perf_counter() - t_start,
+        )
+    except BaseException as exc:  # a readable folder that says what happened, as a training run's
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not interrupted:
+            (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        run.update_summary(status="interrupted" if interrupted else "failed",
+                           reason="interrupted by the user (Ctrl-C)" if interrupted else f"{type(exc).__name__}: {exc}",
+                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
+    return run
+
+
+def _plot(run: Run, result: EnsembleResult, classes) -> None:
+    from .tracking.plots import plot_confusion_matrix
+
+    run.plots_dir.mkdir(exist_ok=True)
+    plot_confusion_matrix(result.labels, result.probs.argmax(1), classes, run.plots_dir / "confusion_matrix.png",
+                          title=f"Ensemble of {len(result.members)} runs: test set confusion matrix")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
