@@ -52,6 +52,7 @@ AUGMENT_SPECS: dict[str, tuple[type, float]] = {
     "shear": (float, 0.0),  # max horizontal shear angle in degrees
     "elastic_alpha": (float, 0.0),  # elastic strength (Simard's alpha); 0 = off
     "elastic_sigma": (float, 4.0),  # Gaussian sigma (pixels) smoothing the field
+    "hflip": (float, 0.0),  # probability of a left-right mirror (clothes, not digits)
     "p": (float, 1.0),  # probability that an image is augmented at all
 }
 
@@ -62,7 +63,7 @@ _TRUNCATE = 4.0
 # --------------------------------------------------------------------------- geometry
 
 
-def affine_matrices(angle, scale, shear, shift, size: tuple[int, int]) -> np.ndarray:
+def affine_matrices(angle, scale, shear, shift, size: tuple[int, int], mirror=None) -> np.ndarray:
     """Inverse-mapping matrices for a batch of explicit affine transforms.
 
     The forward transform applied to the content is: scale by ``scale``, shear
@@ -77,6 +78,8 @@ def affine_matrices(angle, scale, shear, shift, size: tuple[int, int]) -> np.nda
         shear: (N,) shear angles in degrees (x += tan(shear) * y).
         shift: (N, 2) shifts ``(dx, dy)`` in pixels (right, down).
         size: ``(H, W)`` of the images.
+        mirror: optional (N,) booleans: mirror those images left-right (about
+            the vertical centre line) before everything else.
 
     Scalars are broadcast over the batch (N = 1 when all are scalars).
 
@@ -99,6 +102,8 @@ def affine_matrices(angle, scale, shear, shift, size: tuple[int, int]) -> np.nda
     shr[:, 0, 0] = shr[:, 1, 1] = 1.0
     shr[:, 0, 1] = np.tan(shear)
     lin = (rot @ shr) * scale[:, None, None]  # scale is isotropic, so it commutes
+    if mirror is not None:  # L @ diag(-1, 1): x -> -x about the centre, first
+        lin[:, :, 0] *= np.where(np.broadcast_to(mirror, (n,)), -1.0, 1.0)[:, None]
 
     # Forward: dst = L (src - c) + c + t  =>  inverse: src = L^-1 (dst - c - t) + c.
     inv = np.linalg.inv(lin)
@@ -273,6 +278,7 @@ class Augmenter:
         shear: max horizontal shear angle in degrees, in [0, 90).
         elastic_alpha: elastic distortion strength (>= 0; 0 turns it off).
         elastic_sigma: smoothness of the elastic field in pixels (> 0).
+        hflip: probability, in [0, 1], that an image is mirrored left-right.
         p: probability, in [0, 1], that a given image is augmented at all.
 
     Raises:
@@ -281,7 +287,7 @@ class Augmenter:
     """
 
     def __init__(self, rotate=0.0, scale=0.0, shift=0.0, shear=0.0,
-                 elastic_alpha=0.0, elastic_sigma=4.0, p=1.0):
+                 elastic_alpha=0.0, elastic_sigma=4.0, hflip=0.0, p=1.0):
         inf = math.inf
         self.rotate = _check("rotate", rotate, 0, 180)
         self.scale = _check("scale", scale, 0, 1, hi_open=True)  # factor must stay > 0
@@ -289,6 +295,7 @@ class Augmenter:
         self.shear = _check("shear", shear, 0, 90, hi_open=True)  # tan(90) is infinite
         self.elastic_alpha = _check("elastic_alpha", elastic_alpha, 0, inf)
         self.elastic_sigma = _check("elastic_sigma", elastic_sigma, 0, inf, lo_open=True)
+        self.hflip = _check("hflip", hflip, 0, 1)
         self.p = _check("p", p, 0, 1)
 
     def __repr__(self) -> str:
@@ -298,7 +305,7 @@ class Augmenter:
     @property
     def is_identity(self) -> bool:
         """True when no image can change: every strength is 0, or p == 0."""
-        strengths = (self.rotate, self.scale, self.shift, self.shear, self.elastic_alpha)
+        strengths = (self.rotate, self.scale, self.shift, self.shear, self.elastic_alpha, self.hflip)
         return self.p == 0 or not any(strengths)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -330,13 +337,15 @@ class Augmenter:
         if self.elastic_alpha > 0:
             displacement = elastic_displacement(rng, n, (h, w), self.elastic_alpha,
                                                 self.elastic_sigma)
+        # drawn last, and only when asked for: configs without hflip keep their stream
+        mirror = rng.random(n) < self.hflip if self.hflip > 0 else np.zeros(n, dtype=bool)
 
         if chosen.all():  # the common p == 1 case: no fancy-index copies
-            return warp(x, affine_matrices(angle, factor, shear, shift, (h, w)), displacement)
+            return warp(x, affine_matrices(angle, factor, shear, shift, (h, w), mirror), displacement)
         if not chosen.any():
             return x.copy()
         matrices = affine_matrices(angle[chosen], factor[chosen], shear[chosen],
-                                   shift[chosen], (h, w))
+                                   shift[chosen], (h, w), mirror[chosen])
         if displacement is not None:
             displacement = displacement[chosen]
         out = x.copy()

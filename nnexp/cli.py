@@ -227,17 +227,22 @@ def predict(run_ref, images, store, as_json):
 
 
 @cli.command()
-@click.argument("run_refs", metavar="RUN RUN [RUN]...", nargs=-1, required=True)
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option("--sweep", "sweep_ref", metavar="SWEEP",
+              help="Add every completed run of this sweep (id, prefix or name) as a member.")
 @click.option("--name", default="ensemble", show_default=True, help="Name of the ensemble's own run.")
 @STORE_OPTION
 @JSON_OPTION
-def ensemble(run_refs, name, store, as_json):
-    """Average several runs' softmax outputs on the test set; record the ensemble as a run."""
-    from .ensemble import build_ensemble, resolve_members
+def ensemble(run_refs, sweep_ref, name, store, as_json):
+    """Average several runs' softmax outputs on the test set; record the ensemble as a run.
+
+    Members are the RUNs named, plus with --sweep the completed runs of a sweep."""
+    from .ensemble import build_ensemble, resolve_members, sweep_members
     from .tracking import RunStore
 
     runs = RunStore(store)
-    infos = resolve_members(runs, run_refs)
+    refs = list(run_refs) + (sweep_members(runs, sweep_ref) if sweep_ref else [])
+    infos = resolve_members(runs, refs)
     # Every member's weights load before the dataset does: a run without
     # model.npz is reported in a moment, not after the test set is read.
     members = [(info, *load_trained(info)) for info in infos]

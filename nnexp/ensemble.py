@@ -128,6 +128,20 @@ def resolve_members(store: RunStore, refs) -> list[RunInfo]:
     return infos
 
 
+def sweep_members(store: RunStore, sweep_ref: str) -> list[str]:
+    """Ids of a sweep's completed runs, in trial order (a trial re-run after a
+    failure counts once: only its completed run is taken)."""
+    from .sweep.runner import find_sweep
+
+    sweep = find_sweep(store.root, sweep_ref)
+    runs = [r for r in store.records() if (r.get("summary") or {}).get("sweep") == sweep["id"]]
+    done = [r for r in runs if r["summary"].get("status") == "completed"]
+    if not done:
+        raise NnexpError(f"sweep {sweep['id']} has no completed run yet ({len(runs)} runs in all); "
+                         f"run or resume it first")
+    return [r["id"] for r in sorted(done, key=lambda r: r["summary"].get("trial", 0))]
+
+
 def dataset_key(cfg: dict) -> dict:
     """What decides a config's test set: the dataset, and for Kaggle CSVs the
     files and the carved split (MNIST's test files are pinned by checksum)."""

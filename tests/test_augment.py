@@ -101,9 +101,26 @@ def test_identity_when_off(kwargs):
 
 
 def test_is_identity_false_when_any_strength_is_on():
-    for name in ("rotate", "scale", "shift", "shear", "elastic_alpha"):
+    for name in ("rotate", "scale", "shift", "shear", "elastic_alpha", "hflip"):
         assert not Augmenter(**{name: 0.5}).is_identity
     assert Augmenter(elastic_sigma=9.0).is_identity  # sigma alone distorts nothing
+
+
+def test_hflip_mirrors_exactly_that_fraction_of_images():
+    x = random_images(400)
+    y = Augmenter(hflip=1.0)(x, np.random.default_rng(0))
+    np.testing.assert_allclose(y, x[..., ::-1], atol=1e-6)  # integer sample points: exact mirror
+    y = Augmenter(hflip=0.5)(x, np.random.default_rng(1))
+    mirrored = np.all(np.abs(y - x[..., ::-1]) < 1e-6, axis=(1, 2, 3))
+    unchanged = np.all(y == x, axis=(1, 2, 3))
+    assert np.all(mirrored ^ unchanged) and 0.4 < mirrored.mean() < 0.6
+
+
+def test_hflip_off_keeps_the_random_stream_of_older_configs():
+    x = random_images(8)
+    a = Augmenter(rotate=10, shift=2)(x, np.random.default_rng(3))
+    b = Augmenter(rotate=10, shift=2, hflip=0.0)(x, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
 
 
 def test_p_augments_about_that_fraction_and_leaves_the_rest_untouched():
@@ -268,7 +285,7 @@ def test_elastic_changes_the_image_a_little():
     ("shear", -1.0), ("shear", 90.0),
     ("elastic_alpha", -8.0),
     ("elastic_sigma", 0.0), ("elastic_sigma", -1.0),
-    ("p", -0.1), ("p", 1.5),
+    ("p", -0.1), ("p", 1.5), ("hflip", -0.5), ("hflip", 2.0),
     ("rotate", "10"), ("p", True), ("shift", None),
 ])
 def test_invalid_arguments_raise_value_error_naming_them(name, value):

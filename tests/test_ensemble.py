@@ -202,5 +202,26 @@ def test_ensemble_mistakes_are_one_line_and_write_nothing(nnexp, members, tmp_pa
         assert code == want_code and message in err, (args, code, err)
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and out == "", (args, err)
     assert run_ids(store) == before
-    code, _, err = nnexp("ensemble", "--store", store)  # no runs at all: click's usage error
-    assert code == 2 and "Missing argument" in err
+    code, _, err = nnexp("ensemble", "--store", store)  # no runs at all
+    assert code == 2 and "an ensemble needs at least 2 runs, got 0" in err
+    code, _, err = nnexp("ensemble", "--sweep", "nosuch", "--store", store)
+    assert code == 1 and "no sweep 'nosuch'" in err
+    assert run_ids(store) == before
+
+
+def test_ensemble_of_a_sweep_takes_its_completed_runs(nnexp, tmp_path):
+    store = tmp_path / "runs"
+    (tmp_path / "tiny.yaml").write_text(textwrap.dedent(TINY.format(store=store)))
+    (tmp_path / "seeds.yaml").write_text("name: seeds\nbase: tiny.yaml\nseeds: [3, 4]\n")
+    code, _, err = nnexp("sweep", tmp_path / "seeds.yaml", "--workers", "1", "-q")
+    assert code == 0, err
+    trials = run_ids(store)
+    code, out, err = nnexp("ensemble", "--sweep", "seeds", "--store", store, "--json")
+    assert code == 0, err
+    ens = json.loads(out)
+    assert sorted(ens["members"]) == trials and ens["kind"] == "ensemble"
+    # a failed trial is no member: mark one failed and only one member is left, too few
+    path = store / trials[0] / "summary.json"
+    path.write_text(json.dumps({**summary(store, trials[0]), "status": "failed"}))
+    code, _, err = nnexp("ensemble", "--sweep", "seeds", "--store", store)
+    assert code == 2 and "an ensemble needs at least 2 runs, got 1" in err
