@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import resource
+import sys
 import time
 import traceback
 
@@ -221,7 +223,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
                                            best_val_metric=es_cfg.get("metric", "val_accuracy"),
                                            best_val_value=stopper.sign * stopper.best)
-        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, **best)
+        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(), **best)
         log_seconds += time.perf_counter() - t_log
         val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
         log(f"epoch {epoch:3d}/{t['epochs']}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}"
@@ -238,6 +240,13 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
     _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epoch, log,
             status="pruned" if pruned else "completed", reason=pruned or None)
+
+
+def peak_rss_mib() -> float:
+    """The most memory this process has held so far (its peak resident set), in MiB.
+    A sweep worker trains several trials in one process: there it is the peak over them."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,

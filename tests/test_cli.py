@@ -35,6 +35,7 @@ def test_run_writes_a_readable_run_folder(nnexp, tiny_config, store):
     assert summary["params"] == 784 * 64 + 64 + 64 * 10 + 10
     assert summary["epochs_completed"] == 2 and summary["seed"] == 0
     assert summary["versions"]["numpy"] == np.__version__
+    assert 20 < summary["peak_rss_mib"] < 4096  # this test process: NumPy, pandas, matplotlib, the data
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
