@@ -131,10 +131,9 @@ def resolve_members(store: RunStore, refs) -> list[RunInfo]:
 def sweep_members(store: RunStore, sweep_ref: str) -> list[str]:
     """Ids of a sweep's completed runs, in trial order (a trial re-run after a
     failure counts once: only its completed run is taken)."""
-    from .sweep.runner import find_sweep
+    from .compare.cli import select_records
 
-    sweep = find_sweep(store.root, sweep_ref)
-    runs = [r for r in store.records() if (r.get("summary") or {}).get("sweep") == sweep["id"]]
+    runs, sweep = select_records(store.root, sweep_ref=sweep_ref)
     done = [r for r in runs if r["summary"].get("status") == "completed"]
     if not done:
         raise NnexpError(f"sweep {sweep['id']} has no completed run yet ({len(runs)} runs in all); "
