@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -36,6 +37,51 @@ def run(config, overrides, quiet):
     cfg = load_config(config, overrides)
     log = (lambda *a, **k: None) if quiet else _log
     finished = train(cfg, log=log, progress=not quiet)
+    _print_finished(finished)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@STORE_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+def resume(run_ref, store, quiet):
+    """Continue an interrupted, crashed or killed run from its last checkpoint.
+
+    The result is the same, bit for bit, as if the run had never stopped.
+    """
+    from .config import load_config
+    from .tracking import Run, RunStore, live_status
+    from .train import train
+
+    info = RunStore(store).resolve(run_ref)
+    status = live_status(info.summary)
+    if info.summary.get("kind") == "ensemble":
+        raise NnexpError(f"run {info.id} is an ensemble: there is nothing to train")
+    if status in ("completed", "pruned"):
+        raise NnexpError(f"run {info.id} is {status}: there is nothing to resume")
+    if status == "running":
+        raise NnexpError(f"run {info.id} is still running (pid {info.summary.get('pid')}); stop it first")
+    cfg = load_config(info.path / "config.yaml")
+    log = (lambda *a, **k: None) if quiet else _log
+    with _exclusive(info.path):
+        finished = train(cfg, log=log, progress=not quiet, run=Run.open(info.path), resume=True)
+    _print_finished(finished)
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """Hold a lock on the run folder: two resumes of one run never train at once."""
+    import fcntl
+
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NnexpError(f"run {run_dir.name} is being resumed by another process") from None
+        yield
+
+
+def _print_finished(finished) -> None:
     s = finished.summary
     click.echo(
         f"test accuracy {s['test_accuracy']:.2%}  |  training {s['train_seconds']:.1f}s "
@@ -391,4 +437,8 @@ def main(argv=None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as exc:  # disk full, read-only or vanished folder: the system's words, no traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {exc.strerror or exc}{where}", err=True)
         sys.exit(1)

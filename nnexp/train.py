@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from . import checkpoint
 from .augment import Augmenter
 from .config import dump_yaml
 from .data import load_dataset
@@ -144,16 +145,19 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs,
 
 
 def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None, data=None,
-          extra_summary: dict | None = None, on_epoch=None) -> Run:
+          extra_summary: dict | None = None, on_epoch=None, resume: bool = False) -> Run:
     """Train the network a resolved config describes and record the run.
 
-    The keywords are for sweeps: ``run`` is an empty run folder to fill (a new
-    one is created otherwise), ``data`` a dataset already loaded for this
-    config, ``extra_summary`` fields to record (sweep id, trial, values), and
-    ``on_epoch(epoch, row)`` is asked after every epoch; a non-empty answer is
-    the reason to stop early, and the run ends as ``pruned``.
+    The keywords are for sweeps and resuming: ``run`` is the run folder to
+    fill (a new one is created otherwise), ``data`` a dataset already loaded
+    for this config, ``extra_summary`` fields to record (sweep id, trial,
+    values), and ``on_epoch(epoch, row)`` is asked after every epoch; a
+    non-empty answer is the reason to stop early, and the run ends as
+    ``pruned``. ``resume`` continues ``run`` (opened with ``Run.open``) from
+    its checkpoint, or from the start if it has none.
     """
     t_start = time.perf_counter()
+    ckpt = _checkpoint_to_resume(run, cfg) if resume else None
     data = data if data is not None else load_data(cfg, log=log)
     t_data = time.perf_counter() - t_start
     rngs = make_rngs(cfg["train"]["seed"])
@@ -161,19 +165,26 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
 
     name = cfg["tracking"]["name"] or "run"
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
-    run.write_config(dump_yaml(cfg))
     t = cfg["train"]
-    run.update_summary(
-        id=run.id, name=name, status="running", reason=None,
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(), ended=None,
-        dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
-        params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
-        train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-        pid=os.getpid(), **provenance(), **(extra_summary or {}),
-    )
-    log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images")
+    if resume:
+        _set_aside_error(run)
+        run.update_summary(status="running", reason=None, ended=None, pid=os.getpid(),
+                           resumes=int(run.summary.get("resumes") or 0) + 1,
+                           resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **(extra_summary or {}))
+    else:
+        run.write_config(dump_yaml(cfg))
+        run.update_summary(
+            id=run.id, name=name, status="running", reason=None,
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(), ended=None,
+            dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
+            params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
+            train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
+            pid=os.getpid(), **provenance(), **(extra_summary or {}),
+        )
+    log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
+        + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
     try:
-        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch)
+        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt)
     except KeyboardInterrupt as exc:
         run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -182,14 +193,44 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         run.update_summary(status="failed", reason=str(exc), ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
     except BaseException as exc:
-        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        run.update_summary(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _record_crash(run, exc)
         raise
     return run
 
 
-def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None):
+def _checkpoint_to_resume(run: Run, cfg: dict):
+    """The run's checkpoint if it belongs to ``cfg`` (None if it has none)."""
+    ckpt = checkpoint.load(run.path)
+    if ckpt is not None and ckpt.config_digest != checkpoint.config_digest(cfg):
+        raise checkpoint.CheckpointError(
+            f"run {run.id}: its checkpoint was written for another config than its config.yaml "
+            "(was config.yaml edited?); nothing was changed")
+    return ckpt
+
+
+def _set_aside_error(run: Run) -> None:
+    """Keep the error.txt of the attempt being resumed, under a numbered name."""
+    error = run.path / "error.txt"
+    if error.exists():
+        error.replace(run.path / f"error.before-resume-{int(run.summary.get('resumes') or 0) + 1}.txt")
+
+
+def _record_crash(run: Run, exc: BaseException) -> None:
+    """error.txt and a failed summary; if even that cannot be written (disk
+    full, folder gone), the original error is the one the user sees."""
+    try:
+        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    except OSError:
+        pass
+    try:
+        run.update_summary(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    except OSError:
+        pass
+
+
+def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
+         ckpt=None):
     t, batch_size = cfg["train"], cfg["data"]["batch_size"]
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
@@ -202,8 +243,20 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
     stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
                             es_cfg.get("min_delta", 0.0))
     has_val = len(data.x_val) > 0
-    best_state, step, train_seconds, log_seconds, pruned = None, 0, 0.0, 0.0, None
-    for epoch in range(1, t["epochs"] + 1):
+    # Everything below is what a checkpoint carries from one process to the next.
+    done, step, train_seconds, log_seconds, rows, best_state, stop = 0, 0, 0.0, 0.0, [], None, None
+    if ckpt is not None:
+        done, step, train_seconds, log_seconds = ckpt.epoch, ckpt.step, ckpt.train_seconds, ckpt.log_seconds
+        rows, best_state, stop = ckpt.rows, ckpt.best, ckpt.stop
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optim, internal=True)
+        checkpoint.restore_rngs(rngs, ckpt.rng_states)
+        stopper.__dict__.update(ckpt.stopper)
+    run.rewrite_metrics(rows)  # a resumed run drops rows logged after its checkpoint
+    ckpt_seconds = 0.0
+    for epoch in range(done + 1, t["epochs"] + 1):
+        if stop is not None:
+            break
         t0 = time.perf_counter()
         lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
@@ -215,6 +268,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         train_seconds += seconds
         row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
                    val_accuracy=val_acc, lr=lr, seconds=seconds)
+        rows.append(row)
         improved = has_val and stopper.update(epoch, row)
         if improved and t["restore_best"]:
             best_state = model.state_dict()  # copies
@@ -223,23 +277,33 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
                                            best_val_metric=es_cfg.get("metric", "val_accuracy"),
                                            best_val_value=stopper.sign * stopper.best)
-        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(), **best)
+        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
+                           rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}), **best)
         log_seconds += time.perf_counter() - t_log
         val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
         log(f"epoch {epoch:3d}/{t['epochs']}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}"
             f"  {seconds:.1f}s")
         if has_val and stopper.should_stop:
             log(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
-            break
-        pruned = on_epoch(epoch, row) if on_epoch is not None and epoch < t["epochs"] else None
+            stop = {"status": "completed", "reason": None}
+        pruned = on_epoch(epoch, row) if on_epoch is not None and epoch < t["epochs"] and stop is None else None
         if pruned:
             log(f"pruned after epoch {epoch}: {pruned}")
-            break
+            stop = {"status": "pruned", "reason": pruned}
+        done = epoch
+        t_ckpt = time.perf_counter()
+        checkpoint.save(run.path, checkpoint.Checkpoint(
+            epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
+            stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
+            rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
+            model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state))
+        ckpt_seconds += time.perf_counter() - t_ckpt
     if best_state is not None:
         model.load_state_dict(best_state)
         log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
-    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epoch, log,
-            status="pruned" if pruned else "completed", reason=pruned or None)
+    stop = stop or {"status": "completed", "reason": None}
+    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, done, log,
+            status=stop["status"], reason=stop["reason"], checkpoint_seconds=ckpt_seconds)
 
 
 def peak_rss_mib() -> float:
@@ -249,8 +313,18 @@ def peak_rss_mib() -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,
-            status="completed", reason=None):
+            status="completed", reason=None, checkpoint_seconds=0.0):
     """Final evaluation on the test set, weights, plots and the completed summary."""
     eval_bs = cfg["train"]["eval_batch_size"]
     # Final train metrics are the last epoch's running averages (training mode),
@@ -270,8 +344,10 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
         status=status, reason=reason, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
         test_loss=test_loss, test_accuracy=test_acc, **metrics,
         data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
-        logging_seconds=log_seconds, total_seconds=time.perf_counter() - t_start,
+        logging_seconds=log_seconds, checkpoint_seconds=checkpoint_seconds,
+        total_seconds=time.perf_counter() - t_start,
     )
+    checkpoint.remove(run.path)  # the run is finished: model.npz holds what is kept
     log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
         f"training {train_seconds:.1f}s")
 

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BASE = """\
@@ -154,8 +155,8 @@ def _wait_until(condition, timeout=60.0):
     return False
 
 
-def _some_trial_mid_training(store) -> bool:
-    return any(s.get("status") == "running" and s.get("epochs_completed", 0) >= 1
+def _some_trial_mid_training(store, epochs: int = 1) -> bool:
+    return any(s.get("status") == "running" and s.get("epochs_completed", 0) >= epochs
                for s in summaries(store).values())
 
 
@@ -172,7 +173,7 @@ def test_resume_after_the_driver_is_stopped(nnexp, sweep_dir, store, sig):
     spec = sweep_dir(SLOW, subset=8000, units=128, epochs=20)
     driver = _start_driver(spec, store)
     try:
-        assert _wait_until(lambda: _some_trial_mid_training(store)), driver.stderr.read()
+        assert _wait_until(lambda: _some_trial_mid_training(store, epochs=2)), driver.stderr.read()
     finally:
         driver.send_signal(sig)
     driver.wait(timeout=60)
@@ -192,10 +193,67 @@ def test_resume_after_the_driver_is_stopped(nnexp, sweep_dir, store, sig):
     final = summaries(store)
     assert len(final) == 3 and sorted(s["trial"] for s in final.values()) == [0, 1, 2]
     assert {s["status"] for s in final.values()} == {"completed"}
+    resumed = 0
     for name, before in stopped.items():
-        if before["status"] == "interrupted":  # rerun, with the earlier attempt kept aside
-            assert final[name]["attempt"] == before.get("attempt", 1) + 1
-            assert (store / name / "attempts" / "1" / "summary.json").exists()
+        if before["status"] == "interrupted":
+            after = final[name]
+            assert after["attempt"] == before.get("attempt", 1) + 1
+            assert _epochs_logged(store / name) == list(range(1, 21))
+            if before["epochs_completed"] >= 2:  # it had a checkpoint: went on from it, not from epoch 1
+                assert after["resumed_from_epoch"] >= before["epochs_completed"] - 1 >= 1
+                resumed += 1
+    assert resumed >= 1
+
+
+def _epochs_logged(run: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+
+
+def test_sigkill_of_the_whole_sweep_at_random_moments_loses_and_repeats_nothing(
+        nnexp, sweep_dir, store, tmp_path):
+    """SIGKILL to the driver and its workers at once (no handler runs), three
+    times at random moments, then the same command to the end: every trial
+    exactly once, completed trials untouched, the others resumed from their
+    checkpoints -- and each trial's weights equal those of a sweep never killed."""
+    import random
+
+    spec = sweep_dir("parameters: {optimizer.lr: [0.001, 0.002, 0.003]}\n", subset=4000, units=128, epochs=8)
+    env = dict(os.environ, NNEXP_STORE=str(store))
+    cmd = [sys.executable, "-m", "nnexp", "sweep", str(spec), "--workers", "2", "-q"]
+    rng = random.Random(4)
+    finished_at: dict[str, int] = {}
+    for _ in range(3):
+        driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        # a random moment once some trial is under way (the first rounds' trials may still be starting)
+        _wait_until(lambda: _some_trial_mid_training(store, epochs=2) or driver.poll() is not None)
+        time.sleep(rng.uniform(0.0, 1.0))
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        time.sleep(0.2)
+        for name, s in summaries(store).items():
+            mtime = (store / name / "summary.json").stat().st_mtime_ns
+            if s["status"] == "completed":
+                assert finished_at.setdefault(name, mtime) == mtime  # completed earlier: never touched again
+    code, _, err = nnexp("sweep", spec, "--workers", "2", "-q")
+    assert code == 0, err
+    final = summaries(store)
+    assert len(final) == 3 and sorted(s["trial"] for s in final.values()) == [0, 1, 2]
+    assert {s["status"] for s in final.values()} == {"completed"}
+    for name in final:
+        assert _epochs_logged(store / name) == list(range(1, 9))
+        if name in finished_at:
+            assert (store / name / "summary.json").stat().st_mtime_ns == finished_at[name]
+    assert any(s.get("resumed_from_epoch") for s in final.values()), "no trial was resumed from a checkpoint"
+
+    # the reference: the same trials in another store, never killed
+    other = tmp_path / "other-store"
+    code, _, err = nnexp("sweep", spec, "--workers", "2", "-q", "--store", other)
+    assert code == 0, err
+    reference = {s["trial"]: name for name, s in summaries(other).items()}
+    for name, s in final.items():
+        with np.load(store / name / "model.npz") as a, np.load(other / reference[s["trial"]] / "model.npz") as b:
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def test_two_sweeps_and_a_run_writing_one_store_at_once(sweep_dir, store, tmp_path):

@@ -260,15 +260,18 @@ class Optimizer:
         """Factor from an internal state buffer to its state_dict value (1: stored as is)."""
         return 1.0
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self, internal: bool = False) -> dict[str, np.ndarray]:
+        """``internal``: the buffers exactly as the optimizer keeps them (for
+        checkpoints, which must resume bit for bit; the default converts to
+        PyTorch's conventions, which may round)."""
         d = {"t": np.array(self.t, dtype=np.int64)}
         for s in self.slots:
-            scale = self._slot_scale(s)
+            scale = 1.0 if internal else self._slot_scale(s)
             for (name, _, _), buf in zip(self.params, self.state[s]):
                 d[f"{s}.{name}"] = buf * scale if scale != 1.0 else buf.copy()
         return d
 
-    def load_state_dict(self, d: dict) -> None:
+    def load_state_dict(self, d: dict, internal: bool = False) -> None:
         cls = type(self).__name__
         expected = ["t"] + [f"{s}.{name}" for s in self.slots for name, _, _ in self.params]
         missing = [k for k in expected if k not in d]
@@ -286,7 +289,7 @@ class Optimizer:
                         f"expected {buf.shape}"
                     )
         for s in self.slots:
-            scale = self._slot_scale(s)
+            scale = 1.0 if internal else self._slot_scale(s)
             for (name, _, _), buf in zip(self.params, self.state[s]):
                 np.copyto(buf, d[f"{s}.{name}"], casting="same_kind")
                 if scale != 1.0:

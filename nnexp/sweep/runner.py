@@ -10,8 +10,9 @@ State lives in the store, never only in memory:
         lock                         held (flock) while a driver runs this sweep
 
 Running the same spec again finds the same sweep id: completed and pruned
-trials are skipped, failed, interrupted and never-started ones run (a rerun
-moves the earlier attempt's files into the trial's ``attempts/N/``), and the
+trials are skipped, failed, interrupted and never-started ones run: from
+their last checkpoint where they have one (see ``checkpoint.py``), else from
+the start (moving the earlier attempt's files into ``attempts/N/``), and the
 lock keeps two drivers from running one sweep at once, so no trial is ever
 duplicated.
 """
@@ -255,14 +256,32 @@ class SweepRunner:
 
     def _payload(self, trial: Trial) -> dict:
         path = self.run_path(trial)
-        attempt = _prepare_folder(path)
+        resume = self._resumable(trial, path)
+        attempt = int((_read_summary(path) or {}).get("attempt") or 1) + 1 if resume else _prepare_folder(path)
         cfg = json.loads(json.dumps(trial.config))  # a plain copy for pickling
         cfg["tracking"]["store"] = str(self.store)
         cfg["tracking"]["name"] = f"{self.spec.name[:40]}-t{trial.index:03d}"
         extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
                  "trial_params": trial.params, "attempt": attempt}
         return {"index": trial.index, "run_path": str(path), "config": cfg, "metric": self.spec.metric,
-                "rungs": self.spec.halving.rungs if self.spec.halving else [], "extra_summary": extra}
+                "rungs": self.spec.halving.rungs if self.spec.halving else [], "extra_summary": extra,
+                "resume": resume}
+
+    def _resumable(self, trial: Trial, path: Path) -> bool:
+        """A stopped trial with a usable checkpoint goes on from it; one whose
+        checkpoint is damaged starts again (its files kept under attempts/)."""
+        from .. import checkpoint
+
+        if _read_summary(path) is None:
+            return False
+        try:
+            found = checkpoint.load(path) is not None
+        except checkpoint.CheckpointError as exc:
+            self.log(f"warning: {trial.label()}: {exc}; training it again from epoch 1")
+            return False
+        if found:
+            self._replay_rungs(trial)  # the rungs it passed before it stopped
+        return found
 
     def _finish_trial(self, trial: Trial, status: str, value, reason, bar) -> None:
         self.statuses[trial.index] = status

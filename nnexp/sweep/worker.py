@@ -53,7 +53,7 @@ def run_trial(payload: dict, conn, datasets: dict) -> tuple:
 
     index, metric, rungs = payload["index"], payload["metric"], set(payload["rungs"])
     cfg = payload["config"]
-    run = Run(Path(payload["run_path"]))
+    run = Run.open(Path(payload["run_path"])) if payload["resume"] else Run(Path(payload["run_path"]))
 
     def on_epoch(epoch: int, row: dict):
         if epoch not in rungs:
@@ -64,7 +64,7 @@ def run_trial(payload: dict, conn, datasets: dict) -> tuple:
 
     try:
         data = _dataset(cfg, datasets)
-        run = train(cfg, log=_quiet, progress=False, run=run, data=data,
+        run = train(cfg, log=_quiet, progress=False, run=run, data=data, resume=payload["resume"],
                     extra_summary=payload["extra_summary"], on_epoch=on_epoch if rungs else None)
     except KeyboardInterrupt as exc:
         _record_failure(run, payload, "interrupted", str(exc))
@@ -99,6 +99,10 @@ def _record_failure(run, payload: dict, status: str, reason: str) -> None:
     if status == "failed":
         (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
     cfg = payload["config"]
+    if not (run.path / "config.yaml").exists():
+        from ..config import dump_yaml
+
+        run.write_config(dump_yaml(cfg))
     run.update_summary(id=run.id, name=cfg["tracking"]["name"], status=status, reason=reason,
                        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(),
                        ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seed=cfg["train"]["seed"],

@@ -21,6 +21,7 @@ ends.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -72,6 +73,16 @@ class Run:
         self._summary: dict = {}
         self._unsynced_metrics = False
 
+    @classmethod
+    def open(cls, path: Path) -> "Run":
+        """An existing run folder, to be written on (resuming): its summary is
+        kept and updated field by field."""
+        from .records import read_summary
+
+        run = cls(path)
+        run._summary = read_summary(str(run.path), run.id)
+        return run
+
     # -- files --
     @property
     def metrics_path(self) -> Path:
@@ -109,6 +120,19 @@ class Run:
                 writer.writerow(METRIC_COLUMNS)
             writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
         self._unsynced_metrics = True
+
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        """Replace metrics.csv with exactly ``rows`` (a resumed run goes back to
+        its checkpoint's epochs: rows logged after it are dropped)."""
+        if not rows:
+            self.metrics_path.unlink(missing_ok=True)
+            return
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(METRIC_COLUMNS)
+        for row in rows:
+            writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
+        atomic_write_text(self.metrics_path, buf.getvalue())
 
     def update_summary(self, **fields) -> dict:
         """Merge ``fields`` into summary.json (replaced atomically).
@@ -185,7 +209,16 @@ def live_status(summary: dict) -> str | None:
         return "dead"
     except (PermissionError, OverflowError, OSError):
         pass
-    return status
+    return "dead" if _is_zombie(pid) else status
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process that nobody has reaped yet still answers signal 0."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass
