@@ -162,7 +162,7 @@ def format_table(rows: list[dict], columns) -> str:
         return str(value)
 
     text = [[cell(c, r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(t[i]) for t in text]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths)) for t in text]
     return "\n".join(line.rstrip() for line in lines)

@@ -182,6 +182,10 @@ class RunIndex:
         """
         warn = warn or _stderr_warn
         if not self.root.is_dir():
+            if self.root.exists():
+                from ..errors import NnexpError
+
+                raise NnexpError(f"run store {self.root} is not a directory")
             return []
         try:
             conn, writable = self._open(warn)

@@ -281,7 +281,7 @@ class RunStore:
         if not _REF_RE.match(ref or "") or ".." in ref:
             raise RunNotFound(f"{ref!r} is not a valid run id or name (letters, digits, '.', '_', '-')")
         runs = self.runs()
-        if not runs:
+        if not runs and not (self.root / ref).is_dir():
             raise RunNotFound(f"no runs in store {self.root}")
         if ref in ("latest", "last"):
             return runs[-1]
@@ -297,4 +297,8 @@ class RunStore:
         by_name = [i for i in runs if i.summary.get("name") == ref]
         if by_name:
             return by_name[-1]
+        if (self.root / ref).is_dir():  # a folder of that name that the listing skipped: say why
+            from .records import make_record
+
+            make_record(self.root / ref)  # raises DamagedRun naming the problem
         raise RunNotFound(f"no run {ref!r} in store {self.root} (see 'nnexp runs --store {self.root}')")
