@@ -335,3 +335,22 @@ def test_config_validation_names_the_bad_value():
     cfg["optimizer"]["lr"] = "fast"
     with pytest.raises(NnexpError, match="optimizer.lr"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a\x00b", "x" * 5000, "-rf"])
+def test_hostile_names_stay_inside_the_store(nnexp, tiny_config, store, tmp_path, name):
+    """A sweep name and an ensemble name become folder names only after
+    sanitising: nothing is ever created outside the store."""
+    outside = sorted(tmp_path.parent.iterdir())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": name, "base": str(tiny_config),
+                                    "parameters": {"optimizer.lr": [0.002, 0.003]}, "overrides": {"train": {"epochs": 1}}}))
+    code, out, err = nnexp("sweep", spec, "-q", "--store", store)
+    assert code == 0, err
+    trials = [p.name for p in store.iterdir() if p.is_dir() and p.name != "sweeps"]
+    code, out, err = nnexp("ensemble", *trials, "--name", name, "--store", store)
+    assert code == 0, err
+    for path in store.rglob("*"):
+        assert path.resolve().is_relative_to(store.resolve())
+        assert len(path.name) <= 128 and "\x00" not in path.name
+    assert sorted(tmp_path.parent.iterdir()) == outside and not Path("/etc/cron.d/x").exists()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..errors import NnexpError
 from ..tracking import Run, atomic_write_text
-from ..tracking.store import live_status
+from ..tracking.store import live_status, slugify
 from .spec import SweepSpec, Trial
 
 DONE = ("completed", "pruned")
@@ -260,7 +260,7 @@ class SweepRunner:
         attempt = int((_read_summary(path) or {}).get("attempt") or 1) + 1 if resume else _prepare_folder(path)
         cfg = json.loads(json.dumps(trial.config))  # a plain copy for pickling
         cfg["tracking"]["store"] = str(self.store)
-        cfg["tracking"]["name"] = f"{self.spec.name[:40]}-t{trial.index:03d}"
+        cfg["tracking"]["name"] = f"{slugify(self.spec.name)[:40]}-t{trial.index:03d}"
         extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
                  "trial_params": trial.params, "attempt": attempt}
         return {"index": trial.index, "run_path": str(path), "config": cfg, "metric": self.spec.metric,
