@@ -1,4 +1,4 @@
-"""The ``nnexp`` command line: run, runs, show, evaluate, predict, ensemble, data."""
+"""The ``nnexp`` command line: run, resume, runs, show, evaluate, predict, ensemble, data, sweep, compare."""
 
 from __future__ import annotations
 
