@@ -328,17 +328,33 @@ def data_fetch(names, cache_dir):
 @click.option("--dry-run", is_flag=True, help="Check the spec and list the trials; train nothing.")
 @click.option("--store", default=None, help="Run store [default: the base config's tracking.store].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-trial lines.")
-def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet):
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: worker processes on this machine, or Ray tasks.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="With --executor ray: join the Ray cluster at ADDR (host:port, or 'auto') "
+                   "instead of starting a local Ray instance.")
+@click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --executor ray: CPUs each trial asks Ray for (and its BLAS threads).")
+def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet, executor, address,
+          cpus_per_trial):
     """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
+    from .errors import ConfigError
     from .sweep import SweepRunner, load_spec, plan
     from .sweep.spec import short_value
 
     log = (lambda *a, **k: None) if quiet else _log
+    if address and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: use it with --executor ray")
+    if executor == "ray" and not dry_run:
+        from .sweep.ray_executor import import_ray
+
+        import_ray()  # before any work: without Ray, say how to install it and exit 2
     spec = load_spec(spec_path)
     trials = plan(spec, log=log)
     store = store or os.environ.get("NNEXP_STORE") or trials[0].config["tracking"]["store"]
     runner = SweepRunner(spec, trials, Path(store), workers=workers, threads_per_worker=threads_per_worker,
-                         fail_fast=fail_fast, log=log, progress=not quiet)
+                         fail_fast=fail_fast, log=log, progress=not quiet, executor=executor, address=address,
+                         cpus_per_trial=cpus_per_trial)
     halving = f", halving at epochs {spec.halving.rungs}" if spec.halving else ""
     click.echo(f"sweep {spec.id}: {len(trials)} trials ({spec.method}{halving}), "
                f"{spec.metric} to {spec.goal}, store {store}", err=True)

@@ -292,7 +292,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
             stop = {"status": "pruned", "reason": pruned}
         done = epoch
         t_ckpt = time.perf_counter()
-        checkpoint.save(run.path, checkpoint.Checkpoint(
+        run.save_checkpoint(checkpoint.Checkpoint(
             epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
             stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
@@ -347,7 +347,7 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
         logging_seconds=log_seconds, checkpoint_seconds=checkpoint_seconds,
         total_seconds=time.perf_counter() - t_start,
     )
-    checkpoint.remove(run.path)  # the run is finished: model.npz holds what is kept
+    run.remove_checkpoint()  # the run is finished: model.npz holds what is kept
     log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
         f"training {train_seconds:.1f}s")
 

@@ -88,13 +88,15 @@ class SweepResult:
 
 class SweepRunner:
     def __init__(self, spec: SweepSpec, trials: list[Trial], store: Path, workers: int | None = None,
-                 threads_per_worker: int = 1, fail_fast: bool = False, log=print, progress: bool = True):
+                 threads_per_worker: int = 1, fail_fast: bool = False, log=print, progress: bool = True,
+                 executor: str = "local", address: str | None = None, cpus_per_trial: int = 1):
         self.spec, self.trials, self.store = spec, trials, Path(store)
         self.id = spec.id
         self.dir = self.store / "sweeps" / self.id
         self.workers = workers or os.cpu_count() or 1
         self.threads = threads_per_worker
         self.fail_fast, self.log, self.progress = fail_fast, log, progress
+        self.executor, self.address, self.cpus_per_trial = executor, address, cpus_per_trial
         self.statuses: dict[int, str] = {}
         self.values: dict[int, float] = {}
         self.rungs = (Rungs(spec.halving.rungs, spec.halving.eta, spec.goal) if spec.halving else None)
@@ -165,6 +167,8 @@ class SweepRunner:
                 self.statuses[trial.index] = status
                 self.values[trial.index] = summary.get(f"final_{self.spec.metric}")
                 self._replay_rungs(trial)
+            elif status == "running" and summary.get("executor") == "ray":
+                todo.append(trial)  # we hold the sweep's lock: the Ray job that ran it ended with its driver
             elif status == "running":  # its process is alive: an orphan of a killed driver, still stopping
                 self.statuses[trial.index] = "running"
                 self.log(f"warning: {trial.label()} is still running in pid {summary.get('pid')}; not started again")
@@ -217,9 +221,17 @@ class SweepRunner:
             return
         from tqdm import tqdm
 
-        pool = _Pool(min(self.workers, len(todo)), self.threads)
         bar = tqdm(total=len(self.trials), initial=len(self.trials) - len(todo), unit="trial",
                    desc=f"sweep {self.spec.name}", disable=None if self.progress else True, dynamic_ncols=True)
+        if self.executor == "ray":
+            from .ray_executor import run_on_ray
+
+            try:
+                run_on_ray(self, todo, bar, self.address, self.cpus_per_trial)
+            finally:
+                bar.close()
+            return
+        pool = _Pool(min(self.workers, len(todo)), self.threads)
         pending = list(todo)
         busy: dict[int, Trial] = {}  # worker slot -> trial
         stopping = False

@@ -46,25 +46,38 @@ def worker_main(conn) -> None:
 
 
 def run_trial(payload: dict, conn, datasets: dict) -> tuple:
-    """Train one trial into its (prepared, empty) run folder; returns
-    ``(index, status, value, reason)`` for the driver."""
-    from ..train import train
+    """Train one trial into its run folder in the store (prepared by the
+    driver), asking the driver over ``conn`` at halving rungs."""
     from ..tracking import Run
+
+    path = Path(payload["run_path"])
+    run = Run.open(path) if payload["resume"] else Run(path)
+
+    def decide(epoch: int, value: float):
+        conn.send(("rung", payload["index"], epoch, value))
+        return conn.recv()[1]
+
+    return train_trial(payload, run, lambda: _dataset(payload["config"], datasets), decide)
+
+
+def train_trial(payload: dict, run, load_data, decide) -> tuple:
+    """Train one trial into ``run`` (resuming it from its checkpoint when
+    ``payload["resume"]``); returns ``(index, status, value, reason)``.
+
+    ``load_data()`` gives the dataset; ``decide(epoch, value)`` is asked at
+    each halving rung and answers the reason to prune, or None. Both
+    executors (local worker processes, Ray tasks) come through here.
+    """
+    from ..train import train
 
     index, metric, rungs = payload["index"], payload["metric"], set(payload["rungs"])
     cfg = payload["config"]
-    run = Run.open(Path(payload["run_path"])) if payload["resume"] else Run(Path(payload["run_path"]))
 
     def on_epoch(epoch: int, row: dict):
-        if epoch not in rungs:
-            return None
-        conn.send(("rung", index, epoch, row[metric]))
-        reply = conn.recv()
-        return reply[1]
+        return decide(epoch, row[metric]) if epoch in rungs else None
 
     try:
-        data = _dataset(cfg, datasets)
-        run = train(cfg, log=_quiet, progress=False, run=run, data=data, resume=payload["resume"],
+        run = train(cfg, log=_quiet, progress=False, run=run, data=load_data(), resume=payload["resume"],
                     extra_summary=payload["extra_summary"], on_epoch=on_epoch if rungs else None)
     except KeyboardInterrupt as exc:
         _record_failure(run, payload, "interrupted", str(exc))

@@ -74,12 +74,12 @@ class Run:
         self._unsynced_metrics = False
 
     @classmethod
-    def open(cls, path: Path) -> "Run":
+    def open(cls, path: Path, **kwargs) -> "Run":
         """An existing run folder, to be written on (resuming): its summary is
         kept and updated field by field."""
         from .records import read_summary
 
-        run = cls(path)
+        run = cls(path, **kwargs)
         run._summary = read_summary(str(run.path), run.id)
         return run
 
@@ -120,6 +120,17 @@ class Run:
                 writer.writerow(METRIC_COLUMNS)
             writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
         self._unsynced_metrics = True
+
+    def save_checkpoint(self, ckpt) -> None:
+        """Replace checkpoint.npz (see ``nnexp/checkpoint.py``)."""
+        from .. import checkpoint
+
+        checkpoint.save(self.path, ckpt)
+
+    def remove_checkpoint(self) -> None:
+        from .. import checkpoint
+
+        checkpoint.remove(self.path)
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.csv with exactly ``rows`` (a resumed run goes back to

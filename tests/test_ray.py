@@ -1,0 +1,247 @@
+"""Sweeps on Ray: `nnexp sweep SPEC --executor ray [--address ADDR]`.
+
+The cluster tests start a real two-node Ray cluster on this machine (a head
+node and a worker node, loopback addresses, separate temporary directories),
+run sweeps across it, and stop the worker node mid-sweep."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "nnexp[ray]")')
+
+pytestmark = pytest.mark.integration
+
+BASE = """\
+data: {{dataset: mnist, val_size: 300, batch_size: 64, train_subset: {subset}}}
+model:
+  layers:
+    - {{type: flatten}}
+    - {{type: dense, units: 64}}
+    - {{type: relu}}
+    - {{type: dense, units: 10}}
+optimizer: {{name: adam, lr: 0.002}}
+train: {{epochs: {epochs}, seed: 0, eval_batch_size: 500}}
+tracking: {{plots: false}}
+"""
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+           # notice a dead node within seconds, not the default half minute
+           "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
+           "RAY_health_check_failure_threshold": "3"}
+
+
+def write_spec(tmp_path: Path, spec: str, subset=3000, epochs=6) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE.format(subset=subset, epochs=epochs))
+    path = tmp_path / "spec.yaml"
+    path.write_text("base: base.yaml\n" + textwrap.dedent(spec))
+    return path
+
+
+def summaries(store: Path) -> dict[str, dict]:
+    return {p.name: json.loads((p / "summary.json").read_text())
+            for p in sorted(store.iterdir()) if (p / "summary.json").exists()} if store.is_dir() else {}
+
+
+def epochs_logged(run: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+
+
+def without_seconds(run: Path) -> list[str]:
+    return [line.rsplit(",", 1)[0] for line in (run / "metrics.csv").read_text().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_cli(*args, env, timeout=120):
+    exe = Path(sys.executable).with_name("ray")
+    return subprocess.run([str(exe), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A head node (1 CPU) and a worker node (2 CPUs) on 127.0.0.1; yields
+    (address, worker temp dir, env) and stops both."""
+    short = Path(f"/tmp/nnexp-ray-{os.getpid()}-{tmp_path.name[-12:]}")  # Ray's socket paths must stay short
+    head_tmp, worker_tmp = short / "head", short / "worker"
+    env = dict(os.environ, **RAY_ENV)
+    port = free_port()
+    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--min-worker-port", "0",
+              "--max-worker-port", "0"]
+    head = ray_cli("start", "--head", "--port", port, "--num-cpus", 1, "--temp-dir", head_tmp,
+                   "--include-dashboard", "false", *common, env=env)
+    if head.returncode != 0:
+        pytest.fail(f"ray start --head failed: {head.stderr[-2000:]}")
+    address = f"127.0.0.1:{port}"
+    worker = ray_cli("start", "--address", address, "--num-cpus", 2, "--temp-dir", worker_tmp, *common, env=env)
+    if worker.returncode != 0:
+        ray_cli("stop", "--force", env=env)
+        pytest.fail(f"ray start (worker node) failed: {worker.stderr[-2000:]}")
+    try:
+        yield address, worker_tmp, env
+    finally:
+        ray_cli("stop", "--force", env=env)
+        subprocess.run(["rm", "-rf", str(short)])
+
+
+def kill_node(temp_dir: Path) -> int:
+    """SIGKILL every process of the node whose temporary directory is ``temp_dir``."""
+    killed = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if str(temp_dir).encode() in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def node_ids(address: str, env) -> dict[str, str]:
+    """{node id: temporary directory of its raylet} of the cluster's live nodes."""
+    code = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+            "print(json.dumps({n['NodeID']: n['ObjectStoreSocketName'] for n in ray.nodes() if n['Alive']}))")
+    out = subprocess.run([sys.executable, "-c", code % address], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_without_ray_the_flag_says_how_to_install_it(nnexp, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    spec = write_spec(tmp_path, "parameters: {optimizer.lr: [0.001]}\n")
+    code, _, err = nnexp("sweep", spec, "--executor", "ray", "--store", tmp_path / "runs")
+    assert code == 2 and 'pip install "nnexp[ray]"' in err
+    assert not (tmp_path / "runs").exists()
+    code, _, err = nnexp("sweep", spec, "--address", "auto", "--store", tmp_path / "runs")
+    assert code == 2 and "--executor ray" in err
+
+
+def test_trials_on_a_local_ray_instance_equal_local_workers_and_halving_prunes(nnexp, tmp_path):
+    spec = write_spec(tmp_path, """
+        parameters: {optimizer.lr: [0.0003, 0.001, 0.003, 0.01]}
+        halving: {min_epochs: 2, eta: 2}
+    """)
+    env = dict(os.environ, **RAY_ENV)
+    ray_store, local_store = tmp_path / "ray", tmp_path / "local"
+    done = subprocess.run([sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray", "-q",
+                           "--store", str(ray_store)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert nnexp("sweep", spec, "--workers", "1", "-q", "--store", local_store)[0] == 0
+    on_ray, local = summaries(ray_store), summaries(local_store)
+    assert sorted(on_ray) == sorted(local) and len(on_ray) == 4
+    assert {s["status"] for s in on_ray.values()} == {"completed", "pruned"}
+    assert all(s["executor"] == "ray" and s["ray_node"] for s in on_ray.values())
+    for name, s in local.items():  # pruning with one local worker is sequential; on Ray it is asynchronous
+        if s["status"] == "completed" and on_ray[name]["status"] == "completed":
+            assert without_seconds(ray_store / name) == without_seconds(local_store / name)
+            with np.load(ray_store / name / "model.npz") as a, np.load(local_store / name / "model.npz") as b:
+                assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert not any((ray_store / n / "checkpoint.npz").exists() for n in on_ray)
+
+
+def test_a_worker_node_that_dies_mid_sweep_loses_nothing(cluster, tmp_path):
+    """Six trials on a head (1 CPU) and a worker node (2 CPUs); the worker
+    node is killed once two of its trials have checkpoints. Its trials are
+    retried on the head from their last checkpoints; every trial ends in the
+    store exactly once, completed, with each epoch logged once."""
+    address, worker_tmp, env = cluster
+    spec = write_spec(tmp_path, "parameters: {optimizer.lr: [0.001, 0.0015, 0.002, 0.0025, 0.003, 0.0035]}\n",
+                      subset=6000, epochs=8)
+    store = tmp_path / "runs"
+    nodes = node_ids(address, env)
+    [worker_node] = [n for n, sock in nodes.items() if str(worker_tmp) in sock]
+    driver = subprocess.Popen([sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray",
+                               "--address", address, "-q", "--store", str(store)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+
+    def on_worker_with_checkpoint():
+        return [n for n, s in summaries(store).items() if s.get("ray_node") == worker_node
+                and s.get("status") == "running" and (store / n / "checkpoint.npz").exists()]
+
+    while len(on_worker_with_checkpoint()) < 1:
+        assert time.monotonic() < deadline and driver.poll() is None, driver.communicate()
+        time.sleep(0.1)
+    caught = on_worker_with_checkpoint()
+    assert kill_node(worker_tmp) > 0
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    final = summaries(store)
+    assert len(final) == 6 and sorted(s["trial"] for s in final.values()) == list(range(6))
+    assert {s["status"] for s in final.values()} == {"completed"}
+    for name in final:
+        assert epochs_logged(store / name) == list(range(1, 9))
+    for name in caught:  # went on from its checkpoint, on the surviving node
+        assert final[name]["resumed_from_epoch"] >= 1 and final[name]["ray_node"] != worker_node
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace (unshare)")
+def test_workers_never_touch_the_store_its_files_come_through_ray(cluster, tmp_path):
+    """The driver runs in a mount namespace of its own where the store is a
+    private tmpfs: Ray's workers (started outside it) cannot see the store.
+    Every file still reaches it, and nothing is written at the store's path
+    as the workers see it."""
+    address, _, env = cluster
+    spec = write_spec(tmp_path, "parameters: {optimizer.lr: [0.001, 0.002, 0.003]}\n", subset=2000, epochs=3)
+    store, copy = tmp_path / "store", tmp_path / "copy"
+    store.mkdir()
+    copy.mkdir()
+    script = (f"mount -t tmpfs tmpfs {store} && {sys.executable} -m nnexp sweep {spec} --executor ray "
+              f"--address {address} -q --store {store}; rc=$?; cp -a {store}/. {copy}/; exit $rc")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "unshare" in done.stderr and "Operation not permitted" in done.stderr:
+        pytest.skip(f"no mount namespaces here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert list(store.iterdir()) == []  # what the workers' side sees: nothing was written there
+    final = summaries(copy)
+    assert len(final) == 3 and {s["status"] for s in final.values()} == {"completed"}
+    for name in final:
+        assert (copy / name / "model.npz").stat().st_size > 0 and epochs_logged(copy / name) == [1, 2, 3]
+
+
+def test_ctrl_c_cancels_the_tasks_and_the_rerun_resumes_them(tmp_path):
+    spec = write_spec(tmp_path, "parameters: {optimizer.lr: [0.001, 0.002, 0.003, 0.004]}\n",
+                      subset=8000, epochs=12)
+    store = tmp_path / "runs"
+    env = dict(os.environ, **RAY_ENV)
+    cmd = [sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray", "-q", "--store", str(store)]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not any(s.get("status") == "running" and s.get("epochs_completed", 0) >= 2
+                  for s in summaries(store).values()):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.communicate()
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    stopped = summaries(store)
+    assert stopped and "running" not in {s["status"] for s in stopped.values()}
+    assert "interrupted" in {s["status"] for s in stopped.values()}
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    final = summaries(store)
+    assert len(final) == 4 and {s["status"] for s in final.values()} == {"completed"}
+    for name in final:
+        assert epochs_logged(store / name) == list(range(1, 13))
+    assert any(final[n].get("resumed_from_epoch", 0) >= 1 for n, s in stopped.items() if s["status"] == "interrupted")
