@@ -1,6 +1,6 @@
 """Sweep throughput: the same 8-trial sweep with 1 and 2 workers.
 
-    python benchmarks/bench_sweep.py [--trials 8] [--epochs 4] [--subset 50000]
+    python benchmarks/bench_sweep.py [--trials 8] [--epochs 4] [--subset 50000] [--ray]
 
 Each configuration runs the sweep from scratch (a fresh store) through the
 real CLI, `nnexp sweep`, and is timed end to end (worker start-up, data
@@ -9,6 +9,9 @@ loading, training, writing the runs). Rows:
     1 worker  x 1 BLAS thread   the baseline: one trial at a time, one core
     1 worker  x 2 BLAS threads  one trial at a time, both cores inside the GEMMs
     2 workers x 1 BLAS thread   the default on 2 cores: two trials at a time
+    ray (--ray)                 --executor ray on a local Ray instance, one CPU per
+                                trial: two trials at a time too; the difference
+                                to the row above is Ray's overhead
 
 The speed-up of 2 workers over 1 is the number the sweep issue asks for; the
 comparison with "1 worker x 2 threads" shows whether running trials side by
@@ -40,9 +43,9 @@ tracking: {{plots: false}}
 """
 
 
-def run_sweep(spec: Path, store: Path, workers: int, threads: int) -> float:
+def run_sweep(spec: Path, store: Path, workers: int, threads: int, executor: str = "local") -> float:
     cmd = [sys.executable, "-m", "nnexp", "sweep", str(spec), "--workers", str(workers),
-           "--threads-per-worker", str(threads), "--store", str(store), "-q"]
+           "--threads-per-worker", str(threads), "--store", str(store), "-q", "--executor", executor]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -59,6 +62,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--subset", type=int, default=50000)
+    parser.add_argument("--ray", action="store_true",
+                        help="also run the sweep with --executor ray (a local Ray instance, 1 CPU per trial)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nnexp-bench-sweep-") as tmp:
@@ -70,6 +75,9 @@ def main() -> None:
         for workers, threads in ((1, 1), (1, 2), (2, 1)):
             seconds = run_sweep(tmp / "spec.yaml", tmp / f"store-{workers}x{threads}", workers, threads)
             rows.append((workers, threads, seconds))
+        if args.ray:  # as many one-CPU tasks at once as there are cores, like the local 2 x 1
+            env_note = "Ray starts its own local instance: its start-up is in the total"
+            ray_seconds = run_sweep(tmp / "spec.yaml", tmp / "store-ray", 1, 1, executor="ray")
 
     base = rows[0][2]
     one_trial_two_threads = rows[1][2]
@@ -79,6 +87,12 @@ def main() -> None:
     for workers, threads, seconds in rows:
         print(f"{f'{workers} x {threads}':<20}{seconds:>10.1f}{seconds / args.trials:>12.2f}"
               f"{base / seconds:>17.2f}x{one_trial_two_threads / seconds:>9.2f}x")
+    if args.ray:
+        local = rows[2][2]
+        print(f"{'ray, ' + str(os.cpu_count()) + ' x 1 CPU':<20}{ray_seconds:>10.1f}{ray_seconds / args.trials:>12.2f}"
+              f"{base / ray_seconds:>17.2f}x{one_trial_two_threads / ray_seconds:>9.2f}x")
+        print(f"Ray vs local 2 x 1: {ray_seconds - local:+.1f} s in total, "
+              f"{(ray_seconds - local) / args.trials:+.2f} s per trial ({env_note})")
 
 
 if __name__ == "__main__":

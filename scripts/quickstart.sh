@@ -38,6 +38,10 @@ fi
 
 echo "== installing nnexp with its test tools"
 "$py" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# Ray, the optional executor of `nnexp sweep --executor ray`: its tests start a two-node cluster.
+echo "== installing Ray (optional: nnexp[ray])"
+"$py" -m pip install --quiet --disable-pip-version-check -e '.[test,ray]' ||
+    echo "   (Ray not installed; the Ray tests will skip)"
 # Fashion-MNIST ships as a Debian package; install it when we may (CI runs as root).
 # Elsewhere its tests skip and say how to get it.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
