@@ -133,15 +133,8 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(nnexp, config, store, 
     [reference] = run_folders(store)
     assert not (reference / "checkpoint.npz").exists()  # a finished run keeps model.npz only
 
-    real_epoch, calls = train_module.train_one_epoch, []
-
-    def stop_in_epoch_4(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", stop_in_epoch_4)
+    real_epoch = train_module.train_one_epoch
+    monkeypatch.setattr(train_module, "train_one_epoch", _interrupt_on_call(real_epoch, 4))
     assert nnexp("run", cfg, "-q")[0] == 130
     stopped = [p for p in run_folders(store) if p != reference][0]
     assert summary(stopped)["status"] == "interrupted" and (stopped / "checkpoint.npz").exists()

@@ -182,7 +182,7 @@ class RunIndex:
         """
         warn = warn or _stderr_warn
         if not self.root.is_dir():
-            if self.root.exists():
+            if self.root.exists() and not self.root.is_dir():  # is_dir again: another process may just have made it
                 from ..errors import NnexpError
 
                 raise NnexpError(f"run store {self.root} is not a directory")
