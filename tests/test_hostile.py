@@ -354,3 +354,20 @@ def test_hostile_names_stay_inside_the_store(nnexp, tiny_config, store, tmp_path
         assert path.resolve().is_relative_to(store.resolve())
         assert len(path.name) <= 128 and "\x00" not in path.name
     assert sorted(tmp_path.parent.iterdir()) == outside and not Path("/etc/cron.d/x").exists()
+
+
+def test_files_posted_by_a_remote_trial_cannot_leave_its_run_folder(tmp_path):
+    """The Ray executor writes what tasks post into the store: a name that
+    climbs out of the trial's folder is refused, not written."""
+    from nnexp.sweep.ray_executor import write_files
+
+    store = tmp_path / "runs"
+    store.mkdir()
+    write_files(store, [("r1", "plots/a.png", b"png"), ("r1", "summary.json", b"{}"), ("r1", "gone", b"x"),
+                        ("r1", "gone", None)])
+    for bad in [("r1", "../r2/summary.json"), ("..", "x"), ("r1", "/etc/passwd"), ("a/b", "c"), ("", "x"),
+                ("r1", "plots/../../x")]:
+        with pytest.raises(NnexpError, match="outside its folder"):
+            write_files(store, [(*bad, b"evil")])
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == \
+        ["runs/r1/plots/a.png", "runs/r1/summary.json"]
