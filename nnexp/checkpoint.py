@@ -119,6 +119,9 @@ def load(run_dir: Path) -> Checkpoint | None:
                           stop=meta.get("stop"))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its metadata is damaged ({type(exc).__name__}: {exc})") from None
+    problem = _check_meta(ckpt)
+    if problem:
+        raise CheckpointError(f"{path}: its metadata is damaged ({problem})")
     for key, value in arrays.items():
         group, _, name = key.partition("/")
         if group not in ("model", "optim", "best") or not name:
@@ -127,6 +130,20 @@ def load(run_dir: Path) -> Checkpoint | None:
             ckpt.best = ckpt.best or {}
         getattr(ckpt, group)[name] = value
     return ckpt
+
+
+def _check_meta(ckpt: Checkpoint) -> str | None:
+    """What is wrong with the parsed metadata, or None."""
+    if ckpt.epoch < 0 or ckpt.step < 0:
+        return "negative epoch or step"
+    if not all(isinstance(r, dict) for r in ckpt.rows):
+        return "metrics rows are not objects"
+    if set(ckpt.stopper) - {"best", "best_epoch", "bad_epochs"} or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ckpt.stopper.values()):
+        return "bad early-stopping state"
+    if ckpt.stop is not None and not (isinstance(ckpt.stop, dict) and ckpt.stop.get("status") in ("completed", "pruned")):
+        return "bad stop record"
+    return None
 
 
 def remove(run_dir: Path) -> None:

@@ -162,6 +162,8 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     t_data = time.perf_counter() - t_start
     rngs = make_rngs(cfg["train"]["seed"])
     model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs)
+    if ckpt is not None:
+        _restore(ckpt, model, optimizer, rngs)  # before the run is touched: a bad checkpoint changes nothing
 
     name = cfg["tracking"]["name"] or "run"
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
@@ -208,6 +210,16 @@ def _checkpoint_to_resume(run: Run, cfg: dict):
     return ckpt
 
 
+def _restore(ckpt, model, optimizer, rngs) -> None:
+    """Weights, optimizer buffers and random generators as they were at the checkpoint."""
+    try:
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optim, internal=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
+    checkpoint.restore_rngs(rngs, ckpt.rng_states)
+
+
 def _set_aside_error(run: Run) -> None:
     """Keep the error.txt of the attempt being resumed, under a numbered name."""
     error = run.path / "error.txt"
@@ -248,9 +260,6 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
     if ckpt is not None:
         done, step, train_seconds, log_seconds = ckpt.epoch, ckpt.step, ckpt.train_seconds, ckpt.log_seconds
         rows, best_state, stop = ckpt.rows, ckpt.best, ckpt.stop
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optim, internal=True)
-        checkpoint.restore_rngs(rngs, ckpt.rng_states)
         stopper.__dict__.update(ckpt.stopper)
     run.rewrite_metrics(rows)  # a resumed run drops rows logged after its checkpoint
     ckpt_seconds = 0.0

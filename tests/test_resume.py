@@ -263,3 +263,24 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     assert done.returncode == 0, done.stderr
     assert summary(killed)["status"] == "completed" and summary(killed)["resumes"] == 1
     assert_same_result(reference, killed)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_changes_nothing(nnexp, config, store, monkeypatch):
+    import nnexp.train as train_module
+
+    monkeypatch.setattr(train_module, "train_one_epoch", _interrupt_on_call(train_module.train_one_epoch, 3))
+    assert nnexp("run", config(), "-q")[0] == 130
+    [run] = run_folders(store)
+    path = run / "checkpoint.npz"
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["model/1.W"] = arrays["model/1.W"][:, :3]  # a weight of the wrong shape
+    np.savez(path, **arrays)
+    before = snapshot_files(run)
+    code, _, err = nnexp("resume", run.name, "--store", store)
+    assert code == 1 and "does not fit the model" in err and "Traceback" not in err
+    assert snapshot_files(run) == before and summary(run)["status"] == "interrupted"
+
+
+def snapshot_files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"}
