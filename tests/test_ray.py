@@ -149,7 +149,7 @@ def test_trials_on_a_local_ray_instance_equal_local_workers_and_halving_prunes(n
     on_ray, local = summaries(ray_store), summaries(local_store)
     assert sorted(on_ray) == sorted(local) and len(on_ray) == 4
     assert {s["status"] for s in on_ray.values()} == {"completed", "pruned"}
-    assert all(s["executor"] == "ray" and s["ray_node"] for s in on_ray.values())
+    assert all(s["executor"] == "ray" and s["ray_node"] and s["blas_threads"] == "1" for s in on_ray.values())
     for name, s in local.items():  # pruning with one local worker is sequential; on Ray it is asynchronous
         if s["status"] == "completed" and on_ray[name]["status"] == "completed":
             assert without_seconds(ray_store / name) == without_seconds(local_store / name)
@@ -253,3 +253,20 @@ def test_a_stopped_driver_and_the_rerun_resume_the_trials(tmp_path, sig):
     for name in final:
         assert epochs_logged(store / name) == list(range(1, 13))
     assert any(final[n].get("resumed_from_epoch", 0) >= 1 for n, s in stopped.items() if s["status"] != "completed")
+
+
+def test_a_failing_trial_on_ray_is_recorded_and_the_sweep_goes_on(tmp_path):
+    spec = write_spec(tmp_path, """
+        overrides: {optimizer: {name: sgd, lr: 0.1}}
+        parameters: {optimizer.lr: [0.1, 1.0e+30]}
+    """, subset=1000, epochs=2)
+    store = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray", "-q",
+                           "--cpus-per-trial", "2", "--store", str(store)], env=dict(os.environ, **RAY_ENV),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    final = summaries(store)
+    by_lr = {s["trial_params"]["optimizer.lr"]: s for s in final.values()}
+    assert by_lr[0.1]["status"] == "completed" and by_lr[0.1]["blas_threads"] == "2"
+    assert by_lr[1e30]["status"] == "failed" and "diverged" in by_lr[1e30]["reason"]
+    assert "1 completed, 1 failed" in done.stdout

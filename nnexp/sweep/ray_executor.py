@@ -182,7 +182,9 @@ def ray_trial(payload: dict, data, hub) -> tuple:
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
                 (folder / name).write_bytes(blob)
         node = ray.get_runtime_context().get_node_id()
-        payload = dict(payload, resume=resume, extra_summary=dict(payload["extra_summary"], ray_node=node))
+        threads = os.environ.get("OPENBLAS_NUM_THREADS")
+        payload = dict(payload, resume=resume,
+                       extra_summary=dict(payload["extra_summary"], ray_node=node, blas_threads=threads))
         run = ShippedRun.open(folder, hub=hub) if resume else ShippedRun(folder, hub=hub)
 
         def decide(epoch: int, value: float):
