@@ -362,6 +362,10 @@ def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, qui
         for trial in trials:
             click.echo(f"{trial.run_id(spec.id)}  {trial.label()}")
         return
+    if executor == "ray":
+        from .sweep.ray_executor import connect
+
+        connect(address, log)  # a cluster that cannot be reached fails here, before the store is touched
     result = runner.run()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     click.echo(f"sweep {result.id}: {counts or 'no trials'}")

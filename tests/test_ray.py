@@ -135,6 +135,16 @@ def test_without_ray_the_flag_says_how_to_install_it(nnexp, tmp_path, monkeypatc
     assert code == 2 and "--executor ray" in err
 
 
+def test_an_unreachable_cluster_is_named_at_once_and_nothing_is_written(nnexp, tmp_path):
+    spec = write_spec(tmp_path, "parameters: {optimizer.lr: [0.001]}\n")
+    code, _, err = nnexp("sweep", spec, "--executor", "ray", "--address", f"127.0.0.1:{free_port()}",
+                         "--store", tmp_path / "runs")
+    assert code == 1 and "cannot reach the Ray cluster" in err
+    code, _, err = nnexp("sweep", spec, "--executor", "ray", "--address", "nowhere", "--store", tmp_path / "runs")
+    assert code == 2 and "expected HOST:PORT" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_trials_on_a_local_ray_instance_equal_local_workers_and_halving_prunes(nnexp, tmp_path):
     spec = write_spec(tmp_path, """
         parameters: {optimizer.lr: [0.0003, 0.001, 0.003, 0.01]}

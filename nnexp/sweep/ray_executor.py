@@ -55,6 +55,8 @@ def import_ray():
 def connect(address: str | None, log=print):
     """Join the cluster at ``address`` ('auto' or host:port), or start a local Ray instance."""
     ray = import_ray()
+    if address and address != "auto":
+        _check_reachable(address)
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
@@ -68,6 +70,21 @@ def connect(address: str | None, log=print):
     cpus = ray.cluster_resources().get("CPU", 0)
     log(f"ray: {len([n for n in ray.nodes() if n.get('Alive')])} node(s), {cpus:g} CPUs")
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with the reason, where ray.init would retry for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT (the head node's GCS port, "
+                          "6379 by default) or 'auto'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise NnexpError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
+                         "(is `ray start --head` running there?)") from None
 
 
 # ------------------------------------------------------------------ hub --
