@@ -5,6 +5,7 @@
     model/<name>   parameters and buffers (model.state_dict())
     optim/<key>    the optimizer's internal buffers, exactly as they are
     best/<name>    the best epoch's weights (only with train.restore_best)
+    ema/<name>     the moving average of the weights and its step count (only with train.ema)
     meta           JSON text: epoch, step, seconds so far, the early-stopping
                    state, every metrics.csv row so far, the random generators'
                    states and a digest of the config it belongs to
@@ -53,6 +54,7 @@ class Checkpoint:
     model: dict = field(default_factory=dict)
     optim: dict = field(default_factory=dict)
     best: dict | None = None
+    ema: dict | None = None
 
 
 def config_digest(cfg: dict) -> str:
@@ -71,6 +73,7 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
     arrays = {f"model/{k}": v for k, v in ckpt.model.items()}
     arrays |= {f"optim/{k}": v for k, v in ckpt.optim.items()}
     arrays |= {f"best/{k}": v for k, v in (ckpt.best or {}).items()}
+    arrays |= {f"ema/{k}": v for k, v in (ckpt.ema or {}).items()}
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode array: no pickle needed to read it back
     path = Path(run_dir) / FILENAME
     tmp = path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
@@ -124,10 +127,10 @@ def load(run_dir: Path) -> Checkpoint | None:
         raise CheckpointError(f"{path}: its metadata is damaged ({problem})")
     for key, value in arrays.items():
         group, _, name = key.partition("/")
-        if group not in ("model", "optim", "best") or not name:
+        if group not in ("model", "optim", "best", "ema") or not name:
             raise CheckpointError(f"{path}: unexpected entry {key!r}")
-        if group == "best":
-            ckpt.best = ckpt.best or {}
+        if group in ("best", "ema") and getattr(ckpt, group) is None:
+            setattr(ckpt, group, {})
         getattr(ckpt, group)[name] = value
     return ckpt
 

@@ -50,6 +50,10 @@ def _non_negative(v):
     return None if v >= 0 else "must be >= 0"
 
 
+def _decay(v):
+    return None if 0 < v < 1 else "must be in (0, 1), e.g. 0.999"
+
+
 def _fraction(v):
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
@@ -83,6 +87,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "eval_batch_size": Field(int, 2000, _positive),
         "early_stopping": Field(dict, None, nullable=True),
         "restore_best": Field(bool, False),
+        # decay of an exponential moving average of the weights (see nnexp/ema.py); null: none
+        "ema": Field(float, None, _decay, nullable=True),
     },
     "tracking": {
         "store": Field(str, "runs"),

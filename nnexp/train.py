@@ -8,6 +8,7 @@ validation set and log a row. The test set is touched once, at the end.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -23,6 +24,7 @@ from . import checkpoint
 from .augment import Augmenter
 from .config import dump_yaml
 from .data import load_dataset
+from .ema import WeightEMA
 from .errors import NnexpError
 from .nn.losses import SoftmaxCrossEntropy
 from .nn.model import build_model, save_weights
@@ -113,11 +115,12 @@ class EarlyStopping:
 
 
 def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
-                    augment=None):
+                    augment=None, ema=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
 
     ``augment`` (an Augmenter or None) transforms each training batch, drawing
-    from its own random stream.
+    from its own random stream; ``ema`` (a WeightEMA or None) is updated
+    after every step.
     """
     n = len(x)
     order = rngs["shuffle"].permutation(n)
@@ -137,6 +140,8 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs,
                 raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
             model.backward(loss_fn.backward())
             optimizer.step(schedule(step))
+            if ema is not None:
+                ema.update()
             step += 1
             loss_sum += loss * len(idx)
             correct += int(np.count_nonzero(logits.argmax(1) == yb))
@@ -162,8 +167,9 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     t_data = time.perf_counter() - t_start
     rngs = make_rngs(cfg["train"]["seed"])
     model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs)
+    ema = WeightEMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
     if ckpt is not None:
-        _restore(ckpt, model, optimizer, rngs)  # before the run is touched: a bad checkpoint changes nothing
+        _restore(ckpt, model, optimizer, rngs, ema)  # before the run is touched: a bad checkpoint changes nothing
 
     name = cfg["tracking"]["name"] or "run"
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
@@ -186,7 +192,7 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
     try:
-        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt)
+        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
     except KeyboardInterrupt as exc:
         run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -210,11 +216,13 @@ def _checkpoint_to_resume(run: Run, cfg: dict):
     return ckpt
 
 
-def _restore(ckpt, model, optimizer, rngs) -> None:
-    """Weights, optimizer buffers and random generators as they were at the checkpoint."""
+def _restore(ckpt, model, optimizer, rngs, ema=None) -> None:
+    """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
     try:
         model.load_state_dict(ckpt.model)
         optimizer.load_state_dict(ckpt.optim, internal=True)
+        if ema is not None:
+            ema.load_state_dict(ckpt.ema or {})
     except (ValueError, KeyError, TypeError) as exc:
         raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
     checkpoint.restore_rngs(rngs, ckpt.rng_states)
@@ -242,7 +250,7 @@ def _record_crash(run: Run, exc: BaseException) -> None:
 
 
 def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
-         ckpt=None):
+         ckpt=None, ema=None):
     t, batch_size = cfg["train"], cfg["data"]["batch_size"]
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
@@ -271,8 +279,11 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
             train_loss, train_acc, step = train_one_epoch(model, loss_fn, optimizer, schedule, data.x_train,
-                                                          data.y_train, batch_size, rngs, epoch, step, bar, augment)
-        val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
+                                                          data.y_train, batch_size, rngs, epoch, step, bar, augment,
+                                                          ema)
+        with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
+            val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
+            weights_now = model.state_dict() if t["restore_best"] else None
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
@@ -280,7 +291,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         rows.append(row)
         improved = has_val and stopper.update(epoch, row)
         if improved and t["restore_best"]:
-            best_state = model.state_dict()  # copies
+            best_state = weights_now
         t_log = time.perf_counter()
         run.log_epoch(row)
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
@@ -305,11 +316,14 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
             epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
             stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
-            model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state))
+            model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
+            ema=ema.state_dict() if ema is not None else None))
         ckpt_seconds += time.perf_counter() - t_ckpt
     if best_state is not None:
         model.load_state_dict(best_state)
         log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
+    elif ema is not None:
+        ema.copy_to_model()  # the average is what is tested and saved
     stop = stop or {"status": "completed", "reason": None}
     _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, done, log,
             status=stop["status"], reason=stop["reason"], checkpoint_seconds=ckpt_seconds)

@@ -125,17 +125,18 @@ def test_damaged_or_hostile_checkpoints_are_refused(tmp_path, content, message):
         checkpoint.load(tmp_path)
 
 
-def test_resume_after_ctrl_c_matches_an_uninterrupted_run(nnexp, config, store, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["train.ema=0.95"]])
+def test_resume_after_ctrl_c_matches_an_uninterrupted_run(nnexp, config, store, monkeypatch, extra):
     import nnexp.train as train_module
 
     cfg = config()
-    assert nnexp("run", cfg, "-q")[0] == 0
+    assert nnexp("run", cfg, "-q", *extra)[0] == 0
     [reference] = run_folders(store)
     assert not (reference / "checkpoint.npz").exists()  # a finished run keeps model.npz only
 
     real_epoch = train_module.train_one_epoch
     monkeypatch.setattr(train_module, "train_one_epoch", _interrupt_on_call(real_epoch, 4))
-    assert nnexp("run", cfg, "-q")[0] == 130
+    assert nnexp("run", cfg, "-q", *extra)[0] == 130
     stopped = [p for p in run_folders(store) if p != reference][0]
     assert summary(stopped)["status"] == "interrupted" and (stopped / "checkpoint.npz").exists()
     monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
