@@ -26,7 +26,6 @@ trials they run.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -260,10 +259,9 @@ def run_on_ray(runner, todo: list, bar, address: str | None, cpus_per_trial: int
 def _dataset_ref(ray, cfg: dict, datasets: dict):
     """The trial's dataset in Ray's object store, put there once per distinct data section."""
     from ..train import load_data
+    from .worker import data_key
 
-    keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
-            "test_csv_path", "test_size", "train_subset")
-    key = json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
+    key = data_key(cfg)
     if key not in datasets:
         datasets[key] = ray.put(load_data(cfg, log=lambda *a, **k: None))
     return datasets[key]

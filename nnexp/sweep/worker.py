@@ -90,14 +90,19 @@ def train_trial(payload: dict, run, load_data, decide) -> tuple:
     return index, summary["status"], summary.get(f"final_{metric}"), summary.get("reason")
 
 
+def data_key(cfg: dict) -> str:
+    """What decides a trial's arrays: trials with the same key share one dataset."""
+    keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
+            "test_csv_path", "test_size", "train_subset")
+    return json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
+
+
 def _dataset(cfg: dict, datasets: dict):
     """Load a trial's dataset once per worker: trials that share a data
     section (nearly always) share the arrays."""
     from ..train import load_data
 
-    keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
-            "test_csv_path", "test_size", "train_subset")
-    key = json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
+    key = data_key(cfg)
     if key not in datasets:
         datasets.clear()  # keep one: a sweep over datasets should not hold them all
         datasets[key] = load_data(cfg, log=_quiet)
