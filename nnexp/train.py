@@ -283,15 +283,14 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
                                                           ema)
         with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
             val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
-            weights_now = model.state_dict() if t["restore_best"] else None
+            improved = has_val and stopper.update(epoch, dict(val_loss=val_loss, val_accuracy=val_acc))
+            if improved and t["restore_best"]:
+                best_state = model.state_dict()  # copies
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
                    val_accuracy=val_acc, lr=lr, seconds=seconds)
         rows.append(row)
-        improved = has_val and stopper.update(epoch, row)
-        if improved and t["restore_best"]:
-            best_state = weights_now
         t_log = time.perf_counter()
         run.log_epoch(row)
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
