@@ -8,11 +8,15 @@ dense 10; every conv and the first dense followed by batch-norm and ReLU;
 padding 1; batch 128; SGD with Nesterov momentum. Each framework trains
 ``--batches`` batches of real MNIST (after a few warm-up batches) and the
 table extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
-default layout and with ``channels_last``. Inference is the 10,000 test
-images at batch 1000 (nnexp) / 128 and 1000 (PyTorch).
+default layout and with ``channels_last``; nnexp runs twice, with its default
+convolutions (Winograd F(2x2, 3x3) for the 3x3 layers with >= 8 input
+channels) and with im2col everywhere. Inference is the 10,000 test images at
+batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch).
 
-GFLOP/s counts forward FLOPs x3 for training (forward + two backward GEMMs),
-against the ~190 GFLOP/s float32 matrix-multiply ceiling of these cores.
+GFLOP/s counts the direct convolution's forward FLOPs x3 for training (forward
++ two backward GEMMs), whatever the algorithm (Winograd does fewer multiplies:
+its figure is "effective" GFLOP/s), against the ~190 GFLOP/s float32
+matrix-multiply ceiling of these cores.
 Peak RSS of the whole process is printed at the end.
 """
 
@@ -53,8 +57,14 @@ def batches(x, y, n, seed=0):
         yield x[idx], y[idx]
 
 
-def train_nnexp(x, y, n_batches, warmup=3) -> float:
-    model = build_model(LAYERS, input_shape=(1, 28, 28), rng=np.random.default_rng(0))
+def layers(algorithm: str) -> list[dict]:
+    """LAYERS with every conv's ``algorithm`` set ("auto": Winograd for the 3x3
+    convs with >= 8 input channels, im2col for the first)."""
+    return [dict(spec, algorithm=algorithm) if spec["type"] == "conv2d" else spec for spec in LAYERS]
+
+
+def train_nnexp(x, y, n_batches, algorithm="auto", warmup=3) -> float:
+    model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), momentum=0.9, nesterov=True)
     t0 = None
     for i, (xb, yb) in enumerate(batches(x, y, n_batches + warmup)):
@@ -66,11 +76,11 @@ def train_nnexp(x, y, n_batches, warmup=3) -> float:
     return (time.perf_counter() - t0) / n_batches
 
 
-def infer_nnexp(x) -> float:
-    model = build_model(LAYERS, input_shape=(1, 28, 28), rng=np.random.default_rng(0))
-    model.predict_proba(x[:1000], batch_size=1000)  # warm-up
+def infer_nnexp(x, batch, algorithm="auto") -> float:
+    model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
+    model.predict_proba(x[:batch], batch_size=batch)  # warm-up
     t0 = time.perf_counter()
-    model.predict_proba(x, batch_size=1000)
+    model.predict_proba(x, batch_size=batch)
     return time.perf_counter() - t0
 
 
@@ -136,7 +146,8 @@ def main() -> None:
     x, y = data.x_train, data.y_train
 
     per_epoch = EPOCH_IMAGES / BATCH
-    rows = [("nnexp (NumPy, NCHW)", train_nnexp(x, y, args.batches)),
+    rows = [("nnexp (Winograd 3x3)", train_nnexp(x, y, args.batches)),
+            ("nnexp (im2col only)", train_nnexp(x, y, args.batches, algorithm="im2col")),
             ("PyTorch CPU (default)", train_torch(x, y, args.batches, args.threads)),
             ("PyTorch CPU (channels_last)", train_torch(x, y, args.batches, args.threads, channels_last=True))]
     print(f"Training the 38.2 MFLOP/image CNN, batch {BATCH}, {args.batches} timed batches, "
@@ -153,7 +164,9 @@ def main() -> None:
     xt = data.x_test
     print(f"\nInference on the {len(xt):,} test images ({MFLOP_FORWARD * len(xt) / 1e3:.0f} GFLOP; "
           f"{MFLOP_FORWARD * len(xt) / 1e3 / 190:.1f} s at 190 GFLOP/s)")
-    inf = [("nnexp (batch 1000)", infer_nnexp(xt)),
+    inf = [("nnexp Winograd (batch 500)", infer_nnexp(xt, 500)),
+           ("nnexp Winograd (batch 128)", infer_nnexp(xt, 128)),
+           ("nnexp im2col (batch 500)", infer_nnexp(xt, 500, algorithm="im2col")),
            ("PyTorch CPU (batch 128)", infer_torch(xt, args.threads, 128)),
            ("PyTorch CPU (batch 1000)", infer_torch(xt, args.threads, 1000))]
     for name, sec in inf:

@@ -298,7 +298,7 @@ def test_cnn_config_validates():
     cfg = validate({"model": {"layers": CNN}})
     layers = cfg["model"]["layers"]
     assert layers[0] == {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 1,
-                         "padding": 0, "init": "he"}
+                         "padding": 0, "init": "he", "algorithm": "auto"}
     assert layers[1] == {"type": "batchnorm", "momentum": 0.1, "eps": 1e-5}
     assert layers[3] == {"type": "maxpool2d", "kernel_size": 2, "stride": None}
     # stride may be given explicitly, as null or as an int

@@ -25,8 +25,9 @@ import math
 
 import numpy as np
 
+from . import winograd
 from .init import INITS
-from .layers import Layer, _check_float_dtype, check_sizes_and_init
+from .layers import Layer, _check_float_dtype, check_sizes_and_init, empty_nchw, is_channels_last
 
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm"]
 
@@ -34,6 +35,16 @@ __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm"]
 #: matrix fits in this many bytes (an eval batch of 2000 MNIST images would
 #: otherwise need a 0.9 GB matrix for a 16-channel 3x3 layer).
 EVAL_COLS_BYTES = 32 * 2**20
+
+#: Conv2D's ``algorithm`` choices; "auto" picks Winograd where it applies.
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+#: "auto" uses Winograd from this many input channels up: its 16 products have
+#: C as their inner dimension, and with 1-4 channels (a first layer) they are
+#: tiny, so im2col (inner dimension 9*C) is as fast there.
+WINOGRAD_MIN_CHANNELS = 8
+#: Winograd works through the batch in chunks whose transformed tiles take
+#: about this many bytes (they should stay in a core's L2 cache; see Conv2D).
+WINOGRAD_CHUNK_BYTES = 1536 * 1024
 
 
 def _pair(v, name: str, layer: str, minimum: int) -> tuple[int, int]:
@@ -135,6 +146,7 @@ class Conv2D(Layer):
         init: str = "he",
         rng: np.random.Generator | None = None,
         dtype=np.float32,
+        algorithm: str = "auto",
     ) -> None:
         super().__init__()
         check_sizes_and_init("Conv2D", init, in_channels=in_channels, out_channels=out_channels)
@@ -144,6 +156,7 @@ class Conv2D(Layer):
         self.padding = _pair(padding, "padding", "Conv2D", 0)
         self.init = init
         self.dtype = _check_float_dtype(dtype)
+        self.algorithm = self._choose_algorithm(algorithm)
         rng = np.random.default_rng() if rng is None else rng
         kh, kw = self.kernel_size
         K = self.in_channels * kh * kw
@@ -155,6 +168,22 @@ class Conv2D(Layer):
         self._scratch: dict[str, np.ndarray] = {}
         self._cols: np.ndarray | None = None   # (K, M), valid from forward to backward
         self._x_shape: tuple | None = None
+        self._wino: tuple | None = None          # Winograd: (U, V), forward to backward
+        self._x_channels_last = False
+
+    def _choose_algorithm(self, algorithm: str) -> str:
+        """Resolve "auto"; refuse "winograd" where F(2x2, 3x3) does not apply."""
+        if algorithm not in CONV_ALGORITHMS:
+            raise ValueError(f"Conv2D: algorithm must be one of {list(CONV_ALGORITHMS)}, "
+                             f"got {algorithm!r}")
+        fits = self.kernel_size == (3, 3) and self.stride == (1, 1)
+        if algorithm == "winograd" and not fits:
+            raise ValueError("Conv2D: algorithm 'winograd' needs kernel_size 3 and stride 1, "
+                             f"got kernel_size {self.kernel_size}, stride {self.stride}")
+        if algorithm == "auto":
+            use = fits and self.in_channels >= WINOGRAD_MIN_CHANNELS
+            return "winograd" if use else "im2col"
+        return algorithm
 
     # -- buffers ------------------------------------------------------------
 
@@ -214,6 +243,8 @@ class Conv2D(Layer):
         N = x.shape[0]
         OH, OW = _window_output_size(x.shape[1:], self.kernel_size, self.stride,
                                      self.padding, "Conv2D")
+        if self.algorithm == "winograd":
+            return self._winograd_forward(x, training, (OH, OW))
         K = self.params["W"][0].size
         y = np.empty((N, self.out_channels, OH, OW), dtype=self.dtype)
         if training:
@@ -240,6 +271,8 @@ class Conv2D(Layer):
         ``need_input_grad=False`` skips dL/dcols and col2im (the larger half of
         the work) and returns None: Sequential uses it for the first layer.
         """
+        if self._wino is not None:
+            return self._winograd_backward(dout, need_input_grad)
         cols = self._cols
         if cols is None:
             raise RuntimeError("Conv2D.backward needs a forward with training=True before "
@@ -279,6 +312,92 @@ class Conv2D(Layer):
         dx = dxp[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)  # drop the padding
         return dx.copy(order="C")
 
+    # -- Winograd F(2x2, 3x3) (see winograd.py) -------------------------------
+    #
+    # The batch goes through in chunks of a few samples whose transformed
+    # tiles (16 x the tiles' pixels x channels) fit in the core's L2 cache:
+    # the ~40 whole-array passes of the transforms then run in cache.  One pass
+    # over the whole batch at once measured 2x slower (memory-bound).
+
+    def _winograd_chunk_size(self, tiles: tuple) -> int:
+        th, tw = tiles
+        per_sample = 16 * th * tw * max(self.in_channels, self.out_channels) * self.dtype.itemsize
+        return max(1, WINOGRAD_CHUNK_BYTES // per_sample)
+
+    def _winograd_forward(self, x: np.ndarray, training: bool, out_hw: tuple) -> np.ndarray:
+        """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
+        an (N, OH, OW, O) array: channels last, the layout the tiles produce,
+        passed on as it is (elementwise layers keep it, the next Winograd conv
+        wants it).  Training keeps U and every chunk's V for backward."""
+        (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
+        th, tw = winograd.tiles(OH, OW)
+        U = winograd.kernel_transform(self.params["W"])
+        y = np.empty((N, OH, OW, O), dtype=self.dtype)
+        xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
+        V_all = self._buffer("wino_V", (16, N, th, tw, C)) if training else None
+        step = self._winograd_chunk_size((th, tw))
+        for s in range(0, N, step):
+            n = min(step, N - s)
+            xs = self._split_input(xt[s:s + n], (th, tw))
+            V = self._buffer("wino_Vc", (16, n, th, tw, C)) if V_all is None else V_all[:, s:s + n]
+            winograd.input_transform(xs, V, self._buffer("wino_cols", (4, n, 2 * th + 2, tw, C)))
+            M = self._buffer("wino_M", (16, n, th, tw, O))
+            np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
+            ys = self._buffer("wino_ys", (n, 2 * th, 2, tw, O))
+            winograd.output_transform(M, ys, self._buffer("wino_out", (4, 2, n, th, tw, O)))
+            winograd.join_columns(ys, y[s:s + n], (0, 0))
+        y += self.params["b"]
+        if training:
+            self._wino, self._x_shape = (U, V_all), x.shape
+            self._x_channels_last = is_channels_last(x)
+        return y.transpose(0, 3, 1, 2)
+
+    def _split_input(self, xt: np.ndarray, tiles: tuple) -> np.ndarray:
+        """xt (n, H, W, C) zero-padded, columns split by parity: (n, 2*th + 2, 2, tw + 1, C).
+        The buffer is kept, so its zero border is written once."""
+        (n, C), (th, tw) = (xt.shape[0], xt.shape[3]), tiles
+        shape = (n, 2 * th + 2, 2, tw + 1, C)
+        xs = self._scratch.get("wino_xs")
+        if xs is None or xs.shape != shape:
+            xs = self._scratch["wino_xs"] = np.zeros(shape, self.dtype)
+        winograd.split_columns(xt, xs, self.padding)
+        return xs
+
+    def _winograd_backward(self, dout: np.ndarray, need_input_grad: bool) -> np.ndarray | None:
+        """Backward of _winograd_forward (the chain rule in winograd.py's docstring),
+        chunk by chunk like the forward."""
+        (U, V_all), self._wino = self._wino, None
+        N, C, H, W = self._x_shape
+        O, OH, OW = dout.shape[1:]
+        th, tw = V_all.shape[2:4]
+        dyt = dout.transpose(0, 2, 3, 1)                    # (N, OH, OW, O), a view
+        # dL/dx in the input's layout (see empty_nchw), viewed channels last
+        dx = (empty_nchw(self._x_shape, self.dtype, self._x_channels_last).transpose(0, 2, 3, 1)
+              if need_input_grad else None)
+        dU, dU_chunk = np.zeros((16, C, O), np.float64), self._buffer("wino_dU", (16, C, O))
+        step = self._winograd_chunk_size((th, tw))
+        for s in range(0, N, step):
+            n = min(step, N - s)
+            dys = self._buffer("wino_ys", (n, 2 * th, 2, tw, O))
+            if (OH, OW) != (2 * th, 2 * tw):               # odd size: the extra outputs get 0
+                dys.fill(0)
+            winograd.split_columns(dyt[s:s + n], dys, (0, 0))
+            dM = self._buffer("wino_M", (16, n, th, tw, O))
+            winograd.output_transform_grad(dys, dM, self._buffer("wino_out", (4, 2, n, th, tw, O)))
+            V = V_all[:, s:s + n].reshape(16, -1, C)
+            dM2 = dM.reshape(16, -1, O)
+            dU += np.matmul(V.transpose(0, 2, 1), dM2, out=dU_chunk)   # dU = V^T dM, per xi
+            if dx is None:
+                continue
+            dV = self._buffer("wino_Vc", (16, n, th, tw, C))
+            np.matmul(dM2, U.transpose(0, 2, 1), out=dV.reshape(16, -1, C))
+            dxs = self._buffer("wino_dxs", (n, 2 * th + 2, 2, tw + 1, C))
+            winograd.input_transform_grad(dV, dxs, self._buffer("wino_cols", (4, n, 2 * th + 2, tw, C)))
+            winograd.join_columns(dxs, dx[s:s + n], self.padding)
+        self.grads["W"][...] = winograd.kernel_transform_grad(dU)
+        np.sum(dout, axis=(0, 2, 3), out=self.grads["b"])
+        return None if dx is None else dx.transpose(0, 3, 1, 2)
+
     def output_shape(self, input_shape: tuple) -> tuple:
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or input_shape[0] != self.in_channels:
@@ -291,6 +410,7 @@ class Conv2D(Layer):
     def __repr__(self) -> str:
         k, s, p = self.kernel_size, self.stride, self.padding
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={k}, "
+                f"algorithm={self.algorithm!r}, "
                 f"stride={s}, padding={p}, init={self.init!r})")
 
 
@@ -308,10 +428,12 @@ class _Pool2D(Layer):
         self.kernel_size = _pair(kernel_size, "kernel_size", name, 1)
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride", name, 1)
         self._x_shape: tuple | None = None
+        self._channels_last = False   # the input's memory layout, for dx (see empty_nchw)
 
     def _geometry(self, x: np.ndarray) -> tuple[int, int]:
         if x.ndim != 4:
             raise ValueError(f"{type(self).__name__} expects (N, C, H, W) input, got {x.shape}")
+        self._channels_last = is_channels_last(x)
         return _window_output_size(x.shape[1:], self.kernel_size, self.stride, (0, 0),
                                    type(self).__name__)
 
@@ -325,6 +447,13 @@ class _Pool2D(Layer):
     def _offsets(self):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def _empty_dx(self, dtype, zero: bool) -> np.ndarray:
+        """dL/dx's array, in the input's memory layout; zeroed if ``zero``."""
+        dx = empty_nchw(self._x_shape, dtype, self._channels_last)
+        if zero:
+            dx.fill(0)
+        return dx
 
     def output_shape(self, input_shape: tuple) -> tuple:
         input_shape = tuple(input_shape)
@@ -392,10 +521,13 @@ class MaxPool2D(_Pool2D):
         """dL/dx for _forward_2x2: dout to the winning row, then to the winning
         column of that row (x - x*1 = 0 and x - x*0 = x exactly)."""
         N, C, OH, OW = dout.shape
-        drows = np.empty((N, C, OH, 2, OW), dtype=dout.dtype)
+        if self._channels_last:
+            drows = np.empty((N, OH, 2, OW, C), dtype=dout.dtype).transpose(0, 4, 1, 2, 3)
+        else:
+            drows = np.empty((N, C, OH, 2, OW), dtype=dout.dtype)
         np.multiply(dout, self._bottom, out=drows[:, :, :, 1])
         np.subtract(dout, drows[:, :, :, 1], out=drows[:, :, :, 0])
-        dx = np.empty(self._x_shape, dtype=dout.dtype)
+        dx = self._empty_dx(dout.dtype, zero=False)
         dx6 = dx.reshape(N, C, OH, 2, OW, 2)
         np.multiply(drows, self._right, out=dx6[..., 1])
         np.subtract(drows, dx6[..., 1], out=dx6[..., 0])
@@ -431,7 +563,7 @@ class MaxPool2D(_Pool2D):
             raise RuntimeError("MaxPool2D.backward needs a forward with training=True before it")
         out_hw = dout.shape[2:]
         tiles = self._tiles(x_shape, out_hw)
-        dx = np.empty(x_shape, dtype=dout.dtype) if tiles else np.zeros(x_shape, dtype=dout.dtype)
+        dx = self._empty_dx(dout.dtype, zero=not tiles)
         for o, (i, j) in enumerate(self._offsets()):
             target = _windows_at(dx, i, j, self.stride, out_hw)
             if tiles:
@@ -464,11 +596,11 @@ class AvgPool2D(_Pool2D):
         offsets = self._offsets()
         share = dout * (1.0 / len(offsets))  # each element's part of dL/dy
         if self._tiles(x_shape, out_hw):
-            dx = np.empty(x_shape, dtype=dout.dtype)
+            dx = self._empty_dx(dout.dtype, zero=False)
             for i, j in offsets:
                 _windows_at(dx, i, j, self.stride, out_hw)[...] = share
         else:
-            dx = np.zeros(x_shape, dtype=dout.dtype)
+            dx = self._empty_dx(dout.dtype, zero=True)
             for i, j in offsets:
                 _windows_at(dx, i, j, self.stride, out_hw)[...] += share
         return dx
@@ -483,17 +615,18 @@ class GlobalAvgPool2D(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._x_shape: tuple | None = None
+        self._channels_last = False
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         if x.ndim != 4:
             raise ValueError(f"GlobalAvgPool2D expects (N, C, H, W) input, got {x.shape}")
-        self._x_shape = x.shape
+        self._x_shape, self._channels_last = x.shape, is_channels_last(x)
         N, C = x.shape[:2]
         return x.reshape(N, C, -1).mean(axis=2)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         H, W = self._x_shape[2:]
-        dx = np.empty(self._x_shape, dtype=dout.dtype)
+        dx = empty_nchw(self._x_shape, dout.dtype, self._channels_last)
         dx[...] = (dout * (1.0 / (H * W)))[:, :, None, None]  # broadcast over (h, w)
         return dx
 
@@ -560,6 +693,7 @@ class BatchNorm(Layer):
         self._mu: np.ndarray | None = None   # None in training: xc is centred already
         self._inv_std: np.ndarray | None = None
         self._training = True
+        self._image_shape: tuple | None = None   # set for a channels-last image batch
 
     def _axes(self, x: np.ndarray) -> tuple[tuple, tuple]:
         """(axes the statistics run over, shape that broadcasts a (C,) vector)."""
@@ -579,6 +713,26 @@ class BatchNorm(Layer):
         return np.einsum("ncp,ncp->c", a.reshape(N, C, -1), b.reshape(N, C, -1))
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """The per-channel normalisation below.  A channels-last image batch
+        (is_channels_last) is normalised as the (N*H*W, C) matrix it is in
+        memory -- the same statistics, over rows -- and handed back in its
+        layout: NumPy reduces over contiguous rows much faster than over
+        axes (0, 2, 3) of a transposed view."""
+        self._image_shape = x.shape if is_channels_last(x) else None
+        if self._image_shape is None:
+            return self._forward(x, training)
+        N, C, H, W = x.shape
+        y = self._forward(x.transpose(0, 2, 3, 1).reshape(-1, C), training)
+        return y.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._image_shape is None:
+            return self._backward(dout)
+        N, C, H, W = self._image_shape
+        dx = self._backward(dout.transpose(0, 2, 3, 1).reshape(-1, C))   # a copy unless channels last
+        return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         """y = x * a + c per channel, with a = gamma / sqrt(var + eps) and
         c = beta - mu * a: two passes over the output (multiply, add) instead
         of materialising xhat.  Backward gets xhat back from what is kept:
@@ -614,7 +768,7 @@ class BatchNorm(Layer):
         self._inv_std, self._training = inv_std.astype(self.dtype, copy=False), training
         return y
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def _backward(self, dout: np.ndarray) -> np.ndarray:
         xc = self._xc
         if xc is None:
             raise RuntimeError("BatchNorm.backward called before forward")

@@ -76,6 +76,24 @@ def check_sizes_and_init(layer: str, init: str, **sizes) -> None:
         raise ValueError(f"{layer}: unknown init {init!r}; choose one of {sorted(INITS)}")
 
 
+def is_channels_last(x: np.ndarray) -> bool:
+    """True for an (N, C, H, W) array whose memory is (N, H, W, C): the layout
+    Winograd convolutions produce (conv.py) and pass on as a transposed view."""
+    return (x.ndim == 4 and x.shape[1] > 1 and x.strides[1] == x.itemsize
+            and x.strides[3] == x.itemsize * x.shape[1])
+
+
+def empty_nchw(shape: tuple, dtype, channels_last: bool) -> np.ndarray:
+    """np.empty of an (N, C, H, W) shape, laid out (N, H, W, C) in memory when
+    ``channels_last``.  Backward passes allocate their gradients in the layout
+    of the forward activations: elementwise operations on arrays of two
+    different layouts run several times slower in NumPy."""
+    if not channels_last:
+        return np.empty(shape, dtype)
+    N, C, H, W = shape
+    return np.empty((N, H, W, C), dtype).transpose(0, 3, 1, 2)
+
+
 class Layer:
     """Base class. params/grads: dicts name -> ndarray (same keys, same shapes).
 
@@ -289,19 +307,26 @@ class Tanh(Layer):
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...).  Backward reshapes back (views, no copy)."""
+    """(N, d1, d2, ...) -> (N, d1*d2*...).  Backward reshapes back (a view, no
+    copy, unless the input was a channels-last image batch: then a copy in that
+    layout)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._shape: tuple | None = None
+        self._channels_last = False
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        self._shape = x.shape
+        self._shape, self._channels_last = x.shape, is_channels_last(x)
         # explicit size rather than -1, so that an empty batch (N = 0) works too
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return dout.reshape(self._shape)
+        if not self._channels_last:
+            return dout.reshape(self._shape)
+        dx = empty_nchw(self._shape, dout.dtype, True)   # the input's layout (see empty_nchw)
+        dx[...] = dout.reshape(self._shape)
+        return dx
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return (math.prod(input_shape),)

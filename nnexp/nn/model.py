@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 
-from .conv import AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
+from .conv import CONV_ALGORITHMS, AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .init import INITS
 from .layers import (
     REQUIRED,
@@ -202,7 +202,7 @@ LAYER_SPECS: dict[str, dict[str, tuple]] = {
     # None as a default: the key may be left out or set to null (pooling
     # stride: None = the kernel size).
     "conv2d": {"out_channels": (int, REQUIRED), "kernel_size": (int, 3), "stride": (int, 1),
-               "padding": (int, 0), "init": (str, "he")},
+               "padding": (int, 0), "init": (str, "he"), "algorithm": (str, "auto")},
     "maxpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
     "avgpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
     "global_avgpool": {},
@@ -299,9 +299,15 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
             if o["init"] not in INITS:
                 raise ValueError(f"layer {i} (conv2d): unknown init {o['init']!r}; "
                                  f"choose one of {sorted(INITS)}")
-            layer = Conv2D(shape[0], int(o["out_channels"]), int(o["kernel_size"]),
-                           stride=int(o["stride"]), padding=int(o["padding"]),
-                           init=o["init"], rng=rng, dtype=dtype)
+            if o["algorithm"] not in CONV_ALGORITHMS:
+                raise ValueError(f"layer {i} (conv2d): unknown algorithm {o['algorithm']!r}; "
+                                 f"choose one of {list(CONV_ALGORITHMS)}")
+            try:
+                layer = Conv2D(shape[0], int(o["out_channels"]), int(o["kernel_size"]),
+                               stride=int(o["stride"]), padding=int(o["padding"]),
+                               init=o["init"], rng=rng, dtype=dtype, algorithm=o["algorithm"])
+            except ValueError as e:   # e.g. winograd asked for a 5x5 kernel
+                raise ValueError(f"layer {i} (conv2d): {e}") from None
         elif kind in ("maxpool2d", "avgpool2d"):
             for key in ("kernel_size", "stride"):
                 if o[key] is not None and o[key] < 1:

@@ -1,0 +1,214 @@
+"""Winograd F(2x2, 3x3) convolution: the transforms, the layer, and the channels-last
+layout it hands to the layers after it."""
+
+import numpy as np
+import pytest
+
+from nnexp.nn import BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D, SoftmaxCrossEntropy, build_model
+from nnexp.nn import conv as conv_module
+from nnexp.nn import winograd
+from nnexp.nn.gradcheck import check_layer_gradients, check_model_gradients
+from nnexp.nn.layers import Flatten, empty_nchw, is_channels_last
+
+from test_nn_conv import TOL, assert_small, naive_conv
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def one_sample_chunks(monkeypatch):
+    """Make Winograd work through the batch one sample at a time (the chunk loop)."""
+    monkeypatch.setattr(conv_module, "WINOGRAD_CHUNK_BYTES", 1)
+
+
+def winograd_conv(C, O, padding, rng):
+    layer = Conv2D(C, O, 3, padding=padding, rng=rng, dtype=np.float64, algorithm="winograd")
+    layer.params["b"][:] = rng.standard_normal(O)
+    return layer
+
+
+# ---------------------------------------------------------------- the transforms
+
+
+def test_f23_one_dimension_by_hand():
+    """Two outputs of a 3-tap correlation from 4 inputs, with the matrices of the docstring."""
+    BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
+    AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+    d, g = np.array([1.0, 2.0, -1.0, 3.0]), np.array([0.5, -2.0, 4.0])
+    y = AT @ ((winograd._G @ g) * (BT @ d))
+    np.testing.assert_allclose(y, [d[0:3] @ g, d[1:4] @ g])   # [-7.5, 15.0]
+
+
+def _dot(a, b):
+    return float(np.sum(a * b))
+
+
+def test_transforms_and_their_adjoints(rng):
+    """<T x, y> == <x, T* y> for each transform and the function named as its gradient:
+    the backward pass is exactly the adjoint of the forward one."""
+    N, C, th, tw = 2, 3, 3, 4
+    W, dU = rng.standard_normal((5, C, 3, 3)), rng.standard_normal((16, C, 5))
+    assert _dot(winograd.kernel_transform(W), dU) == pytest.approx(
+        _dot(W, winograd.kernel_transform_grad(dU)), rel=1e-12)
+
+    xs = rng.standard_normal((N, 2 * th + 2, 2, tw + 1, C))
+    dV = rng.standard_normal((16, N, th, tw, C))
+    V, dxs = np.empty_like(dV), np.empty_like(xs)
+    winograd.input_transform(xs, V, np.empty((4, N, 2 * th + 2, tw, C)))
+    winograd.input_transform_grad(dV, dxs, np.empty((4, N, 2 * th + 2, tw, C)))
+    assert _dot(V, dV) == pytest.approx(_dot(xs, dxs), rel=1e-12)
+
+    M, dys = rng.standard_normal((16, N, th, tw, C)), rng.standard_normal((N, 2 * th, 2, tw, C))
+    ys, dM = np.empty_like(dys), np.empty_like(M)
+    winograd.output_transform(M, ys, np.empty((4, 2, N, th, tw, C)))
+    winograd.output_transform_grad(dys, dM, np.empty((4, 2, N, th, tw, C)))
+    assert _dot(ys, dys) == pytest.approx(_dot(M, dM), rel=1e-12)
+
+
+@pytest.mark.parametrize("offset,width", [((0, 0), 6), ((1, 1), 5), ((2, 1), 7), ((1, 2), 4)])
+def test_split_and_join_columns(rng, offset, width):
+    """split_columns puts padded column 2j + e at [e, j]; join_columns undoes it."""
+    x = rng.standard_normal((2, 3, width, 4))
+    J = (width + offset[1] + 2) // 2 + 1
+    xs = np.zeros((2, 3 + offset[0] + 2, 2, J, 4))
+    winograd.split_columns(x, xs, offset)
+    padded = np.zeros((2, xs.shape[1], 2 * J, 4))
+    padded[:, offset[0]:offset[0] + 3, offset[1]:offset[1] + width] = x
+    np.testing.assert_array_equal(xs, padded.reshape(2, xs.shape[1], J, 2, 4).transpose(0, 1, 3, 2, 4))
+    back = np.empty_like(x)
+    winograd.join_columns(xs, back, offset)
+    np.testing.assert_array_equal(back, x)
+
+
+# ---------------------------------------------------------------- the layer
+
+
+@pytest.mark.parametrize("H,W,padding", [(6, 6, 0), (5, 7, 1), (4, 4, 2), (7, 6, 0), (3, 3, 0)])
+def test_winograd_matches_naive_loops(rng, H, W, padding, one_sample_chunks):
+    layer = winograd_conv(3, 4, padding, rng)
+    x = rng.standard_normal((3, 3, H, W))
+    expected = naive_conv(x, layer.params["W"], layer.params["b"], 1, padding)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.forward(x, training=False), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("H,W,padding", [(6, 6, 1), (5, 7, 0), (4, 5, 2)])
+@pytest.mark.parametrize("chunks", ["whole batch", "one sample"])
+def test_winograd_gradients(rng, monkeypatch, H, W, padding, chunks):
+    if chunks == "one sample":
+        monkeypatch.setattr(conv_module, "WINOGRAD_CHUNK_BYTES", 1)
+    layer = winograd_conv(3, 2, padding, rng)
+    assert_small(check_layer_gradients(layer, rng.standard_normal((3, 3, H, W)), rng),
+                 {"x", "W", "b"})
+
+
+def test_winograd_gradients_with_rectangular_padding(rng):
+    layer = Conv2D(2, 3, 3, padding=(1, 0), rng=rng, dtype=np.float64, algorithm="winograd")
+    assert_small(check_layer_gradients(layer, rng.standard_normal((2, 2, 5, 6)), rng),
+                 {"x", "W", "b"})
+
+
+def test_winograd_agrees_with_im2col_in_float32(rng):
+    """The shapes of configs/cnn.yaml's second layer, float32: the two algorithms
+    round differently, but agree to float32 precision, in every output and gradient."""
+    a = Conv2D(32, 32, 3, rng=np.random.default_rng(0), algorithm="im2col")
+    b = Conv2D(32, 32, 3, rng=np.random.default_rng(0), algorithm="winograd")
+    x = rng.standard_normal((6, 32, 26, 26)).astype(np.float32)
+    ya, yb = a.forward(x), b.forward(x)
+    np.testing.assert_allclose(yb, ya, rtol=0, atol=2e-5 * np.abs(ya).max())
+    dout = rng.standard_normal(ya.shape).astype(np.float32)
+    dxa, dxb = a.backward(dout), b.backward(dout)
+    np.testing.assert_allclose(dxb, dxa, rtol=0, atol=2e-5 * np.abs(dxa).max())
+    for name in ("W", "b"):
+        ga = a.grads[name]
+        np.testing.assert_allclose(b.grads[name], ga, rtol=0, atol=2e-5 * np.abs(ga).max())
+
+
+def test_winograd_bookkeeping(rng, one_sample_chunks):
+    """As im2col: an evaluation pass between forward and backward changes nothing,
+    backward needs a training forward, and the first layer may skip dL/dx."""
+    layer = winograd_conv(3, 2, 1, rng)
+    x, x2 = rng.standard_normal((3, 3, 5, 5)), rng.standard_normal((4, 3, 5, 5))
+    dout = rng.standard_normal((3, 2, 5, 5))
+    layer.forward(x)
+    dx = layer.backward(dout)
+    gW = layer.grads["W"].copy()
+    layer.forward(x)
+    layer.forward(x2, training=False)
+    np.testing.assert_array_equal(layer.backward(dout), dx)
+    np.testing.assert_array_equal(layer.grads["W"], gW)
+    with pytest.raises(RuntimeError, match="training=True"):
+        layer.backward(dout)
+    layer.forward(x)
+    assert layer.backward(dout, need_input_grad=False) is None
+    np.testing.assert_array_equal(layer.grads["W"], gW)
+
+
+def test_algorithm_choice_and_errors():
+    assert Conv2D(8, 4, 3).algorithm == "winograd"             # auto: 3x3, stride 1, >= 8 channels
+    assert Conv2D(1, 4, 3).algorithm == "im2col"               # a first layer
+    assert Conv2D(8, 4, 3, stride=2).algorithm == "im2col"
+    assert Conv2D(8, 4, 5).algorithm == "im2col"
+    assert Conv2D(1, 4, 3, algorithm="winograd").algorithm == "winograd"
+    assert Conv2D(8, 4, 3, algorithm="im2col").algorithm == "im2col"
+    with pytest.raises(ValueError, match="needs kernel_size 3 and stride 1"):
+        Conv2D(8, 4, 3, stride=2, algorithm="winograd")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        Conv2D(8, 4, 3, algorithm="fft")
+    with pytest.raises(ValueError, match=r"layer 1 \(conv2d\): unknown algorithm 'fft'"):
+        build_model([{"type": "conv2d", "out_channels": 2},
+                     {"type": "conv2d", "out_channels": 2, "algorithm": "fft"}], input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match=r"layer 0 \(conv2d\):.*needs kernel_size 3"):
+        build_model([{"type": "conv2d", "out_channels": 2, "kernel_size": 5, "algorithm": "winograd"}],
+                    input_shape=(1, 8, 8))
+
+
+# ---------------------------------------------------------------- channels last downstream
+
+
+def test_winograd_output_is_a_channels_last_view(rng):
+    layer = winograd_conv(3, 4, 1, rng)
+    y = layer.forward(rng.standard_normal((2, 3, 6, 6)))
+    assert y.shape == (2, 4, 6, 6) and is_channels_last(y)
+    assert not is_channels_last(np.zeros((2, 4, 6, 6))) and not is_channels_last(np.zeros((2, 4)))
+    z = empty_nchw((2, 4, 3, 5), np.float32, True)
+    assert z.shape == (2, 4, 3, 5) and is_channels_last(z)
+
+
+@pytest.mark.parametrize("layer", [MaxPool2D(2), MaxPool2D(3, 1), GlobalAvgPool2D(), Flatten(),
+                                   BatchNorm(4, dtype=np.float64)],
+                         ids=["maxpool2x2", "maxpool3s1", "gap", "flatten", "batchnorm"])
+def test_layers_keep_the_channels_last_layout(rng, layer):
+    """Same values and gradients for a channels-last input as for the same input in
+    NCHW memory, and dL/dx comes back in the input's layout."""
+    x = rng.standard_normal((3, 4, 6, 6))
+    x_last = empty_nchw(x.shape, np.float64, True)
+    x_last[...] = x
+    y = layer.forward(x)
+    dout = rng.standard_normal(y.shape)
+    dx = layer.backward(dout)
+    y_last = layer.forward(x_last)
+    dx_last = layer.backward(dout)
+    np.testing.assert_allclose(y_last, y, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dx_last, dx, rtol=1e-13, atol=1e-13)
+    assert is_channels_last(dx_last) and not is_channels_last(dx)
+
+
+def test_whole_winograd_cnn_gradients(rng, one_sample_chunks):
+    """A model whose 3x3 convs run Winograd (channels-last activations through
+    batch-norm, ReLU, both poolings and flatten) against finite differences."""
+    specs = [{"type": "conv2d", "out_channels": 3, "padding": 1, "algorithm": "winograd"},
+             {"type": "tanh"}, {"type": "batchnorm"},
+             {"type": "conv2d", "out_channels": 4, "algorithm": "winograd"}, {"type": "tanh"},
+             {"type": "maxpool2d"},
+             {"type": "conv2d", "out_channels": 3, "padding": 1, "algorithm": "winograd"},
+             {"type": "relu"}, {"type": "flatten"}, {"type": "dense", "units": 4}]
+    model = build_model(specs, input_shape=(2, 6, 6), rng=rng, dtype=np.float64)
+    x, y = rng.standard_normal((3, 2, 6, 6)), rng.integers(0, 4, 3)
+    errors = check_model_gradients(model, SoftmaxCrossEntropy(), x, y)
+    assert set(errors) == {n for n, _, _ in model.parameters()}
+    for name, err in errors.items():
+        assert err < TOL, f"{name}: relative error {err:.2e}"
