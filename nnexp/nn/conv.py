@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from . import winograd
+from .threads import map_chunks
 from .init import INITS
 from .layers import Layer, _check_float_dtype, check_sizes_and_init, empty_nchw, is_channels_last
 
@@ -315,85 +316,95 @@ class Conv2D(Layer):
     # -- Winograd F(2x2, 3x3) (see winograd.py) -------------------------------
     #
     # The batch goes through in chunks of a few samples whose transformed
-    # tiles (16 x the tiles' pixels x channels) fit in the core's L2 cache:
-    # the ~40 whole-array passes of the transforms then run in cache.  One pass
-    # over the whole batch at once measured 2x slower (memory-bound).
+    # tiles (16 x the tiles' pixels x channels) fit in a core's L2 cache: the
+    # ~40 whole-array passes of the transforms then run in cache (one pass over
+    # the whole batch at once measured 2x slower, memory-bound).  Chunks are
+    # independent, so they are shared among the cores (threads.py); each
+    # worker thread has its own scratch buffers, named "...@k".
+
+    def _winograd_forward(self, x: np.ndarray, training: bool, out_hw: tuple) -> np.ndarray:
+        """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
+        an (N, OH, OW, O) array: channels last, the layout the tiles produce,
+        passed on as it is (elementwise layers keep it, the next Winograd conv
+        wants it).  Training keeps U and x for backward, which computes each
+        chunk's V again: cheaper than storing V (4x the input), as writing it
+        to memory measured slower than transforming again in cache."""
+        (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
+        th, tw = winograd.tiles(OH, OW)
+        U = winograd.kernel_transform(self.params["W"])
+        y = np.empty((N, OH, OW, O), dtype=self.dtype)
+        xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
+        step = self._winograd_chunk_size((th, tw))
+
+        def chunk(s: int, k: int) -> None:
+            n = min(step, N - s)
+            V = self._transformed_input(xt[s:s + n], (th, tw), k)
+            M = self._buffer(f"wino_M@{k}", (16, n, th, tw, O))
+            np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
+            ys = self._buffer(f"wino_ys@{k}", (n, 2 * th, 2, tw, O))
+            winograd.output_transform(M, ys, self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O)))
+            winograd.join_columns(ys, y[s:s + n], (0, 0))
+            y[s:s + n] += self.params["b"]
+
+        map_chunks(chunk, list(range(0, N, step)))
+        if training:
+            self._wino, self._x_shape = (U, xt), x.shape
+            self._x_channels_last = is_channels_last(x)
+        return y.transpose(0, 3, 1, 2)
 
     def _winograd_chunk_size(self, tiles: tuple) -> int:
         th, tw = tiles
         per_sample = 16 * th * tw * max(self.in_channels, self.out_channels) * self.dtype.itemsize
         return max(1, WINOGRAD_CHUNK_BYTES // per_sample)
 
-    def _winograd_forward(self, x: np.ndarray, training: bool, out_hw: tuple) -> np.ndarray:
-        """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
-        an (N, OH, OW, O) array: channels last, the layout the tiles produce,
-        passed on as it is (elementwise layers keep it, the next Winograd conv
-        wants it).  Training keeps U and every chunk's V for backward."""
-        (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
-        th, tw = winograd.tiles(OH, OW)
-        U = winograd.kernel_transform(self.params["W"])
-        y = np.empty((N, OH, OW, O), dtype=self.dtype)
-        xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
-        V_all = self._buffer("wino_V", (16, N, th, tw, C)) if training else None
-        step = self._winograd_chunk_size((th, tw))
-        for s in range(0, N, step):
-            n = min(step, N - s)
-            xs = self._split_input(xt[s:s + n], (th, tw))
-            V = self._buffer("wino_Vc", (16, n, th, tw, C)) if V_all is None else V_all[:, s:s + n]
-            winograd.input_transform(xs, V, self._buffer("wino_cols", (4, n, 2 * th + 2, tw, C)))
-            M = self._buffer("wino_M", (16, n, th, tw, O))
-            np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
-            ys = self._buffer("wino_ys", (n, 2 * th, 2, tw, O))
-            winograd.output_transform(M, ys, self._buffer("wino_out", (4, 2, n, th, tw, O)))
-            winograd.join_columns(ys, y[s:s + n], (0, 0))
-        y += self.params["b"]
-        if training:
-            self._wino, self._x_shape = (U, V_all), x.shape
-            self._x_channels_last = is_channels_last(x)
-        return y.transpose(0, 3, 1, 2)
-
-    def _split_input(self, xt: np.ndarray, tiles: tuple) -> np.ndarray:
-        """xt (n, H, W, C) zero-padded, columns split by parity: (n, 2*th + 2, 2, tw + 1, C).
-        The buffer is kept, so its zero border is written once."""
+    def _transformed_input(self, xt: np.ndarray, tiles: tuple, k: int) -> np.ndarray:
+        """V (16, n, th, tw, C) of xt (n, H, W, C), in worker k's buffers: xt is
+        zero-padded with its columns split by parity (split_columns; the
+        buffer is kept, so its zero border is written once), then transformed."""
         (n, C), (th, tw) = (xt.shape[0], xt.shape[3]), tiles
-        shape = (n, 2 * th + 2, 2, tw + 1, C)
-        xs = self._scratch.get("wino_xs")
+        shape, name = (n, 2 * th + 2, 2, tw + 1, C), f"wino_xs@{k}"
+        xs = self._scratch.get(name)
         if xs is None or xs.shape != shape:
-            xs = self._scratch["wino_xs"] = np.zeros(shape, self.dtype)
+            xs = self._scratch[name] = np.zeros(shape, self.dtype)
         winograd.split_columns(xt, xs, self.padding)
-        return xs
+        V = self._buffer(f"wino_V@{k}", (16, n, th, tw, C))
+        winograd.input_transform(xs, V, self._buffer(f"wino_cols@{k}", (4, n, 2 * th + 2, tw, C)))
+        return V
 
     def _winograd_backward(self, dout: np.ndarray, need_input_grad: bool) -> np.ndarray | None:
         """Backward of _winograd_forward (the chain rule in winograd.py's docstring),
-        chunk by chunk like the forward."""
-        (U, V_all), self._wino = self._wino, None
+        chunk by chunk like the forward; dL/dW sums the chunks' parts in chunk order."""
+        (U, xt), self._wino = self._wino, None
         N, C, H, W = self._x_shape
         O, OH, OW = dout.shape[1:]
-        th, tw = V_all.shape[2:4]
+        th, tw = winograd.tiles(OH, OW)
         dyt = dout.transpose(0, 2, 3, 1)                    # (N, OH, OW, O), a view
         # dL/dx in the input's layout (see empty_nchw), viewed channels last
         dx = (empty_nchw(self._x_shape, self.dtype, self._x_channels_last).transpose(0, 2, 3, 1)
               if need_input_grad else None)
-        dU, dU_chunk = np.zeros((16, C, O), np.float64), self._buffer("wino_dU", (16, C, O))
         step = self._winograd_chunk_size((th, tw))
-        for s in range(0, N, step):
+
+        def chunk(s: int, k: int) -> np.ndarray:
             n = min(step, N - s)
-            dys = self._buffer("wino_ys", (n, 2 * th, 2, tw, O))
+            dys = self._buffer(f"wino_ys@{k}", (n, 2 * th, 2, tw, O))
             if (OH, OW) != (2 * th, 2 * tw):               # odd size: the extra outputs get 0
                 dys.fill(0)
             winograd.split_columns(dyt[s:s + n], dys, (0, 0))
-            dM = self._buffer("wino_M", (16, n, th, tw, O))
-            winograd.output_transform_grad(dys, dM, self._buffer("wino_out", (4, 2, n, th, tw, O)))
-            V = V_all[:, s:s + n].reshape(16, -1, C)
+            dM = self._buffer(f"wino_M@{k}", (16, n, th, tw, O))
+            winograd.output_transform_grad(dys, dM, self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O)))
             dM2 = dM.reshape(16, -1, O)
-            dU += np.matmul(V.transpose(0, 2, 1), dM2, out=dU_chunk)   # dU = V^T dM, per xi
-            if dx is None:
-                continue
-            dV = self._buffer("wino_Vc", (16, n, th, tw, C))
-            np.matmul(dM2, U.transpose(0, 2, 1), out=dV.reshape(16, -1, C))
-            dxs = self._buffer("wino_dxs", (n, 2 * th + 2, 2, tw + 1, C))
-            winograd.input_transform_grad(dV, dxs, self._buffer("wino_cols", (4, n, 2 * th + 2, tw, C)))
-            winograd.join_columns(dxs, dx[s:s + n], self.padding)
+            V = self._transformed_input(xt[s:s + n], (th, tw), k).reshape(16, -1, C)
+            dU = np.matmul(V.transpose(0, 2, 1), dM2)                  # V^T dM, per xi
+            if dx is not None:
+                dV = np.matmul(dM2, U.transpose(0, 2, 1), out=V).reshape(16, n, th, tw, C)
+                dxs = self._buffer(f"wino_dxs@{k}", (n, 2 * th + 2, 2, tw + 1, C))
+                winograd.input_transform_grad(dV, dxs, self._buffer(f"wino_cols@{k}", (4, n, 2 * th + 2, tw, C)))
+                winograd.join_columns(dxs, dx[s:s + n], self.padding)
+            return dU
+
+        dU = np.zeros((16, C, O), np.float64)
+        for part in map_chunks(chunk, list(range(0, N, step))):
+            dU += part
         self.grads["W"][...] = winograd.kernel_transform_grad(dU)
         np.sum(dout, axis=(0, 2, 3), out=self.grads["b"])
         return None if dx is None else dx.transpose(0, 3, 1, 2)
@@ -694,12 +705,14 @@ class BatchNorm(Layer):
         self._inv_std: np.ndarray | None = None
         self._training = True
         self._image_shape: tuple | None = None   # set for a channels-last image batch
+        self._groups = 1                          # W for a channels-last batch, else 1
 
     def _axes(self, x: np.ndarray) -> tuple[tuple, tuple]:
-        """(axes the statistics run over, shape that broadcasts a (C,) vector)."""
+        """(axes the statistics run over, shape that broadcasts a (C,) vector,
+        after _spread)."""
         C = self.num_features
-        if x.ndim == 2 and x.shape[1] == C:
-            return (0,), (1, C)
+        if x.ndim == 2 and x.shape[1] == C * self._groups:
+            return (0,), (1, C * self._groups)
         if x.ndim == 4 and x.shape[1] == C:
             return (0, 2, 3), (1, C, 1, 1)
         raise ValueError(f"BatchNorm({C}) expects input of shape (N, {C}) or "
@@ -720,17 +733,32 @@ class BatchNorm(Layer):
         axes (0, 2, 3) of a transposed view."""
         self._image_shape = x.shape if is_channels_last(x) else None
         if self._image_shape is None:
+            self._groups = 1
             return self._forward(x, training)
-        N, C, H, W = x.shape
-        y = self._forward(x.transpose(0, 2, 3, 1).reshape(-1, C), training)
+        N, C, H, W = self._image_shape
+        self._groups = W
+        y = self._forward(x.transpose(0, 2, 3, 1).reshape(N * H, W * C), training)
         return y.reshape(N, H, W, C).transpose(0, 3, 1, 2)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._image_shape is None:
             return self._backward(dout)
         N, C, H, W = self._image_shape
-        dx = self._backward(dout.transpose(0, 2, 3, 1).reshape(-1, C))   # a copy unless channels last
+        dx = self._backward(dout.transpose(0, 2, 3, 1).reshape(N * H, W * C))  # a copy unless channels last
         return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+    # A channels-last batch is handled as the matrix (N*H, W*C): each row holds
+    # W groups of the C channels.  Rows of W*C values (not N*H*W rows of C)
+    # because NumPy's elementwise loops run along the last axis: broadcasting
+    # a per-channel vector over rows of only C values measured 1.5x slower.
+    # _fold sums a per-column vector over the groups; _spread repeats a
+    # per-channel vector for them.
+
+    def _fold(self, v: np.ndarray) -> np.ndarray:
+        return v if self._groups == 1 else v.reshape(self._groups, -1).sum(axis=0)
+
+    def _spread(self, v: np.ndarray, bshape: tuple) -> np.ndarray:
+        return (v if self._groups == 1 else np.tile(v, self._groups)).reshape(bshape)
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         """y = x * a + c per channel, with a = gamma / sqrt(var + eps) and
@@ -745,9 +773,9 @@ class BatchNorm(Layer):
             if m < 2:
                 raise ValueError("BatchNorm needs more than one value per channel in "
                                  f"training mode, got input of shape {x.shape}")
-            mu = x.mean(axis=axes)
-            xc = x - mu.reshape(bshape)                # kept for backward
-            var = self._channel_dot(xc, xc) / m      # biased: what normalises the batch
+            mu = x.mean(axis=axes) if self._groups == 1 else self._fold(x.sum(axis=axes)) / m
+            xc = x - self._spread(mu, bshape)          # kept for backward
+            var = self._fold(self._channel_dot(xc, xc)) / m   # biased: what normalises the batch
             inv_std = 1.0 / np.sqrt(var + self.eps)
             momentum = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
@@ -755,16 +783,16 @@ class BatchNorm(Layer):
             rm += momentum * mu
             rv *= 1.0 - momentum
             rv += (momentum * m / (m - 1)) * var       # unbiased variance, as PyTorch
-            shift, y = beta, xc * (gamma * inv_std).reshape(bshape)
+            shift, y = beta, xc * self._spread(gamma * inv_std, bshape)
             self._xc, self._mu = xc, None
         else:
             # running statistics: y is affine in x, and x itself is what we keep
             mu = self.buffers["running_mean"]
             inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
             scale = gamma * inv_std
-            shift, y = beta - mu * scale, x * scale.reshape(bshape)
+            shift, y = beta - mu * scale, x * self._spread(scale, bshape)
             self._xc, self._mu = x, mu
-        y += shift.reshape(bshape).astype(self.dtype, copy=False)
+        y += self._spread(shift, bshape).astype(self.dtype, copy=False)
         self._inv_std, self._training = inv_std.astype(self.dtype, copy=False), training
         return y
 
@@ -774,21 +802,21 @@ class BatchNorm(Layer):
             raise RuntimeError("BatchNorm.backward called before forward")
         axes, bshape = self._axes(dout)
         inv_std = self._inv_std
-        np.sum(dout, axis=axes, out=self.grads["beta"])            # dL/dbeta
+        self.grads["beta"][...] = self._fold(np.sum(dout, axis=axes))   # dL/dbeta
         # dL/dgamma = sum(G * xhat), xhat = (xc - mu) * inv_std (mu = 0 in training:
         # xc is already centred), so it is inv_std * (sum(G * xc) - mu * sum(G))
-        dgamma = self._channel_dot(dout, xc)
+        dgamma = self._fold(self._channel_dot(dout, xc))
         if self._mu is not None:
             dgamma -= self._mu * self.grads["beta"]
         self.grads["gamma"][...] = dgamma * inv_std
-        scale = (self.params["gamma"] * inv_std).reshape(bshape)
+        scale = self._spread(self.params["gamma"] * inv_std, bshape)
         if not self._training:  # running statistics are constants: y is affine in x
             return dout * scale
         m = dout.size // self.num_features
         # dx = gamma/sqrt(var+eps) * (G - dbeta/m - xhat * dgamma/m)
-        dx = xc * (-self.grads["gamma"] * inv_std / m).reshape(bshape)
+        dx = xc * self._spread(-self.grads["gamma"] * inv_std / m, bshape)
         dx += dout
-        dx -= (self.grads["beta"] / m).reshape(bshape)
+        dx -= self._spread(self.grads["beta"] / m, bshape)
         dx *= scale
         return dx
 

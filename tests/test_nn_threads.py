@@ -1,0 +1,64 @@
+"""Chunks of a layer's work on several threads (nnexp/nn/threads.py)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from nnexp.nn import Conv2D, threads
+from nnexp.nn import conv as conv_module
+
+
+def test_map_chunks_keeps_order_and_gives_each_worker_its_chunks(monkeypatch):
+    monkeypatch.setattr(threads, "workers", lambda: 3)
+    seen = []
+
+    def fn(start, worker):
+        seen.append((start, worker, threading.get_ident()))
+        return start * 10
+
+    starts = list(range(0, 70, 10))
+    assert threads.map_chunks(fn, starts) == [s * 10 for s in starts]
+    if threads._blas_controls() is None:
+        pytest.skip("OpenBLAS's thread controls are not reachable here: everything ran in one thread")
+    by_worker = {}
+    for start, worker, ident in seen:
+        by_worker.setdefault(worker, []).append((start, ident))
+    assert sorted(by_worker) == [0, 1, 2]
+    for worker, runs in by_worker.items():   # worker k: chunks k, k + 3, ..., in order, one thread
+        assert [s for s, _ in runs] == starts[worker::3]
+        assert len({ident for _, ident in runs}) == 1
+
+
+def test_blas_thread_count_is_restored(monkeypatch):
+    controls = threads._blas_controls()
+    if controls is None:
+        pytest.skip("OpenBLAS's thread controls are not reachable here")
+    get, set_ = controls
+    before = get()
+    monkeypatch.setattr(threads, "workers", lambda: 2)
+    inside = threads.map_chunks(lambda s, k: get(), [0, 1, 2, 3])
+    assert inside == [1, 1, 1, 1]          # one BLAS thread while the chunks run
+    assert get() == before
+    with pytest.raises(ZeroDivisionError):  # and after an exception, too
+        threads.map_chunks(lambda s, k: 1 / 0, [0, 1])
+    assert get() == before
+
+
+def test_winograd_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """Forward, dL/dx, dL/dW and dL/db bit for bit the same with 1, 2 and 3 workers."""
+    monkeypatch.setattr(conv_module, "WINOGRAD_CHUNK_BYTES", 1)   # one sample per chunk
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 8, 10, 9)).astype(np.float32)
+    dout = rng.standard_normal((7, 6, 10, 9)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        monkeypatch.setattr(threads, "workers", lambda n=n: n)
+        layer = Conv2D(8, 6, 3, padding=1, rng=np.random.default_rng(0), algorithm="winograd")
+        y = layer.forward(x).copy()
+        dx = layer.backward(dout).copy()
+        results.append((y, dx, layer.grads["W"].copy(), layer.grads["b"].copy(),
+                        layer.forward(x, training=False).copy()))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
