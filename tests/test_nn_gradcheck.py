@@ -57,6 +57,17 @@ def test_activations(rng, layer):
     assert_small(errors)
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_activations_backward_after_either_mode(rng, training):
+    """Evaluation-mode ReLU keeps x instead of its mask (one pass less at
+    inference); a backward after it still gets the right gradient."""
+    x = away_from_zero(rng.standard_normal((4, 6)))
+    assert_small(check_layer_gradients(ReLU(), x, rng, training=training))
+    relu, dout = ReLU(), rng.standard_normal((4, 6))
+    relu.forward(x, training=training)
+    np.testing.assert_array_equal(relu.backward(dout), dout * (x > 0))
+
+
 def test_sigmoid_is_stable_for_large_inputs():
     y = Sigmoid().forward(np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], dtype=np.float32))
     assert np.all(np.isfinite(y))

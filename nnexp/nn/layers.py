@@ -216,14 +216,19 @@ class ReLU(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._mask: np.ndarray | None = None
+        self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        self._mask = x > 0  # bool, 1 byte per element: cheaper to keep than x
+        # Training keeps the mask (bool, 1 byte per element: cheaper to keep
+        # than x).  Evaluation keeps x and makes the mask only if a backward
+        # asks for it: one pass less over every activation at inference.
+        self._mask, self._x = (x > 0, None) if training else (None, x)
         return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        mask = self._x > 0 if self._mask is None else self._mask
         # dout * mask, the bool mask promoted to dout's dtype on the fly
-        return np.multiply(dout, self._mask, dtype=dout.dtype)
+        return np.multiply(dout, mask, dtype=dout.dtype)
 
 
 class LeakyReLU(Layer):
