@@ -102,8 +102,9 @@ def test_conv2d_float32_and_eval_chunks(rng, monkeypatch):
     np.testing.assert_array_equal(layer.forward(x, training=False), y)
 
 
-def test_conv2d_backward_bookkeeping(rng):
-    layer = Conv2D(2, 3, 3, rng=rng, dtype=np.float64)
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_conv2d_backward_bookkeeping(rng, algorithm):
+    layer = Conv2D(2, 3, 3, rng=rng, dtype=np.float64, algorithm=algorithm)
     x, x2 = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((9, 2, 5, 5))
     dout = rng.standard_normal((4, 3, 3, 3))
     layer.forward(x)
@@ -334,8 +335,14 @@ def test_whole_cnn_gradients(rng):
              {"type": "batchnorm"}, {"type": "avgpool2d"},
              {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "stride": 1},
              {"type": "maxpool2d", "stride": 1}, {"type": "dense", "units": 4}]
-    model = build_model(specs, input_shape=(2, 6, 6), rng=rng, dtype=np.float64)
-    x, y = rng.standard_normal((4, 2, 6, 6)), rng.integers(0, 4, 4)
+    assert_model_gradients(specs, (4, 2, 6, 6), rng)
+
+
+def assert_model_gradients(specs, x_shape, rng):
+    """Every parameter's gradient of a float64 model from ``specs`` against
+    finite differences, on a random batch of ``x_shape`` with 4 classes."""
+    model = build_model(specs, input_shape=x_shape[1:], rng=rng, dtype=np.float64)
+    x, y = rng.standard_normal(x_shape), rng.integers(0, 4, x_shape[0])
     errors = check_model_gradients(model, SoftmaxCrossEntropy(), x, y)
     assert set(errors) == {n for n, _, _ in model.parameters()}
     for name, err in errors.items():
