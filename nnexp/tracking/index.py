@@ -373,7 +373,7 @@ class RunIndex:
         when neither works.
         """
         try:
-            return self._open_writable(), True
+            return self._open_writable_retrying(), True
         except sqlite3.DatabaseError as exc:
             if _is_corrupt(exc):
                 warn(f"run index {self.path} is damaged ({exc}); rebuilding it from the run folders")
@@ -386,6 +386,22 @@ class RunIndex:
             return self._open_read_only(), False
         except sqlite3.Error:
             raise IndexUnavailable(str(first)) from None
+
+    def _open_writable_retrying(self) -> sqlite3.Connection:
+        """_open_writable, tried again for up to ``timeout`` seconds while SQLite
+        says "database is locked".  SQLite's busy wait does not cover every
+        case: a connection opening while the last one closes (and resets the
+        WAL) or while another switches a new file to WAL mode can get
+        SQLITE_BUSY at once; the concurrent-writers test saw it about once in
+        ten runs under load."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self._open_writable()
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _open_writable(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
