@@ -210,7 +210,8 @@ def load_trained(info):
     if not (info.path / "model.npz").exists():
         raise NnexpError(f"run {info.id} has no model.npz (status: {info.summary.get('status')})")
     cfg = load_config(config_path)
-    model = build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), dtype=cfg["model"]["dtype"])
+    model = build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), dtype=cfg["model"]["dtype"],
+                        deskew=cfg["model"]["deskew"])
     try:
         load_weights(info.path / "model.npz", model)
     except (ValueError, OSError) as exc:

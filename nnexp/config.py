@@ -79,6 +79,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "layers": Field(list),
         "dtype": Field(str, "float32", choices=("float32", "float64")),
+        # straighten each input image first (nnexp/nn/deskew.py); part of the model
+        "deskew": Field(bool, False),
     },
     "train": {
         "epochs": Field(int, 10, _positive),
@@ -258,7 +260,8 @@ def _try_construct(cfg: dict, source: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{source}: schedule: {exc}") from None
     try:  # layer sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
-        build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), rng=np.random.default_rng(0))
+        build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), rng=np.random.default_rng(0),
+                    deskew=cfg["model"]["deskew"])
     except ValueError as exc:
         raise ConfigError(f"{source}: model.layers: {exc}") from None
     if cfg["data"]["augment"] is not None:

@@ -62,7 +62,8 @@ def build(cfg: dict, input_shape, rngs):
     dtype = np.dtype(cfg["model"]["dtype"])
     # Dropout draws from the same generator after initialisation has finished
     # with it, so adding dropout never changes the initial weights.
-    model = build_model(cfg["model"]["layers"], input_shape=input_shape, rng=rngs["init"], dtype=dtype)
+    model = build_model(cfg["model"]["layers"], input_shape=input_shape, rng=rngs["init"], dtype=dtype,
+                        deskew=cfg["model"]["deskew"])
     opt_cfg = dict(cfg["optimizer"])
     opt_cls = OPTIMIZERS[opt_cfg.pop("name")]
     opt_cfg.pop("lr")

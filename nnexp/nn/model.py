@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 
+from .deskew import Deskew
 from .conv import CONV_ALGORITHMS, AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .init import INITS
 from .layers import (
@@ -243,7 +244,8 @@ def _spec_options(i: int, spec: dict) -> tuple[str, dict]:
 
 
 def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
-                rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
+                rng: np.random.Generator | None = None, dtype=np.float32,
+                deskew: bool = False) -> Sequential:
     """Build a Sequential from config dicts, inferring every Dense's in_features
     and every conv2d's / batchnorm's input channels from the running shape.
 
@@ -252,7 +254,8 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
     that does not fit its input raises ValueError naming the layer.  Initial
     weights and dropout masks are all drawn from ``rng`` (a fresh, unseeded
     generator when None): the same seed gives the same model and the same
-    training run.
+    training run.  ``deskew`` puts a :class:`~nnexp.nn.deskew.Deskew` layer
+    first (config key ``model.deskew``).
     """
     if rng is None:
         rng = np.random.default_rng()
@@ -263,6 +266,9 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28),
         raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
 
     layers: list[Layer] = []
+    if deskew:
+        layers.append(Deskew())
+        shape = layers[-1].output_shape(shape)
     for i, spec in enumerate(layer_specs):
         kind, o = _spec_options(i, spec)
         if kind == "dense":
