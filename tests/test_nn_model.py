@@ -10,6 +10,7 @@ from nnexp.nn import (
     LAYER_SPECS,
     REQUIRED,
     Adam,
+    BatchNorm,
     Dense,
     Dropout,
     Flatten,
@@ -241,3 +242,73 @@ def test_tiny_training_run_learns_a_separable_problem():
                     {"type": "dense", "units": 3}], steps=150)
     accuracy = (model.predict(x[450:]) == y[450:]).mean()
     assert accuracy > 0.95
+
+
+# -- evaluation with batch-norm folded and ReLU fused ------------------------------------------
+
+FUSABLE = [  # conv+BN+ReLU (Winograd and im2col), conv+ReLU, conv+BN, dense+BN+ReLU, dense alone
+    {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"},
+    {"type": "relu"},
+    {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "algorithm": "winograd"},
+    {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
+    {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "algorithm": "im2col"}, {"type": "relu"},
+    {"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm"},
+    {"type": "dense", "units": 12}, {"type": "batchnorm"}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
+    {"type": "dense", "units": 5},
+]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_fused_evaluation_equals_the_layers_one_by_one(dtype, rtol):
+    rng = np.random.default_rng(3)
+    model = build_model(FUSABLE, input_shape=(1, 16, 16), rng=rng, dtype=dtype)
+    for _ in range(3):   # running statistics away from (0, 1), gamma/beta away from (1, 0)
+        model.forward(rng.random((10, 1, 16, 16)), training=True)
+    for name, p, _ in model.parameters():
+        if "gamma" in name or "beta" in name:
+            p[...] = rng.uniform(0.5, 1.5, p.shape) if "gamma" in name else rng.normal(0, 0.3, p.shape)
+    x = rng.random((7, 1, 16, 16)).astype(dtype)
+    h = x
+    for layer in model.layers:
+        h = layer.forward(h, training=False)
+    fused = model.forward(x, training=False)
+    assert fused.dtype == dtype
+    np.testing.assert_allclose(fused, h, rtol=rtol, atol=rtol * np.abs(h).max())
+
+
+def test_fused_evaluation_skips_the_folded_layers(monkeypatch):
+    model = build_model(FUSABLE, input_shape=(1, 16, 16), rng=np.random.default_rng(0))
+    called = []
+    for cls in (BatchNorm, ReLU):
+        monkeypatch.setattr(cls, "forward", lambda self, x, training=True: called.append(self) or x)
+    model.forward(np.zeros((2, 1, 16, 16), np.float32), training=False)
+    assert called == []                      # every BN and ReLU here follows a conv or dense
+    model.forward(np.zeros((2, 1, 16, 16), np.float32), training=True)
+    assert len(called) == 8
+
+
+def test_batchnorm_fold_is_the_affine_map_it_replaces():
+    rng = np.random.default_rng(4)
+    bn = BatchNorm(3, dtype=np.float64)
+    bn.buffers["running_mean"][...] = rng.normal(size=3)
+    bn.buffers["running_var"][...] = rng.uniform(0.5, 2, 3)
+    bn.params["gamma"][...] = rng.uniform(0.5, 2, 3)
+    bn.params["beta"][...] = rng.normal(size=3)
+    x = rng.normal(size=(5, 4))
+    W, b = rng.normal(size=(4, 3)), rng.normal(size=3)
+    W2, b2 = bn.fold(W, b)
+    np.testing.assert_allclose(x @ W2 + b2, bn.forward(x @ W + b, training=False), rtol=1e-12)
+    Wc = rng.normal(size=(3, 2, 3, 3))
+    Wc2, _ = bn.fold(Wc, b)
+    scale = bn.params["gamma"] / np.sqrt(bn.buffers["running_var"] + bn.eps)
+    np.testing.assert_allclose(Wc2, Wc * scale[:, None, None, None], rtol=1e-12)
+
+
+def test_backward_after_an_evaluation_forward_is_refused():
+    model = build_model([{"type": "dense", "units": 3}], input_shape=(4,), rng=np.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="training=True"):
+        model.backward(np.zeros((2, 3), np.float32))
+    model.forward(np.zeros((2, 4), np.float32), training=True)
+    model.forward(np.zeros((2, 4), np.float32), training=False)
+    with pytest.raises(RuntimeError, match="training=True"):
+        model.backward(np.zeros((2, 3), np.float32))

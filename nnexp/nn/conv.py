@@ -225,44 +225,71 @@ class Conv2D(Layer):
         # cols[(c, i, j), (n, oh, ow)]: one copy, with the axes put in that order
         np.copyto(cols.reshape(C, kh, kw, N, OH, OW), windows.transpose(1, 4, 5, 0, 2, 3))
 
-    def _gemm_bias(self, cols: np.ndarray, y: np.ndarray) -> None:
+    def _gemm_bias(self, cols: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> None:
         """y (N, O, OH, OW) = W2 @ cols + b, through a scratch (O, M) product."""
         N, O = y.shape[:2]
-        W2 = self.params["W"].reshape(O, -1)
+        W2 = W.reshape(O, -1)
         prod = self._buffer("prod", (O, cols.shape[1]))
         np.matmul(W2, cols, out=prod)
         # (O, N, P) -> (N, O, P), adding the bias during the transposing copy
-        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), self.params["b"][:, None],
-               out=y.reshape(N, O, -1))
+        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), b[:, None], out=y.reshape(N, O, -1))
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        if not training:
+            return self.infer(x)
+        x, (OH, OW) = self._checked(x)
+        W, b = self.params["W"], self.params["b"]
+        if self.algorithm == "winograd":
+            return self._winograd_forward(x, (OH, OW), W, b, keep=True)
+        N, K = x.shape[0], W[0].size
+        y = np.empty((N, self.out_channels, OH, OW), dtype=self.dtype)
+        cols = self._buffer("cols", (K, N * OH * OW))
+        self._im2col(x, cols, (OH, OW))
+        self._gemm_bias(cols, y, W, b)
+        self._cols, self._x_shape = cols, x.shape
+        return y
+
+    def infer(self, x: np.ndarray, W: np.ndarray | None = None, b: np.ndarray | None = None,
+              relu: bool = False) -> np.ndarray:
+        """Evaluation-mode output, optionally with other weights and max(., 0) fused.
+
+        Sequential's evaluation passes the weights with the next batch-norm
+        folded in (BatchNorm.fold) and ``relu=True`` when a ReLU follows: the
+        ReLU then runs on each chunk of the output while it is still in
+        cache, instead of as two more passes over the whole activation."""
+        x, (OH, OW) = self._checked(x)
+        W = self.params["W"] if W is None else W
+        b = self.params["b"] if b is None else b
+        if self.algorithm == "winograd":
+            return self._winograd_forward(x, (OH, OW), W, b, keep=False, relu=relu)
+        # Nothing to keep, so go through the batch in chunks whose column
+        # matrix stays small (and reuse one buffer for all of them).  The
+        # product is taken as cols^T @ W2^T (M, O): the output channels last,
+        # with no transposing copy, and the layout a following Winograd layer
+        # reads fastest (15% less time for a 32 -> 32 layer at 28x28).
+        N, O, K = x.shape[0], self.out_channels, W[0].size
+        W2T = W.reshape(O, K).T
+        y = np.empty((N, OH, OW, O), dtype=self.dtype)
+        chunk = max(1, EVAL_COLS_BYTES // (K * OH * OW * self.dtype.itemsize))
+        for start in range(0, N, chunk):
+            xs, ys = x[start:start + chunk], y[start:start + chunk].reshape(-1, O)
+            cols = self._buffer("eval_cols", (K, len(xs) * OH * OW))
+            self._im2col(xs, cols, (OH, OW))
+            np.matmul(cols.T, W2T, out=ys)
+            ys += b
+            if relu:
+                np.maximum(ys, 0, out=ys)
+        return y.transpose(0, 3, 1, 2)
+
+    def _checked(self, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """x in our dtype and the output's (OH, OW), or ValueError for a wrong shape."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2D expects input of shape (N, {self.in_channels}, H, W), got {x.shape}"
             )
-        x = x.astype(self.dtype, copy=False)
-        N = x.shape[0]
-        OH, OW = _window_output_size(x.shape[1:], self.kernel_size, self.stride,
+        out_hw = _window_output_size(x.shape[1:], self.kernel_size, self.stride,
                                      self.padding, "Conv2D")
-        if self.algorithm == "winograd":
-            return self._winograd_forward(x, training, (OH, OW))
-        K = self.params["W"][0].size
-        y = np.empty((N, self.out_channels, OH, OW), dtype=self.dtype)
-        if training:
-            cols = self._buffer("cols", (K, N * OH * OW))
-            self._im2col(x, cols, (OH, OW))
-            self._gemm_bias(cols, y)
-            self._cols, self._x_shape = cols, x.shape
-            return y
-        # Evaluation: nothing to keep, so go through the batch in chunks whose
-        # column matrix stays small (and reuse one buffer for all of them).
-        chunk = max(1, EVAL_COLS_BYTES // (K * OH * OW * self.dtype.itemsize))
-        for start in range(0, N, chunk):
-            xs = x[start:start + chunk]
-            cols = self._buffer("eval_cols", (K, len(xs) * OH * OW))
-            self._im2col(xs, cols, (OH, OW))
-            self._gemm_bias(cols, y[start:start + chunk])
-        return y
+        return x.astype(self.dtype, copy=False), out_hw
 
     # -- backward -----------------------------------------------------------
 
@@ -322,16 +349,18 @@ class Conv2D(Layer):
     # independent, so they are shared among the cores (threads.py); each
     # worker thread has its own scratch buffers, named "...@k".
 
-    def _winograd_forward(self, x: np.ndarray, training: bool, out_hw: tuple) -> np.ndarray:
+    def _winograd_forward(self, x: np.ndarray, out_hw: tuple, W: np.ndarray, b: np.ndarray,
+                          keep: bool, relu: bool = False) -> np.ndarray:
         """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
         an (N, OH, OW, O) array: channels last, the layout the tiles produce,
         passed on as it is (elementwise layers keep it, the next Winograd conv
-        wants it).  Training keeps U and x for backward, which computes each
-        chunk's V again: cheaper than storing V (4x the input), as writing it
-        to memory measured slower than transforming again in cache."""
+        wants it).  ``keep`` (training) keeps U and x for backward, which
+        computes each chunk's V again: cheaper than storing V (4x the input),
+        as writing it to memory measured slower than transforming again in
+        cache.  ``relu`` applies max(., 0) to each chunk (see infer)."""
         (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
         th, tw = winograd.tiles(OH, OW)
-        U = winograd.kernel_transform(self.params["W"])
+        U = winograd.kernel_transform(W)
         y = np.empty((N, OH, OW, O), dtype=self.dtype)
         xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
         step = self._winograd_chunk_size((th, tw))
@@ -343,11 +372,14 @@ class Conv2D(Layer):
             np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
             ys = self._buffer(f"wino_ys@{k}", (n, 2 * th, 2, tw, O))
             winograd.output_transform(M, ys, self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O)))
-            winograd.join_columns(ys, y[s:s + n], (0, 0))
-            y[s:s + n] += self.params["b"]
+            out = y[s:s + n]
+            winograd.join_columns(ys, out, (0, 0))
+            out += b
+            if relu:
+                np.maximum(out, 0, out=out)
 
         map_chunks(chunk, list(range(0, N, step)))
-        if training:
+        if keep:
             self._wino, self._x_shape = (U, xt), x.shape
             self._x_channels_last = is_channels_last(x)
         return y.transpose(0, 3, 1, 2)
@@ -819,6 +851,19 @@ class BatchNorm(Layer):
         dx -= self._spread(self.grads["beta"] / m, bshape)
         dx *= scale
         return dx
+
+    def fold(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weights and bias of the preceding Conv2D (W (O, C, kh, kw)) or Dense
+        (W (in, O)) with this layer's evaluation-mode affine map folded in:
+
+            BN(x W + b) = (x W + b - mean) * s + beta = x (W s) + (b - mean) s + beta,
+            s = gamma / sqrt(running_var + eps)  per output channel.
+
+        Computed in float64, returned in W's dtype."""
+        s = self.params["gamma"] / np.sqrt(self.buffers["running_var"].astype(np.float64) + self.eps)
+        b2 = (b - self.buffers["running_mean"].astype(np.float64)) * s + self.params["beta"]
+        W2 = W * (s.reshape(-1, *(1,) * (W.ndim - 1)) if W.ndim == 4 else s)
+        return W2.astype(W.dtype), b2.astype(b.dtype)
 
     def __repr__(self) -> str:
         return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"

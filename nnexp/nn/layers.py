@@ -161,18 +161,28 @@ class Dense(Layer):
         self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(b)}
         self._x: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+    def _checked(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"Dense expects input of shape (N, {self.in_features}), got {x.shape}"
             )
         # No-op when x already has our dtype; otherwise (uint8 pixels, float64
         # data) convert once here instead of letting every op upcast.
-        x = x.astype(self.dtype, copy=False)
+        return x.astype(self.dtype, copy=False)
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        x = self._checked(x)
         self._x = x
         y = x @ self.params["W"]
         y += self.params["b"]  # broadcast over the batch, in place
         return y
+
+    def infer(self, x: np.ndarray, W: np.ndarray, b: np.ndarray, relu: bool = False) -> np.ndarray:
+        """Evaluation-mode x @ W + b with other weights (a batch-norm folded in,
+        see BatchNorm.fold), and max(., 0) in place when ``relu``."""
+        y = self._checked(x) @ W
+        y += b
+        return np.maximum(y, 0, out=y) if relu else y
 
     def backward(self, dout: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Fill grads["W"], grads["b"]; return dL/dx.

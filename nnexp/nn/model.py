@@ -64,6 +64,7 @@ class Sequential:
                 raise ValueError(f"Sequential: layer {i} uses the names {clash} for both "
                                  "a parameter and a buffer")
         self._pack_parameters()
+        self._trained_forward = False   # backward needs a training forward before it
         # Layers before the first one with parameters need no backward at all
         # (their input is the data), and that first layer need not compute dL/dx
         # (Dense and Conv2D can skip it).
@@ -92,13 +93,40 @@ class Sequential:
             offset += n
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        self._trained_forward = training
+        if not training:
+            return self._infer(x)
         for layer in self.layers:
             x = layer.forward(x, training)
+        return x
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation: the layers' forward(x, training=False), except that a
+        Conv2D or Dense followed by BatchNorm and/or ReLU runs as one step --
+        the batch-norm folded into its weights (BatchNorm.fold), the ReLU
+        applied to the output as it is made (infer): two to four fewer passes
+        over every activation.  Equal to the layer-by-layer result up to
+        float rounding."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer, i = layers[i], i + 1
+            if not isinstance(layer, (Conv2D, Dense)):
+                x = layer.forward(x, False)
+                continue
+            W, b = layer.params["W"], layer.params["b"]
+            if i < len(layers) and isinstance(layers[i], BatchNorm):
+                W, b = layers[i].fold(W, b)
+                i += 1
+            relu = i < len(layers) and type(layers[i]) is ReLU
+            x = layer.infer(x, W, b, relu=relu)
+            i += relu
         return x
 
     __call__ = forward
 
     def backward(self, dlogits: np.ndarray) -> None:
+        if not self._trained_forward:
+            raise RuntimeError("Sequential.backward needs a forward with training=True before it")
         dout = dlogits
         first = self._first_trainable
         for i in range(len(self.layers) - 1, first - 1, -1):
