@@ -458,7 +458,9 @@ def layer_activations(model, x: np.ndarray) -> list[np.ndarray]:
     Returns:
         One array per layer: entry i is layer i's output, e.g. (N, 16, 28, 28)
         after a conv layer; the last entry is the logits (N, classes). This is
-        the computation ``model.forward(x, training=False)`` does, kept step by step.
+        the computation ``model.forward(x, training=False)`` does, kept step by
+        step (the model fuses batch-norm and ReLU into the layer before them:
+        the same values up to float rounding).
     """
     outputs = []
     for layer in model.layers:
