@@ -62,3 +62,40 @@ def test_winograd_results_do_not_depend_on_the_thread_count(monkeypatch):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_over_batch_covers_the_batch_once_in_slices(monkeypatch):
+    for n_workers, n in ((1, 100), (2, 100), (3, 100), (2, 20), (2, 0)):
+        monkeypatch.setattr(threads, "workers", lambda w=n_workers: w)
+        seen = []
+        threads.over_batch(seen.append, n)
+        covered = [i for rows in seen for i in range(n)[rows]]
+        assert sorted(covered) == list(range(n))
+        # small batches stay in one piece: a thread per 16 samples at most
+        assert len(seen) == max(1, min(n_workers, n // threads.MIN_BATCH_PER_THREAD))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_elementwise_layers_do_not_depend_on_the_thread_count(monkeypatch, channels_last):
+    """Batch-norm (train and eval), ReLU and 2x2 max-pooling, forward and
+    backward, bit for bit the same with 1, 2 and 3 workers, in both layouts."""
+    from nnexp.nn import BatchNorm, MaxPool2D, ReLU
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((50, 6, 8, 8)).astype(np.float32)
+    dout = rng.standard_normal((50, 6, 4, 4)).astype(np.float32)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        dout = np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    results = []
+    for n in (1, 2, 3):
+        monkeypatch.setattr(threads, "workers", lambda n=n: n)
+        bn, relu, pool = BatchNorm(6), ReLU(), MaxPool2D(2)
+        bn.params["gamma"][...] = np.linspace(0.5, 1.5, 6)
+        y = pool.forward(relu.forward(bn.forward(x)))
+        dx = bn.backward(relu.backward(pool.backward(dout)))
+        results.append([y, dx, bn.grads["gamma"].copy(), bn.forward(x, training=False)])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    assert results[0][1].strides == x.strides   # gradients in the input's layout
