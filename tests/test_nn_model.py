@@ -8,6 +8,7 @@ import pytest
 
 from nnexp.nn import (
     LAYER_SPECS,
+    MaxPool2D,
     REQUIRED,
     Adam,
     BatchNorm,
@@ -259,15 +260,17 @@ FUSABLE = [  # conv+BN+ReLU (Winograd and im2col), conv+ReLU, conv+BN, dense+BN+
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-def test_fused_evaluation_equals_the_layers_one_by_one(dtype, rtol):
+@pytest.mark.parametrize("side", [16, 17])   # the Winograd conv's output even (pool fused) or odd
+def test_fused_evaluation_equals_the_layers_one_by_one(dtype, rtol, side):
     rng = np.random.default_rng(3)
-    model = build_model(FUSABLE, input_shape=(1, 16, 16), rng=rng, dtype=dtype)
+    model = build_model(FUSABLE, input_shape=(1, side, side), rng=rng, dtype=dtype)
+    assert model.layers[3].can_pool((8, side, side)) == (side == 16)
     for _ in range(3):   # running statistics away from (0, 1), gamma/beta away from (1, 0)
-        model.forward(rng.random((10, 1, 16, 16)), training=True)
+        model.forward(rng.random((10, 1, side, side)), training=True)
     for name, p, _ in model.parameters():
         if "gamma" in name or "beta" in name:
             p[...] = rng.uniform(0.5, 1.5, p.shape) if "gamma" in name else rng.normal(0, 0.3, p.shape)
-    x = rng.random((7, 1, 16, 16)).astype(dtype)
+    x = rng.random((7, 1, side, side)).astype(dtype)
     h = x
     for layer in model.layers:
         h = layer.forward(h, training=False)
@@ -279,12 +282,15 @@ def test_fused_evaluation_equals_the_layers_one_by_one(dtype, rtol):
 def test_fused_evaluation_skips_the_folded_layers(monkeypatch):
     model = build_model(FUSABLE, input_shape=(1, 16, 16), rng=np.random.default_rng(0))
     called = []
-    for cls in (BatchNorm, ReLU):
-        monkeypatch.setattr(cls, "forward", lambda self, x, training=True: called.append(self) or x)
+    for cls in (BatchNorm, ReLU, MaxPool2D):
+        original = cls.forward
+        monkeypatch.setattr(cls, "forward", lambda self, x, training=True, f=original:
+                            called.append(self) or f(self, x, training))
     model.forward(np.zeros((2, 1, 16, 16), np.float32), training=False)
-    assert called == []                      # every BN and ReLU here follows a conv or dense
+    # every BN and ReLU here follows a conv or dense; the pool follows a Winograd block
+    assert called == []
     model.forward(np.zeros((2, 1, 16, 16), np.float32), training=True)
-    assert len(called) == 8
+    assert len(called) == 9
 
 
 def test_batchnorm_fold_is_the_affine_map_it_replaces():

@@ -188,3 +188,17 @@ def test_whole_winograd_cnn_gradients(rng, one_sample_chunks):
              {"type": "relu"}, {"type": "avgpool2d"},
              {"type": "flatten"}, {"type": "dense", "units": 4}]
     assert_model_gradients(specs, (3, 2, 6, 6), rng)
+
+
+def test_output_transform_max_is_the_max_of_each_tile():
+    rng = np.random.default_rng(7)
+    n, th, tw, O = 2, 3, 4, 5
+    M = rng.standard_normal((16, n, th, tw, O))
+    ys = np.empty((n, 2 * th, 2, tw, O))
+    winograd.output_transform(M, ys, np.empty((4, 2, n, th, tw, O)))
+    y = np.empty((n, 2 * th, 2 * tw, O))
+    winograd.join_columns(ys, y, (0, 0))
+    pooled = np.empty((n, th, tw, O))
+    winograd.output_transform_max(M, pooled, np.empty((4, 2, n, th, tw, O)), np.empty_like(pooled))
+    expected = y.reshape(n, th, 2, tw, 2, O).max(axis=(2, 4))
+    np.testing.assert_allclose(pooled, expected, rtol=1e-12, atol=1e-12)

@@ -250,18 +250,25 @@ class Conv2D(Layer):
         return y
 
     def infer(self, x: np.ndarray, W: np.ndarray | None = None, b: np.ndarray | None = None,
-              relu: bool = False) -> np.ndarray:
-        """Evaluation-mode output, optionally with other weights and max(., 0) fused.
+              relu: bool = False, pool: bool = False) -> np.ndarray:
+        """Evaluation-mode output, optionally with other weights, max(., 0) and
+        a 2x2 max-pool fused.
 
         Sequential's evaluation passes the weights with the next batch-norm
         folded in (BatchNorm.fold) and ``relu=True`` when a ReLU follows: the
         ReLU then runs on each chunk of the output while it is still in
-        cache, instead of as two more passes over the whole activation."""
+        cache, instead of as two more passes over the whole activation.
+        ``pool=True`` (only where can_pool says so) returns the 2x2, stride-2
+        max-pool of the output instead: Winograd's 2x2 output tiles are the
+        pooling windows, and the maximum commutes with the bias and the ReLU
+        (both monotone per channel), so they run on a quarter of the values."""
         x, (OH, OW) = self._checked(x)
         W = self.params["W"] if W is None else W
         b = self.params["b"] if b is None else b
+        if pool and not self.can_pool(x.shape[1:]):
+            raise ValueError(f"{self!r} cannot fuse a 2x2 max-pool for input {x.shape[1:]}")
         if self.algorithm == "winograd":
-            return self._winograd_forward(x, (OH, OW), W, b, keep=False, relu=relu)
+            return self._winograd_forward(x, (OH, OW), W, b, keep=False, relu=relu, pool=pool)
         # Nothing to keep, so go through the batch in chunks whose column
         # matrix stays small (and reuse one buffer for all of them).  The
         # product is taken as cols^T @ W2^T (M, O): the output channels last,
@@ -280,6 +287,12 @@ class Conv2D(Layer):
             if relu:
                 np.maximum(ys, 0, out=ys)
         return y.transpose(0, 3, 1, 2)
+
+    def can_pool(self, input_shape: tuple) -> bool:
+        """Whether infer(pool=True) works for (C, H, W) inputs: a Winograd layer
+        with an even output size."""
+        OH, OW = self.output_shape(input_shape)[1:]
+        return self.algorithm == "winograd" and OH % 2 == 0 and OW % 2 == 0
 
     def _checked(self, x: np.ndarray) -> tuple[np.ndarray, tuple]:
         """x in our dtype and the output's (OH, OW), or ValueError for a wrong shape."""
@@ -350,18 +363,18 @@ class Conv2D(Layer):
     # worker thread has its own scratch buffers, named "...@k".
 
     def _winograd_forward(self, x: np.ndarray, out_hw: tuple, W: np.ndarray, b: np.ndarray,
-                          keep: bool, relu: bool = False) -> np.ndarray:
+                          keep: bool, relu: bool = False, pool: bool = False) -> np.ndarray:
         """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
         an (N, OH, OW, O) array: channels last, the layout the tiles produce,
         passed on as it is (elementwise layers keep it, the next Winograd conv
         wants it).  ``keep`` (training) keeps U and x for backward, which
         computes each chunk's V again: cheaper than storing V (4x the input),
         as writing it to memory measured slower than transforming again in
-        cache.  ``relu`` applies max(., 0) to each chunk (see infer)."""
+        cache.  ``relu`` and ``pool`` as in infer."""
         (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
         th, tw = winograd.tiles(OH, OW)
         U = winograd.kernel_transform(W)
-        y = np.empty((N, OH, OW, O), dtype=self.dtype)
+        y = np.empty((N, th, tw, O) if pool else (N, OH, OW, O), dtype=self.dtype)
         xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
         step = self._winograd_chunk_size((th, tw))
 
@@ -370,10 +383,13 @@ class Conv2D(Layer):
             V = self._transformed_input(xt[s:s + n], (th, tw), k)
             M = self._buffer(f"wino_M@{k}", (16, n, th, tw, O))
             np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
-            ys = self._buffer(f"wino_ys@{k}", (n, 2 * th, 2, tw, O))
-            winograd.output_transform(M, ys, self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O)))
-            out = y[s:s + n]
-            winograd.join_columns(ys, out, (0, 0))
+            out, cols = y[s:s + n], self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O))
+            if pool:
+                winograd.output_transform_max(M, out, cols, self._buffer(f"wino_max@{k}", out.shape))
+            else:
+                ys = self._buffer(f"wino_ys@{k}", (n, 2 * th, 2, tw, O))
+                winograd.output_transform(M, ys, cols)
+                winograd.join_columns(ys, out, (0, 0))
             out += b
             if relu:
                 np.maximum(out, 0, out=out)

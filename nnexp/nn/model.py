@@ -105,8 +105,9 @@ class Sequential:
         Conv2D or Dense followed by BatchNorm and/or ReLU runs as one step --
         the batch-norm folded into its weights (BatchNorm.fold), the ReLU
         applied to the output as it is made (infer): two to four fewer passes
-        over every activation.  Equal to the layer-by-layer result up to
-        float rounding."""
+        over every activation -- and a Winograd conv block followed by a 2x2
+        max-pool computes the pooled output straight from its tiles.  Equal
+        to the layer-by-layer result up to float rounding."""
         layers, i = self.layers, 0
         while i < len(layers):
             layer, i = layers[i], i + 1
@@ -118,8 +119,12 @@ class Sequential:
                 W, b = layers[i].fold(W, b)
                 i += 1
             relu = i < len(layers) and type(layers[i]) is ReLU
-            x = layer.infer(x, W, b, relu=relu)
             i += relu
+            nxt = layers[i] if i < len(layers) else None
+            pool = (isinstance(nxt, MaxPool2D) and nxt.kernel_size == (2, 2) and nxt.stride == (2, 2)
+                    and isinstance(layer, Conv2D) and layer.can_pool(x.shape[1:]))
+            x = layer.infer(x, W, b, relu=relu, pool=True) if pool else layer.infer(x, W, b, relu=relu)
+            i += pool
         return x
 
     __call__ = forward

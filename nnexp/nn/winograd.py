@@ -51,6 +51,7 @@ import numpy as np
 
 __all__ = ["kernel_transform", "kernel_transform_grad", "input_transform",
            "input_transform_grad", "join_columns", "output_transform", "output_transform_grad",
+           "output_transform_max",
            "split_columns", "tiles"]
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -191,6 +192,31 @@ def output_transform(M: np.ndarray, ys: np.ndarray, cols: np.ndarray) -> None:
         top += c2
         np.subtract(c1, c2, out=bottom)
         bottom -= c3
+
+
+def output_transform_max(M: np.ndarray, y: np.ndarray, cols: np.ndarray, tmp: np.ndarray) -> None:
+    """y = the maximum of each tile's four outputs A^T M A: a 2x2, stride-2
+    max-pool of the convolution, whose windows are exactly the output tiles
+    (evaluation only: no record of which output won).
+
+    M (16, N, th, tw, O); y (N, th, tw, O) is written; cols (4, 2, N, th, tw, O)
+    and tmp (N, th, tw, O) are scratch."""
+    for a in range(4):  # along the tile columns, as output_transform
+        m0, m1, m2, m3 = M[4 * a:4 * a + 4]
+        np.add(m0, m1, out=cols[a, 0])
+        cols[a, 0] += m2
+        np.subtract(m1, m2, out=cols[a, 1])
+        cols[a, 1] -= m3
+    for l in range(2):  # the tile's top and bottom output of column l, into the running max
+        c0, c1, c2, c3 = cols[:, l]
+        top = y if l == 0 else tmp
+        np.add(c0, c1, out=top)
+        top += c2
+        if l == 1:
+            np.maximum(y, tmp, out=y)
+        np.subtract(c1, c2, out=tmp)
+        tmp -= c3
+        np.maximum(y, tmp, out=y)
 
 
 def output_transform_grad(dys: np.ndarray, dM: np.ndarray, cols: np.ndarray) -> None:
