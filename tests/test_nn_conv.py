@@ -98,7 +98,7 @@ def test_conv2d_float32_and_eval_chunks(rng, monkeypatch):
     y = layer.forward(x)
     assert y.dtype == np.float32 and layer.params["W"].dtype == np.float32
     # evaluation goes through the batch in chunks: force chunks of a few samples
-    monkeypatch.setattr(conv_module, "EVAL_COLS_BYTES", 2 * 18 * 36 * 4)
+    monkeypatch.setattr(conv_module, "EVAL_CHUNK_BYTES", 2 * 18 * 36 * 4)
     np.testing.assert_array_equal(layer.forward(x, training=False), y)
 
 
