@@ -120,11 +120,11 @@ class Sequential:
                 i += 1
             relu = i < len(layers) and type(layers[i]) is ReLU
             i += relu
-            nxt = layers[i] if i < len(layers) else None
-            pool = (isinstance(nxt, MaxPool2D) and nxt.kernel_size == (2, 2) and nxt.stride == (2, 2)
-                    and isinstance(layer, Conv2D) and layer.can_pool(x.shape[1:]))
-            x = layer.infer(x, W, b, relu=relu, pool=True) if pool else layer.infer(x, W, b, relu=relu)
-            i += pool
+            if i < len(layers) and _pools_in_tiles(layer, layers[i], x.shape[1:]):
+                x = layer.infer(x, W, b, relu=relu, pool=True)
+                i += 1
+            else:
+                x = layer.infer(x, W, b, relu=relu)
         return x
 
     __call__ = forward
@@ -218,6 +218,13 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)"
+
+
+def _pools_in_tiles(layer, pool, input_shape: tuple) -> bool:
+    """Whether ``pool`` is a 2x2, stride-2 max-pool that the Winograd conv
+    ``layer`` can compute from its output tiles (Conv2D.infer)."""
+    return (isinstance(pool, MaxPool2D) and pool.kernel_size == (2, 2) and pool.stride == (2, 2)
+            and isinstance(layer, Conv2D) and layer.can_pool(input_shape))
 
 
 # --------------------------------------------------------------------------
