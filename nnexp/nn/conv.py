@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from . import winograd
-from .threads import map_chunks, over_batch
+from .threads import map_chunks
 from .init import INITS
 from .layers import Layer, _check_float_dtype, check_sizes_and_init, empty_nchw, is_channels_last
 
@@ -573,21 +573,12 @@ class MaxPool2D(_Pool2D):
         """
         N, C, H, W = x.shape
         x6 = x.reshape(N, C, H // 2, 2, W // 2, 2)
-        left, right = x6[..., 0], x6[..., 1]                 # (N, C, OH, 2, OW) views
-        rows = np.empty_like(left)                            # max per row (x's layout)
-        y = np.empty_like(rows[:, :, :, 0])                   # (N, C, OH, OW)
+        rows = np.maximum(x6[..., 0], x6[..., 1])         # (N, C, OH, 2, OW): max per row
+        y = np.maximum(rows[:, :, :, 0], rows[:, :, :, 1])  # (N, C, OH, OW)
         if training:
-            self._right = np.empty_like(left, dtype=bool)     # right column won, per row
-            self._bottom = np.empty_like(y, dtype=bool)       # bottom row won
+            self._right = x6[..., 1] > x6[..., 0]               # right column won, per row
+            self._bottom = rows[:, :, :, 1] > rows[:, :, :, 0]  # bottom row won
             self._winner, self._x_shape = None, x.shape
-
-        def part(r):   # a slice of the batch per core
-            np.maximum(left[r], right[r], out=rows[r])
-            np.maximum(rows[r, :, :, 0], rows[r, :, :, 1], out=y[r])
-            if training:
-                np.greater(right[r], left[r], out=self._right[r])
-                np.greater(rows[r, :, :, 1], rows[r, :, :, 0], out=self._bottom[r])
-        over_batch(part, N)
         return y
 
     def _backward_2x2(self, dout: np.ndarray) -> np.ndarray:
@@ -598,15 +589,12 @@ class MaxPool2D(_Pool2D):
             drows = np.empty((N, OH, 2, OW, C), dtype=dout.dtype).transpose(0, 4, 1, 2, 3)
         else:
             drows = np.empty((N, C, OH, 2, OW), dtype=dout.dtype)
+        np.multiply(dout, self._bottom, out=drows[:, :, :, 1])
+        np.subtract(dout, drows[:, :, :, 1], out=drows[:, :, :, 0])
         dx = self._empty_dx(dout.dtype, zero=False)
         dx6 = dx.reshape(N, C, OH, 2, OW, 2)
-
-        def part(r):   # a slice of the batch per core
-            np.multiply(dout[r], self._bottom[r], out=drows[r, :, :, 1])
-            np.subtract(dout[r], drows[r, :, :, 1], out=drows[r, :, :, 0])
-            np.multiply(drows[r], self._right[r], out=dx6[r, ..., 1])
-            np.subtract(drows[r], dx6[r, ..., 1], out=dx6[r, ..., 0])
-        over_batch(part, N)
+        np.multiply(drows, self._right, out=dx6[..., 1])
+        np.subtract(drows, dx6[..., 1], out=dx6[..., 0])
         return dx
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
@@ -839,9 +827,7 @@ class BatchNorm(Layer):
                 raise ValueError("BatchNorm needs more than one value per channel in "
                                  f"training mode, got input of shape {x.shape}")
             mu = x.mean(axis=axes) if self._groups == 1 else self._fold(x.sum(axis=axes)) / m
-            xc = np.empty_like(x)                      # x - mu, kept for backward
-            mu_b = self._spread(mu, bshape)
-            over_batch(lambda r: np.subtract(x[r], mu_b, out=xc[r]), len(x))
+            xc = x - self._spread(mu, bshape)          # kept for backward
             var = self._fold(self._channel_dot(xc, xc)) / m   # biased: what normalises the batch
             inv_std = 1.0 / np.sqrt(var + self.eps)
             momentum = self.momentum
@@ -850,23 +836,16 @@ class BatchNorm(Layer):
             rm += momentum * mu
             rv *= 1.0 - momentum
             rv += (momentum * m / (m - 1)) * var       # unbiased variance, as PyTorch
-            scale, shift, source = gamma * inv_std, beta, xc
+            shift, y = beta, xc * self._spread(gamma * inv_std, bshape)
             self._xc, self._mu = xc, None
         else:
             # running statistics: y is affine in x, and x itself is what we keep
             mu = self.buffers["running_mean"]
             inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
             scale = gamma * inv_std
-            shift, source = beta - mu * scale, x
+            shift, y = beta - mu * scale, x * self._spread(scale, bshape)
             self._xc, self._mu = x, mu
-        y = np.empty_like(source, dtype=np.result_type(source, scale))
-        a = self._spread(scale, bshape)
-        c = self._spread(shift, bshape).astype(self.dtype, copy=False)
-
-        def part(r):   # y = source * a + c, a slice of the batch per core
-            np.multiply(source[r], a, out=y[r])
-            y[r] += c
-        over_batch(part, len(y))
+        y += self._spread(shift, bshape).astype(self.dtype, copy=False)
         self._inv_std, self._training = inv_std.astype(self.dtype, copy=False), training
         return y
 
@@ -887,17 +866,11 @@ class BatchNorm(Layer):
         if not self._training:  # running statistics are constants: y is affine in x
             return dout * scale
         m = dout.size // self.num_features
-        # dx = gamma/sqrt(var+eps) * (G - dbeta/m - xhat * dgamma/m), a slice of the batch per core
-        k = self._spread(-self.grads["gamma"] * inv_std / m, bshape)
-        c = self._spread(self.grads["beta"] / m, bshape)
-        dx = np.empty_like(xc, dtype=np.result_type(xc, k))
-
-        def part(r):
-            np.multiply(xc[r], k, out=dx[r])
-            dx[r] += dout[r]
-            dx[r] -= c
-            dx[r] *= scale
-        over_batch(part, len(dx))
+        # dx = gamma/sqrt(var+eps) * (G - dbeta/m - xhat * dgamma/m)
+        dx = xc * self._spread(-self.grads["gamma"] * inv_std / m, bshape)
+        dx += dout
+        dx -= self._spread(self.grads["beta"] / m, bshape)
+        dx *= scale
         return dx
 
     def fold(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

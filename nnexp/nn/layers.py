@@ -25,8 +25,6 @@ import math
 
 import numpy as np
 
-from .threads import over_batch
-
 from .init import INITS
 
 __all__ = [
@@ -234,27 +232,13 @@ class ReLU(Layer):
         # Training keeps the mask (bool, 1 byte per element: cheaper to keep
         # than x).  Evaluation keeps x and makes the mask only if a backward
         # asks for it: one pass less over every activation at inference.
-        if not training:
-            self._mask, self._x = None, x
-            return np.maximum(x, 0)
-        # Arrays in x's memory layout (empty_like keeps it), filled a slice of
-        # the batch per core: element-wise, so the split changes nothing.
-        y, mask = np.empty_like(x), np.empty_like(x, dtype=bool)
-
-        def part(rows):
-            np.greater(x[rows], 0, out=mask[rows])
-            np.maximum(x[rows], 0, out=y[rows])
-        over_batch(part, len(x))
-        self._mask, self._x = mask, None
-        return y
+        self._mask, self._x = (x > 0, None) if training else (None, x)
+        return np.maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         mask = self._x > 0 if self._mask is None else self._mask
-        dx = np.empty_like(dout)
         # dout * mask, the bool mask promoted to dout's dtype on the fly
-        over_batch(lambda rows: np.multiply(dout[rows], mask[rows], out=dx[rows], dtype=dout.dtype),
-                   len(dout))
-        return dx
+        return np.multiply(dout, mask, dtype=dout.dtype)
 
 
 class LeakyReLU(Layer):

@@ -29,7 +29,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["map_chunks", "over_batch", "workers"]
+__all__ = ["map_chunks", "workers"]
 
 # (get, set) symbol names of OpenBLAS builds: NumPy's wheels, 64-bit-int builds, plain.
 _SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
@@ -106,19 +106,3 @@ def map_chunks(fn, starts: list[int]) -> list:
     finally:
         set_(before)
     return [parts[i % n][i // n] for i in range(len(starts))]
-
-
-#: below this many samples per thread, element-wise work stays in one thread
-#: (handing a chunk to the pool costs ~0.1 ms).
-MIN_BATCH_PER_THREAD = 16
-
-
-def over_batch(fn, n: int) -> None:
-    """fn(rows) for consecutive slices ``rows`` covering range(n), one per
-    worker thread.  For element-wise work on a batch (ReLU, the per-channel
-    affine maps of batch-norm, 2x2 pooling): each output element is computed
-    by the same operations whatever the split, so the result is the same
-    with any number of threads."""
-    k = max(1, min(workers(), n // MIN_BATCH_PER_THREAD))
-    bounds = [n * i // k for i in range(k + 1)]
-    map_chunks(lambda i, _worker: fn(slice(bounds[i], bounds[i + 1])), list(range(k)))
