@@ -35,7 +35,7 @@ __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm"]
 #: In evaluation mode Conv2D works through the batch in chunks whose column
 #: matrix fits in this many bytes (an eval batch of 2000 MNIST images would
 #: otherwise need a 0.9 GB matrix for a 16-channel 3x3 layer), shared among the cores
-EVAL_CHUNK_BYTES = 2 * 2**20   # (cache-sized: on one core no slower than 32 MiB)
+EVAL_CHUNK_BYTES = 2 * 2**20   # small enough for the cache, and to give every core chunks
 
 #: Conv2D's ``algorithm`` choices; "auto" picks Winograd where it applies.
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")
@@ -226,27 +226,27 @@ class Conv2D(Layer):
         # cols[(c, i, j), (n, oh, ow)]: one copy, with the axes put in that order
         np.copyto(cols.reshape(C, kh, kw, N, OH, OW), windows.transpose(1, 4, 5, 0, 2, 3))
 
-    def _gemm_bias(self, cols: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> None:
+    def _gemm_bias(self, cols: np.ndarray, y: np.ndarray) -> None:
         """y (N, O, OH, OW) = W2 @ cols + b, through a scratch (O, M) product."""
         N, O = y.shape[:2]
-        W2 = W.reshape(O, -1)
+        W2 = self.params["W"].reshape(O, -1)
         prod = self._buffer("prod", (O, cols.shape[1]))
         np.matmul(W2, cols, out=prod)
         # (O, N, P) -> (N, O, P), adding the bias during the transposing copy
-        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), b[:, None], out=y.reshape(N, O, -1))
+        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), self.params["b"][:, None],
+               out=y.reshape(N, O, -1))
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         if not training:
             return self.infer(x)
         x, (OH, OW) = self._checked(x)
-        W, b = self.params["W"], self.params["b"]
         if self.algorithm == "winograd":
-            return self._winograd_forward(x, (OH, OW), W, b, keep=True)
-        N, K = x.shape[0], W[0].size
+            return self._winograd_forward(x, (OH, OW), self.params["W"], self.params["b"], keep=True)
+        N, K = x.shape[0], self.params["W"][0].size
         y = np.empty((N, self.out_channels, OH, OW), dtype=self.dtype)
         cols = self._buffer("cols", (K, N * OH * OW))
         self._im2col(x, cols, (OH, OW))
-        self._gemm_bias(cols, y, W, b)
+        self._gemm_bias(cols, y)
         self._cols, self._x_shape = cols, x.shape
         return y
 
