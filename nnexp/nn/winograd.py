@@ -172,6 +172,16 @@ def _b_place(v0, v1, v2, v3, at0, at1, at2, at3) -> None:
 # -- outputs ------------------------------------------------------------------
 
 
+def _times_a(M: np.ndarray, cols: np.ndarray) -> None:
+    """First half of A^T M A, along the tile columns: cols[a, l] = (M[a, :] A)[l]."""
+    for a in range(4):
+        m0, m1, m2, m3 = M[4 * a:4 * a + 4]
+        np.add(m0, m1, out=cols[a, 0])
+        cols[a, 0] += m2
+        np.subtract(m1, m2, out=cols[a, 1])
+        cols[a, 1] -= m3
+
+
 def output_transform(M: np.ndarray, ys: np.ndarray, cols: np.ndarray) -> None:
     """ys = A^T M A for every tile.
 
@@ -179,12 +189,7 @@ def output_transform(M: np.ndarray, ys: np.ndarray, cols: np.ndarray) -> None:
     (2a + k, 2b + l) is entry (k, l) of tile (a, b) and lands in
     ys[:, 2a + k, l, b] (columns split by parity, as split_columns);
     cols (4, 2, N, th, tw, O) is scratch."""
-    for a in range(4):  # along the tile columns: cols[a, l] = (M[a, :] A)[l]
-        m0, m1, m2, m3 = M[4 * a:4 * a + 4]
-        np.add(m0, m1, out=cols[a, 0])
-        cols[a, 0] += m2
-        np.subtract(m1, m2, out=cols[a, 1])
-        cols[a, 1] -= m3
+    _times_a(M, cols)
     for l in range(2):  # along the tile rows
         c0, c1, c2, c3 = cols[:, l]
         top, bottom = ys[:, 0::2, l], ys[:, 1::2, l]
@@ -201,12 +206,7 @@ def output_transform_max(M: np.ndarray, y: np.ndarray, cols: np.ndarray, tmp: np
 
     M (16, N, th, tw, O); y (N, th, tw, O) is written; cols (4, 2, N, th, tw, O)
     and tmp (N, th, tw, O) are scratch."""
-    for a in range(4):  # along the tile columns, as output_transform
-        m0, m1, m2, m3 = M[4 * a:4 * a + 4]
-        np.add(m0, m1, out=cols[a, 0])
-        cols[a, 0] += m2
-        np.subtract(m1, m2, out=cols[a, 1])
-        cols[a, 1] -= m3
+    _times_a(M, cols)
     for l in range(2):  # the tile's top and bottom output of column l, into the running max
         c0, c1, c2, c3 = cols[:, l]
         top = y if l == 0 else tmp
