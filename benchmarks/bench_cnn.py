@@ -11,7 +11,8 @@ table extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
 default layout and with ``channels_last``; nnexp runs twice, with its default
 convolutions (Winograd F(2x2, 3x3) for the 3x3 layers with >= 8 input
 channels) and with im2col everywhere. Inference is the 10,000 test images at
-batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch).
+batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch); nnexp shares the batches
+among forked processes (nnexp/nn/forked.py), and once more in one process.
 
 GFLOP/s counts the direct convolution's forward FLOPs x3 for training (forward
 + two backward GEMMs), whatever the algorithm (Winograd does fewer multiplies:
@@ -31,6 +32,7 @@ import blas_threads  # noqa: F401  (must come before numpy)
 import numpy as np  # noqa: E402
 
 from nnexp.data import load_dataset  # noqa: E402
+from nnexp.nn import forked  # noqa: E402
 from nnexp.nn.losses import SoftmaxCrossEntropy  # noqa: E402
 from nnexp.nn.model import build_model  # noqa: E402
 from nnexp.nn.optim import SGD  # noqa: E402
@@ -76,12 +78,19 @@ def train_nnexp(x, y, n_batches, algorithm="auto", warmup=3) -> float:
     return (time.perf_counter() - t0) / n_batches
 
 
-def infer_nnexp(x, batch, algorithm="auto") -> float:
+def infer_nnexp(x, batch, algorithm="auto", one_process=False) -> float:
+    """predict_proba over x; ``one_process`` turns off the forked evaluation
+    processes (nnexp/nn/forked.py), leaving the threads inside each layer."""
     model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
     model.predict_proba(x[:batch], batch_size=batch)  # warm-up
-    t0 = time.perf_counter()
-    model.predict_proba(x, batch_size=batch)
-    return time.perf_counter() - t0
+    before = forked.MIN_VALUES
+    forked.MIN_VALUES = x.size + 1 if one_process else before
+    try:
+        t0 = time.perf_counter()
+        model.predict_proba(x, batch_size=batch)
+        return time.perf_counter() - t0
+    finally:
+        forked.MIN_VALUES = before
 
 
 def torch_net(torch, channels_last: bool):
@@ -166,6 +175,7 @@ def main() -> None:
           f"{MFLOP_FORWARD * len(xt) / 1e3 / 190:.1f} s at 190 GFLOP/s)")
     inf = [("nnexp Winograd (batch 500)", infer_nnexp(xt, 500)),
            ("nnexp Winograd (batch 128)", infer_nnexp(xt, 128)),
+           ("nnexp Winograd (500, 1 proc.)", infer_nnexp(xt, 500, one_process=True)),
            ("nnexp im2col (batch 500)", infer_nnexp(xt, 500, algorithm="im2col")),
            ("PyTorch CPU (batch 128)", infer_torch(xt, args.threads, 128)),
            ("PyTorch CPU (batch 1000)", infer_torch(xt, args.threads, 1000))]
@@ -176,7 +186,9 @@ def main() -> None:
         gflops = MFLOP_FORWARD * len(xt) / 1e3 / sec
         print(f"{name:<30}{sec:>8.2f} s{gflops:>10.1f} GFLOP/s ({gflops / 190:.0%} of peak)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak RSS of this process: {rss:.0f} MiB")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"\npeak RSS of this process: {rss:.0f} MiB; of its largest evaluation child: {children:.0f} MiB "
+          "(mostly pages shared with this process)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .config import dump_yaml
 from .data import load_dataset
 from .ema import WeightEMA
 from .errors import NnexpError
+from .nn.forked import map_batches
 from .nn.losses import SoftmaxCrossEntropy
 from .nn.model import build_model, save_weights
 from .nn.optim import OPTIMIZERS
@@ -76,12 +77,13 @@ def evaluate(model, x, y, batch_size: int = 2000) -> tuple[float, float, np.ndar
     """Mean cross-entropy (no label smoothing), accuracy and class probabilities."""
     if len(x) == 0:
         return float("nan"), float("nan"), np.empty((0, 0), np.float32)
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn, dtype = SoftmaxCrossEntropy(), model_dtype(model)
+    logits = map_batches(lambda xb: model.forward(xb.astype(dtype, copy=False), training=False),
+                         x, batch_size)   # the batches on several cores (nnexp/nn/forked.py)
     total_loss, probs = 0.0, []
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        logits = model.forward(xb.astype(model_dtype(model), copy=False), training=False)
-        total_loss += loss_fn.forward(logits, yb) * len(xb)
+    for start, batch_logits in zip(range(0, len(x), batch_size), logits):
+        yb = y[start:start + batch_size]
+        total_loss += loss_fn.forward(batch_logits, yb) * len(yb)
         probs.append(loss_fn.probs)
     probs = np.concatenate(probs)
     return total_loss / len(x), float(np.mean(probs.argmax(1) == y)), probs

@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 
 from .deskew import Deskew
+from .forked import map_batches
 from .conv import CONV_ALGORITHMS, AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .init import INITS
 from .layers import (
@@ -196,20 +197,14 @@ class Sequential:
             np.copyto(p, d[name], casting="unsafe")
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class probabilities (N, C) float32, in evaluation mode, batch by batch."""
+        """Class probabilities (N, C) float32, in evaluation mode, batch by batch
+        (the batches shared among processes on several cores: forked.py)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(x)
-        out = None
-        for start in range(0, n, batch_size):
-            probs = softmax(self.forward(x[start:start + batch_size], training=False))
-            if out is None:
-                out = np.empty((n, probs.shape[1]), dtype=np.float32)
-            out[start:start + len(probs)] = probs
-        if out is None:  # empty input: run a zero-sized batch to learn C
-            probs = softmax(self.forward(x[:0], training=False))
-            out = probs.astype(np.float32)
-        return out
+        if len(x) == 0:  # run a zero-sized batch to learn C
+            return softmax(self.forward(x[:0], training=False)).astype(np.float32)
+        probs = map_batches(lambda xb: softmax(self.forward(xb, training=False)), x, batch_size)
+        return np.concatenate(probs).astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Predicted class indices (N,)."""

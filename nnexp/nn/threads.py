@@ -24,12 +24,13 @@ the chunks' results in chunk order.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["map_chunks", "workers"]
+__all__ = ["map_chunks", "one_blas_thread", "workers"]
 
 # (get, set) symbol names of OpenBLAS builds: NumPy's wheels, 64-bit-int builds, plain.
 _SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
@@ -93,16 +94,27 @@ def map_chunks(fn, starts: list[int]) -> list:
     ``worker`` (0 .. workers-1) tells fn which scratch buffers are its own:
     worker k runs chunks k, k + W, k + 2W, ... in order.  Results come back in
     the order of ``starts``."""
-    n, controls = min(workers(), len(starts)), _blas_controls()
-    if n <= 1 or controls is None:
+    n = min(workers(), len(starts))
+    if n <= 1:
         return [fn(s, 0) for s in starts]
+    with one_blas_thread():
+        def run(k):
+            return [fn(s, k) for s in starts[k::n]]
+        parts = list(_executor(n).map(run, range(n)))
+    return [parts[i % n][i // n] for i in range(len(starts))]
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS (and so map_chunks) on one thread inside the block, as before after it."""
+    controls = _blas_controls()
+    if controls is None:
+        yield
+        return
     get, set_ = controls
     before = get()
     set_(1)
     try:
-        def run(k):
-            return [fn(s, k) for s in starts[k::n]]
-        parts = list(_executor(n).map(run, range(n)))
+        yield
     finally:
         set_(before)
-    return [parts[i % n][i // n] for i in range(len(starts))]

@@ -1,0 +1,136 @@
+"""Evaluation batches shared among forked processes (nnexp/nn/forked.py)."""
+
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from nnexp.nn import build_model, forked
+from nnexp.train import evaluate
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """Fork for any input size, with n processes (set .n); records the children's pids."""
+    monkeypatch.setattr(forked, "MIN_VALUES", 0)
+    monkeypatch.setattr(forked, "_in_ray", lambda: False)   # other tests may have started Ray
+    state = type("State", (), {"n": 2, "pids": []})()
+    monkeypatch.setattr(forked, "workers", lambda: state.n)
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            state.pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(forked.os, "fork", fork)
+    return state
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_batches_come_back_in_order_from_several_processes(forking, n):
+    forking.n = n
+    x = np.arange(23 * 2, dtype=np.float32).reshape(23, 2)
+    out = forked.map_batches(lambda xb: (os.getpid(), xb.sum(axis=1)), x, 5)   # 5 batches
+    assert np.array_equal(np.concatenate([s for _, s in out]), x.sum(axis=1))
+    pids = [p for p, _ in out]
+    assert pids[0] == os.getpid()                     # the first run of batches stays here
+    assert len(set(pids)) == n                        # the others ran in n - 1 children
+    assert pids == sorted(pids, key=pids.index)       # each process has one contiguous run
+    assert len(forking.pids) == n - 1 and all(reaped(p) for p in forking.pids)
+
+
+def test_one_process_for_small_inputs_or_one_worker(monkeypatch):
+    monkeypatch.setattr(forked, "workers", lambda: 2)
+    assert forked.processes(10, forked.MIN_VALUES - 1) == 1
+    assert forked.processes(10, forked.MIN_VALUES) == 2
+    assert forked.processes(1, forked.MIN_VALUES) == 1            # one batch: nothing to share
+    monkeypatch.setattr(forked, "workers", lambda: 1)
+    assert forked.processes(10, forked.MIN_VALUES) == 1
+
+
+def test_one_process_where_forking_is_not_safe(monkeypatch):
+    monkeypatch.setattr(forked, "workers", lambda: 2)
+    ray = types.SimpleNamespace(is_initialized=lambda: True)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    assert forked.processes(10, forked.MIN_VALUES) == 1      # connected to Ray: gRPC threads
+    ray.is_initialized = lambda: False
+    assert forked.processes(10, forked.MIN_VALUES) == 2      # Ray imported, not started
+    monkeypatch.delattr(forked.os, "fork")
+    assert forked.processes(10, forked.MIN_VALUES) == 1
+
+
+def test_an_error_in_a_child_names_it_and_leaves_no_process(forking):
+    def fn(xb):
+        if xb[0, 0] >= 20:        # the last batch: a child's
+            raise ValueError("bad batch")
+        return xb
+
+    x = np.arange(24, dtype=np.float32).reshape(24, 1)
+    with pytest.raises(RuntimeError, match="(?s)evaluation failed in worker process.*ValueError: bad batch"):
+        forked.map_batches(fn, x, 4)
+    assert forking.pids and all(reaped(p) for p in forking.pids)
+
+
+def test_a_child_that_dies_is_reported_with_its_exit_status(forking):
+    def fn(xb):
+        if xb[0, 0] >= 20:
+            os._exit(3)
+        return xb
+
+    x = np.arange(24, dtype=np.float32).reshape(24, 1)
+    with pytest.raises(RuntimeError, match=r"died without a result \(exit status 3\)"):
+        forked.map_batches(fn, x, 4)
+    assert all(reaped(p) for p in forking.pids)
+
+
+def test_an_error_here_stops_the_children(forking):
+    def fn(xb):
+        if xb[0, 0] == 0:         # the first batch: this process's
+            raise KeyError("here")
+        return xb
+
+    x = np.arange(24, dtype=np.float32).reshape(24, 1)
+    with pytest.raises(KeyError, match="here"):
+        forked.map_batches(fn, x, 4)
+    assert forking.pids and all(reaped(p) for p in forking.pids)
+
+
+CNN = [{"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+       {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2},
+       {"type": "conv2d", "out_channels": 8, "kernel_size": 3}, {"type": "relu"},
+       {"type": "flatten"}, {"type": "dense", "units": 10}]
+
+
+def test_predict_and_evaluate_are_bit_identical_in_any_number_of_processes(forking):
+    rng = np.random.default_rng(0)
+    model = build_model(CNN, input_shape=(1, 12, 12), rng=rng)
+    model.layers[1].buffers["running_mean"][:] = rng.normal(size=8)
+    x = rng.random((70, 1, 12, 12), dtype=np.float32)
+    y = rng.integers(0, 10, 70)
+    results = {}
+    for n in (1, 2, 3):
+        forking.n = n
+        results[n] = (model.predict_proba(x, batch_size=16), *evaluate(model, x, y, batch_size=16))
+    assert len(forking.pids) == 2 * (1 + 2)     # predict and evaluate: n = 2 forked once, n = 3 twice
+    serial = np.concatenate([model.forward(x[s:s + 16], training=False) for s in range(0, 70, 16)])
+    probs, loss, acc, eval_probs = results[1]
+    assert probs.dtype == np.float32 and probs.shape == (70, 10)
+    assert np.array_equal(probs.argmax(1), serial.argmax(1))
+    for n in (2, 3):
+        assert np.array_equal(results[n][0], probs)
+        assert results[n][1] == loss and results[n][2] == acc
+        assert np.array_equal(results[n][3], eval_probs)
