@@ -73,38 +73,30 @@ def test_one_process_where_forking_is_not_safe(monkeypatch):
     assert forked.processes(10, forked.MIN_VALUES) == 1
 
 
-def test_an_error_in_a_child_names_it_and_leaves_no_process(forking):
+def _bad_value_error():
+    raise ValueError("bad batch")
+
+
+def _key_error():
+    raise KeyError("here")
+
+
+@pytest.mark.parametrize("fail_at, fail, error, match", [
+    # the last batch (a child's) raises: the child's traceback comes back
+    (20, _bad_value_error, RuntimeError, "(?s)evaluation failed in worker process.*ValueError: bad batch"),
+    # a child dies without sending anything
+    (20, lambda: os._exit(3), RuntimeError, r"died without a result \(exit status 3\)"),
+    # the first batch (this process's) raises: the children are stopped
+    (0, _key_error, KeyError, "here"),
+])
+def test_errors_name_their_cause_and_leave_no_process(forking, fail_at, fail, error, match):
     def fn(xb):
-        if xb[0, 0] >= 20:        # the last batch: a child's
-            raise ValueError("bad batch")
+        if xb[0, 0] == fail_at:
+            fail()
         return xb
 
-    x = np.arange(24, dtype=np.float32).reshape(24, 1)
-    with pytest.raises(RuntimeError, match="(?s)evaluation failed in worker process.*ValueError: bad batch"):
-        forked.map_batches(fn, x, 4)
-    assert forking.pids and all(reaped(p) for p in forking.pids)
-
-
-def test_a_child_that_dies_is_reported_with_its_exit_status(forking):
-    def fn(xb):
-        if xb[0, 0] >= 20:
-            os._exit(3)
-        return xb
-
-    x = np.arange(24, dtype=np.float32).reshape(24, 1)
-    with pytest.raises(RuntimeError, match=r"died without a result \(exit status 3\)"):
-        forked.map_batches(fn, x, 4)
-    assert all(reaped(p) for p in forking.pids)
-
-
-def test_an_error_here_stops_the_children(forking):
-    def fn(xb):
-        if xb[0, 0] == 0:         # the first batch: this process's
-            raise KeyError("here")
-        return xb
-
-    x = np.arange(24, dtype=np.float32).reshape(24, 1)
-    with pytest.raises(KeyError, match="here"):
+    x = np.arange(24, dtype=np.float32).reshape(24, 1)      # batches of 4 start at 0, 4, ..., 20
+    with pytest.raises(error, match=match):
         forked.map_batches(fn, x, 4)
     assert forking.pids and all(reaped(p) for p in forking.pids)
 
