@@ -10,6 +10,12 @@ whole chunks: Python threads (NumPy releases the GIL inside its loops and BLAS
 calls) each working through their own chunks, with BLAS set to one thread
 meanwhile -- two threaded BLAS calls at once measured 2x slower than one.
 
+How much the second thread gains is limited by Python's interpreter lock:
+the chunks are small, so each thread makes thousands of short NumPy calls and
+hands the lock over at every one.  Measured on the benchmark CNN: evaluation
+1.27x faster on 2 threads than on 1, a training step no faster.  Evaluating a
+whole dataset therefore shares its batches among processes (forked.py).
+
 The thread budget is the BLAS thread count the process was started with, so a
 sweep worker started with one BLAS thread stays on one core.  Setting the BLAS
 thread count at run time needs OpenBLAS's ``openblas_set_num_threads``, found
