@@ -126,3 +126,49 @@ def test_predict_and_evaluate_are_bit_identical_in_any_number_of_processes(forki
         assert np.array_equal(results[n][0], probs)
         assert results[n][1] == loss and results[n][2] == acc
         assert np.array_equal(results[n][3], eval_probs)
+
+
+KILLED_PARENT = """
+import os, signal, sys, time
+import numpy as np
+from nnexp.nn import forked
+forked.MIN_VALUES, forked.workers = 0, lambda: 2
+pidfile, main = sys.argv[1], os.getpid()
+
+def fn(xb):
+    if os.getpid() != main:                  # the child: say who it is, then work for long
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        time.sleep(60)
+    else:                                    # this process: die once the child is at work
+        while not os.path.exists(pidfile):
+            time.sleep(0.01)
+        os.kill(main, signal.SIGKILL)
+    return xb
+
+forked.map_batches(fn, np.zeros((4, 1), np.float32), 2)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")   # dead, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_children_die_with_a_killed_parent(tmp_path):
+    import subprocess
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    proc = subprocess.run([sys.executable, "-c", KILLED_PARENT, str(pidfile)], timeout=60)
+    assert proc.returncode == -9
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child), f"child {child} still running after its parent was killed"

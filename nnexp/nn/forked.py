@@ -25,6 +25,7 @@ gRPC threads, which are not safe to fork).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import signal
@@ -83,6 +84,7 @@ def _fork(work):
     """Start a child that runs work() with one BLAS thread and pickles
     (True, result) or (False, traceback text) into a pipe; (pid, reader)."""
     r, w = os.pipe()
+    parent = os.getpid()
     with warnings.catch_warnings():
         # Python >= 3.12 warns about forking a process with threads.  Ours are
         # idle pool threads (threads.py) and OpenBLAS's; the child uses neither.
@@ -92,6 +94,7 @@ def _fork(work):
         status = 1
         try:
             os.close(r)
+            _die_with(parent)
             signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
             signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's handler
             with one_blas_thread():
@@ -106,6 +109,17 @@ def _fork(work):
             os._exit(status)                          # no atexit handlers, no stdio flush
     os.close(w)
     return pid, os.fdopen(r, "rb")
+
+
+def _die_with(parent: int) -> None:
+    """Linux: have the kernel SIGKILL this child when its parent dies (a training
+    killed mid-evaluation), instead of computing on as an orphan."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):                   # not Linux: no such call
+        return
+    if os.getppid() != parent:                          # it died before the call
+        os._exit(1)
 
 
 def _collect(pid: int, reader) -> list:
