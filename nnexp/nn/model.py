@@ -7,8 +7,8 @@ import zipfile
 import numpy as np
 
 from .deskew import Deskew
-from .forked import map_batches
 from .conv import CONV_ALGORITHMS, AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
+from .forked import map_batches
 from .init import INITS
 from .layers import (
     REQUIRED,
