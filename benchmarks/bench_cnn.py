@@ -8,9 +8,12 @@ dense 10; every conv and the first dense followed by batch-norm and ReLU;
 padding 1; batch 128; SGD with Nesterov momentum. Each framework trains
 ``--batches`` batches of real MNIST (after a few warm-up batches) and the
 table extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
-default layout and with ``channels_last``; nnexp runs twice, with its default
+default layout and with ``channels_last``; nnexp runs three times: with
+``train.data_parallel`` set to the thread count (each batch cut into that many
+shards, computed by as many processes, see nnexp/nn/data_parallel.py; its
+batch-norm statistics are per shard), in one process with its default
 convolutions (Winograd F(2x2, 3x3) for the 3x3 layers with >= 8 input
-channels) and with im2col everywhere. Inference is the 10,000 test images at
+channels), and with im2col everywhere. Inference is the 10,000 test images at
 batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch); nnexp shares the batches
 among forked processes (nnexp/nn/forked.py), and once more in one process.
 
@@ -33,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from nnexp.data import load_dataset  # noqa: E402
 from nnexp.nn import forked  # noqa: E402
+from nnexp.nn.data_parallel import DataParallel  # noqa: E402
 from nnexp.nn.losses import SoftmaxCrossEntropy  # noqa: E402
 from nnexp.nn.model import build_model  # noqa: E402
 from nnexp.nn.optim import SGD  # noqa: E402
@@ -65,16 +69,21 @@ def layers(algorithm: str) -> list[dict]:
     return [dict(spec, algorithm=algorithm) if spec["type"] == "conv2d" else spec for spec in LAYERS]
 
 
-def train_nnexp(x, y, n_batches, algorithm="auto", warmup=3) -> float:
+def train_nnexp(x, y, n_batches, algorithm="auto", shards=1, warmup=3) -> float:
+    """Seconds per training step; ``shards`` > 1 is train.data_parallel
+    (nnexp/nn/data_parallel.py: the batch cut into shards computed by as many
+    processes as there are cores)."""
     model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
+    if shards > 1:
+        model.share_memory()
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), momentum=0.9, nesterov=True)
     t0 = None
-    for i, (xb, yb) in enumerate(batches(x, y, n_batches + warmup)):
-        if i == warmup:
-            t0 = time.perf_counter()
-        loss_fn.forward(model.forward(xb, training=True), yb)
-        model.backward(loss_fn.backward())
-        opt.step(0.01)
+    with DataParallel(model, loss_fn, shards) as parallel:
+        for i, (xb, yb) in enumerate(batches(x, y, n_batches + warmup)):
+            if i == warmup:
+                t0 = time.perf_counter()
+            parallel.step(xb, yb, i)
+            opt.step(0.01)
     return (time.perf_counter() - t0) / n_batches
 
 
@@ -155,20 +164,23 @@ def main() -> None:
     x, y = data.x_train, data.y_train
 
     per_epoch = EPOCH_IMAGES / BATCH
-    rows = [("nnexp (Winograd 3x3)", train_nnexp(x, y, args.batches)),
+    rows = [(f"nnexp ({args.threads} shards)", train_nnexp(x, y, args.batches, shards=args.threads)),
+            ("nnexp (Winograd 3x3)", train_nnexp(x, y, args.batches)),
             ("nnexp (im2col only)", train_nnexp(x, y, args.batches, algorithm="im2col")),
             ("PyTorch CPU (default)", train_torch(x, y, args.batches, args.threads)),
             ("PyTorch CPU (channels_last)", train_torch(x, y, args.batches, args.threads, channels_last=True))]
     print(f"Training the 38.2 MFLOP/image CNN, batch {BATCH}, {args.batches} timed batches, "
           f"{args.threads} threads; seconds per {EPOCH_IMAGES:,}-image epoch extrapolated\n")
-    print(f"{'framework':<30}{'s/batch':>10}{'s/epoch':>10}{'GFLOP/s':>10}{'nnexp / this':>14}")
-    ours = rows[0][1]
+    print(f"{'framework':<30}{'s/batch':>10}{'s/epoch':>10}{'GFLOP/s':>10}"
+          f"{'shards / this':>15}{'1 proc. / this':>16}")
+    sharded, one_process = rows[0][1], rows[1][1]
     for name, sec in rows:
         if sec is None:
             print(f"{name:<30}{'not installed':>20}")
             continue
         gflops = 3 * MFLOP_FORWARD * 1e6 * BATCH / sec / 1e9
-        print(f"{name:<30}{sec:>10.4f}{sec * per_epoch:>10.1f}{gflops:>10.1f}{ours / sec:>13.2f}x")
+        print(f"{name:<30}{sec:>10.4f}{sec * per_epoch:>10.1f}{gflops:>10.1f}"
+              f"{sharded / sec:>14.2f}x{one_process / sec:>15.2f}x")
 
     xt = data.x_test
     print(f"\nInference on the {len(xt):,} test images ({MFLOP_FORWARD * len(xt) / 1e3:.0f} GFLOP; "

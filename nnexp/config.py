@@ -91,6 +91,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "restore_best": Field(bool, False),
         # decay of an exponential moving average of the weights (see nnexp/ema.py); null: none
         "ema": Field(float, None, _decay, nullable=True),
+        # shards each batch is cut into, computed by parallel processes (see nnexp/nn/data_parallel.py)
+        "data_parallel": Field(int, 1, _positive),
     },
     "tracking": {
         "store": Field(str, "runs"),
@@ -433,6 +435,11 @@ def _check_cross(cfg: dict, source: str) -> None:
         raise ConfigError(
             f"{source}: early stopping and restore_best select on the validation set, "
             "but 'data.val_size' is 0; set a validation size"
+        )
+    if cfg["train"]["data_parallel"] > data["batch_size"]:
+        raise ConfigError(
+            f"{source}: 'train.data_parallel' is {cfg['train']['data_parallel']}, more shards than the "
+            f"{data['batch_size']} images of a batch (data.batch_size)"
         )
     last = [layer for layer in cfg["model"]["layers"] if layer["type"] == "dense"][-1]
     if last["units"] != 10:

@@ -26,6 +26,7 @@ from .config import dump_yaml
 from .data import load_dataset
 from .ema import WeightEMA
 from .errors import NnexpError
+from .nn.data_parallel import DataParallel
 from .nn.forked import map_batches
 from .nn.losses import SoftmaxCrossEntropy
 from .nn.model import build_model, save_weights
@@ -65,6 +66,8 @@ def build(cfg: dict, input_shape, rngs):
     # with it, so adding dropout never changes the initial weights.
     model = build_model(cfg["model"]["layers"], input_shape=input_shape, rng=rngs["init"], dtype=dtype,
                         deskew=cfg["model"]["deskew"])
+    if cfg["train"]["data_parallel"] > 1:
+        model.share_memory()   # the workers read the weights the optimizer writes (nnexp/nn/data_parallel.py)
     opt_cfg = dict(cfg["optimizer"])
     opt_cls = OPTIMIZERS[opt_cfg.pop("name")]
     opt_cfg.pop("lr")
@@ -117,18 +120,19 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
 
-def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
+def train_one_epoch(parallel, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
                     augment=None, ema=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
 
-    ``augment`` (an Augmenter or None) transforms each training batch, drawing
-    from its own random stream; ``ema`` (a WeightEMA or None) is updated
-    after every step.
+    ``parallel`` (a DataParallel) computes each batch's loss and gradients,
+    in one process or in shards (``train.data_parallel``). ``augment`` (an
+    Augmenter or None) transforms each training batch, drawing from its own
+    random stream; ``ema`` (a WeightEMA or None) is updated after every step.
     """
     n = len(x)
     order = rngs["shuffle"].permutation(n)
     full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
-    dtype = model_dtype(model)
+    dtype = model_dtype(parallel.model)
     loss_sum, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
         for batch, start in enumerate(range(0, n, batch_size), start=1):
@@ -137,17 +141,15 @@ def train_one_epoch(model, loss_fn, optimizer, schedule, x, y, batch_size, rngs,
             xb = xb.astype(dtype, copy=False)
             if augment is not None:
                 xb = augment(xb, rngs["augment"])
-            logits = model.forward(xb, training=True)
-            loss = loss_fn.forward(logits, yb)
+            loss, right = parallel.step(xb, yb, step)
             if not math.isfinite(loss):
                 raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
-            model.backward(loss_fn.backward())
             optimizer.step(schedule(step))
             if ema is not None:
                 ema.update()
             step += 1
             loss_sum += loss * len(idx)
-            correct += int(np.count_nonzero(logits.argmax(1) == yb))
+            correct += right
             bar.update(1)
     return loss_sum / n, correct / n, step
 
@@ -194,8 +196,9 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
+    parallel = DataParallel(model, loss_fn, t["data_parallel"], seed=t["seed"])
     try:
-        _fit(cfg, run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
+        _fit(cfg, run, data, parallel, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
     except KeyboardInterrupt as exc:
         run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -206,6 +209,8 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     except BaseException as exc:
         _record_crash(run, exc)
         raise
+    finally:
+        parallel.close()
     return run
 
 
@@ -252,9 +257,9 @@ def _record_crash(run: Run, exc: BaseException) -> None:
         pass
 
 
-def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
+def _fit(cfg, run: Run, data, parallel, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
          ckpt=None, ema=None):
-    t, batch_size = cfg["train"], cfg["data"]["batch_size"]
+    t, batch_size, model = cfg["train"], cfg["data"]["batch_size"], parallel.model
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
     schedule = make_schedule(sched_cfg.pop("name"), cfg["optimizer"]["lr"], t["epochs"] * steps_per_epoch,
@@ -281,7 +286,7 @@ def _fit(cfg, run: Run, data, model, loss_fn, optimizer, rngs, t_data, t_start, 
         lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            train_loss, train_acc, step = train_one_epoch(model, loss_fn, optimizer, schedule, data.x_train,
+            train_loss, train_acc, step = train_one_epoch(parallel, optimizer, schedule, data.x_train,
                                                           data.y_train, batch_size, rngs, epoch, step, bar, augment,
                                                           ema)
         with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept

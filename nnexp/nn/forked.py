@@ -26,6 +26,7 @@ gRPC threads, which are not safe to fork).
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import pickle
 import signal
@@ -37,16 +38,21 @@ import numpy as np
 
 from .threads import one_blas_thread, workers
 
-__all__ = ["map_batches", "processes"]
+__all__ = ["can_fork", "describe", "kill", "map_batches", "processes", "shared_array", "start_child"]
 
 MIN_VALUES = 2**20   # ~1,300 MNIST images; below that, one process
 
 
 def processes(n_batches: int, n_values: int) -> int:
     """How many processes map_batches uses for n_batches batches of n_values numbers in all."""
-    if n_values < MIN_VALUES or not hasattr(os, "fork") or _in_ray():
+    if n_values < MIN_VALUES or not can_fork():
         return 1
     return max(1, min(workers(), n_batches))
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers: it has ``os.fork`` and is not connected to Ray."""
+    return hasattr(os, "fork") and not _in_ray()
 
 
 def _in_ray() -> bool:
@@ -76,14 +82,34 @@ def map_batches(fn, x: np.ndarray, batch_size: int) -> list:
     finally:
         for pid, reader in children:      # only after an error: stop and reap the rest
             reader.close()
-            _kill(pid)
+            kill(pid)
     return results
 
 
 def _fork(work):
-    """Start a child that runs work() with one BLAS thread and pickles
-    (True, result) or (False, traceback text) into a pipe; (pid, reader)."""
+    """Start a child that runs work() and pickles (True, result) or (False,
+    traceback text) into a pipe; (pid, reader)."""
     r, w = os.pipe()
+
+    def body():
+        os.close(r)
+        try:
+            message = (True, work())
+        except BaseException:
+            message = (False, traceback.format_exc())
+        with os.fdopen(w, "wb") as pipe:
+            pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+
+    pid = start_child(body)
+    os.close(w)
+    return pid, os.fdopen(r, "rb")
+
+
+def start_child(body) -> int:
+    """Fork a child that runs body() with one BLAS thread, then exits: status 0
+    if body returned, 1 if it raised.  The child ignores Ctrl-C (the parent's to
+    handle), dies with its parent (Linux), and skips atexit handlers and stdio
+    flushing.  Returns the child's pid."""
     parent = os.getpid()
     with warnings.catch_warnings():
         # Python >= 3.12 warns about forking a process with threads.  Ours are
@@ -93,22 +119,24 @@ def _fork(work):
     if pid == 0:                                      # the child
         status = 1
         try:
-            os.close(r)
             _die_with(parent)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)   # not the parent's handler
             with one_blas_thread():
-                try:
-                    message = (True, work())
-                except BaseException:
-                    message = (False, traceback.format_exc())
-            with os.fdopen(w, "wb") as pipe:
-                pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                body()
             status = 0
         finally:
-            os._exit(status)                          # no atexit handlers, no stdio flush
-    os.close(w)
-    return pid, os.fdopen(r, "rb")
+            os._exit(status)
+    return pid
+
+
+def shared_array(shape, dtype) -> np.ndarray:
+    """A zeroed array in anonymous shared memory: a child forked after this
+    call and this process see each other's writes to it."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    memory = mmap.mmap(-1, max(1, count * dtype.itemsize))   # MAP_SHARED, zero-filled
+    return np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
 
 
 def _die_with(parent: int) -> None:
@@ -129,10 +157,10 @@ def _collect(pid: int, reader) -> list:
         with reader:
             ok, value = pickle.load(reader)
     except BaseException as exc:
-        status = _kill(pid)
+        status = kill(pid)
         if isinstance(exc, (EOFError, pickle.UnpicklingError)):
             raise RuntimeError(f"evaluation worker process {pid} died without a result "
-                               f"({_describe(status)})") from exc
+                               f"({describe(status)})") from exc
         raise
     os.waitpid(pid, 0)
     if not ok:
@@ -140,13 +168,13 @@ def _collect(pid: int, reader) -> list:
     return value
 
 
-def _kill(pid: int) -> int:
+def kill(pid: int) -> int:
     """SIGKILL (harmless if it has already exited: it is not reaped yet) and reap; its status."""
     os.kill(pid, signal.SIGKILL)
     return os.waitpid(pid, 0)[1]
 
 
-def _describe(status: int) -> str:
+def describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"

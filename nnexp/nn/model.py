@@ -8,7 +8,7 @@ import numpy as np
 
 from .deskew import Deskew
 from .conv import CONV_ALGORITHMS, AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
-from .forked import map_batches
+from .forked import map_batches, shared_array
 from .init import INITS
 from .layers import (
     REQUIRED,
@@ -73,15 +73,17 @@ class Sequential:
             (i for i, layer in enumerate(self.layers) if layer.params), len(self.layers)
         )
 
-    def _pack_parameters(self) -> None:
-        """Copy params and grads into two flat buffers and make the layers use views."""
+    def _pack_parameters(self, empty=np.empty) -> bool:
+        """Copy params and grads into two flat buffers (the params' one made by
+        ``empty(size, dtype)``) and make the layers use views; False if the
+        parameters are not all of one dtype (left alone then)."""
         entries = [(layer, name) for layer in self.layers for name in layer.params]
         dtypes = {layer.params[name].dtype for layer, name in entries}
         if len(dtypes) != 1:  # no parameters, or mixed precision: leave them alone
-            return
+            return False
         dtype = dtypes.pop()
         total = sum(layer.params[name].size for layer, name in entries)
-        flat_p = np.empty(total, dtype=dtype)
+        flat_p = empty(total, dtype)
         flat_g = np.zeros(total, dtype=dtype)
         offset = 0
         for layer, name in entries:
@@ -92,6 +94,14 @@ class Sequential:
             layer.params[name] = flat_p[offset:offset + n].reshape(p.shape)
             layer.grads[name] = flat_g[offset:offset + n].reshape(g.shape)
             offset += n
+        return True
+
+    def share_memory(self) -> None:
+        """Move the parameters into shared memory, where processes forked later
+        read the values this process's optimizer writes (data_parallel.py).
+        Call it before an optimizer is made: that holds the arrays it updates."""
+        if not self._pack_parameters(empty=shared_array):
+            raise ValueError("share_memory: the model's parameters are not all of one dtype")
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self._trained_forward = training
