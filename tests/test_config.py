@@ -97,6 +97,15 @@ def test_early_stopping_needs_a_validation_set():
     assert "val_size" in msg
 
 
+def test_data_parallel_needs_a_positive_count_of_at_most_a_batch():
+    assert "'train.data_parallel' must be > 0, got 0" in error_of({**BASE, "train": {"data_parallel": 0}})
+    assert "'train.data_parallel' must be an integer" in error_of({**BASE, "train": {"data_parallel": 1.5}})
+    msg = error_of({**BASE, "data": {"batch_size": 4}, "train": {"data_parallel": 5}})
+    assert "'train.data_parallel' is 5, more shards than the 4 images of a batch" in msg
+    assert validate({**BASE, "data": {"batch_size": 4}, "train": {"data_parallel": 4}})["train"]["data_parallel"] == 4
+    assert validate(BASE)["train"]["data_parallel"] == 1
+
+
 def test_run_name_cannot_escape_the_store():
     for bad in ("../evil", "/abs", "a/b", "x" * 80, "a\x00b"):
         msg = error_of({**BASE, "tracking": {"name": bad}})

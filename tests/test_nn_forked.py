@@ -9,6 +9,7 @@ import pytest
 
 from nnexp.nn import build_model, forked
 from nnexp.train import evaluate
+from process_helpers import Children, reaped
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
 
@@ -18,26 +19,10 @@ def forking(monkeypatch):
     """Fork for any input size, with n processes (set .n); records the children's pids."""
     monkeypatch.setattr(forked, "MIN_VALUES", 0)
     monkeypatch.setattr(forked, "_in_ray", lambda: False)   # other tests may have started Ray
-    state = type("State", (), {"n": 2, "pids": []})()
+    state = Children()
     monkeypatch.setattr(forked, "workers", lambda: state.n)
-    real_fork = os.fork
-
-    def fork():
-        pid = real_fork()
-        if pid:
-            state.pids.append(pid)
-        return pid
-
-    monkeypatch.setattr(forked.os, "fork", fork)
+    monkeypatch.setattr(forked.os, "fork", state.recording(os.fork))
     return state
-
-
-def reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 @pytest.mark.parametrize("n", [2, 3])

@@ -125,7 +125,7 @@ def test_damaged_or_hostile_checkpoints_are_refused(tmp_path, content, message):
         checkpoint.load(tmp_path)
 
 
-@pytest.mark.parametrize("extra", [[], ["train.ema=0.95"]])
+@pytest.mark.parametrize("extra", [[], ["train.ema=0.95"], ["train.data_parallel=2"]])
 def test_resume_after_ctrl_c_matches_an_uninterrupted_run(nnexp, config, store, monkeypatch, extra):
     import nnexp.train as train_module
 

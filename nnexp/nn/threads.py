@@ -14,7 +14,9 @@ How much the second thread gains is limited by Python's interpreter lock:
 the chunks are small, so each thread makes thousands of short NumPy calls and
 hands the lock over at every one.  Measured on the benchmark CNN: evaluation
 1.27x faster on 2 threads than on 1, a training step no faster.  Evaluating a
-whole dataset therefore shares its batches among processes (forked.py).
+whole dataset therefore shares its batches among processes (forked.py), and
+training can cut each batch into shards computed by processes
+(data_parallel.py, ``train.data_parallel``).
 
 The thread budget is the BLAS thread count the process was started with, so a
 sweep worker started with one BLAS thread stays on one core.  Setting the BLAS
