@@ -71,10 +71,12 @@ def test_the_number_of_processes_changes_no_bit(processes, shards, n):
     assert all(np.isfinite(loss) and 0 <= right <= n for loss, right in ref_out)
 
 
-@pytest.mark.parametrize("shards", [2, 3])
-def test_without_batchnorm_the_shards_give_the_batch_gradient(processes, shards):
-    """g = sum_k (n_k / n) g_k is the whole batch's gradient (11 images: shards of unequal size)."""
-    model, [(x, y)] = model_and_batches(MLP, n=11, steps=1, dtype=np.float64)
+@pytest.mark.parametrize("shards, n", [(2, 11), (3, 11), (3, 2), (4, 1)])
+def test_without_batchnorm_the_shards_give_the_batch_gradient(processes, shards, n):
+    """g = sum_k (n_k / n) g_k is the whole batch's gradient (shards of unequal
+    size; a batch smaller than the shard count, as an epoch's last batch can be,
+    leaves the last shards empty)."""
+    model, [(x, y)] = model_and_batches(MLP, n=n, steps=1, dtype=np.float64)
     loss_fn = SoftmaxCrossEntropy(label_smoothing=0.1)
     loss, right = forward_backward(model, loss_fn, x, y)
     whole = {name: g.copy() for name, _, g in model.parameters()}

@@ -251,7 +251,8 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     while not any(p != reference and (p / "metrics.csv").exists() for p in run_folders(store)):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
-    time.sleep(random.Random(seed).uniform(0.0, 0.8) * train_s)  # somewhere in epochs 1..8
+    # somewhere in epochs 2..7: 0.6 leaves a margin for a machine faster than at the reference run
+    time.sleep(random.Random(seed).uniform(0.0, 0.6) * train_s)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = [p for p in run_folders(store) if p != reference][0]

@@ -105,7 +105,9 @@ class DataParallel:
         if self.shards == 1:
             return forward_backward(self.model, self.loss_fn, x, y)
         n = len(x)
-        bounds = np.linspace(0, n, self.shards + 1).round().astype(int)   # n_k differ by at most 1
+        # n_k differ by at most 1, the larger ones first: shard 0 is never empty
+        sizes = [n // self.shards + (k < n % self.shards) for k in range(self.shards)]
+        bounds = np.cumsum([0] + sizes)
         jobs = [(k, int(a), int(b)) for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a]
         self._share_batch(x, y)
         if not self._started:
