@@ -94,6 +94,24 @@ def empty_nchw(shape: tuple, dtype, channels_last: bool) -> np.ndarray:
     return np.empty((N, H, W, C), dtype).transpose(0, 3, 1, 2)
 
 
+def per_sample_rows(x: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+    """(rows, order): x's memory as a (samples, values per sample) view, and
+    the axis order that memory is in (order[0] = 0), for elementwise work
+    along long rows whatever the layout (channels-last included).  None when
+    x is not one contiguous block with the samples outermost, or is empty."""
+    if x.ndim == 0 or x.size == 0:
+        return None
+    order = [0] + sorted(range(1, x.ndim), key=lambda a: -x.strides[a])
+    xt = x.transpose(order)
+    return (xt.reshape(len(x), -1), order) if xt.flags.c_contiguous else None
+
+
+def from_rows(rows: np.ndarray, shape: tuple, order: list[int]) -> np.ndarray:
+    """The inverse of per_sample_rows: rows seen as an array of ``shape`` whose
+    memory is in axis ``order``."""
+    return rows.reshape([shape[a] for a in order]).transpose(np.argsort(order))
+
+
 class Layer:
     """Base class. params/grads: dicts name -> ndarray (same keys, same shapes).
 
@@ -227,13 +245,28 @@ class ReLU(Layer):
         super().__init__()
         self._mask: np.ndarray | None = None
         self._x: np.ndarray | None = None
+        self._zeros = np.zeros(0)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         # Training keeps the mask (bool, 1 byte per element: cheaper to keep
         # than x).  Evaluation keeps x and makes the mask only if a backward
         # asks for it: one pass less over every activation at inference.
         self._mask, self._x = (x > 0, None) if training else (None, x)
-        return np.maximum(x, 0)
+        return self._max0(x)
+
+    def _max0(self, x: np.ndarray) -> np.ndarray:
+        """max(x, 0), in x's memory layout.  Taken against a row of zeros, one
+        sample long, over x's memory seen as one row per sample: NumPy's
+        maximum against the scalar 0 measured 2-3x slower than against an
+        array (the same values, -0.0 and NaN included)."""
+        found = per_sample_rows(x) if x.dtype.kind == "f" else None
+        if found is None:
+            return np.maximum(x, 0)
+        rows, order = found
+        if self._zeros.shape != rows.shape[1:] or self._zeros.dtype != x.dtype:
+            self._zeros = np.zeros(rows.shape[1:], x.dtype)
+        y = np.maximum(rows, self._zeros)
+        return from_rows(y, x.shape, order)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         mask = self._x > 0 if self._mask is None else self._mask

@@ -71,7 +71,7 @@ def kernel_transform(W: np.ndarray) -> np.ndarray:
     """U = G W G^T per kernel.   W (O, C, 3, 3) -> U (16, C, O), U[4a + b] = (G W G^T)[a, b]."""
     O, C = W.shape[:2]
     U = np.einsum("ai,ocij,bj->abco", _G, W.astype(np.float64), _G)
-    return U.reshape(16, C, O).astype(W.dtype)
+    return U.reshape(16, C, O).astype(W.dtype, order="C")
 
 
 def kernel_transform_grad(dU: np.ndarray) -> np.ndarray:
