@@ -1,13 +1,16 @@
 """Benchmark: the same CNN in nnexp and PyTorch CPU, training and inference.
 
-    python benchmarks/bench_cnn.py [--batches 40] [--threads 2]
+    python benchmarks/bench_cnn.py [--batches 40] [--rounds 4] [--threads 2]
 
 The network (38.2 MFLOP forward per image):
 conv3x3 32, conv3x3 32, maxpool, conv3x3 64, conv3x3 64, maxpool, dense 256,
 dense 10; every conv and the first dense followed by batch-norm and ReLU;
 padding 1; batch 128; SGD with Nesterov momentum. Each framework trains
-``--batches`` batches of real MNIST (after a few warm-up batches) and the
-table extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
+``--batches`` batches of real MNIST (after a few warm-up batches), in
+``--rounds`` turns: all five variants are built first, then take turns, so
+that the machine's slow and fast minutes (its speed drifts by 10-20% here)
+fall on all of them; a row is the median over its batches, and the table
+extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
 default layout and with ``channels_last``; nnexp runs three times: with
 ``train.data_parallel`` set to the thread count (each batch cut into that many
 shards, computed by as many processes, see nnexp/nn/data_parallel.py; its
@@ -27,6 +30,7 @@ Peak RSS of the whole process is printed at the end.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import time
 
@@ -69,22 +73,23 @@ def layers(algorithm: str) -> list[dict]:
     return [dict(spec, algorithm=algorithm) if spec["type"] == "conv2d" else spec for spec in LAYERS]
 
 
-def train_nnexp(x, y, n_batches, algorithm="auto", shards=1, warmup=3) -> float:
-    """Seconds per training step; ``shards`` > 1 is train.data_parallel
-    (nnexp/nn/data_parallel.py: the batch cut into shards computed by as many
-    processes as there are cores)."""
+def nnexp_trainer(x, y, n_batches, algorithm="auto", shards=1):
+    """(train one batch, close): each call trains the next batch of x.
+    ``shards`` > 1 is train.data_parallel (nnexp/nn/data_parallel.py: the
+    batch cut into shards computed by as many processes as there are cores)."""
     model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
     if shards > 1:
         model.share_memory()
     loss_fn, opt = SoftmaxCrossEntropy(), SGD(model.parameters(), momentum=0.9, nesterov=True)
-    t0 = None
-    with DataParallel(model, loss_fn, shards) as parallel:
-        for i, (xb, yb) in enumerate(batches(x, y, n_batches + warmup)):
-            if i == warmup:
-                t0 = time.perf_counter()
-            parallel.step(xb, yb, i)
-            opt.step(0.01)
-    return (time.perf_counter() - t0) / n_batches
+    parallel = DataParallel(model, loss_fn, shards)
+    data, steps = batches(x, y, n_batches), itertools.count()
+
+    def train_one():
+        xb, yb = next(data)
+        parallel.step(xb, yb, next(steps))
+        opt.step(0.01)
+
+    return train_one, parallel.close
 
 
 def infer_nnexp(x, batch, algorithm="auto", one_process=False) -> float:
@@ -116,7 +121,8 @@ def torch_net(torch, channels_last: bool):
     return net
 
 
-def train_torch(x, y, n_batches, threads, channels_last=False, warmup=3) -> float | None:
+def torch_trainer(x, y, n_batches, threads, channels_last=False):
+    """(train one batch, close) for PyTorch, or None when it is not installed."""
     try:
         import torch
     except ImportError:
@@ -126,17 +132,41 @@ def train_torch(x, y, n_batches, threads, channels_last=False, warmup=3) -> floa
     net = torch_net(torch, channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     loss_fn = torch.nn.CrossEntropyLoss()
-    t0 = None
-    for i, (xb, yb) in enumerate(batches(x, y, n_batches + warmup)):
-        if i == warmup:
-            t0 = time.perf_counter()
+    data = batches(x, y, n_batches)
+
+    def train_one():
+        xb, yb = next(data)
         xt = torch.from_numpy(xb)
         if channels_last:
             xt = xt.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
         loss_fn(net(xt), torch.from_numpy(yb)).backward()
         opt.step()
-    return (time.perf_counter() - t0) / n_batches
+
+    return train_one, lambda: None
+
+
+def time_interleaved(trainers: dict, rounds: int, per_round: int, warmup: int = 3) -> dict:
+    """Median seconds per batch of each trainer (name -> (train one, close) or
+    None).  The trainers take turns, ``per_round`` batches each, ``rounds``
+    times: a slow minute of the machine then falls on all of them alike,
+    and the median leaves out the odd batch a background task slowed down."""
+    live = {name: t for name, t in trainers.items() if t is not None}
+    times = {name: [] for name in live}
+    try:
+        for train_one, _ in live.values():
+            for _ in range(warmup):
+                train_one()
+        for _ in range(rounds):
+            for name, (train_one, _) in live.items():
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    train_one()
+                    times[name].append(time.perf_counter() - t0)
+    finally:
+        for _, close in live.values():
+            close()
+    return {name: float(np.median(times[name])) if name in times else None for name in trainers}
 
 
 def infer_torch(x, threads, batch) -> float | None:
@@ -157,20 +187,25 @@ def infer_torch(x, threads, batch) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per framework")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each framework takes")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     data = load_dataset("mnist", val_size=0, log=lambda m: None)
     x, y = data.x_train, data.y_train
 
     per_epoch = EPOCH_IMAGES / BATCH
-    rows = [(f"nnexp ({args.threads} shards)", train_nnexp(x, y, args.batches, shards=args.threads)),
-            ("nnexp (Winograd 3x3)", train_nnexp(x, y, args.batches)),
-            ("nnexp (im2col only)", train_nnexp(x, y, args.batches, algorithm="im2col")),
-            ("PyTorch CPU (default)", train_torch(x, y, args.batches, args.threads)),
-            ("PyTorch CPU (channels_last)", train_torch(x, y, args.batches, args.threads, channels_last=True))]
-    print(f"Training the 38.2 MFLOP/image CNN, batch {BATCH}, {args.batches} timed batches, "
-          f"{args.threads} threads; seconds per {EPOCH_IMAGES:,}-image epoch extrapolated\n")
+    per_round = max(1, args.batches // args.rounds)
+    needed = args.rounds * per_round + 3
+    trainers = {f"nnexp ({args.threads} shards)": nnexp_trainer(x, y, needed, shards=args.threads),
+                "nnexp (Winograd 3x3)": nnexp_trainer(x, y, needed),
+                "nnexp (im2col only)": nnexp_trainer(x, y, needed, algorithm="im2col"),
+                "PyTorch CPU (default)": torch_trainer(x, y, needed, args.threads),
+                "PyTorch CPU (channels_last)": torch_trainer(x, y, needed, args.threads, channels_last=True)}
+    rows = list(time_interleaved(trainers, args.rounds, per_round).items())
+    print(f"Training the 38.2 MFLOP/image CNN, batch {BATCH}, {args.threads} threads: median seconds per "
+          f"batch over {args.rounds} rounds of {per_round} batches per framework, taking turns; "
+          f"seconds per {EPOCH_IMAGES:,}-image epoch extrapolated\n")
     print(f"{'framework':<30}{'s/batch':>10}{'s/epoch':>10}{'GFLOP/s':>10}"
           f"{'shards / this':>15}{'1 proc. / this':>16}")
     sharded, one_process = rows[0][1], rows[1][1]

@@ -372,10 +372,11 @@ class Conv2D(Layer):
         """y = conv(x) + b through F(2x2, 3x3).  Returns an (N, O, OH, OW) view of
         an (N, OH, OW, O) array: channels last, the layout the tiles produce,
         passed on as it is (elementwise layers keep it, the next Winograd conv
-        wants it).  ``keep`` (training) keeps U and x for backward, which
-        computes each chunk's V again: cheaper than storing V (4x the input),
-        as writing it to memory measured slower than transforming again in
-        cache.  ``relu`` and ``pool`` as in infer."""
+        wants it).  ``keep`` (training) keeps U and the transformed input V
+        (4x the input's size, in a buffer reused from step to step) for
+        backward; transforming each chunk again there instead measured 2-3%
+        slower per training step (benchmark net, 2 shards).  ``relu`` and
+        ``pool`` as in infer."""
         (N, C), O, (OH, OW) = x.shape[:2], self.out_channels, out_hw
         th, tw = winograd.tiles(OH, OW)
         U = winograd.kernel_transform(W)
@@ -383,9 +384,12 @@ class Conv2D(Layer):
         xt = x.transpose(0, 2, 3, 1)                       # (N, H, W, C), a view
         step = self._winograd_chunk_size((th, tw))
 
+        kept = self._buffer("wino_V_kept", (16, N, th, tw, C)) if keep else None  # V for backward
+
         def chunk(s: int, k: int) -> None:
             n = min(step, N - s)
-            V = self._transformed_input(xt[s:s + n], (th, tw), k)
+            V = self._transformed_input(xt[s:s + n], (th, tw), k,
+                                        None if kept is None else kept[:, s:s + n])
             M = self._buffer(f"wino_M@{k}", (16, n, th, tw, O))
             np.matmul(V.reshape(16, -1, C), U, out=M.reshape(16, -1, O))
             out, cols = y[s:s + n], self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O))
@@ -401,7 +405,7 @@ class Conv2D(Layer):
 
         map_chunks(chunk, list(range(0, N, step)))
         if keep:
-            self._wino, self._x_shape = (U, xt), x.shape
+            self._wino, self._x_shape = (U, kept), x.shape
             self._x_channels_last = is_channels_last(x)
         return y.transpose(0, 3, 1, 2)
 
@@ -410,24 +414,26 @@ class Conv2D(Layer):
         per_sample = 16 * th * tw * max(self.in_channels, self.out_channels) * self.dtype.itemsize
         return max(1, WINOGRAD_CHUNK_BYTES // per_sample)
 
-    def _transformed_input(self, xt: np.ndarray, tiles: tuple, k: int) -> np.ndarray:
-        """V (16, n, th, tw, C) of xt (n, H, W, C), in worker k's buffers: xt is
-        zero-padded with its columns split by parity (split_columns; the
-        buffer is kept, so its zero border is written once), then transformed."""
+    def _transformed_input(self, xt: np.ndarray, tiles: tuple, k: int,
+                           V: np.ndarray | None = None) -> np.ndarray:
+        """V (16, n, th, tw, C) of xt (n, H, W, C), into V or worker k's buffer:
+        xt is zero-padded with its columns split by parity (split_columns; the
+        padded buffer is kept, so its zero border is written once), then transformed."""
         (n, C), (th, tw) = (xt.shape[0], xt.shape[3]), tiles
         shape, name = (n, 2 * th + 2, 2, tw + 1, C), f"wino_xs@{k}"
         xs = self._scratch.get(name)
         if xs is None or xs.shape != shape:
             xs = self._scratch[name] = np.zeros(shape, self.dtype)
         winograd.split_columns(xt, xs, self.padding)
-        V = self._buffer(f"wino_V@{k}", (16, n, th, tw, C))
+        if V is None:
+            V = self._buffer(f"wino_V@{k}", (16, n, th, tw, C))
         winograd.input_transform(xs, V, self._buffer(f"wino_cols@{k}", (4, n, 2 * th + 2, tw, C)))
         return V
 
     def _winograd_backward(self, dout: np.ndarray, need_input_grad: bool) -> np.ndarray | None:
         """Backward of _winograd_forward (the chain rule in winograd.py's docstring),
         chunk by chunk like the forward; dL/dW sums the chunks' parts in chunk order."""
-        (U, xt), self._wino = self._wino, None
+        (U, kept), self._wino = self._wino, None
         UT = np.ascontiguousarray(U.transpose(0, 2, 1))
         N, C, H, W = self._x_shape
         O, OH, OW = dout.shape[1:]
@@ -447,7 +453,7 @@ class Conv2D(Layer):
             dM = self._buffer(f"wino_M@{k}", (16, n, th, tw, O))
             winograd.output_transform_grad(dys, dM, self._buffer(f"wino_out@{k}", (4, 2, n, th, tw, O)))
             dM2 = dM.reshape(16, -1, O)
-            V = self._transformed_input(xt[s:s + n], (th, tw), k).reshape(16, -1, C)
+            V = kept[:, s:s + n].reshape(16, -1, C)
             dU = np.matmul(V.transpose(0, 2, 1), dM2)                  # V^T dM, per xi
             if dx is not None:
                 dV = np.matmul(dM2, UT, out=V).reshape(16, n, th, tw, C)
