@@ -19,6 +19,7 @@ from nnexp.nn.gradcheck import (
     check_loss_gradients,
     check_model_gradients,
 )
+from nnexp.nn.layers import from_rows, per_sample_rows, times_mask
 
 TOL = 1e-6
 
@@ -159,3 +160,56 @@ def test_gradcheck_catches_a_wrong_backward(rng):
 def test_gradcheck_refuses_float32(rng):
     with pytest.raises(ValueError, match="float64"):
         check_layer_gradients(Dense(3, 2, rng=rng), rng.standard_normal((2, 3)), rng)
+
+
+def _layouts(rng):
+    """The same kind of activations in the memory layouts layers hand each other."""
+    x = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)
+    x.ravel()[:5] = [-0.0, 0.0, np.nan, -np.inf, np.inf]
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return {"nchw": x, "channels_last": channels_last, "strided": x[:, :, ::2],
+            "broadcast": np.broadcast_to(x[:1], x.shape), "axes_swapped": x.transpose(1, 0, 2, 3),
+            "dense": rng.standard_normal((7, 5)), "one_row": x[:1, :1], "empty": x[:0],
+            "int": rng.integers(-3, 3, (4, 5))}
+
+
+def _layout(a):
+    """The strides of a's axes longer than 1 (a length-1 axis's stride means nothing)."""
+    return [s for s, n in zip(a.strides, a.shape) if n > 1]
+
+
+def test_relu_output_and_gradient_are_numpys_bit_for_bit(rng):
+    """ReLU computes max(x, 0) against a row of zeros along per-sample rows
+    and its gradient with a float copy of the mask: the same bits as
+    np.maximum(x, 0) and dout * (x > 0) -- -0.0, NaN and infinities included --
+    in every memory layout, and the output keeps the input's layout."""
+    for name, x in _layouts(rng).items():
+        relu = ReLU()
+        y, expected = relu.forward(x), np.maximum(x, 0)
+        assert y.dtype == expected.dtype and y.shape == expected.shape, name
+        assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(expected).tobytes(), name
+        assert _layout(y) == _layout(expected), name
+        dout = rng.standard_normal(x.shape).astype(y.dtype if y.dtype.kind == "f" else np.float64)
+        dx = relu.backward(dout)
+        assert dx.tobytes() == np.multiply(dout, x > 0, dtype=dout.dtype).tobytes(), name
+
+
+def test_per_sample_rows_round_trip(rng):
+    for name, x in _layouts(rng).items():
+        found = per_sample_rows(x)
+        if name in ("strided", "broadcast", "axes_swapped", "empty"):
+            assert found is None, name          # not one block with the samples outermost
+            continue
+        rows, order = found
+        assert rows.shape == (len(x), x[0].size) and np.shares_memory(rows, x), name
+        back = from_rows(rows, x.shape, order)
+        assert _layout(back) == _layout(x) and np.array_equal(back, x, equal_nan=True), name
+
+
+def test_times_mask_is_multiplying_by_the_mask(rng):
+    a = rng.standard_normal((6, 7)).astype(np.float32)
+    mask = rng.random((6, 7)) > 0.5
+    assert times_mask(a, mask).tobytes() == np.multiply(a, mask, dtype=np.float32).tobytes()
+    out = np.empty((6, 14), np.float32)[:, ::2]             # a strided destination
+    assert times_mask(a, mask, out=out) is out
+    np.testing.assert_array_equal(out, np.where(mask, a, 0))

@@ -105,6 +105,28 @@ def test_winograd_gradients(rng, monkeypatch, H, W, padding, chunks):
                  {"x", "W", "b"})
 
 
+@pytest.mark.parametrize("chunks", ["whole batch", "one sample"])
+def test_evaluation_between_forward_and_backward_leaves_the_kept_input_alone(rng, monkeypatch, chunks):
+    """Backward uses the transformed input V that the training forward kept; an
+    evaluation pass in between (other values, same or larger batch: a
+    validation step) must not touch it, and the gradients are then bit for
+    bit those of a forward and backward alone."""
+    if chunks == "one sample":
+        monkeypatch.setattr(conv_module, "WINOGRAD_CHUNK_BYTES", 1)
+    x = rng.standard_normal((3, 3, 6, 6))
+    dout = rng.standard_normal((3, 2, 6, 6))
+    alone, interrupted = winograd_conv(3, 2, 1, np.random.default_rng(1)), winograd_conv(3, 2, 1, np.random.default_rng(1))
+    alone.forward(x)
+    dx_alone = alone.backward(dout)
+    interrupted.forward(x)
+    for n in (3, 7):
+        interrupted.forward(rng.standard_normal((n, 3, 6, 6)), training=False)
+    dx = interrupted.backward(dout)
+    assert dx.tobytes() == dx_alone.tobytes()
+    for name in ("W", "b"):
+        assert interrupted.grads[name].tobytes() == alone.grads[name].tobytes()
+
+
 def test_winograd_gradients_with_rectangular_padding(rng):
     layer = Conv2D(2, 3, 3, padding=(1, 0), rng=rng, dtype=np.float64, algorithm="winograd")
     assert_small(check_layer_gradients(layer, rng.standard_normal((2, 2, 5, 6)), rng),
