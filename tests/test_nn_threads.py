@@ -45,6 +45,31 @@ def test_blas_thread_count_is_restored(monkeypatch):
     assert get() == before
 
 
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_chunks_run_with_small_ufunc_buffers_and_the_size_is_restored(monkeypatch, n_workers):
+    monkeypatch.setattr(threads, "workers", lambda: n_workers)
+    before = np.getbufsize()
+    assert before != threads.SMALL_UFUNC_BUFFER
+    inside = threads.map_chunks(lambda s, k: np.getbufsize(), [0, 1, 2])
+    assert inside == [threads.SMALL_UFUNC_BUFFER] * 3
+    assert np.getbufsize() == before
+    with pytest.raises(ZeroDivisionError):
+        threads.map_chunks(lambda s, k: 1 / 0, [0, 1])
+    assert np.getbufsize() == before
+
+
+def test_small_ufunc_buffers_change_no_element_wise_result():
+    """The buffer only decides how NumPy walks strided operands: the values are the same."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((6, 30, 40)).astype(np.float32)[:, ::2, 3:37]
+    b = rng.standard_normal((6, 15, 34)).astype(np.float32)
+    expected = [np.subtract(a, b), np.maximum(a, b.T[::-1].T), a * (a > b)]
+    with threads.small_ufunc_buffers():
+        got = [np.subtract(a, b), np.maximum(a, b.T[::-1].T), a * (a > b)]
+    for e, g in zip(expected, got):
+        assert e.tobytes() == g.tobytes()
+
+
 def test_winograd_results_do_not_depend_on_the_thread_count(monkeypatch):
     """Forward, dL/dx, dL/dW and dL/db bit for bit the same with 1, 2 and 3 workers."""
     monkeypatch.setattr(conv_module, "WINOGRAD_CHUNK_BYTES", 1)   # one sample per chunk

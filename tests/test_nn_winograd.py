@@ -224,3 +224,88 @@ def test_output_transform_max_is_the_max_of_each_tile():
     winograd.output_transform_max(M, pooled, np.empty((4, 2, n, th, tw, O)), np.empty_like(pooled))
     expected = y.reshape(n, th, 2, tw, 2, O).max(axis=(2, 4))
     np.testing.assert_allclose(pooled, expected, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------- the order of operations (bit for bit)
+#
+# Stored runs reproduce bit for bit only while every float operation keeps its
+# order.  These pin the order down against plain formulas, so that a faster
+# rewrite of a transform that changes a last bit fails here, not in a re-run.
+
+
+def _extreme(rng, shape, dtype):
+    """Values spread over 2^-58 .. 2^58 with signed zeros: sums of them round, so
+    adding the same terms in another order gives other bits."""
+    x = rng.standard_normal(shape) * np.exp(rng.uniform(-40, 40, shape))
+    x[rng.random(shape) < 0.1] = -0.0
+    x[rng.random(shape) < 0.1] = 0.0
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_transforms_add_their_terms_in_einsums_order(dtype):
+    rng = np.random.default_rng(3)
+    G = winograd._G
+    for O, C in [(1, 1), (5, 3), (8, 7)]:
+        W = _extreme(rng, (O, C, 3, 3), dtype)
+        U = np.einsum("ai,ocij,bj->abco", G, W.astype(np.float64), G).reshape(16, C, O).astype(dtype)
+        got = winograd.kernel_transform(W)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        assert got.tobytes() == U.tobytes()
+
+        dU = _extreme(rng, (16, C, O), dtype)
+        dW = np.einsum("ai,abco,bj->ocij", G, dU.reshape(4, 4, C, O).astype(np.float64), G).astype(dtype)
+        got = winograd.kernel_transform_grad(dU)
+        assert got.dtype == dtype and got.shape == (O, C, 3, 3)
+        assert np.ascontiguousarray(got).tobytes() == dW.tobytes()
+
+
+def _bt(t0, t1, t2, t3):
+    return [t0 - t2, t1 + t2, t2 - t1, t1 - t3]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_transform_order_of_operations(dtype):
+    """V = B^T d B: B^T along the tile's columns first, then along its rows."""
+    rng = np.random.default_rng(4)
+    n, th, tw, C = 2, 3, 2, 5
+    xs = _extreme(rng, (n, 2 * th + 2, 2, tw + 1, C), dtype)
+    x = np.empty((n, 2 * th + 2, 2 * tw + 2, C), dtype)
+    winograd.join_columns(xs, x, (0, 0))
+    V = np.empty((16, n, th, tw, C), dtype)
+    winograd.input_transform(xs, V, np.empty((4, n, 2 * th + 2, tw, C), dtype))
+    for i in range(th):
+        for j in range(tw):
+            d = x[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4]             # (n, 4, 4, C)
+            cols = _bt(*[d[:, :, k] for k in range(4)])           # B^T over the columns, per row
+            for b in range(4):
+                rows = _bt(*[cols[b][:, k] for k in range(4)])
+                for a in range(4):
+                    assert V[4 * a + b, :, i, j].tobytes() == rows[a].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_transforms_order_of_operations(dtype):
+    """y = A^T M A: A along the tile's columns first ((m0 + m1) + m2, (m1 - m2) - m3),
+    then along its rows; dM = A dy A^T: rows first, then columns."""
+    rng = np.random.default_rng(5)
+    n, th, tw, O = 2, 2, 3, 4
+    M = _extreme(rng, (16, n, th, tw, O), dtype)
+    ys = np.empty((n, 2 * th, 2, tw, O), dtype)
+    winograd.output_transform(M, ys, np.empty((4, 2, n, th, tw, O), dtype))
+    dys = _extreme(rng, ys.shape, dtype)
+    dM = np.empty_like(M)
+    winograd.output_transform_grad(dys, dM, np.empty((4, 2, n, th, tw, O), dtype))
+    for i in range(th):
+        for j in range(tw):
+            m = M[:, :, i, j].reshape(4, 4, n, O)
+            c = [[(m[a, 0] + m[a, 1]) + m[a, 2], (m[a, 1] - m[a, 2]) - m[a, 3]] for a in range(4)]
+            for l in range(2):
+                assert ys[:, 2 * i, l, j].tobytes() == ((c[0][l] + c[1][l]) + c[2][l]).tobytes()
+                assert ys[:, 2 * i + 1, l, j].tobytes() == ((c[1][l] - c[2][l]) - c[3][l]).tobytes()
+            top, bottom = dys[:, 2 * i, :, j], dys[:, 2 * i + 1, :, j]      # (n, 2, O): columns l
+            rows = [top, top + bottom, top - bottom, -bottom]
+            for a in range(4):
+                left, right = rows[a][:, 0], rows[a][:, 1]
+                for b, v in enumerate([left, left + right, left - right, -right]):
+                    assert dM[4 * a + b, :, i, j].tobytes() == v.tobytes()

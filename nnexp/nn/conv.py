@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from . import winograd
-from .threads import map_chunks
+from .threads import map_chunks, small_ufunc_buffers
 from .init import INITS
 from .layers import Layer, _check_float_dtype, check_sizes_and_init, empty_nchw, is_channels_last
 
@@ -596,12 +596,13 @@ class MaxPool2D(_Pool2D):
             drows = np.empty((N, OH, 2, OW, C), dtype=dout.dtype).transpose(0, 4, 1, 2, 3)
         else:
             drows = np.empty((N, C, OH, 2, OW), dtype=dout.dtype)
-        np.multiply(dout, self._bottom, out=drows[:, :, :, 1])
-        np.subtract(dout, drows[:, :, :, 1], out=drows[:, :, :, 0])
         dx = self._empty_dx(dout.dtype, zero=False)
         dx6 = dx.reshape(N, C, OH, 2, OW, 2)
-        np.multiply(drows, self._right, out=dx6[..., 1])
-        np.subtract(drows, dx6[..., 1], out=dx6[..., 0])
+        with small_ufunc_buffers():   # strided passes: 1.2-1.5x faster at 28x28 (threads.py)
+            np.multiply(dout, self._bottom, out=drows[:, :, :, 1])
+            np.subtract(dout, drows[:, :, :, 1], out=drows[:, :, :, 0])
+            np.multiply(drows, self._right, out=dx6[..., 1])
+            np.subtract(drows, dx6[..., 1], out=dx6[..., 0])
         return dx
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
