@@ -233,8 +233,10 @@ class Conv2D(Layer):
         prod = self._buffer("prod", (O, cols.shape[1]))
         np.matmul(W2, cols, out=prod)
         # (O, N, P) -> (N, O, P), adding the bias during the transposing copy
-        np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), self.params["b"][:, None],
-               out=y.reshape(N, O, -1))
+        # (strided: 2x faster with small ufunc buffers, threads.py)
+        with small_ufunc_buffers():
+            np.add(prod.reshape(O, N, -1).transpose(1, 0, 2), self.params["b"][:, None],
+                   out=y.reshape(N, O, -1))
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         if not training:
