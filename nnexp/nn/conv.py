@@ -424,9 +424,10 @@ class Conv2D(Layer):
                            V: np.ndarray | None = None) -> np.ndarray:
         """V (16, n, th, tw, C) of xt (n, H, W, C), into V or worker k's buffer:
         xt is zero-padded with its columns split by parity (split_columns; the
-        padded buffer is kept, so its zero border is written once), then transformed."""
+        padded buffer is kept, one per chunk size -- the last chunk is often
+        smaller -- so its zero border is written once), then transformed."""
         (n, C), (th, tw) = (xt.shape[0], xt.shape[3]), tiles
-        shape, name = (n, 2 * th + 2, 2, tw + 1, C), f"wino_xs@{k}"
+        shape, name = (n, 2 * th + 2, 2, tw + 1, C), f"wino_xs@{k}:{n}"
         xs = self._scratch.get(name)
         if xs is None or xs.shape != shape:
             xs = self._scratch[name] = np.zeros(shape, self.dtype)
