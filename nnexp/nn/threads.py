@@ -123,9 +123,10 @@ def map_chunks(fn, starts: list[int]) -> list:
 # loop.  For the strided slices of the Winograd transforms (runs of a few
 # hundred contiguous floats, every other row) that copying is most of the
 # cost: with a 256-element buffer NumPy walks the memory in place and the
-# transforms measured 1.2x faster (the 2x2 max-pool's passes 1.1-1.3x), same
-# values.  Only for element-wise passes: a reduction's summation order follows
-# the buffer, so a different size could change its last bits.
+# transforms measured 1.2x faster (the 2x2 max-pool's backward 1.2-1.5x at
+# 28x28, the first conv's transposing copy 2x), same values.  Only for
+# element-wise passes: a reduction's summation order follows the buffer, so
+# a different size could change its last bits.
 SMALL_UFUNC_BUFFER = 256
 
 
