@@ -50,6 +50,7 @@ def test_chunks_run_with_small_ufunc_buffers_and_the_size_is_restored(monkeypatc
     monkeypatch.setattr(threads, "workers", lambda: n_workers)
     before = np.getbufsize()
     assert before != threads.SMALL_UFUNC_BUFFER
+    assert threads.map_chunks(lambda s, k: 1 / 0, []) == []     # no chunks: nothing runs
     inside = threads.map_chunks(lambda s, k: np.getbufsize(), [0, 1, 2])
     assert inside == [threads.SMALL_UFUNC_BUFFER] * 3
     assert np.getbufsize() == before

@@ -309,3 +309,11 @@ def test_output_transforms_order_of_operations(dtype):
                 left, right = rows[a][:, 0], rows[a][:, 1]
                 for b, v in enumerate([left, left + right, left - right, -right]):
                     assert dM[4 * a + b, :, i, j].tobytes() == v.tobytes()
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+def test_an_empty_batch_gives_an_empty_output(algorithm):
+    layer = Conv2D(8, 4, 3, padding=1, rng=np.random.default_rng(0), algorithm=algorithm)
+    x = np.zeros((0, 8, 6, 6), np.float32)
+    assert layer.infer(x).shape == (0, 4, 6, 6)
+    assert layer.infer(x, relu=True, pool=algorithm == "winograd").shape[0] == 0

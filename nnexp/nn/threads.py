@@ -105,7 +105,7 @@ def map_chunks(fn, starts: list[int]) -> list:
     worker k runs chunks k, k + W, k + 2W, ... in order.  Results come back in
     the order of ``starts``.  fn runs under small_ufunc_buffers(): it may make
     element-wise passes and BLAS calls, but no NumPy reductions (see there)."""
-    n = min(workers(), len(starts))
+    n = max(1, min(workers(), len(starts)))
 
     def run(k):
         with small_ufunc_buffers():

@@ -165,6 +165,7 @@ def _tile_rows(T: np.ndarray) -> tuple:
     """T (16, ...), T[4a + b] = tile entry (a, b), as its four rows: (T[0:4],
     T[4:8], T[8:12], T[12:16]), row a being (4, ...) over the columns b.
 
+    Views (splitting the first axis never copies), so they can be written.
     Why: a transform step then covers four entries in one NumPy call (one call
     per entry measured 1.1-1.2x slower: the calls' fixed cost)."""
     return tuple(T.reshape(4, 4, *T.shape[1:]))
