@@ -243,21 +243,31 @@ def _extreme(rng, shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_transforms_add_their_terms_in_einsums_order(dtype):
+def test_kernel_transforms_add_their_terms_in_order(dtype):
+    """U[a, b]: the terms G[a, i] G[b, j] W[i, j] added one at a time, (i, j) row
+    by row, in float64; dW[i, j] likewise over (a, b).  That is the order
+    np.einsum used when it computed these (checked against NumPy 2.4's einsum
+    when it was replaced), so stored runs keep their bits."""
     rng = np.random.default_rng(3)
     G = winograd._G
     for O, C in [(1, 1), (5, 3), (8, 7)]:
         W = _extreme(rng, (O, C, 3, 3), dtype)
-        U = np.einsum("ai,ocij,bj->abco", G, W.astype(np.float64), G).reshape(16, C, O).astype(dtype)
+        U = np.zeros((4, 4, C, O))
+        for i in range(3):
+            for j in range(3):
+                U += np.multiply.outer(np.outer(G[:, i], G[:, j]), W[:, :, i, j].T.astype(np.float64))
         got = winograd.kernel_transform(W)
         assert got.dtype == dtype and got.flags.c_contiguous
-        assert got.tobytes() == U.tobytes()
+        assert got.tobytes() == U.reshape(16, C, O).astype(dtype).tobytes()
 
         dU = _extreme(rng, (16, C, O), dtype)
-        dW = np.einsum("ai,abco,bj->ocij", G, dU.reshape(4, 4, C, O).astype(np.float64), G).astype(dtype)
+        dW = np.zeros((3, 3, C, O))
+        for a in range(4):
+            for b in range(4):
+                dW += np.multiply.outer(np.outer(G[a], G[b]), dU[4 * a + b].astype(np.float64))
         got = winograd.kernel_transform_grad(dU)
         assert got.dtype == dtype and got.shape == (O, C, 3, 3)
-        assert np.ascontiguousarray(got).tobytes() == dW.tobytes()
+        assert np.ascontiguousarray(got).tobytes() == dW.transpose(3, 2, 0, 1).astype(dtype).tobytes()
 
 
 def _bt(t0, t1, t2, t3):
