@@ -13,12 +13,12 @@ fall on all of them; a row is the median over its batches, and the table
 extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
 default layout and with ``channels_last``; nnexp runs three times: with
 ``train.data_parallel`` set to the thread count (each batch cut into that many
-shards, computed by as many processes, see nnexp/nn/data_parallel.py; its
+shards, computed by as many processes, see nnexp/nn/fast/data_parallel.py; its
 batch-norm statistics are per shard), in one process with its default
 convolutions (Winograd F(2x2, 3x3) for the 3x3 layers with >= 8 input
 channels), and with im2col everywhere. Inference is the 10,000 test images at
 batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch); nnexp shares the batches
-among forked processes (nnexp/nn/forked.py), and once more in one process.
+among forked processes (nnexp/nn/fast/forked.py), and once more in one process.
 
 GFLOP/s counts the direct convolution's forward FLOPs x3 for training (forward
 + two backward GEMMs), whatever the algorithm (Winograd does fewer multiplies:
@@ -39,11 +39,11 @@ import blas_threads  # noqa: F401  (must come before numpy)
 import numpy as np  # noqa: E402
 
 from nnexp.data import load_dataset  # noqa: E402
-from nnexp.nn import forked  # noqa: E402
-from nnexp.nn.data_parallel import DataParallel  # noqa: E402
-from nnexp.nn.losses import SoftmaxCrossEntropy  # noqa: E402
-from nnexp.nn.model import build_model  # noqa: E402
-from nnexp.nn.optim import SGD  # noqa: E402
+from nnexp.nn import SoftmaxCrossEntropy  # noqa: E402
+from nnexp.nn.fast import build_fast_model as build_model  # noqa: E402
+from nnexp.nn.fast import forked  # noqa: E402
+from nnexp.nn.fast.data_parallel import DataParallel  # noqa: E402
+from nnexp.nn.fast.optim import FastSGD as SGD  # noqa: E402
 
 BATCH = 128
 EPOCH_IMAGES = 55000
@@ -75,7 +75,7 @@ def layers(algorithm: str) -> list[dict]:
 
 def nnexp_trainer(x, y, n_batches, algorithm="auto", shards=1):
     """(train one batch, close): each call trains the next batch of x.
-    ``shards`` > 1 is train.data_parallel (nnexp/nn/data_parallel.py: the
+    ``shards`` > 1 is train.data_parallel (nnexp/nn/fast/data_parallel.py: the
     batch cut into shards computed by as many processes as there are cores)."""
     model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
     if shards > 1:
@@ -94,7 +94,7 @@ def nnexp_trainer(x, y, n_batches, algorithm="auto", shards=1):
 
 def infer_nnexp(x, batch, algorithm="auto", one_process=False) -> float:
     """predict_proba over x; ``one_process`` turns off the forked evaluation
-    processes (nnexp/nn/forked.py), leaving the threads inside each layer."""
+    processes (nnexp/nn/fast/forked.py), leaving the threads inside each layer."""
     model = build_model(layers(algorithm), input_shape=(1, 28, 28), rng=np.random.default_rng(0))
     model.predict_proba(x[:batch], batch_size=batch)  # warm-up
     before = forked.MIN_VALUES

@@ -25,9 +25,9 @@ import blas_threads  # noqa: F401  (must come before numpy)
 import numpy as np  # noqa: E402
 
 from nnexp.data import load_dataset  # noqa: E402
-from nnexp.nn.losses import SoftmaxCrossEntropy  # noqa: E402
-from nnexp.nn.model import build_model  # noqa: E402
-from nnexp.nn.optim import Adam  # noqa: E402
+from nnexp.nn import SoftmaxCrossEntropy  # noqa: E402
+from nnexp.nn.fast import build_fast_model as build_model  # noqa: E402
+from nnexp.nn.fast.optim import FastAdam as Adam  # noqa: E402
 from nnexp.tracking import RunStore  # noqa: E402
 
 LAYERS = [{"type": "flatten"}, {"type": "dense", "units": 256}, {"type": "relu"},

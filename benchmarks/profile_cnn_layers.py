@@ -21,8 +21,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before NumPy: one core, a
 import numpy as np  # noqa: E402
 
 from bench_cnn import layers  # noqa: E402
-from nnexp.nn.losses import SoftmaxCrossEntropy  # noqa: E402
-from nnexp.nn.model import build_model  # noqa: E402
+from nnexp.nn import SoftmaxCrossEntropy  # noqa: E402
+from nnexp.nn.fast import build_fast_model as build_model  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 # OpenBLAS's worker threads spin for 2**28 cycles (~0.1 s) after every call
 # before they sleep.  The Winograd convolution runs its own threads between
-# BLAS calls (nnexp/nn/threads.py), and a spinning BLAS thread takes the core
+# BLAS calls (nnexp/nn/fast/threads.py), and a spinning BLAS thread takes the core
 # one of them needs: the CNN benchmark trained 1.4x faster with 2**20 cycles
 # (~0.4 ms), the MLP benchmark no slower.  OpenBLAS reads this when it is
 # loaded, so it only takes effect if NumPy is imported after nnexp (as in the

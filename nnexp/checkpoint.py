@@ -61,7 +61,9 @@ def config_digest(cfg: dict) -> str:
     """What a checkpoint must match: everything that shapes training, not where
     files live or how the run is filed."""
     data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "local_dir", "mirrors")}
-    shaping = {k: cfg[k] for k in ("model", "optimizer", "schedule", "train")} | {"data": data}
+    # the default engine is left out, so that configs written without the key keep their digest
+    model = {k: v for k, v in cfg["model"].items() if not (k == "engine" and v == "fast")}
+    shaping = {k: cfg[k] for k in ("optimizer", "schedule", "train")} | {"data": data, "model": model}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -109,7 +111,8 @@ def load(run_dir: Path) -> Checkpoint | None:
             arrays = {key: npz[key] for key in npz.files}
     except ValueError as exc:  # an object array: allow_pickle=False refuses to unpickle it
         raise CheckpointError(f"{path}: refused: it holds pickled objects, which nnexp never loads ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError,
+            NotImplementedError) as exc:   # zipfile: "encrypted", "compression method not supported"
         raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
     if "meta" not in arrays:
         raise CheckpointError(f"{path} is not an nnexp checkpoint (no 'meta' entry)")

@@ -1,4 +1,4 @@
-"""The ``nnexp`` command line: run, resume, runs, show, evaluate, predict, ensemble, data, sweep, compare."""
+"""The ``nnexp`` command line: run, gradcheck, resume, runs, show, evaluate, predict, ensemble, data, sweep, compare."""
 
 from __future__ import annotations
 
@@ -38,6 +38,42 @@ def run(config, overrides, quiet):
     log = (lambda *a, **k: None) if quiet else _log
     finished = train(cfg, log=log, progress=not quiet)
     _print_finished(finished)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--samples", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Entries checked per array (input or parameter) of each layer.")
+@click.option("--batch", type=click.IntRange(min=2), default=4, show_default=True,
+              help="Random images in the batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights, images and choices.")
+@JSON_OPTION
+def gradcheck(config, overrides, samples, batch, seed, as_json):
+    """Check the gradients of CONFIG's network against finite differences, layer by layer.
+
+    The network is built in float64 and run on random images; for every layer,
+    dL/d(its input) and dL/d(each parameter) from backprop are compared with
+    central differences.  Exit status 1 if an error is above the tolerance."""
+    from .config import load_config
+    from .gradients import TOLERANCE, check_config
+
+    cfg = load_config(config, overrides)
+    rows = check_config(cfg, samples=samples, batch=batch, seed=seed)
+    failed = [r for r in rows if r["error"] > TOLERANCE]
+    if as_json:
+        click.echo(json.dumps({"tolerance": TOLERANCE, "engine": cfg["model"]["engine"], "checks": rows,
+                               "failed": len(failed)}, indent=2))
+    else:
+        table = [{"layer": r["layer"], "type": r["type"], "array": "input" if r["name"] == "x" else r["name"],
+                  "shape": "x".join(map(str, r["shape"])), "checked": r["checked"],
+                  "rel_error": "0 (no gradient)" if r["zero"] else f"{r['error']:.1e}",
+                  "result": "FAIL" if r["error"] > TOLERANCE else "ok"} for r in rows]
+        click.echo(format_table(table, ("layer", "type", "array", "shape", "checked", "rel_error", "result")))
+        click.echo(f"{len(rows) - len(failed)} of {len(rows)} gradients within {TOLERANCE:g} "
+                   f"({cfg['model']['engine']} engine, float64)", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @cli.command()
@@ -200,7 +236,7 @@ def load_trained(info):
     combined (see ``nnexp/ensemble.py``), so evaluate and predict work on it too.
     """
     from .config import load_config
-    from .nn.model import build_model, load_weights
+    from .nn import ENGINES, load_weights
 
     if info.summary.get("kind") == "ensemble":
         from .ensemble import load_ensemble
@@ -210,8 +246,8 @@ def load_trained(info):
     if not (info.path / "model.npz").exists():
         raise NnexpError(f"run {info.id} has no model.npz (status: {info.summary.get('status')})")
     cfg = load_config(config_path)
-    model = build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), dtype=cfg["model"]["dtype"],
-                        deskew=cfg["model"]["deskew"])
+    model = ENGINES[cfg["model"]["engine"]].build_model(cfg["model"]["layers"], (1, 28, 28), None,
+                                                        cfg["model"]["dtype"], cfg["model"]["deskew"])
     try:
         load_weights(info.path / "model.npz", model)
     except (ValueError, OSError) as exc:

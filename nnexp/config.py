@@ -24,9 +24,8 @@ import yaml
 
 from .augment import AUGMENT_SPECS
 from .errors import ConfigError
-from .nn.model import LAYER_SPECS, REQUIRED
-from .nn.optim import OPTIMIZER_SPECS
-from .nn.schedules import SCHEDULE_SPECS
+from .nn import LAYER_SPECS, REQUIRED
+from .nn import OPTIMIZER_SPECS, SCHEDULE_SPECS
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
 
@@ -79,6 +78,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "layers": Field(list),
         "dtype": Field(str, "float32", choices=("float32", "float64")),
+        # which implementation computes the network (nnexp/nn/engines.py)
+        "engine": Field(str, "fast", choices=("fast", "reference")),
         # straighten each input image first (nnexp/nn/deskew.py); part of the model
         "deskew": Field(bool, False),
     },
@@ -91,7 +92,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "restore_best": Field(bool, False),
         # decay of an exponential moving average of the weights (see nnexp/ema.py); null: none
         "ema": Field(float, None, _decay, nullable=True),
-        # shards each batch is cut into, computed by parallel processes (see nnexp/nn/data_parallel.py)
+        # shards each batch is cut into, computed by parallel processes (see nnexp/nn/fast/data_parallel.py)
         "data_parallel": Field(int, 1, _positive),
     },
     "tracking": {
@@ -245,9 +246,7 @@ def _try_construct(cfg: dict, source: str) -> None:
     import numpy as np
 
     from .augment import Augmenter
-    from .nn.model import build_model
-    from .nn.optim import OPTIMIZERS
-    from .nn.schedules import make_schedule
+    from .nn import ENGINES, OPTIMIZERS, make_schedule
 
     opt = dict(cfg["optimizer"])
     name, _ = opt.pop("name"), opt.pop("lr")
@@ -262,8 +261,8 @@ def _try_construct(cfg: dict, source: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{source}: schedule: {exc}") from None
     try:  # layer sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
-        build_model(cfg["model"]["layers"], input_shape=(1, 28, 28), rng=np.random.default_rng(0),
-                    deskew=cfg["model"]["deskew"])
+        ENGINES[cfg["model"]["engine"]].build_model(cfg["model"]["layers"], (1, 28, 28), np.random.default_rng(0),
+                                                    np.float32, cfg["model"]["deskew"])
     except ValueError as exc:
         raise ConfigError(f"{source}: model.layers: {exc}") from None
     if cfg["data"]["augment"] is not None:
@@ -435,6 +434,11 @@ def _check_cross(cfg: dict, source: str) -> None:
         raise ConfigError(
             f"{source}: early stopping and restore_best select on the validation set, "
             "but 'data.val_size' is 0; set a validation size"
+        )
+    if cfg["train"]["data_parallel"] > 1 and cfg["model"]["engine"] != "fast":
+        raise ConfigError(
+            f"{source}: 'train.data_parallel' is {cfg['train']['data_parallel']}, but shards are computed by "
+            "the fast engine only; set model.engine: fast or train.data_parallel: 1"
         )
     if cfg["train"]["data_parallel"] > data["batch_size"]:
         raise ConfigError(

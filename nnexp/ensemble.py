@@ -91,6 +91,13 @@ class EnsembleModel:
         probs = ensemble_probabilities([softmax(m.forward(x, training=False)) for m in self.models])
         return np.log(np.clip(probs, EPS, 1.0))
 
+    def logits(self, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """forward's output batch by batch, as Sequential.logits (each member's batches
+        computed as that member computes them)."""
+        per_member = [m.logits(x, batch_size) for m in self.models]
+        return [np.log(np.clip(ensemble_probabilities([softmax(z) for z in batch]), EPS, 1.0))
+                for batch in zip(*per_member)]
+
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Averaged class probabilities (N, C) float32, as Sequential.predict_proba."""
         return ensemble_probabilities([m.predict_proba(x, batch_size) for m in self.models]).astype(np.float32)

@@ -26,12 +26,7 @@ from .config import dump_yaml
 from .data import load_dataset
 from .ema import WeightEMA
 from .errors import NnexpError
-from .nn.data_parallel import DataParallel
-from .nn.forked import map_batches
-from .nn.losses import SoftmaxCrossEntropy
-from .nn.model import build_model, save_weights
-from .nn.optim import OPTIMIZERS
-from .nn.schedules import make_schedule
+from .nn import ENGINES, Conv2D, SoftmaxCrossEntropy, make_schedule, save_weights
 from .tracking import Run, RunStore
 from .tracking.provenance import provenance
 
@@ -60,16 +55,17 @@ def load_data(cfg: dict, log=print):
 
 
 def build(cfg: dict, input_shape, rngs):
-    """The model, the loss and the optimizer a config describes."""
-    dtype = np.dtype(cfg["model"]["dtype"])
+    """The model, the loss and the optimizer a config describes, made by its
+    engine (``model.engine``: the reference network or the fast one)."""
+    engine = ENGINES[cfg["model"]["engine"]]
     # Dropout draws from the same generator after initialisation has finished
     # with it, so adding dropout never changes the initial weights.
-    model = build_model(cfg["model"]["layers"], input_shape=input_shape, rng=rngs["init"], dtype=dtype,
-                        deskew=cfg["model"]["deskew"])
+    model = engine.build_model(cfg["model"]["layers"], input_shape, rngs["init"], np.dtype(cfg["model"]["dtype"]),
+                               cfg["model"]["deskew"])
     if cfg["train"]["data_parallel"] > 1:
-        model.share_memory()   # the workers read the weights the optimizer writes (nnexp/nn/data_parallel.py)
+        model.share_memory()   # the workers read the weights the optimizer writes (nnexp/nn/fast/data_parallel.py)
     opt_cfg = dict(cfg["optimizer"])
-    opt_cls = OPTIMIZERS[opt_cfg.pop("name")]
+    opt_cls = engine.optimizers[opt_cfg.pop("name")]
     opt_cfg.pop("lr")
     optimizer = opt_cls(model.parameters(), **opt_cfg)
     loss_fn = SoftmaxCrossEntropy(label_smoothing=cfg["train"]["label_smoothing"])
@@ -80,11 +76,9 @@ def evaluate(model, x, y, batch_size: int = 2000) -> tuple[float, float, np.ndar
     """Mean cross-entropy (no label smoothing), accuracy and class probabilities."""
     if len(x) == 0:
         return float("nan"), float("nan"), np.empty((0, 0), np.float32)
-    loss_fn, dtype = SoftmaxCrossEntropy(), model_dtype(model)
-    logits = map_batches(lambda xb: model.forward(xb.astype(dtype, copy=False), training=False),
-                         x, batch_size)   # the batches on several cores (nnexp/nn/forked.py)
+    loss_fn, x = SoftmaxCrossEntropy(), x.astype(model_dtype(model), copy=False)
     total_loss, probs = 0.0, []
-    for start, batch_logits in zip(range(0, len(x), batch_size), logits):
+    for start, batch_logits in zip(range(0, len(x), batch_size), model.logits(x, batch_size)):
         yb = y[start:start + batch_size]
         total_loss += loss_fn.forward(batch_logits, yb) * len(yb)
         probs.append(loss_fn.probs)
@@ -120,19 +114,20 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
 
-def train_one_epoch(parallel, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
+def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
                     augment=None, ema=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
 
-    ``parallel`` (a DataParallel) computes each batch's loss and gradients,
-    in one process or in shards (``train.data_parallel``). ``augment`` (an
+    ``steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
+    loss and gradients: forward, loss, backward, in one piece or in shards
+    (``train.data_parallel``). ``augment`` (an
     Augmenter or None) transforms each training batch, drawing from its own
     random stream; ``ema`` (a WeightEMA or None) is updated after every step.
     """
     n = len(x)
     order = rngs["shuffle"].permutation(n)
     full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
-    dtype = model_dtype(parallel.model)
+    dtype = model_dtype(steps.model)
     loss_sum, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
         for batch, start in enumerate(range(0, n, batch_size), start=1):
@@ -141,7 +136,7 @@ def train_one_epoch(parallel, optimizer, schedule, x, y, batch_size, rngs, epoch
             xb = xb.astype(dtype, copy=False)
             if augment is not None:
                 xb = augment(xb, rngs["augment"])
-            loss, right = parallel.step(xb, yb, step)
+            loss, right = steps.step(xb, yb, step)
             if not math.isfinite(loss):
                 raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
             optimizer.step(schedule(step))
@@ -196,9 +191,9 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
-    parallel = DataParallel(model, loss_fn, t["data_parallel"], seed=t["seed"])
+    steps = ENGINES[cfg["model"]["engine"]].steps(model, loss_fn, t["data_parallel"], seed=t["seed"])
     try:
-        _fit(cfg, run, data, parallel, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
+        _fit(cfg, run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
     except KeyboardInterrupt as exc:
         run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
                            ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -210,7 +205,7 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         _record_crash(run, exc)
         raise
     finally:
-        parallel.close()
+        steps.close()
     return run
 
 
@@ -257,9 +252,9 @@ def _record_crash(run: Run, exc: BaseException) -> None:
         pass
 
 
-def _fit(cfg, run: Run, data, parallel, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
+def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
          ckpt=None, ema=None):
-    t, batch_size, model = cfg["train"], cfg["data"]["batch_size"], parallel.model
+    t, batch_size, model = cfg["train"], cfg["data"]["batch_size"], steps.model
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
     sched_cfg = dict(cfg["schedule"])
     schedule = make_schedule(sched_cfg.pop("name"), cfg["optimizer"]["lr"], t["epochs"] * steps_per_epoch,
@@ -286,7 +281,7 @@ def _fit(cfg, run: Run, data, parallel, optimizer, rngs, t_data, t_start, log, p
         lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            train_loss, train_acc, step = train_one_epoch(parallel, optimizer, schedule, data.x_train,
+            train_loss, train_acc, step = train_one_epoch(steps, optimizer, schedule, data.x_train,
                                                           data.y_train, batch_size, rngs, epoch, step, bar, augment,
                                                           ema)
         with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
@@ -410,7 +405,6 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
 
 def _conv_plots(run: Run, data, model, image_index: int, log) -> None:
     """conv_filters.png and feature_maps.png for a model with a Conv2D layer; nothing otherwise."""
-    from .nn.conv import Conv2D
     from .tracking import plots
 
     convs = [layer for layer in model.layers if isinstance(layer, Conv2D)]

@@ -1,4 +1,5 @@
-"""Conv2D, pooling and BatchNorm: gradient checks, a naive reference, buffers, building, MNIST."""
+"""Conv2D, pooling and BatchNorm, reference and fast: gradient checks, the
+definitions, buffers, building, MNIST."""
 
 import numpy as np
 import pytest
@@ -16,8 +17,18 @@ from nnexp.nn import (
     load_weights,
     save_weights,
 )
-from nnexp.nn import conv as conv_module
+from nnexp.nn.fast import build_fast_model
+from nnexp.nn.fast import conv as fast_conv_module
+from nnexp.nn.fast.batchnorm import FastBatchNorm
+from nnexp.nn.fast.conv import FastConv2D
+from nnexp.nn.fast.pooling import FastAvgPool2D, FastGlobalAvgPool2D, FastMaxPool2D
 from nnexp.nn.gradcheck import check_layer_gradients, check_model_gradients
+
+CONVS = [Conv2D, FastConv2D]
+MAXPOOLS, AVGPOOLS, GLOBAL_POOLS = [MaxPool2D, FastMaxPool2D], [AvgPool2D, FastAvgPool2D], \
+    [GlobalAvgPool2D, FastGlobalAvgPool2D]
+BATCHNORMS = [BatchNorm, FastBatchNorm]
+BUILDERS = [build_model, build_fast_model]
 
 TOL = 1e-6
 
@@ -64,16 +75,18 @@ def naive_conv(x, W, b, stride, padding):
 # ---------------------------------------------------------------- Conv2D
 
 
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 0), (2, 1)])
-def test_conv2d_gradients(rng, stride, padding):
-    layer = Conv2D(3, 4, 3, stride=stride, padding=padding, rng=rng, dtype=np.float64)
+def test_conv2d_gradients(rng, conv, stride, padding):
+    layer = conv(3, 4, 3, stride=stride, padding=padding, rng=rng, dtype=np.float64)
     layer.params["b"][:] = rng.standard_normal(4)
     x = rng.standard_normal((2, 3, 5, 7))  # non-square
     assert_small(check_layer_gradients(layer, x, rng), {"x", "W", "b"})
 
 
-def test_conv2d_gradients_rectangular_kernel(rng):
-    layer = Conv2D(2, 3, (2, 3), stride=(2, 1), padding=(1, 0), rng=rng, dtype=np.float64)
+@pytest.mark.parametrize("conv", CONVS)
+def test_conv2d_gradients_rectangular_kernel(rng, conv):
+    layer = conv(2, 3, (2, 3), stride=(2, 1), padding=(1, 0), rng=rng, dtype=np.float64)
     layer.params["b"][:] = rng.standard_normal(3)
     assert_small(check_layer_gradients(layer, rng.standard_normal((2, 2, 6, 5)), rng),
                  {"x", "W", "b"})
@@ -81,8 +94,9 @@ def test_conv2d_gradients_rectangular_kernel(rng):
 
 @pytest.mark.parametrize("k,stride,padding", [(3, 1, 0), (3, 1, 1), (3, 2, 1), (2, 2, 0),
                                               (5, 3, 2), (1, 1, 0)])
-def test_conv2d_matches_naive_loops(rng, k, stride, padding):
-    layer = Conv2D(3, 5, k, stride=stride, padding=padding, rng=rng, dtype=np.float64)
+@pytest.mark.parametrize("conv", CONVS)
+def test_conv2d_matches_naive_loops(rng, conv, k, stride, padding):
+    layer = conv(3, 5, k, stride=stride, padding=padding, rng=rng, dtype=np.float64)
     layer.params["b"][:] = rng.standard_normal(5)
     x = rng.standard_normal((2, 3, 9, 8))
     expected = naive_conv(x, layer.params["W"], layer.params["b"], stride, padding)
@@ -93,18 +107,18 @@ def test_conv2d_matches_naive_loops(rng, k, stride, padding):
 
 
 def test_conv2d_float32_and_eval_chunks(rng, monkeypatch):
-    layer = Conv2D(2, 4, 3, padding=1, rng=rng)
+    layer = FastConv2D(2, 4, 3, padding=1, rng=rng)
     x = rng.standard_normal((7, 2, 6, 6))  # float64 input: converted, not upcast
     y = layer.forward(x)
     assert y.dtype == np.float32 and layer.params["W"].dtype == np.float32
     # evaluation goes through the batch in chunks: force chunks of a few samples
-    monkeypatch.setattr(conv_module, "EVAL_CHUNK_BYTES", 2 * 18 * 36 * 4)
+    monkeypatch.setattr(fast_conv_module, "EVAL_CHUNK_BYTES", 2 * 18 * 36 * 4)
     np.testing.assert_array_equal(layer.forward(x, training=False), y)
 
 
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
 def test_conv2d_backward_bookkeeping(rng, algorithm):
-    layer = Conv2D(2, 3, 3, rng=rng, dtype=np.float64, algorithm=algorithm)
+    layer = FastConv2D(2, 3, 3, rng=rng, dtype=np.float64, algorithm=algorithm)
     x, x2 = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((9, 2, 5, 5))
     dout = rng.standard_normal((4, 3, 3, 3))
     layer.forward(x)
@@ -127,14 +141,15 @@ def test_conv2d_backward_bookkeeping(rng, algorithm):
     np.testing.assert_array_equal(layer.grads["W"], gW)
 
 
-def test_conv2d_errors():
+@pytest.mark.parametrize("conv", CONVS)
+def test_conv2d_errors(conv):
     with pytest.raises(ValueError, match="positive"):
-        Conv2D(0, 3, 3)
+        conv(0, 3, 3)
     with pytest.raises(ValueError, match="kernel_size"):
-        Conv2D(1, 3, 0)
+        conv(1, 3, 0)
     with pytest.raises(ValueError, match="init"):
-        Conv2D(1, 3, 3, init="zeros")
-    layer = Conv2D(2, 3, 5)
+        conv(1, 3, 3, init="zeros")
+    layer = conv(2, 3, 5)
     with pytest.raises(ValueError, match=r"\(N, 2, H, W\)"):
         layer.forward(np.zeros((1, 3, 8, 8)))
     with pytest.raises(ValueError, match="does not fit"):
@@ -148,7 +163,7 @@ def test_conv2d_errors():
                                             (2, None, (2, 3, 5, 7)),   # leftover row/column
                                             (3, 2, (2, 2, 7, 6)),      # overlapping windows
                                             (2, 3, (1, 2, 8, 7))])     # gaps between windows
-@pytest.mark.parametrize("pool", [MaxPool2D, AvgPool2D])
+@pytest.mark.parametrize("pool", MAXPOOLS + AVGPOOLS)
 def test_pool_gradients(rng, pool, k, stride, shape):
     layer = pool(k, stride)
     x = rng.standard_normal(shape)  # distinct values: no ties within eps
@@ -156,18 +171,20 @@ def test_pool_gradients(rng, pool, k, stride, shape):
     assert layer.forward(x).shape == shape[:2] + layer.output_shape(shape[1:])[1:]
 
 
-def test_pools_match_definition(rng):
+@pytest.mark.parametrize("maxpool,avgpool,global_pool", list(zip(MAXPOOLS, AVGPOOLS, GLOBAL_POOLS)))
+def test_pools_match_definition(rng, maxpool, avgpool, global_pool):
     x = rng.standard_normal((2, 3, 7, 7))
     windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))[:, :, ::2, ::2]
-    np.testing.assert_array_equal(MaxPool2D(3, 2).forward(x), windows.max(axis=(4, 5)))
-    np.testing.assert_allclose(AvgPool2D(3, 2).forward(x), windows.mean(axis=(4, 5)), rtol=1e-12)
-    np.testing.assert_allclose(GlobalAvgPool2D().forward(x), x.mean(axis=(2, 3)), rtol=1e-12)
+    np.testing.assert_array_equal(maxpool(3, 2).forward(x), windows.max(axis=(4, 5)))
+    np.testing.assert_allclose(avgpool(3, 2).forward(x), windows.mean(axis=(4, 5)), rtol=1e-12)
+    np.testing.assert_allclose(global_pool().forward(x), x.mean(axis=(2, 3)), rtol=1e-12)
 
 
-def test_maxpool_tie_goes_to_one_element():
+@pytest.mark.parametrize("maxpool", MAXPOOLS)
+def test_maxpool_tie_goes_to_one_element(maxpool):
     x = np.array([[[[1.0, 1.0, 0.0, 2.0],
                     [1.0, 1.0, 2.0, 2.0]]]])
-    layer = MaxPool2D(2)
+    layer = maxpool(2)
     np.testing.assert_array_equal(layer.forward(x), [[[[1.0, 2.0]]]])
     dx = layer.backward(np.array([[[[10.0, 20.0]]]]))
     # first maximum in window order (row by row) gets all of it
@@ -175,7 +192,7 @@ def test_maxpool_tie_goes_to_one_element():
                                          [0.0, 0.0, 0.0, 0.0]]]])
     # overlapping windows: each window routes to one element, shared elements sum
     x = np.zeros((1, 1, 3, 3))
-    layer = MaxPool2D(2, stride=1)
+    layer = maxpool(2, stride=1)
     layer.forward(x)
     dx = layer.backward(np.ones((1, 1, 2, 2)))
     assert dx.sum() == 4.0 and np.count_nonzero(dx) == 4 and dx[0, 0, 0, 0] == 1.0
@@ -185,22 +202,23 @@ def test_maxpool_2x2_path_matches_general_path(rng, monkeypatch):
     # small integers: many ties, which both paths must give to the same element
     x = rng.integers(0, 3, size=(3, 4, 6, 8)).astype(np.float32)
     dout = rng.standard_normal((3, 4, 3, 4)).astype(np.float32)
-    fast = MaxPool2D(2)
+    fast = FastMaxPool2D(2)
     assert fast._is_2x2(x.shape, (3, 4))
     # odd sizes do not tile: those take the general path
     assert not fast._is_2x2((1, 1, 5, 4), (2, 2))
     y_fast = fast.forward(x)
     dx_fast = fast.backward(dout)
-    monkeypatch.setattr(MaxPool2D, "_is_2x2", lambda self, *a: False)
-    general = MaxPool2D(2)
+    monkeypatch.setattr(FastMaxPool2D, "_is_2x2", lambda self, *a: False)
+    general = FastMaxPool2D(2)
     np.testing.assert_array_equal(general.forward(x), y_fast)
     np.testing.assert_array_equal(general.backward(dout), dx_fast)
 
 
-def test_global_avgpool_gradients(rng):
-    assert_small(check_layer_gradients(GlobalAvgPool2D(), rng.standard_normal((3, 4, 5, 2)), rng),
+@pytest.mark.parametrize("global_pool", GLOBAL_POOLS)
+def test_global_avgpool_gradients(rng, global_pool):
+    assert_small(check_layer_gradients(global_pool(), rng.standard_normal((3, 4, 5, 2)), rng),
                  {"x"})
-    assert GlobalAvgPool2D().output_shape((4, 5, 2)) == (4,)
+    assert global_pool().output_shape((4, 5, 2)) == (4,)
 
 
 def test_pool_errors():
@@ -215,8 +233,8 @@ def test_pool_errors():
 # ---------------------------------------------------------------- BatchNorm
 
 
-def _batchnorm(C, rng, dtype=np.float64):
-    layer = BatchNorm(C, dtype=dtype)
+def _batchnorm(cls, C, rng, dtype=np.float64):
+    layer = cls(C, dtype=dtype)
     layer.params["gamma"][:] = rng.uniform(0.5, 1.5, C)
     layer.params["beta"][:] = rng.standard_normal(C)
     return layer
@@ -224,8 +242,9 @@ def _batchnorm(C, rng, dtype=np.float64):
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 4, 3, 5)], ids=["2d", "4d"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_batchnorm_gradients(rng, shape, training):
-    layer = _batchnorm(4, rng)
+@pytest.mark.parametrize("bn", BATCHNORMS)
+def test_batchnorm_gradients(rng, bn, shape, training):
+    layer = _batchnorm(bn, 4, rng)
     layer.buffers["running_mean"][:] = rng.standard_normal(4)
     layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, 4)
     x = rng.standard_normal(shape) * 3 + 1
@@ -234,8 +253,9 @@ def test_batchnorm_gradients(rng, shape, training):
 
 @pytest.mark.parametrize("shape,axes", [((64, 5), (0,)), ((16, 5, 4, 3), (0, 2, 3))],
                          ids=["2d", "4d"])
-def test_batchnorm_training_statistics_and_running_update(rng, shape, axes):
-    layer = BatchNorm(5, momentum=0.1, eps=1e-5, dtype=np.float64)
+@pytest.mark.parametrize("bn", BATCHNORMS)
+def test_batchnorm_training_statistics_and_running_update(rng, bn, shape, axes):
+    layer = bn(5, momentum=0.1, eps=1e-5, dtype=np.float64)
     x = rng.standard_normal(shape) * rng.uniform(1, 4, 5).reshape((1, 5) + (1,) * (len(shape) - 2)) + 3
     y = layer.forward(x, training=True)
     np.testing.assert_allclose(y.mean(axis=axes), 0, atol=1e-12)
@@ -256,8 +276,9 @@ def test_batchnorm_training_statistics_and_running_update(rng, shape, axes):
         np.testing.assert_array_equal(layer.buffers[k], before[k])
 
 
-def test_batchnorm_float32_and_errors(rng):
-    layer = BatchNorm(3)
+@pytest.mark.parametrize("bn", BATCHNORMS)
+def test_batchnorm_float32_and_errors(rng, bn):
+    layer = bn(3)
     y = layer.forward(rng.standard_normal((4, 3, 2, 2)))
     assert y.dtype == np.float32 and layer.buffers["running_var"].dtype == np.float32
     with pytest.raises(ValueError, match="more than one value"):
@@ -265,7 +286,7 @@ def test_batchnorm_float32_and_errors(rng):
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         layer.forward(np.zeros((4, 2)))
     with pytest.raises(ValueError, match="momentum"):
-        BatchNorm(3, momentum=1.5)
+        bn(3, momentum=1.5)
 
 
 # ---------------------------------------------------------------- models
@@ -322,7 +343,7 @@ def test_build_model_rejects_what_does_not_fit():
         build_model([{"type": "dense", "units": 10}, {"type": "conv2d", "out_channels": 2}])
     with pytest.raises(ValueError, match="out_channels"):
         build_model([{"type": "conv2d"}, {"type": "dense", "units": 10}])
-    with pytest.raises(ValueError, match="padding must be >= 0"):
+    with pytest.raises(ValueError, match="padding must be an integer >= 0"):
         build_model([{"type": "conv2d", "out_channels": 2, "padding": -1}])
     with pytest.raises(ValueError, match=r"layer 0 \(batchnorm\).*momentum"):
         build_model([{"type": "batchnorm", "momentum": 2.0}])
@@ -335,13 +356,14 @@ def test_whole_cnn_gradients(rng):
              {"type": "batchnorm"}, {"type": "avgpool2d"},
              {"type": "conv2d", "out_channels": 2, "kernel_size": 2, "stride": 1},
              {"type": "maxpool2d", "stride": 1}, {"type": "dense", "units": 4}]
-    assert_model_gradients(specs, (4, 2, 6, 6), rng)
+    for build in BUILDERS:
+        assert_model_gradients(specs, (4, 2, 6, 6), rng, build)
 
 
-def assert_model_gradients(specs, x_shape, rng):
+def assert_model_gradients(specs, x_shape, rng, build=build_model):
     """Every parameter's gradient of a float64 model from ``specs`` against
     finite differences, on a random batch of ``x_shape`` with 4 classes."""
-    model = build_model(specs, input_shape=x_shape[1:], rng=rng, dtype=np.float64)
+    model = build(specs, input_shape=x_shape[1:], rng=rng, dtype=np.float64)
     x, y = rng.standard_normal(x_shape), rng.integers(0, 4, x_shape[0])
     errors = check_model_gradients(model, SoftmaxCrossEntropy(), x, y)
     assert set(errors) == {n for n, _, _ in model.parameters()}
@@ -349,9 +371,10 @@ def assert_model_gradients(specs, x_shape, rng):
         assert err < TOL, f"{name}: relative error {err:.2e}"
 
 
-def test_buffers_round_trip_and_stay_out_of_the_optimizer(tmp_path, rng):
-    a = build_model(CNN, rng=np.random.default_rng(1))
-    b = build_model(CNN, rng=np.random.default_rng(2))
+@pytest.mark.parametrize("build", BUILDERS)
+def test_buffers_round_trip_and_stay_out_of_the_optimizer(tmp_path, rng, build):
+    a = build(CNN, rng=np.random.default_rng(1))
+    b = build(CNN, rng=np.random.default_rng(2))
     x = rng.random((6, 1, 28, 28), dtype=np.float32)
     a.forward(x, training=True)  # moves a's running statistics away from (0, 1)
     assert not np.allclose(a.layers[1].buffers["running_mean"], 0)

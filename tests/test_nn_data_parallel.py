@@ -1,14 +1,16 @@
-"""train.data_parallel: batches cut into shards computed by forked workers (nnexp/nn/data_parallel.py)."""
+"""train.data_parallel: batches cut into shards computed by forked workers (nnexp/nn/fast/data_parallel.py)."""
 
 import os
 
 import numpy as np
 import pytest
 
-from nnexp.nn import BatchNorm, build_model, data_parallel
-from nnexp.nn.data_parallel import DataParallel, forward_backward
-from nnexp.nn.losses import SoftmaxCrossEntropy
-from nnexp.nn.optim import SGD
+from nnexp.nn import SoftmaxCrossEntropy, forward_backward
+from nnexp.nn.fast import build_fast_model as build_model
+from nnexp.nn.fast import data_parallel
+from nnexp.nn.fast.batchnorm import FastBatchNorm as BatchNorm
+from nnexp.nn.fast.data_parallel import DataParallel
+from nnexp.nn.fast.optim import FastSGD as SGD
 from process_helpers import Children, reaped
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")

@@ -1,4 +1,4 @@
-"""Evaluation batches shared among forked processes (nnexp/nn/forked.py)."""
+"""Evaluation batches shared among forked processes (nnexp/nn/fast/forked.py)."""
 
 import os
 import sys
@@ -7,7 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from nnexp.nn import build_model, forked
+from nnexp.nn.fast import build_fast_model as build_model
+from nnexp.nn.fast import forked
 from nnexp.train import evaluate
 from process_helpers import Children, reaped
 
@@ -116,7 +117,7 @@ def test_predict_and_evaluate_are_bit_identical_in_any_number_of_processes(forki
 KILLED_PARENT = """
 import os, signal, sys, time
 import numpy as np
-from nnexp.nn import forked
+from nnexp.nn.fast import forked
 forked.MIN_VALUES, forked.workers = 0, lambda: 2
 pidfile, main = sys.argv[1], os.getpid()
 

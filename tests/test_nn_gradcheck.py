@@ -1,9 +1,12 @@
 """Backprop is checked against float64 central differences, layer by layer."""
 
+import json
+
 import numpy as np
 import pytest
 
 from nnexp.nn import (
+    BatchNorm,
     Dense,
     Dropout,
     Flatten,
@@ -19,7 +22,9 @@ from nnexp.nn.gradcheck import (
     check_loss_gradients,
     check_model_gradients,
 )
-from nnexp.nn.layers import from_rows, per_sample_rows, times_mask
+from nnexp.nn.fast import build_fast_model
+from nnexp.nn.fast.layers import FastDense, FastFlatten, FastReLU
+from nnexp.nn.fast.layout import from_rows, per_sample_rows, times_mask
 
 TOL = 1e-6
 
@@ -40,17 +45,18 @@ def assert_small(errors):
         assert err < TOL, f"{name}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("dense", [Dense, FastDense])
 @pytest.mark.parametrize("init", ["he", "xavier", "small_normal", "uniform"])
-def test_dense(rng, init):
-    layer = Dense(5, 4, init=init, rng=rng, dtype=np.float64)
+def test_dense(rng, dense, init):
+    layer = dense(5, 4, init=init, rng=rng, dtype=np.float64)
     layer.params["b"][:] = rng.standard_normal(4)  # non-zero bias, so db is really tested
     errors = check_layer_gradients(layer, rng.standard_normal((3, 5)), rng)
     assert set(errors) == {"x", "W", "b"}
     assert_small(errors)
 
 
-@pytest.mark.parametrize("layer", [ReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()],
-                         ids=["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("layer", [ReLU(), FastReLU(), LeakyReLU(0.1), Sigmoid(), Tanh()],
+                         ids=["relu", "fast_relu", "leaky_relu", "sigmoid", "tanh"])
 def test_activations(rng, layer):
     x = away_from_zero(rng.standard_normal((4, 6)) * 2)
     errors = check_layer_gradients(layer, x, rng)
@@ -58,13 +64,14 @@ def test_activations(rng, layer):
     assert_small(errors)
 
 
+@pytest.mark.parametrize("relu_cls", [ReLU, FastReLU])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_activations_backward_after_either_mode(rng, training):
-    """Evaluation-mode ReLU keeps x instead of its mask (one pass less at
-    inference); a backward after it still gets the right gradient."""
+def test_activations_backward_after_either_mode(rng, relu_cls, training):
+    """The fast ReLU keeps x instead of its mask in evaluation mode (one pass
+    less at inference); a backward after it still gets the right gradient."""
     x = away_from_zero(rng.standard_normal((4, 6)))
-    assert_small(check_layer_gradients(ReLU(), x, rng, training=training))
-    relu, dout = ReLU(), rng.standard_normal((4, 6))
+    assert_small(check_layer_gradients(relu_cls(), x, rng, training=training))
+    relu, dout = relu_cls(), rng.standard_normal((4, 6))
     relu.forward(x, training=training)
     np.testing.assert_array_equal(relu.backward(dout), dout * (x > 0))
 
@@ -75,10 +82,11 @@ def test_sigmoid_is_stable_for_large_inputs():
     np.testing.assert_allclose(y, [[0, 0, 0.5, 1, 1]], atol=1e-7)
 
 
-def test_flatten(rng):
-    errors = check_layer_gradients(Flatten(), rng.standard_normal((2, 3, 4, 2)), rng)
+@pytest.mark.parametrize("flatten", [Flatten, FastFlatten])
+def test_flatten(rng, flatten):
+    errors = check_layer_gradients(flatten(), rng.standard_normal((2, 3, 4, 2)), rng)
     assert_small(errors)
-    assert Flatten().output_shape((1, 28, 28)) == (784,)
+    assert flatten().output_shape((1, 28, 28)) == (784,)
 
 
 def test_dropout_with_fixed_mask(rng):
@@ -114,8 +122,9 @@ def test_softmax_cross_entropy(rng, smoothing):
     assert_small(errors)
 
 
-def test_whole_model(rng):
-    model = build_model(
+@pytest.mark.parametrize("build", [build_model, build_fast_model])
+def test_whole_model(rng, build):
+    model = build(
         [{"type": "dense", "units": 6}, {"type": "tanh"},
          {"type": "dense", "units": 5}, {"type": "leaky_relu", "alpha": 0.2},
          {"type": "dropout", "p": 0.3},
@@ -151,7 +160,7 @@ def test_relu_model_away_from_kinks(rng):
 def test_gradcheck_catches_a_wrong_backward(rng):
     class BadTanh(Tanh):
         def backward(self, dout):
-            return dout * (1 - self._y)  # wrong: should be 1 - y**2
+            return dout * (1 - self.y)  # wrong: should be 1 - y**2
 
     errors = check_layer_gradients(BadTanh(), rng.standard_normal((3, 3)), rng)
     assert errors["x"] > 1e-2
@@ -178,13 +187,14 @@ def _layout(a):
     return [s for s, n in zip(a.strides, a.shape) if n > 1]
 
 
-def test_relu_output_and_gradient_are_numpys_bit_for_bit(rng):
-    """ReLU computes max(x, 0) against a row of zeros along per-sample rows
-    and its gradient with a float copy of the mask: the same bits as
-    np.maximum(x, 0) and dout * (x > 0) -- -0.0, NaN and infinities included --
-    in every memory layout, and the output keeps the input's layout."""
+@pytest.mark.parametrize("relu_cls", [ReLU, FastReLU])
+def test_relu_output_and_gradient_are_numpys_bit_for_bit(rng, relu_cls):
+    """The fast ReLU computes max(x, 0) against a row of zeros along per-sample
+    rows and its gradient with a float copy of the mask: the same bits as the
+    reference's np.maximum(x, 0) and dout * (x > 0) -- -0.0, NaN and infinities
+    included -- in every memory layout, and the output keeps the input's layout."""
     for name, x in _layouts(rng).items():
-        relu = ReLU()
+        relu = relu_cls()
         y, expected = relu.forward(x), np.maximum(x, 0)
         assert y.dtype == expected.dtype and y.shape == expected.shape, name
         assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(expected).tobytes(), name
@@ -213,3 +223,62 @@ def test_times_mask_is_multiplying_by_the_mask(rng):
     out = np.empty((6, 14), np.float32)[:, ::2]             # a strided destination
     assert times_mask(a, mask, out=out) is out
     np.testing.assert_array_equal(out, np.where(mask, a, 0))
+
+
+# ---------------------------------------------------------------- nnexp gradcheck
+
+
+CNN_CONFIG = """\
+model:
+  engine: {engine}
+  layers:
+    - {{type: conv2d, out_channels: 4, padding: 1}}
+    - {{type: batchnorm}}
+    - {{type: relu}}
+    - {{type: maxpool2d}}
+    - {{type: conv2d, out_channels: 8}}
+    - {{type: relu}}
+    - {{type: dropout, p: 0.3}}
+    - {{type: dense, units: 10}}
+"""
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_gradcheck_command_passes_a_correct_network(nnexp, tmp_path, engine):
+    config = tmp_path / "cnn.yaml"
+    config.write_text(CNN_CONFIG.format(engine=engine))
+    code, out, err = nnexp("gradcheck", config, "--samples", "5", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["failed"] == 0 and report["engine"] == engine
+    checked = {(c["layer"], c["name"]) for c in report["checks"]}
+    # every layer's input, and every parameter
+    assert {(0, "x"), (0, "W"), (0, "b"), (1, "gamma"), (1, "beta"), (3, "x"), (8, "x"), (8, "W")} <= checked
+    assert all(c["checked"] >= 1 for c in report["checks"])
+
+
+def test_gradcheck_command_names_the_broken_layer(nnexp, tmp_path, monkeypatch):
+    """A batch-norm backward without its mean-correction terms: only that layer
+    (and what depends on it) fails, and the exit status says so."""
+    def broken_backward(self, dout):
+        axes = self.axes(dout)
+        self.grads["beta"][...] = dout.sum(axis=axes)
+        self.grads["gamma"][...] = (dout * self.xhat).sum(axis=axes)
+        return self.per_channel(self.params["gamma"] * self.inv_std, dout) * dout
+
+    monkeypatch.setattr(BatchNorm, "backward", broken_backward)
+    config = tmp_path / "cnn.yaml"
+    config.write_text(CNN_CONFIG.format(engine="reference"))
+    code, out, err = nnexp("gradcheck", config, "--samples", "5")
+    assert code == 1
+    failing = [line.split()[:3] for line in out.splitlines() if line.endswith("FAIL")]
+    assert ["1", "BatchNorm", "input"] in failing
+    assert all(int(layer) <= 1 for layer, _, _ in failing)   # the layers above it are fine
+    assert "gradients within" in err
+
+
+def test_gradcheck_command_reports_config_errors(nnexp, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model: {layers: [{type: dense, unit: 10}]}\n")
+    code, _, err = nnexp("gradcheck", config)
+    assert code == 2 and "unit" in err

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 from nnexp.nn import (
+    ENGINES,
     LAYER_SPECS,
-    MaxPool2D,
     REQUIRED,
-    Adam,
-    BatchNorm,
     Dense,
     Dropout,
     Flatten,
@@ -23,6 +21,9 @@ from nnexp.nn import (
     save_weights,
     softmax,
 )
+from nnexp.nn.fast import build_fast_model
+
+BUILDERS = [build_model, build_fast_model]
 
 MLP = [
     {"type": "dense", "units": 256, "init": "he"},
@@ -145,9 +146,10 @@ def test_layer_specs_table():
 # ---------------------------------------------------------------- weights
 
 
-def test_state_dict_round_trip_via_weight_files(tmp_path):
-    a = build_model(MLP, rng=np.random.default_rng(1))
-    b = build_model(MLP, rng=np.random.default_rng(2))
+@pytest.mark.parametrize("build", BUILDERS)
+def test_state_dict_round_trip_via_weight_files(tmp_path, build):
+    a = build(MLP, rng=np.random.default_rng(1))
+    b = build(MLP, rng=np.random.default_rng(2))
     x = np.random.default_rng(3).random((4, 1, 28, 28), dtype=np.float32)
     assert not np.array_equal(a.forward(x), b.forward(x))
     optimizer_view = b.parameters()[0][1]  # loading must keep optimizers' references valid
@@ -184,10 +186,10 @@ def test_pickled_weights_are_refused(tmp_path):
 # ---------------------------------------------------------------- behaviour
 
 
-def _train(seed, x, y, specs, steps, batch=32):
+def _train(seed, x, y, specs, steps, batch=32, engine="reference"):
     rng = np.random.default_rng(seed)
-    model = build_model(specs, input_shape=x.shape[1:], rng=rng)
-    loss, opt = SoftmaxCrossEntropy(), Adam(model.parameters())
+    model = ENGINES[engine].build_model(specs, x.shape[1:], rng)
+    loss, opt = SoftmaxCrossEntropy(), ENGINES[engine].optimizers["adam"](model.parameters())
     for step in range(steps):
         idx = rng.integers(0, len(x), batch)
         loss.forward(model.forward(x[idx]), y[idx])
@@ -196,22 +198,24 @@ def _train(seed, x, y, specs, steps, batch=32):
     return model
 
 
-def test_same_seed_same_run_bit_for_bit():
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_same_seed_same_run_bit_for_bit(engine):
     data = np.random.default_rng(0)
     x = data.standard_normal((100, 12)).astype(np.float32)
     y = data.integers(0, 3, 100)
     specs = [{"type": "dense", "units": 16}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
              {"type": "dense", "units": 3}]
-    m1, m2 = _train(7, x, y, specs, 20), _train(7, x, y, specs, 20)
+    m1, m2 = _train(7, x, y, specs, 20, engine=engine), _train(7, x, y, specs, 20, engine=engine)
     for (n1, p1, _), (n2, p2, _) in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(m1.predict_proba(x), m2.predict_proba(x))
-    m3 = _train(8, x, y, specs, 20)
+    m3 = _train(8, x, y, specs, 20, engine=engine)
     assert not np.array_equal(m1.predict_proba(x), m3.predict_proba(x))
 
 
-def test_predict_proba_batched_eval_mode():
-    model = build_model([{"type": "dense", "units": 8}, {"type": "relu"},
+@pytest.mark.parametrize("build", BUILDERS)
+def test_predict_proba_batched_eval_mode(build):
+    model = build([{"type": "dense", "units": 8}, {"type": "relu"},
                          {"type": "dropout", "p": 0.5}, {"type": "dense", "units": 4}],
                         input_shape=(5,), rng=np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((23, 5)).astype(np.float32)
@@ -232,7 +236,8 @@ def test_sequential_by_hand():
         Sequential([Dense(3, 4), "relu"])
 
 
-def test_tiny_training_run_learns_a_separable_problem():
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_tiny_training_run_learns_a_separable_problem(engine):
     # three well-separated Gaussian blobs in 10-D
     data = np.random.default_rng(0)
     centers = data.standard_normal((3, 10)) * 3
@@ -240,78 +245,14 @@ def test_tiny_training_run_learns_a_separable_problem():
     x = (centers[y] + data.standard_normal((600, 10))).astype(np.float32)
     model = _train(0, x[:450], y[:450],
                    [{"type": "dense", "units": 32}, {"type": "relu"},
-                    {"type": "dense", "units": 3}], steps=150)
+                    {"type": "dense", "units": 3}], steps=150, engine=engine)
     accuracy = (model.predict(x[450:]) == y[450:]).mean()
     assert accuracy > 0.95
 
 
-# -- evaluation with batch-norm folded and ReLU fused ------------------------------------------
-
-FUSABLE = [  # conv+BN+ReLU (Winograd and im2col), conv+ReLU, conv+BN, dense+BN+ReLU, dense alone
-    {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "batchnorm"},
-    {"type": "relu"},
-    {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "algorithm": "winograd"},
-    {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
-    {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "algorithm": "im2col"}, {"type": "relu"},
-    {"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "batchnorm"},
-    {"type": "dense", "units": 12}, {"type": "batchnorm"}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
-    {"type": "dense", "units": 5},
-]
-
-
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-@pytest.mark.parametrize("side", [16, 17])   # the Winograd conv's output even (pool fused) or odd
-def test_fused_evaluation_equals_the_layers_one_by_one(dtype, rtol, side):
-    rng = np.random.default_rng(3)
-    model = build_model(FUSABLE, input_shape=(1, side, side), rng=rng, dtype=dtype)
-    assert model.layers[3].can_pool((8, side, side)) == (side == 16)
-    for _ in range(3):   # running statistics away from (0, 1), gamma/beta away from (1, 0)
-        model.forward(rng.random((10, 1, side, side)), training=True)
-    for name, p, _ in model.parameters():
-        if "gamma" in name or "beta" in name:
-            p[...] = rng.uniform(0.5, 1.5, p.shape) if "gamma" in name else rng.normal(0, 0.3, p.shape)
-    x = rng.random((7, 1, side, side)).astype(dtype)
-    h = x
-    for layer in model.layers:
-        h = layer.forward(h, training=False)
-    fused = model.forward(x, training=False)
-    assert fused.dtype == dtype
-    np.testing.assert_allclose(fused, h, rtol=rtol, atol=rtol * np.abs(h).max())
-
-
-def test_fused_evaluation_skips_the_folded_layers(monkeypatch):
-    model = build_model(FUSABLE, input_shape=(1, 16, 16), rng=np.random.default_rng(0))
-    called = []
-    for cls in (BatchNorm, ReLU, MaxPool2D):
-        original = cls.forward
-        monkeypatch.setattr(cls, "forward", lambda self, x, training=True, f=original:
-                            called.append(self) or f(self, x, training))
-    model.forward(np.zeros((2, 1, 16, 16), np.float32), training=False)
-    # every BN and ReLU here follows a conv or dense; the pool follows a Winograd block
-    assert called == []
-    model.forward(np.zeros((2, 1, 16, 16), np.float32), training=True)
-    assert len(called) == 9
-
-
-def test_batchnorm_fold_is_the_affine_map_it_replaces():
-    rng = np.random.default_rng(4)
-    bn = BatchNorm(3, dtype=np.float64)
-    bn.buffers["running_mean"][...] = rng.normal(size=3)
-    bn.buffers["running_var"][...] = rng.uniform(0.5, 2, 3)
-    bn.params["gamma"][...] = rng.uniform(0.5, 2, 3)
-    bn.params["beta"][...] = rng.normal(size=3)
-    x = rng.normal(size=(5, 4))
-    W, b = rng.normal(size=(4, 3)), rng.normal(size=3)
-    W2, b2 = bn.fold(W, b)
-    np.testing.assert_allclose(x @ W2 + b2, bn.forward(x @ W + b, training=False), rtol=1e-12)
-    Wc = rng.normal(size=(3, 2, 3, 3))
-    Wc2, _ = bn.fold(Wc, b)
-    scale = bn.params["gamma"] / np.sqrt(bn.buffers["running_var"] + bn.eps)
-    np.testing.assert_allclose(Wc2, Wc * scale[:, None, None, None], rtol=1e-12)
-
-
-def test_backward_after_an_evaluation_forward_is_refused():
-    model = build_model([{"type": "dense", "units": 3}], input_shape=(4,), rng=np.random.default_rng(0))
+@pytest.mark.parametrize("build", BUILDERS)
+def test_backward_after_an_evaluation_forward_is_refused(build):
+    model = build([{"type": "dense", "units": 3}], input_shape=(4,), rng=np.random.default_rng(0))
     with pytest.raises(RuntimeError, match="training=True"):
         model.backward(np.zeros((2, 3), np.float32))
     model.forward(np.zeros((2, 4), np.float32), training=True)

@@ -1,12 +1,13 @@
-"""Chunks of a layer's work on several threads (nnexp/nn/threads.py)."""
+"""Chunks of a layer's work on several threads (nnexp/nn/fast/threads.py)."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from nnexp.nn import Conv2D, threads
-from nnexp.nn import conv as conv_module
+from nnexp.nn.fast import conv as conv_module
+from nnexp.nn.fast import threads
+from nnexp.nn.fast.conv import FastConv2D as Conv2D
 
 
 def test_map_chunks_keeps_order_and_gives_each_worker_its_chunks(monkeypatch):

@@ -4,11 +4,16 @@ layout it hands to the layers after it."""
 import numpy as np
 import pytest
 
-from nnexp.nn import BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D, build_model
-from nnexp.nn import conv as conv_module
-from nnexp.nn import winograd
+from nnexp.nn.fast import build_fast_model as build_model
+from nnexp.nn.fast import conv as conv_module
+from nnexp.nn.fast import winograd
+from nnexp.nn.fast.batchnorm import FastBatchNorm as BatchNorm
+from nnexp.nn.fast.conv import FastConv2D as Conv2D
+from nnexp.nn.fast.layers import FastFlatten as Flatten
+from nnexp.nn.fast.layout import empty_nchw, is_channels_last
+from nnexp.nn.fast.pooling import FastGlobalAvgPool2D as GlobalAvgPool2D
+from nnexp.nn.fast.pooling import FastMaxPool2D as MaxPool2D
 from nnexp.nn.gradcheck import check_layer_gradients
-from nnexp.nn.layers import Flatten, empty_nchw, is_channels_last
 
 from test_nn_conv import assert_model_gradients, assert_small, naive_conv
 
@@ -160,7 +165,7 @@ def test_algorithm_choice_and_errors():
         Conv2D(8, 4, 3, stride=2, algorithm="winograd")
     with pytest.raises(ValueError, match="algorithm must be one of"):
         Conv2D(8, 4, 3, algorithm="fft")
-    with pytest.raises(ValueError, match=r"layer 1 \(conv2d\): unknown algorithm 'fft'"):
+    with pytest.raises(ValueError, match=r"layer 1 \(conv2d\): Conv2D: algorithm must be one of .*'fft'"):
         build_model([{"type": "conv2d", "out_channels": 2},
                      {"type": "conv2d", "out_channels": 2, "algorithm": "fft"}], input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match=r"layer 0 \(conv2d\):.*needs kernel_size 3"):
@@ -209,7 +214,7 @@ def test_whole_winograd_cnn_gradients(rng, one_sample_chunks):
              {"type": "conv2d", "out_channels": 3, "padding": 1, "algorithm": "winograd"},
              {"type": "relu"}, {"type": "avgpool2d"},
              {"type": "flatten"}, {"type": "dense", "units": 4}]
-    assert_model_gradients(specs, (3, 2, 6, 6), rng)
+    assert_model_gradients(specs, (3, 2, 6, 6), rng, build_model)
 
 
 def test_output_transform_max_is_the_max_of_each_tile():

@@ -1,7 +1,23 @@
 """nnexp.nn: a small neural-network library in plain NumPy.
 
-Layers have ``forward``/``backward``; ``Sequential`` chains them; losses,
-optimizers and learning-rate schedules are separate small pieces::
+The reference network, one concept per module, each layer a small class
+whose ``forward`` and ``backward`` read like its docstring:
+
+    layers.py       the layer protocol; Dense, Flatten, Dropout
+    activations.py  ReLU, LeakyReLU, Sigmoid, Tanh
+    conv.py         Conv2D by im2col and one matrix product
+    pooling.py      MaxPool2D, AvgPool2D, GlobalAvgPool2D
+    batchnorm.py    BatchNorm
+    losses.py       softmax cross-entropy (with label smoothing)
+    optim.py        SGD, momentum, Nesterov, RMSprop, Adam, AdamW
+    schedules.py    learning-rate schedules
+    init.py         weight initialisers
+    model.py        Sequential, building from config specs, weight files
+    deskew.py, warp.py   straightening digits (a parameter-free first layer)
+    gradcheck.py    gradients against finite differences
+
+The speed machinery lives beside it, in nnexp.nn.fast; engines.py selects one
+or the other (``model.engine``).  docs/math.md derives every equation::
 
     from nnexp.nn import build_model, SoftmaxCrossEntropy, Adam, make_schedule
     model = build_model([{"type": "dense", "units": 256}, {"type": "relu"},
@@ -14,42 +30,27 @@ optimizers and learning-rate schedules are separate small pieces::
         opt.step(lr(step))
 """
 
-from .conv import AvgPool2D, BatchNorm, Conv2D, GlobalAvgPool2D, MaxPool2D
+from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .batchnorm import BatchNorm
+from .conv import Conv2D
+from .engines import ENGINES, Engine
 from .init import INITS
-from .layers import (
-    REQUIRED,
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    LeakyReLU,
-    ReLU,
-    Sigmoid,
-    Tanh,
-)
+from .layers import Dense, Dropout, Flatten, Layer
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
-from .model import LAYER_SPECS, Sequential, build_model, load_weights, save_weights
-from .optim import (
-    OPTIMIZER_SPECS,
-    OPTIMIZERS,
-    SGD,
-    Adam,
-    AdamW,
-    Momentum,
-    Nesterov,
-    Optimizer,
-    RMSprop,
-    make_optimizer,
-)
+from .model import LAYER_SPECS, Sequential, build_model, forward_backward, load_weights, save_weights
+from .optim import OPTIMIZER_SPECS, OPTIMIZERS, SGD, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSprop, make_optimizer
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .schedules import SCHEDULE_SPECS, make_schedule
+from .specs import REQUIRED
 
 __all__ = [
     "INITS", "REQUIRED",
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
     "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm",
     "SoftmaxCrossEntropy", "softmax", "log_softmax",
-    "Sequential", "build_model", "LAYER_SPECS", "save_weights", "load_weights",
+    "Sequential", "build_model", "forward_backward", "LAYER_SPECS", "save_weights", "load_weights",
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",
     "OPTIMIZERS", "OPTIMIZER_SPECS", "make_optimizer",
     "make_schedule", "SCHEDULE_SPECS",
+    "ENGINES", "Engine",
 ]

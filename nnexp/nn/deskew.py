@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..augment import warp
+from .warp import warp
 from .layers import Layer
 
 #: |alpha| beyond this is not a slant but a degenerate image (a thin
@@ -36,7 +36,7 @@ def skew_matrices(x: np.ndarray) -> np.ndarray:
         x: (N, C, H, W) non-negative images; the channels' sum is the mass.
 
     Returns:
-        (N, 2, 3) float64 matrices for :func:`nnexp.augment.warp`. An empty
+        (N, 2, 3) float64 matrices for :func:`~nnexp.nn.warp.warp`. An empty
         image (no mass) gets the identity.
     """
     n, _, h, w = x.shape

@@ -1,25 +1,17 @@
-"""Optimizers that update parameters in place.
+"""Optimizers: the update rules, one parameter at a time.
 
-Every optimizer takes ``params = model.parameters()``, a list of
-``(name, param, grad)`` triples, and keeps references to those arrays: the
-model fills ``grad`` during ``backward`` and ``step(lr)`` updates ``param`` in
-place.  The learning rate is passed to every ``step`` so that a schedule can
-drive it; the other hyper-parameters are fixed at construction.
+An optimizer gets ``model.parameters()``, a list of ``(name, param, grad)``
+triples, and keeps references to those arrays: backward fills ``grad``,
+``step(lr)`` updates ``param`` in place.  The learning rate comes with every
+step, so a schedule can drive it; the other hyper-parameters are fixed.
 
-The update rules follow PyTorch (``torch.optim``) exactly -- including where
-weight decay enters, the momentum buffer and Adam's bias correction -- so a
-run here can be compared step for step with a PyTorch run.
+The rules are PyTorch's (``torch.optim``): where weight decay enters, the
+momentum buffer, Adam's bias correction, so a run can be compared step by
+step with a PyTorch run.  Weight decay applies to weight matrices and
+kernels (ndim >= 2), never to biases and batch-norm's scale and shift.
 
-Weight decay is applied only to parameters with ``ndim >= 2`` (weight
-matrices), never to biases (ndim 1): decaying biases has no regularising
-value and only shifts the activations.
-
-Speed: each line of an update is one vectorised pass over the arrays, and
-every intermediate goes into preallocated scratch buffers via ``out=``, so a
-step allocates nothing.  Parameters that lie back to back in one buffer (as
-``Sequential`` stores them) and get the same treatment are updated together as
-one flat array -- one NumPy call per line instead of one per parameter.  All
-scalars are Python floats, which keeps float32 arrays float32.
+In every rule below, d is the gradient with the weight decay added where it
+applies (coupled L2):  d = g + wd * p.
 """
 
 from __future__ import annotations
@@ -28,29 +20,14 @@ import math
 
 import numpy as np
 
-from .layers import REQUIRED
-
-__all__ = [
-    "Optimizer",
-    "SGD",
-    "Momentum",
-    "Nesterov",
-    "RMSprop",
-    "Adam",
-    "AdamW",
-    "OPTIMIZERS",
-    "OPTIMIZER_SPECS",
-    "make_optimizer",
-    "REQUIRED",
-]
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",
+           "OPTIMIZERS", "OPTIMIZER_SPECS", "make_optimizer"]
 
 
 def _in_unit(name: str, v, cls: str, lo_inclusive: bool = True) -> float:
     v = float(v)
-    ok = (0.0 <= v < 1.0) if lo_inclusive else (0.0 < v < 1.0)
-    if not ok:
-        rng = "[0, 1)" if lo_inclusive else "(0, 1)"
-        raise ValueError(f"{cls}: {name} must be in {rng}, got {v}")
+    if not ((0.0 <= v < 1.0) if lo_inclusive else (0.0 < v < 1.0)):
+        raise ValueError(f"{cls}: {name} must be in {'[0, 1)' if lo_inclusive else '(0, 1)'}, got {v}")
     return v
 
 
@@ -68,116 +45,17 @@ def _non_negative(name: str, v, cls: str) -> float:
     return v
 
 
-def _flush_constant(dtype) -> float:
-    """C = tiny * 2**(nmant + 2), so that ulp(C) = 4 * tiny.
-
-    float32: C = 2**-101, ulp(C) = 2**-124.  Then (a + C) - C is
-      * exactly 0        for |a| <  ulp(C)/2 = 2 * tiny   (all subnormals included),
-      * a multiple of ulp(C) = 4 * tiny otherwise (so never subnormal), and
-      * exactly a        for |a| >= 2**-77, i.e. for any value that matters.
-    """
-    fi = np.finfo(dtype)
-    return float(fi.tiny) * 2.0 ** (fi.nmant + 2)
-
-
-def _flush_subnormals(a: np.ndarray, c: float) -> None:
-    """Round the ~0 entries of a state buffer to exactly 0, in place (c = _flush_constant).
-
-    Why: a buffer that decays geometrically while its gradient is exactly zero
-    (m *= 0.9 for a dead ReLU unit, or for an MNIST pixel that is rarely on)
-    sinks into the subnormal ("denormal") range and gets *stuck* there:
-    0.9 * (smallest subnormal) rounds back to itself.  CPUs handle subnormal
-    operands with a microcode assist ~100x slower than normal arithmetic; a few
-    thousand of them made every later optimizer step several times slower.
-    NumPy cannot switch on the CPU's flush-to-zero mode, so we round instead:
-    adding and subtracting the tiny normal constant C sends every |a| < 2*tiny
-    to exactly 0 (where it then stays) and leaves meaningful values unchanged.
-    """
-    a += c
-    a -= c
-
-
-def _flush_period(decay: float) -> int:
-    """Every how many steps to flush a buffer that decays by ``decay`` per step.
-
-    After a flush every nonzero entry has |a| >= ulp(C) = 4 * tiny.  We pick n
-    with decay**n ~ 0.35, inside (1/4, 1/2): within n steps of pure decay an
-    entry stays above 4 * tiny * 1/4 = tiny (normal), and one that started at
-    4 * tiny has fallen below 2 * tiny, so the next flush sends it to 0.
-    n = 10 for decay 0.9, 1049 for 0.999.
-    """
-    if decay <= 0.0:
-        return 1
-    return max(1, round(math.log(0.35) / math.log(decay)))
-
-
-def _address(a: np.ndarray) -> int:
-    return a.__array_interface__["data"][0]
-
-
-def _root(a: np.ndarray) -> np.ndarray:
-    """The array that owns a's memory."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
-def _follows(a: np.ndarray, b: np.ndarray) -> bool:
-    """True if b starts right where a ends, inside the same contiguous buffer."""
-    root = _root(a)
-    return (a.flags.c_contiguous and b.flags.c_contiguous and root.flags.c_contiguous
-            and a.dtype == b.dtype == root.dtype and _root(b) is root
-            and _address(b) == _address(a) + a.nbytes)
-
-
-def _flat_span(arrays: list[np.ndarray]) -> np.ndarray | None:
-    """A 1-D view covering ``arrays`` (which lie back to back, see _follows), or
-    None when that is impossible (a single non-contiguous array)."""
-    if len(arrays) == 1:
-        a = arrays[0]
-        return a.reshape(-1) if a.flags.c_contiguous else None
-    root = _root(arrays[0])
-    start = (_address(arrays[0]) - _address(root)) // root.itemsize
-    size = sum(a.size for a in arrays)
-    return root.reshape(-1)[start:start + size]
-
-
-#: Updates run over blocks of at most this many elements (256 KiB of float32
-#: per array): the ~10 passes of an Adam step then reuse the same five blocks
-#: from the L2 cache instead of streaming whole 1 MB arrays ten times.
-#: On the MNIST MLP this made Adam's step ~20% faster in isolation.
-_BLOCK = 1 << 16
-
-
-class _Group:
-    """A block of parameter elements that are updated together.
-
-    p, g        views of the parameter(s) and gradient(s): a 1-D block of up to
-                _BLOCK elements of one or more parameters stored back to back,
-                or (for a non-contiguous parameter) the whole array
-    decay       whether weight decay applies (weights, ndim >= 2)
-    state       slot name -> state buffer (view) shaped like p
-    tmp, tmp2   scratch buffers shaped like p (tmp2 only when decay)
-    flush       the constant used by _flush_subnormals for p's dtype
-    """
-
-    __slots__ = ("p", "g", "decay", "state", "tmp", "tmp2", "flush")
-
-    def __init__(self, p, g, decay, state, tmp, tmp2):
-        self.p, self.g, self.decay = p, g, decay
-        self.state, self.tmp, self.tmp2 = state, tmp, tmp2
-        self.flush = _flush_constant(p.dtype) if p.dtype.kind == "f" else 0.0
-
-
 class Optimizer:
     """Base class.
 
-    step(lr)             apply one update with learning rate ``lr``
-    state_dict()         {"t": steps taken, "<slot>.<param name>": buffer, ...} (copies)
-    load_state_dict(d)   restore buffers in place (checks keys and shapes)
+    step(lr)            one update with learning rate ``lr``
+    state_dict()        {"t": steps taken, "<slot>.<param name>": buffer copy, ...}
+    load_state_dict(d)  the buffers back, in place (keys and shapes checked)
+
+    ``slots`` names the per-parameter state buffers (Adam: "m" and "v");
+    ``self.state[slot][i]`` is the buffer of parameter i, zero at the start.
     """
 
-    #: names of the per-parameter state buffers, e.g. ("m", "v") for Adam
     slots: tuple[str, ...] = ()
 
     def __init__(self, params, weight_decay: float = 0.0) -> None:
@@ -196,129 +74,71 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
                 raise ValueError(f"{cls}: parameter {name!r} and its grad must be ndarrays")
             if p.shape != g.shape:
-                raise ValueError(
-                    f"{cls}: parameter {name!r} has shape {p.shape} but its grad {g.shape}"
-                )
+                raise ValueError(f"{cls}: parameter {name!r} has shape {p.shape} but its grad {g.shape}")
         self.weight_decay = _non_negative("weight_decay", weight_decay, cls)
-        # Weight decay only on weight matrices, not biases.
-        self._decay = [self.weight_decay > 0 and p.ndim >= 2 for _, p, _ in self.params]
-        self.t = 0  # number of steps taken
+        #: per parameter: does weight decay apply (weights, not biases)
+        self.decay = [self.weight_decay > 0 and p.ndim >= 2 for _, p, _ in self.params]
+        self.t = 0
+        self.state: dict[str, list[np.ndarray]] = self.make_state()
 
-        # Runs of parameters that are adjacent in memory (params and grads
-        # both, as Sequential stores them) and share the decay flag are
-        # updated as one flat array, cut into blocks of _BLOCK elements.
-        runs: list[list[int]] = []
-        for i, (_, p, g) in enumerate(self.params):
-            if runs:
-                j = runs[-1][-1]
-                _, pj, gj = self.params[j]
-                if self._decay[j] == self._decay[i] and _follows(pj, p) and _follows(gj, g):
-                    runs[-1].append(i)
-                    continue
-            runs.append([i])
-        self._groups: list[_Group] = []
-        #: slot -> one state array per parameter (views into the flat buffers)
-        self.state: dict[str, list[np.ndarray]] = {s: [] for s in self.slots}
-        for run in runs:
-            ps = [self.params[i][1] for i in run]
-            decay = self._decay[run[0]]
-            P, G = _flat_span(ps), _flat_span([self.params[i][2] for i in run])
-            if P is None or G is None:  # a non-contiguous parameter: update it as it is
-                p, g = self.params[run[0]][1], self.params[run[0]][2]
-                state = {s: np.zeros_like(p) for s in self.slots}
-                for s in self.slots:
-                    self.state[s].append(state[s])
-                self._groups.append(_Group(p, g, decay, state, np.empty_like(p),
-                                           np.empty_like(p) if decay else None))
-                continue
-            state = {s: np.zeros_like(P) for s in self.slots}
-            offset = 0
-            for p in ps:
-                for s in self.slots:
-                    self.state[s].append(state[s][offset:offset + p.size].reshape(p.shape))
-                offset += p.size
-            # scratch is shared by the run's blocks (so it stays in cache)
-            tmp = np.empty(min(P.size, _BLOCK), dtype=P.dtype)
-            tmp2 = np.empty_like(tmp) if decay else None
-            for start in range(0, P.size, _BLOCK):
-                end = min(start + _BLOCK, P.size)
-                n = end - start
-                self._groups.append(_Group(
-                    P[start:end], G[start:end], decay,
-                    {s: buf[start:end] for s, buf in state.items()},
-                    tmp[:n], None if tmp2 is None else tmp2[:n]))
+    def make_state(self) -> dict[str, list[np.ndarray]]:
+        """{slot: [a zero buffer shaped like each parameter]}."""
+        return {s: [np.zeros_like(p) for _, p, _ in self.params] for s in self.slots}
 
     def step(self, lr: float) -> None:
         raise NotImplementedError
 
+    def decayed_grad(self, i: int) -> np.ndarray:
+        """d = g + wd * p for parameter i (g alone where weight decay does not apply)."""
+        _, p, g = self.params[i]
+        return g + self.weight_decay * p if self.decay[i] else g
+
     def zero_grad(self) -> None:
-        """Set every grad to 0 (not needed with our layers, which overwrite grads)."""
+        """Every grad to 0 (the layers overwrite their grads, so training never needs it)."""
         for _, _, g in self.params:
             g.fill(0)
 
-    def _slot_scale(self, slot: str) -> float:
-        """Factor from an internal state buffer to its state_dict value (1: stored as is)."""
-        return 1.0
-
     def state_dict(self, internal: bool = False) -> dict[str, np.ndarray]:
-        """``internal``: the buffers exactly as the optimizer keeps them (for
-        checkpoints, which must resume bit for bit; the default converts to
-        PyTorch's conventions, which may round)."""
+        """The state as PyTorch names it.  ``internal``: exactly the buffers
+        this optimizer keeps, for checkpoints that must resume bit for bit (the
+        same thing here; fast variants that keep scaled buffers differ)."""
         d = {"t": np.array(self.t, dtype=np.int64)}
         for s in self.slots:
-            scale = 1.0 if internal else self._slot_scale(s)
             for (name, _, _), buf in zip(self.params, self.state[s]):
-                d[f"{s}.{name}"] = buf * scale if scale != 1.0 else buf.copy()
+                d[f"{s}.{name}"] = buf.copy()
         return d
 
     def load_state_dict(self, d: dict, internal: bool = False) -> None:
+        """Restore state_dict(internal)'s output in place; ValueError naming a
+        missing, unexpected or misshapen entry (and nothing changed then)."""
         cls = type(self).__name__
         expected = ["t"] + [f"{s}.{name}" for s in self.slots for name, _, _ in self.params]
         missing = [k for k in expected if k not in d]
         unexpected = [k for k in d if k not in expected]
         if missing or unexpected:
-            raise ValueError(
-                f"{cls}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
-            )
+            raise ValueError(f"{cls}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for s in self.slots:
             for (name, _, _), buf in zip(self.params, self.state[s]):
-                v = np.asarray(d[f"{s}.{name}"])
-                if v.shape != buf.shape:
-                    raise ValueError(
-                        f"{cls}.load_state_dict: {s}.{name} has shape {v.shape}, "
-                        f"expected {buf.shape}"
-                    )
+                if np.shape(d[f"{s}.{name}"]) != buf.shape:
+                    raise ValueError(f"{cls}.load_state_dict: {s}.{name} has shape "
+                                     f"{np.shape(d[f'{s}.{name}'])}, expected {buf.shape}")
         for s in self.slots:
-            scale = 1.0 if internal else self._slot_scale(s)
             for (name, _, _), buf in zip(self.params, self.state[s]):
                 np.copyto(buf, d[f"{s}.{name}"], casting="same_kind")
-                if scale != 1.0:
-                    buf /= scale
         self.t = int(d["t"])
-
-    def _grad_with_l2(self, group: _Group) -> np.ndarray:
-        """Coupled L2: return g + wd * p (in scratch buffer 2) for weights, else g."""
-        if not group.decay:
-            return group.g
-        d = group.tmp2
-        np.multiply(group.p, self.weight_decay, out=d)
-        d += group.g
-        return d
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, optionally with (Nesterov) momentum.
-
-    PyTorch's rule (dampening 0), with d = g + wd * p  (coupled L2, weights only):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum mu.
 
         plain:     p <- p - lr * d
-        momentum:  b <- mu * b + d              (b starts at 0, so b_1 = d_1)
+        momentum:  b <- mu * b + d            (b starts at 0)
                    p <- p - lr * b
         Nesterov:  b <- mu * b + d
                    p <- p - lr * (d + mu * b)
 
-    Note lr multiplies the buffer at every step (not folded into it), so
-    changing lr mid-training takes effect immediately, as in PyTorch.
+    lr multiplies the buffer at every step (it is not folded into it), so a
+    new learning rate takes effect at once, as in PyTorch.
     """
 
     slots = ("buf",)
@@ -331,35 +151,20 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0.0:
             raise ValueError(f"{cls}: Nesterov momentum needs momentum > 0")
         if self.momentum == 0.0:
-            self.slots = ()  # plain SGD keeps no state
+            self.slots = ()   # plain SGD keeps no state
         super().__init__(params, weight_decay)
-        self._every_b = _flush_period(self.momentum)
 
     def step(self, lr: float) -> None:
-        lr = float(lr)
-        mu = self.momentum
+        lr, mu = float(lr), self.momentum
         self.t += 1
-        for group in self._groups:
-            p, tmp = group.p, group.tmp
-            d = self._grad_with_l2(group)
+        for i, (_, p, _) in enumerate(self.params):
+            d = self.decayed_grad(i)
             if mu == 0.0:
-                np.multiply(d, lr, out=tmp)
-                p -= tmp
+                p -= lr * d
                 continue
-            b = group.state["buf"]
-            b *= mu
-            b += d
-            if self.t % self._every_b == 0:
-                _flush_subnormals(b, group.flush)
-            if self.nesterov:
-                # p -= lr * (d + mu * b), as two in-place subtractions
-                np.multiply(d, lr, out=tmp)
-                p -= tmp
-                np.multiply(b, lr * mu, out=tmp)
-                p -= tmp
-            else:
-                np.multiply(b, lr, out=tmp)
-                p -= tmp
+            b = self.state["buf"][i]
+            b[...] = mu * b + d
+            p -= lr * (d + mu * b) if self.nesterov else lr * b
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -371,24 +176,20 @@ class Momentum(SGD):
 
     def __init__(self, params, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, momentum=momentum, nesterov=nesterov,
-                         weight_decay=weight_decay)
+        super().__init__(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
 
 class Nesterov(SGD):
     """SGD with Nesterov momentum, mu = 0.9 by default (``"nesterov"``)."""
 
     def __init__(self, params, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
-        super().__init__(params, momentum=momentum, nesterov=True,
-                         weight_decay=weight_decay)
+        super().__init__(params, momentum=momentum, nesterov=True, weight_decay=weight_decay)
 
 
 class RMSprop(Optimizer):
     """RMSprop (Hinton's lecture 6e; PyTorch's non-centred form without momentum).
 
-    With d = g + wd * p  (coupled L2, weights only):
-
-        v <- rho * v + (1 - rho) * d**2          (v starts at 0)
+        v <- rho * v + (1 - rho) * d^2          (v starts at 0)
         p <- p - lr * d / (sqrt(v) + eps)
 
     rho is PyTorch's ``alpha`` (its default is 0.99; ours 0.9, Hinton's value).
@@ -396,116 +197,62 @@ class RMSprop(Optimizer):
 
     slots = ("v",)
 
-    def __init__(self, params, rho: float = 0.9, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(self, params, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         cls = type(self).__name__
         self.rho = _in_unit("rho", rho, cls)
         self.eps = _positive("eps", eps, cls)
         super().__init__(params, weight_decay)
-        self._every_v = _flush_period(self.rho)
 
     def step(self, lr: float) -> None:
-        lr = float(lr)
-        rho = self.rho
+        lr, rho = float(lr), self.rho
         self.t += 1
-        for group in self._groups:
-            p, v, tmp = group.p, group.state["v"], group.tmp
-            d = self._grad_with_l2(group)
-            # v = rho * v + (1 - rho) * d^2
-            v *= rho
-            np.square(d, out=tmp)
-            tmp *= 1.0 - rho
-            v += tmp
-            if self.t % self._every_v == 0:
-                _flush_subnormals(v, group.flush)
-            # p -= lr * d / (sqrt(v) + eps)
-            np.sqrt(v, out=tmp)
-            tmp += self.eps
-            np.divide(d, tmp, out=tmp)
-            tmp *= lr
-            p -= tmp
+        for i, (_, p, _) in enumerate(self.params):
+            d, v = self.decayed_grad(i), self.state["v"][i]
+            v[...] = rho * v + (1 - rho) * d * d
+            p -= lr * d / (np.sqrt(v) + self.eps)
 
     def __repr__(self) -> str:
         return f"RMSprop(rho={self.rho}, eps={self.eps}, weight_decay={self.weight_decay})"
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with PyTorch's bias correction; coupled L2.
+    """Adam (Kingma & Ba 2015) with coupled L2 weight decay, as torch.optim.Adam.
 
-    With d = g + wd * p  (coupled L2 as in torch.optim.Adam, weights only),
-    m, v starting at 0 and t = 1, 2, ... the step count:
+    With t = 1, 2, ... the step count and m, v starting at 0:
 
-        m <- b1 * m + (1 - b1) * d
-        v <- b2 * v + (1 - b2) * d**2
-        p <- p - (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
+        m <- b1 * m + (1 - b1) * d              first moment
+        v <- b2 * v + (1 - b2) * d^2            second moment
+        m_hat = m / (1 - b1^t)                  bias corrections
+        v_hat = v / (1 - b2^t)
+        p <- p - lr * m_hat / (sqrt(v_hat) + eps)
 
-    i.e. p -= lr * m_hat / (sqrt(v_hat) + eps) with m_hat = m/(1-b1^t),
-    v_hat = v/(1-b2^t) -- eps is added *after* the bias correction of v, as in
-    PyTorch.  For decoupled weight decay use AdamW.
-
-    (For speed the buffers hold m/(1-b1) and v/(1-b2); see _adam_update.
-    state_dict() reports m and v exactly as above.)
+    For decoupled weight decay use AdamW.
     """
 
     slots = ("m", "v")
 
-    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         cls = type(self).__name__
         self.beta1 = _in_unit("beta1", beta1, cls)
         self.beta2 = _in_unit("beta2", beta2, cls)
         self.eps = _positive("eps", eps, cls)
         super().__init__(params, weight_decay)
-        self._every_m = _flush_period(self.beta1)
-        self._every_v = _flush_period(self.beta2)
-
-    def _adam_update(self, lr: float, coupled_l2: bool) -> None:
-        # Internally the buffers hold M = m / (1 - b1) and V = v / (1 - b2): the
-        # same moving averages without their constant (1 - beta) factors, so
-        # the updates are  M <- b1 M + d  and  V <- b2 V + d^2  -- two passes
-        # over the arrays fewer per step.  The factors move into two scalars:
-        #   step_size * m / (sqrt(v) / sqrt(bc2) + eps)  =  M / (sqrt(V) * a + c)
-        #   with k = step_size * (1 - b1),  a = sqrt((1 - b2) / bc2) / k,  c = eps / k
-        # state_dict() converts back to PyTorch's m and v.
-        b1, b2, eps = self.beta1, self.beta2, self.eps
-        self.t += 1
-        t = self.t
-        step_size = lr / (1.0 - b1 ** t)       # lr / bc1
-        bc2 = 1.0 - b2 ** t
-        k = step_size * (1.0 - b1)
-        a = math.sqrt((1.0 - b2) / bc2) / k if k != 0.0 else 0.0
-        c = eps / k if k != 0.0 else 0.0
-        flush_m = t % self._every_m == 0
-        flush_v = t % self._every_v == 0
-        for group in self._groups:
-            d = self._grad_with_l2(group) if coupled_l2 else group.g
-            p, M, V, tmp = group.p, group.state["m"], group.state["v"], group.tmp
-            # M = b1 * M + d                 (m = (1 - b1) M)
-            M *= b1
-            M += d
-            if flush_m:
-                _flush_subnormals(M, group.flush)
-            # V = b2 * V + d^2               (v = (1 - b2) V)
-            V *= b2
-            np.square(d, out=tmp)
-            V += tmp
-            if flush_v:
-                _flush_subnormals(V, group.flush)
-            if k == 0.0:  # lr = 0 (e.g. first step of a warm-up): moments only
-                continue
-            # p -= M / (sqrt(V) * a + c)     (= lr * m_hat / (sqrt(v_hat) + eps))
-            np.sqrt(V, out=tmp)
-            tmp *= a
-            tmp += c
-            np.divide(M, tmp, out=tmp)
-            p -= tmp
-
-    def _slot_scale(self, slot: str) -> float:
-        # internal M, V  ->  PyTorch's m = (1 - b1) M, v = (1 - b2) V
-        return 1.0 - (self.beta1 if slot == "m" else self.beta2)
 
     def step(self, lr: float) -> None:
-        self._adam_update(float(lr), coupled_l2=True)
+        self.adam_step(float(lr), coupled_l2=True)
+
+    def adam_step(self, lr: float, coupled_l2: bool) -> None:
+        b1, b2 = self.beta1, self.beta2
+        self.t += 1
+        for i, (_, p, g) in enumerate(self.params):
+            d = self.decayed_grad(i) if coupled_l2 else g
+            m, v = self.state["m"][i], self.state["v"][i]
+            m[...] = b1 * m + (1 - b1) * d
+            v[...] = b2 * v + (1 - b2) * d * d
+            m_hat = m / (1 - b1 ** self.t)
+            v_hat = v / (1 - b2 ** self.t)
+            p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(beta1={self.beta1}, beta2={self.beta2}, "
@@ -515,61 +262,48 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW.
 
-    First shrink the weights (ndim >= 2 only), then take a plain Adam step on g:
+        p <- p * (1 - lr * wd)                  weights only (ndim >= 2)
+        then the Adam step above with d = g     (no L2 term in the gradient)
 
-        p <- p * (1 - lr * wd)
-        m, v, p updated exactly as in Adam with d = g (no L2 term in the gradient)
-
-    The decay is scaled by the current lr (PyTorch's convention), so a
-    schedule decays it along with the step size.
+    The decay is scaled by the current learning rate (PyTorch's convention),
+    so a schedule decays it along with the step size.
     """
 
-    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
-        super().__init__(params, beta1=beta1, beta2=beta2, eps=eps,
-                         weight_decay=weight_decay)
+    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
+        super().__init__(params, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
 
     def step(self, lr: float) -> None:
         lr = float(lr)
-        shrink = 1.0 - lr * self.weight_decay
-        for group in self._groups:
-            if group.decay:
-                group.p *= shrink
-        self._adam_update(lr, coupled_l2=False)
+        for (_, p, _), decay in zip(self.params, self.decay):
+            if decay:
+                p *= 1 - lr * self.weight_decay
+        self.adam_step(lr, coupled_l2=False)
 
 
-OPTIMIZERS = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "nesterov": Nesterov,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-    "adamw": AdamW,
-}
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop": RMSprop,
+              "adam": Adam, "adamw": AdamW}
 
-#: name -> {keyword: (python type, default or REQUIRED)}; the learning rate is
-#: not here, it is given to step() by the schedule.
+#: name -> {keyword: (python type, default)}; the learning rate is
+#: not here: the schedule gives it to step().
 OPTIMIZER_SPECS: dict[str, dict[str, tuple]] = {
     "sgd": {"momentum": (float, 0.0), "nesterov": (bool, False), "weight_decay": (float, 0.0)},
-    "momentum": {"momentum": (float, 0.9), "nesterov": (bool, False),
-                 "weight_decay": (float, 0.0)},
+    "momentum": {"momentum": (float, 0.9), "nesterov": (bool, False), "weight_decay": (float, 0.0)},
     "nesterov": {"momentum": (float, 0.9), "weight_decay": (float, 0.0)},
     "rmsprop": {"rho": (float, 0.9), "eps": (float, 1e-8), "weight_decay": (float, 0.0)},
-    "adam": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8),
-             "weight_decay": (float, 0.0)},
-    "adamw": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8),
-              "weight_decay": (float, 0.01)},
+    "adam": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8), "weight_decay": (float, 0.0)},
+    "adamw": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8), "weight_decay": (float, 0.01)},
 }
 
 
-def make_optimizer(name: str, params, **kwargs) -> Optimizer:
-    """``OPTIMIZERS[name](params, **kwargs)`` with a clear error for unknown names/keys."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+def make_optimizer(name: str, params, optimizers: dict | None = None, **kwargs) -> Optimizer:
+    """``optimizers[name](params, **kwargs)`` (OPTIMIZERS by default) with a clear
+    error for an unknown name or option."""
+    optimizers = OPTIMIZERS if optimizers is None else optimizers
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(optimizers)}")
     unknown = sorted(set(kwargs) - set(OPTIMIZER_SPECS[name]))
     if unknown:
-        raise ValueError(
-            f"optimizer {name!r} got unknown option(s) {unknown}; "
-            f"allowed: {sorted(OPTIMIZER_SPECS[name])}"
-        )
-    return OPTIMIZERS[name](params, **kwargs)
+        raise ValueError(f"optimizer {name!r} got unknown option(s) {unknown}; "
+                         f"allowed: {sorted(OPTIMIZER_SPECS[name])}")
+    return optimizers[name](params, **kwargs)

@@ -31,9 +31,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .layers import REQUIRED
+from .specs import REQUIRED
 
-__all__ = ["make_schedule", "SCHEDULE_SPECS", "REQUIRED"]
+__all__ = ["make_schedule", "SCHEDULE_SPECS"]
 
 #: name -> {keyword: (python type, default or REQUIRED)}
 SCHEDULE_SPECS: dict[str, dict[str, tuple]] = {

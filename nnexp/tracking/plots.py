@@ -22,9 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from ..nn.conv import BatchNorm, Conv2D  # noqa: E402
-from ..nn.layers import LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
-from ..nn.losses import softmax  # noqa: E402
+from ..nn import BatchNorm, Conv2D, LeakyReLU, ReLU, Sigmoid, Tanh, softmax  # noqa: E402
 
 DPI = 110
 TRAIN_COLOR = "tab:blue"

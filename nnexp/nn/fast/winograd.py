@@ -70,12 +70,10 @@ def tiles(out_h: int, out_w: int) -> tuple[int, int]:
 # of terms G[a, i] G[b, j] W[i, j] (resp. ... dU[a, b]), each exact (G's
 # entries are 0, +-1/2 and 1), so only the order of the additions matters.
 # They are added one at a time, (i, j) row by row for U and (a, b) row by row
-# for dW: the order np.einsum used when it computed these (the same bits for
-# finite values, checked against NumPy 2.4's einsum; the tests pin the order).  Terms with a zero coefficient
-# add nothing and are left out (64 of 144), and step t adds the t-th term of
-# every output that has one, all in one pass: 5-7x faster than the einsum
-# for the gradient (2.1 -> 0.3 ms for 64 -> 64 channels), 1.1-1.3x for the
-# forward, summed over the benchmark net's three layers.
+# for dW: the order of np.einsum("ai,bj,...ij->...ab") (the same bits for
+# finite values; the tests pin the order).  Terms with a zero coefficient add
+# nothing and are left out (64 of 144), and step t adds the t-th term of
+# every output that has one, all in one pass, fewer calls than an einsum.
 
 
 def _term_steps(L: np.ndarray, R: np.ndarray) -> tuple:
@@ -139,7 +137,7 @@ def split_columns(x: np.ndarray, out: np.ndarray, offset: int) -> None:
 
     Why: the transforms take every other column of a tile row; in this layout
     "every other column" is one contiguous slice, so NumPy moves long runs
-    instead of runs of C channels (10x faster per pass here)."""
+    instead of runs of C channels."""
     H, W = x.shape[1:3]
     r, c = offset
     for e in (0, 1):
@@ -166,8 +164,8 @@ def _tile_rows(T: np.ndarray) -> tuple:
     T[4:8], T[8:12], T[12:16]), row a being (4, ...) over the columns b.
 
     Views (splitting the first axis never copies), so they can be written.
-    Why: a transform step then covers four entries in one NumPy call (one call
-    per entry measured 1.1-1.2x slower: the calls' fixed cost)."""
+    Why: a transform step then covers four entries in one NumPy call, which
+    saves the calls' fixed cost."""
     return tuple(T.reshape(4, 4, *T.shape[1:]))
 
 

@@ -25,7 +25,7 @@ Dropout draws shard k's masks at step t from a generator seeded with
 checkpoints.
 
 Shared between this process and the workers (anonymous shared memory, made
-before the fork): the parameters (Sequential.share_memory; the optimizer's
+before the fork): the parameters (FastSequential.share_memory; the optimizer's
 in-place updates are seen by every worker), one area per shard 1..S-1 for its
 gradients and batch-norm buffers, and the batch.  Each step a small message
 goes each way through a pipe.
@@ -47,22 +47,14 @@ import traceback
 
 import numpy as np
 
+from ..layers import Dropout
+from ..model import forward_backward
 from .forked import can_fork, describe, kill, shared_array, start_child
-from .layers import Dropout
 from .threads import one_blas_thread, workers
 
-__all__ = ["DataParallel", "forward_backward"]
+__all__ = ["DataParallel"]
 
 _DROPOUT_STREAM = 7   # spawn key of the dropout generators (make_rngs uses 0-2)
-
-
-def forward_backward(model, loss_fn, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Forward and backward of one batch in training mode: (mean loss, correct
-    predictions); fills the model's gradients."""
-    logits = model.forward(x, training=True)
-    loss = loss_fn.forward(logits, y)
-    model.backward(loss_fn.backward())
-    return loss, int(np.count_nonzero(logits.argmax(1) == y))
 
 
 class DataParallel:

@@ -1,14 +1,10 @@
 """Evaluation on several cores: the batches shared among forked processes.
 
-Within one batch, the convolutions already share their chunks among threads
-(threads.py).  For evaluating a whole dataset that measured poorly: 2 threads
-made the 10,000 MNIST test images 1.27x faster than 1 thread (4.84 -> 3.80 s,
-benchmark CNN, 2 cores), although two separate one-thread processes each ran
-at full speed side by side.  The chunks are small (they must stay in cache),
-so each thread makes thousands of short NumPy calls, and every call hands
-Python's global interpreter lock back and forth between the threads.  Two
-forked processes, each evaluating half of the batches with one BLAS thread,
-share nothing and took 2.62-2.72 s with bit-identical outputs.
+Within one batch, the convolutions share their chunks among threads
+(threads.py), but the chunks are small (they must stay in cache), so each
+thread makes thousands of short NumPy calls and every call hands Python's
+global interpreter lock to the other threads: evaluation gains little from
+them.  Separate processes share no lock and run side by side at full speed.
 
 So ``map_batches`` runs whole batches in ``threads.workers()`` processes: this
 process takes the first run of batches, forked children the others, and each

@@ -1,35 +1,32 @@
 """Running independent chunks of a layer's work on several cores.
 
 Most of nnexp's parallelism is OpenBLAS's: each big matrix product uses the
-BLAS threads (``OPENBLAS_NUM_THREADS``, 2 on this machine's 2 cores).  The
-Winograd convolution (winograd.py) is different: its matrix products are small
-(a few samples' tiles at a time, kept in cache) and most of its time goes to
-NumPy element-wise passes, which run on one core.  With 2 BLAS threads it
-measured no faster than with 1.  What does use both cores is giving each core
-whole chunks: Python threads (NumPy releases the GIL inside its loops and BLAS
-calls) each working through their own chunks, with BLAS set to one thread
-meanwhile -- two threaded BLAS calls at once measured 2x slower than one.
+BLAS threads (``OPENBLAS_NUM_THREADS``).  The Winograd convolution
+(winograd.py) is different: its matrix products are small (a few samples'
+tiles at a time, kept in cache) and most of its time goes to NumPy
+element-wise passes, which run on one core, so more BLAS threads do not help
+it.  What does use several cores is giving each core whole chunks: Python
+threads (NumPy releases the GIL inside its loops and BLAS calls) each working
+through their own chunks, with BLAS set to one thread meanwhile (two threaded
+BLAS calls at once compete for the same cores).
 
-How much the second thread gains is limited by Python's interpreter lock:
-the chunks are small, so each thread makes thousands of short NumPy calls and
-hands the lock over at every one.  Measured on the benchmark CNN: evaluation
-1.27x faster on 2 threads than on 1, a training step no faster.  Evaluating a
-whole dataset therefore shares its batches among processes (forked.py), and
-training can cut each batch into shards computed by processes
-(data_parallel.py, ``train.data_parallel``).
+How much the other threads gain is limited by Python's interpreter lock: the
+chunks are small, so each thread makes thousands of short NumPy calls and
+hands the lock over at every one.  Evaluating a whole dataset therefore
+shares its batches among processes (forked.py), and training can cut each
+batch into shards computed by processes (data_parallel.py,
+``train.data_parallel``).  docs/benchmarks.md has the figures.
 
 The thread budget is the BLAS thread count the process was started with, so a
 sweep worker started with one BLAS thread stays on one core.  Setting the BLAS
 thread count at run time needs OpenBLAS's ``openblas_set_num_threads``, found
 in the OpenBLAS library this process has loaded (Linux: /proc/self/maps).
-Without it (another BLAS, another OS) everything runs in the calling thread,
-as before.
+Without it (another BLAS, another OS) everything runs in the calling thread.
 
 Results do not depend on the number of threads: every chunk is computed the
 same way (one BLAS thread) by whichever thread runs it, and callers combine
 the chunks' results in chunk order.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -122,11 +119,9 @@ def map_chunks(fn, starts: list[int]) -> list:
 # np.getbufsize() elements (8192 by default) when they cannot walk them in one
 # loop.  For the strided slices of the Winograd transforms (runs of a few
 # hundred contiguous floats, every other row) that copying is most of the
-# cost: with a 256-element buffer NumPy walks the memory in place and the
-# transforms measured 1.2x faster (the 2x2 max-pool's backward 1.2-1.5x at
-# 28x28, the first conv's transposing copy 2x), same values.  Only for
-# element-wise passes: a reduction's summation order follows the buffer, so
-# a different size could change its last bits.
+# cost; with a 256-element buffer NumPy walks the memory in place, with the
+# same values.  Only for element-wise passes: a reduction's summation order
+# follows the buffer, so a different size could change its last bits.
 SMALL_UFUNC_BUFFER = 256
 
 

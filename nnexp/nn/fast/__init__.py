@@ -1,0 +1,26 @@
+"""nnexp.nn.fast: the speed machinery beside the reference network.
+
+Each piece is a variant of a reference piece of nnexp.nn, selected by the
+config and tested against it:
+
+    layers.py, conv.py, pooling.py, batchnorm.py   the layers, with buffers reused,
+        fewer passes, activations kept in their memory layout (layout.py) and a
+        Winograd F(2x2, 3x3) convolution (winograd.py; ``algorithm`` of a conv2d)
+    model.py        FastSequential: flat parameter buffers, fused evaluation
+    optim.py        the update rules over flat, cache-sized blocks
+    threads.py      a layer's chunks on several cores
+    forked.py       evaluation batches in forked processes
+    data_parallel.py  each training batch in shards on several processes
+                    (``train.data_parallel``)
+
+``model.engine: fast`` (the default) trains with these; ``model.engine:
+reference`` with the plain layers of nnexp.nn.
+"""
+
+from .data_parallel import DataParallel
+from .forked import map_batches
+from .model import FastSequential, build_fast_model, make_fast_layer
+from .optim import FAST_OPTIMIZERS
+
+__all__ = ["DataParallel", "FAST_OPTIMIZERS", "FastSequential", "build_fast_model", "make_fast_layer",
+           "map_batches"]

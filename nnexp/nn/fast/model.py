@@ -1,0 +1,147 @@
+"""The fast engine's model: the reference Sequential with its parameters in one
+flat buffer, a fused evaluation path and evaluation shared among processes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import Sequential, build_model, make_layer
+from .batchnorm import FastBatchNorm
+from .conv import FastConv2D
+from .forked import map_batches, shared_array
+from .layers import FastDense, FastFlatten, FastReLU
+from .pooling import FastAvgPool2D, FastGlobalAvgPool2D, FastMaxPool2D
+
+__all__ = ["FastSequential", "build_fast_model", "make_fast_layer"]
+
+
+class FastSequential(Sequential):
+    """Sequential, faster, with the same results (bit for bit in training; the
+    fused evaluation up to float rounding).
+
+    * All parameters live in one contiguous buffer and all gradients in
+      another; each ``layer.params[name]`` is a view into it with its shape
+      and values unchanged.  An optimizer can then update the whole model as
+      one flat array (fast/optim.py).
+    * The first trainable layer computes no dL/dx (its input is the data).
+    * Evaluation runs a Conv2D or Dense followed by BatchNorm and/or ReLU as
+      one step (the batch-norm folded into the weights, the ReLU applied as
+      the output is made), and a Winograd conv followed by a 2x2 max-pool
+      computes the pooled output from its tiles.
+    * ``logits`` shares the batches among forked processes (forked.py).
+    """
+
+    def __init__(self, layers) -> None:
+        super().__init__(layers)
+        self._pack_parameters()
+
+    def _pack_parameters(self, empty=np.empty) -> bool:
+        """Copy params and grads into two flat buffers (the params' one made by
+        ``empty(size, dtype)``) and make the layers use views; False if the
+        parameters are not all of one dtype (left alone then)."""
+        entries = [(layer, name) for layer in self.layers for name in layer.params]
+        dtypes = {layer.params[name].dtype for layer, name in entries}
+        if len(dtypes) != 1:   # no parameters, or mixed precision: leave them alone
+            return False
+        dtype = dtypes.pop()
+        total = sum(layer.params[name].size for layer, name in entries)
+        flat_p, flat_g = empty(total, dtype), np.zeros(total, dtype=dtype)
+        offset = 0
+        for layer, name in entries:
+            p, g = layer.params[name], layer.grads[name]
+            n = p.size
+            flat_p[offset:offset + n] = p.reshape(-1)
+            flat_g[offset:offset + n] = g.reshape(-1)
+            layer.params[name] = flat_p[offset:offset + n].reshape(p.shape)
+            layer.grads[name] = flat_g[offset:offset + n].reshape(g.shape)
+            offset += n
+        return True
+
+    def share_memory(self) -> None:
+        """Move the parameters into shared memory, where processes forked later
+        read the values this process's optimizer writes (data_parallel.py).
+        Call it before an optimizer is made: that holds the arrays it updates."""
+        if not self._pack_parameters(empty=shared_array):
+            raise ValueError("share_memory: the model's parameters are not all of one dtype")
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        if training:
+            return super().forward(x, training)
+        self.trained_forward = False
+        return self._infer(x)
+
+    __call__ = forward
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation: each layer's forward(x, training=False), except the fused
+        blocks described in the class docstring."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer, i = layers[i], i + 1
+            if not isinstance(layer, (FastConv2D, FastDense)):
+                x = layer.forward(x, False)
+                continue
+            W, b = layer.params["W"], layer.params["b"]
+            if i < len(layers) and isinstance(layers[i], FastBatchNorm):
+                W, b = layers[i].fold(W, b)
+                i += 1
+            relu = i < len(layers) and isinstance(layers[i], FastReLU)
+            i += relu
+            if i < len(layers) and _pools_in_tiles(layer, layers[i], x.shape[1:]):
+                x = layer.infer(x, W, b, relu=relu, pool=True)
+                i += 1
+            else:
+                x = layer.infer(x, W, b, relu=relu)
+        return x
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        if not self.trained_forward:
+            raise RuntimeError("Sequential.backward needs a forward with training=True before it")
+        dout, first = dlogits, self.first_trainable
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and isinstance(layer, (FastDense, FastConv2D)):
+                layer.backward(dout, need_input_grad=False)
+            else:
+                dout = layer.backward(dout)
+
+    def logits(self, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return map_batches(lambda xb: self.forward(xb, training=False), x, batch_size)
+
+
+def _pools_in_tiles(layer, pool, input_shape: tuple) -> bool:
+    """Whether ``pool`` is a 2x2, stride-2 max-pool that the Winograd conv
+    ``layer`` can compute from its output tiles (FastConv2D.infer)."""
+    return (isinstance(pool, FastMaxPool2D) and pool.kernel_size == (2, 2) and pool.stride == (2, 2)
+            and isinstance(layer, FastConv2D) and layer.can_pool(input_shape))
+
+
+_FAST = {"dense": FastDense, "relu": FastReLU, "flatten": FastFlatten, "maxpool2d": FastMaxPool2D,
+         "avgpool2d": FastAvgPool2D, "global_avgpool": FastGlobalAvgPool2D}
+
+
+def make_fast_layer(kind: str, o: dict, shape: tuple, rng: np.random.Generator, dtype):
+    """The fast engine's layer for one spec (nnexp.nn.model.make_layer's
+    arguments); layers without a fast variant are the reference ones."""
+    if kind == "conv2d":
+        return FastConv2D(shape[0], o["out_channels"], o["kernel_size"], stride=o["stride"],
+                          padding=o["padding"], init=o["init"], rng=rng, dtype=dtype,
+                          algorithm=o["algorithm"])
+    if kind == "batchnorm":
+        return FastBatchNorm(shape[0], momentum=o["momentum"], eps=o["eps"], dtype=dtype)
+    if kind == "dense":
+        return FastDense(shape[0], o["units"], init=o["init"], rng=rng, dtype=dtype)
+    if kind in ("maxpool2d", "avgpool2d"):
+        return _FAST[kind](o["kernel_size"], o["stride"])
+    if kind in _FAST:
+        return _FAST[kind]()
+    return make_layer(kind, o, shape, rng, dtype)
+
+
+def build_fast_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random.Generator | None = None,
+                     dtype=np.float32, deskew: bool = False) -> FastSequential:
+    """build_model with the fast engine's layers and model."""
+    return build_model(layer_specs, input_shape, rng, dtype, deskew, make=make_fast_layer,
+                       model_class=FastSequential)
