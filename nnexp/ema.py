@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .nn.arrays import array_module, host_copy
+
 
 class WeightEMA:
     def __init__(self, model, decay: float) -> None:
@@ -43,14 +45,14 @@ class WeightEMA:
             yield
         finally:
             for name, a in self.live.items():
-                np.copyto(a, saved[name])
+                a[...] = saved[name]
 
     def copy_to_model(self) -> None:
         for name, a in self.live.items():
-            np.copyto(a, self.shadow[name])
+            a[...] = self.shadow[name]
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"t": np.array(self.t, dtype=np.int64), **{k: v.copy() for k, v in self.shadow.items()}}
+        return {"t": np.array(self.t, dtype=np.int64), **{k: host_copy(v) for k, v in self.shadow.items()}}
 
     def load_state_dict(self, d: dict) -> None:
         if set(d) != set(self.shadow) | {"t"}:
@@ -59,7 +61,7 @@ class WeightEMA:
             if np.shape(d[name]) != s.shape:
                 raise ValueError(f"EMA entry {name!r} has shape {np.shape(d[name])}, expected {s.shape}")
         for name, s in self.shadow.items():
-            np.copyto(s, d[name], casting="unsafe")
+            s[...] = array_module(s).asarray(np.asarray(d[name]).astype(s.dtype, copy=False))
         self.t = int(d["t"])
 
 

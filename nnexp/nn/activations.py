@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module
 from .layers import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh"]
@@ -21,7 +22,7 @@ class ReLU(Layer):
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self.positive = x > 0
-        return np.maximum(x, 0)
+        return array_module(x).maximum(x, 0)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout * self.positive
@@ -40,7 +41,7 @@ class LeakyReLU(Layer):
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-        self.slope = np.where(x > 0, dtype.type(1.0), dtype.type(self.alpha))
+        self.slope = array_module(x).where(x > 0, dtype.type(1.0), dtype.type(self.alpha))
         return x * self.slope
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -62,7 +63,7 @@ class Sigmoid(Layer):
         self.y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        self.y = 0.5 * (1 + np.tanh(0.5 * x))
+        self.y = 0.5 * (1 + array_module(x).tanh(0.5 * x))
         return self.y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -77,7 +78,7 @@ class Tanh(Layer):
         self.y: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
-        self.y = np.tanh(x)
+        self.y = array_module(x).tanh(x)
         return self.y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

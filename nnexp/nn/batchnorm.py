@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .arrays import array_module
 from .layers import Layer, check_float_dtype
 
 __all__ = ["BatchNorm"]
@@ -88,7 +89,7 @@ class BatchNorm(Layer):
             self.buffers["running_var"][...] = (1 - momentum) * self.buffers["running_var"] + momentum * var * m / (m - 1)
         else:
             mu, var = self.buffers["running_mean"], self.buffers["running_var"]
-        self.inv_std = 1.0 / np.sqrt(var + self.eps)
+        self.inv_std = 1.0 / array_module(x).sqrt(var + self.eps)
         self.xhat = (x - self.per_channel(mu, x)) * self.per_channel(self.inv_std, x)
         self.training = training
         return self.per_channel(self.params["gamma"], x) * self.xhat + self.per_channel(self.params["beta"], x)

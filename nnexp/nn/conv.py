@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module
 from .init import INITS
 from .layers import Layer, check_float_dtype, check_sizes_and_init
 
@@ -51,7 +52,8 @@ def im2col(xp: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
     """
     (kh, kw), (sh, sw) = kernel, stride
     # windows[n, c, oh, ow, i, j] = xp[n, c, sh*oh + i, sw*ow + j]: a view, no copy yet
-    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    sliding = array_module(xp).lib.stride_tricks.sliding_window_view
+    windows = sliding(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     N, C, OH, OW = windows.shape[:4]
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OW, C * kh * kw)
 
@@ -64,7 +66,7 @@ def col2im(dcols: np.ndarray, xp_shape: tuple, kernel: tuple, stride: tuple,
     (kh, kw), (sh, sw), (OH, OW) = kernel, stride, out_hw
     N, C = xp_shape[:2]
     d = dcols.reshape(N, OH, OW, C, kh, kw)
-    dxp = np.zeros(xp_shape, dcols.dtype)
+    dxp = array_module(dcols).zeros(xp_shape, dcols.dtype)
     for i in range(kh):
         for j in range(kw):
             # all windows at once for the offset (i, j): a strided slice of dxp
@@ -127,7 +129,7 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         x, (OH, OW) = self.checked_input(x)
         ph, pw = self.padding
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        xp = array_module(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         self.cols, self.xp_shape = im2col(xp, self.kernel_size, self.stride), xp.shape
         W2 = self.params["W"].reshape(self.out_channels, -1)
         Y = self.cols @ W2.T + self.params["b"]                       # (N*OH*OW, O)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .warp import warp
+from .arrays import array_module
 from .layers import Layer
 
 #: |alpha| beyond this is not a slant but a degenerate image (a thin
@@ -40,22 +41,24 @@ def skew_matrices(x: np.ndarray) -> np.ndarray:
         image (no mass) gets the identity.
     """
     n, _, h, w = x.shape
-    mass_map = x.sum(axis=1, dtype=np.float64)                         # (N, H, W)
+    xp = array_module(x)
+    mass_map = x.sum(axis=1, dtype=xp.float64)                         # (N, H, W)
     mass = mass_map.sum(axis=(1, 2))
-    safe = np.where(mass > 0, mass, 1.0)
-    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    safe = xp.where(mass > 0, mass, 1.0)
+    xs, ys = xp.arange(w, dtype=xp.float64), xp.arange(h, dtype=xp.float64)
     col, row = mass_map.sum(axis=1), mass_map.sum(axis=2)               # (N, W), (N, H)
     cx, cy = col @ xs / safe, row @ ys / safe
     dx, dy = xs[None, :] - cx[:, None], ys[None, :] - cy[:, None]       # (N, W), (N, H)
-    var_y = np.einsum("nh,nh->n", row, dy * dy) / safe
-    cov = np.einsum("nhw,nh,nw->n", mass_map, dy, dx) / safe
-    alpha = np.divide(cov, var_y, out=np.zeros(n), where=var_y > 1e-6)
-    alpha[np.abs(alpha) > MAX_SHEAR] = 0.0
+    var_y = xp.einsum("nh,nh->n", row, dy * dy) / safe
+    cov = xp.einsum("nhw,nh,nw->n", mass_map, dy, dx) / safe
+    slanted = var_y > 1e-6
+    alpha = xp.where(slanted, cov / xp.where(slanted, var_y, 1.0), 0.0)
+    alpha[xp.abs(alpha) > MAX_SHEAR] = 0.0
     empty = mass <= 0
     cx[empty], cy[empty] = (w - 1) / 2, (h - 1) / 2
     # Inverse map: y = y' - c_y + cy, x = x' - c_x + cx + alpha (y' - c_y).
     c_x, c_y = (w - 1) / 2, (h - 1) / 2
-    m = np.zeros((n, 2, 3))
+    m = xp.zeros((n, 2, 3))
     m[:, 0, 0] = 1.0
     m[:, 0, 1] = alpha
     m[:, 0, 2] = cx - c_x - alpha * c_y

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module, to_numpy
+
 __all__ = ["check_layer_gradients", "check_loss_gradients", "check_model_gradients",
            "check_model_layers", "relative_error", "numerical_gradient"]
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """max_i |a_i - n_i| / (max_i |a_i| + max_i |n_i|); 0.0 when both are all zero."""
-    a = np.asarray(analytic, dtype=np.float64)
-    n = np.asarray(numeric, dtype=np.float64)
+    a = to_numpy(analytic).astype(np.float64, copy=False)
+    n = to_numpy(numeric).astype(np.float64, copy=False)
     if a.shape != n.shape:
         raise ValueError(f"gradient shapes differ: analytic {a.shape}, numeric {n.shape}")
     if a.size == 0:
@@ -48,7 +50,7 @@ def numerical_gradient(f, z: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """
     grad = np.zeros(z.shape, dtype=np.float64)
     flat = z.reshape(-1)  # a view: writing flat[i] perturbs z
-    if not np.shares_memory(flat, z):
+    if not array_module(z).shares_memory(flat, z):
         raise ValueError("numerical_gradient needs a contiguous array to perturb")
     gflat = grad.reshape(-1)
     for i in range(flat.size):
@@ -80,7 +82,7 @@ def check_layer_gradients(layer, x: np.ndarray, rng: np.random.Generator,
     to reseed a Dropout layer's rng so that every pass uses the same mask.
     """
     _require_float64(layer, type(layer).__name__)
-    x = np.array(x, dtype=np.float64)  # our own copy, perturbed in place below
+    x = array_module(x).array(x, dtype=np.float64)  # our own copy, perturbed in place below
 
     def fwd():
         if before_forward is not None:
@@ -88,15 +90,15 @@ def check_layer_gradients(layer, x: np.ndarray, rng: np.random.Generator,
         return layer.forward(x, training)
 
     y = fwd()
-    R = rng.standard_normal(y.shape)
+    R = array_module(y).asarray(rng.standard_normal(y.shape))
 
     def L() -> float:
-        return float(np.sum(R * fwd()))
+        return float((R * fwd()).sum())
 
     # Analytic gradients first (copies: later forwards/backwards may overwrite).
     fwd()
-    dx = np.array(layer.backward(R), dtype=np.float64)
-    grads = {name: layer.grads[name].copy() for name in layer.params}
+    dx = to_numpy(layer.backward(R)).astype(np.float64)
+    grads = {name: to_numpy(layer.grads[name]).copy() for name in layer.params}
 
     errors = {"x": relative_error(dx, numerical_gradient(L, x, eps))}
     for name, p in layer.params.items():
@@ -107,9 +109,9 @@ def check_layer_gradients(layer, x: np.ndarray, rng: np.random.Generator,
 def check_loss_gradients(loss, logits: np.ndarray, y: np.ndarray,
                          eps: float = 1e-6) -> dict[str, float]:
     """Max relative error of ``loss.backward()`` w.r.t. the logits: {"logits": err}."""
-    logits = np.array(logits, dtype=np.float64)
+    logits = array_module(logits).array(logits, dtype=np.float64)
     loss.forward(logits, y)
-    analytic = np.array(loss.backward(), dtype=np.float64)
+    analytic = to_numpy(loss.backward()).astype(np.float64)
     numeric = numerical_gradient(lambda: loss.forward(logits, y), logits, eps)
     return {"logits": relative_error(analytic, numeric)}
 
@@ -176,28 +178,29 @@ def check_model_layers(model, loss, x: np.ndarray, y: np.ndarray, samples: int =
 
     if before_forward is not None:
         before_forward()
-    inputs = [np.array(x, dtype=np.float64)]
+    inputs = [model.xp.array(x, dtype=np.float64)]
     for layer in layers:
         inputs.append(layer.forward(inputs[-1], True))
     loss.forward(inputs[-1], y)
     dout, analytic = loss.backward(), {}
     for i in range(len(layers) - 1, first - 1, -1):
         dout = layers[i].backward(dout)
-        analytic[i] = {"x": np.array(dout, dtype=np.float64)}
-        analytic[i].update({name: g.copy() for name, g in layers[i].grads.items()})
+        analytic[i] = {"x": to_numpy(dout).astype(np.float64)}
+        analytic[i].update({name: to_numpy(g).copy() for name, g in layers[i].grads.items()})
 
     rows = []
     for i in range(first, len(layers)):
-        h = np.array(inputs[i], order="C")   # a copy of the layer's input, perturbed below
+        h = model.xp.array(inputs[i], order="C")   # a copy of the layer's input, perturbed below
         targets = [("x", h)] + list(layers[i].params.items())
         for name, z in targets:
             a = analytic[i][name]
             flat = z.reshape(-1)
-            if not np.shares_memory(flat, z):
+            if not model.xp.shares_memory(flat, z):
                 raise ValueError(f"layer {i}: {name} is not contiguous, it cannot be perturbed in place")
             # Inputs exactly 0 are left out: after a ReLU they tie in a max-pool window,
             # a kink where a central difference averages two slopes.
-            candidates = np.flatnonzero(flat) if name == "x" and np.count_nonzero(flat) else np.arange(flat.size)
+            nonzero = to_numpy(model.xp.flatnonzero(flat))
+            candidates = nonzero if name == "x" and nonzero.size else np.arange(flat.size)
             picked = rng.choice(candidates, min(samples, candidates.size), replace=False)
             numeric, exact = [], []
             for k in picked:

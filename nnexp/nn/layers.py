@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from .arrays import array_module
 from .init import INITS
 
 __all__ = ["Layer", "Dense", "Flatten", "Dropout", "check_float_dtype", "check_sizes_and_init"]
@@ -165,8 +166,9 @@ class Dropout(Layer):
             self.mask = None
             return x
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        # drawn on the host from the layer's generator: a seed gives the same masks on every device
         keep = self.rng.random(x.shape, dtype=dtype) >= self.p
-        self.mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p))
+        self.mask = array_module(x).asarray(keep.astype(dtype) * dtype.type(1.0 / (1.0 - self.p)))
         return x * self.mask
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

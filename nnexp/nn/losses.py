@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module
+
 __all__ = ["softmax", "log_softmax", "SoftmaxCrossEntropy"]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of (N, C) logits, stable for any finite input."""
+    xp = array_module(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)  # max of each row -> 0
-    lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    lse = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     shifted -= lse
     return shifted
 
@@ -37,7 +40,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     are fine); the largest entry becomes exp(0) = 1, so the sum is >= 1.
     """
     p = logits - logits.max(axis=1, keepdims=True)
-    np.exp(p, out=p)
+    array_module(logits).exp(p, out=p)
     p /= p.sum(axis=1, keepdims=True)
     return p
 
@@ -56,14 +59,15 @@ class SoftmaxCrossEntropy:
                 f"label_smoothing must be in [0, 1), got {label_smoothing}"
             )
         self.label_smoothing = label_smoothing
-        self.probs: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+        self.probs: np.ndarray | None = None   # softmax of the last logits
+        self.y: np.ndarray | None = None       # the last labels, in the logits' array module
 
     def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
         if logits.ndim != 2:
             raise ValueError(f"logits must be (N, C), got shape {logits.shape}")
         N, C = logits.shape
-        y = np.asarray(y)
+        xp = array_module(logits)
+        y = xp.asarray(y)
         if y.shape != (N,):
             raise ValueError(f"labels must have shape ({N},), got {y.shape}")
         if y.dtype.kind not in "iu":
@@ -73,11 +77,11 @@ class SoftmaxCrossEntropy:
 
         # z = logits - row max, so exp(z) <= 1 never overflows; s = sum exp(z) >= 1.
         z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
+        e = xp.exp(z)
         s = e.sum(axis=1, keepdims=True)
-        log_s = np.log(s)[:, 0]
+        log_s = xp.log(s)[:, 0]
         # -log p_iy = -(z_iy - log s_i)
-        nll = log_s - z[np.arange(N), y]
+        nll = log_s - z[xp.arange(N), y]
         eps = self.label_smoothing
         if eps:
             # t = (1-eps) one_hot + eps/C:  loss_i = (1-eps) nll_i - (eps/C) sum_c log p_ic,
@@ -86,20 +90,20 @@ class SoftmaxCrossEntropy:
             nll += eps * (log_s - z.mean(axis=1))
         e /= s
         self.probs = e
-        self._y = y
+        self.y = y
         # Accumulate the mean in float64: the loss is a logged number, keep it exact.
-        return float(np.add.reduce(nll, dtype=np.float64)) / N if N else 0.0
+        return float(nll.sum(dtype=np.float64)) / N if N else 0.0
 
     def backward(self) -> np.ndarray:
         if self.probs is None:
             raise RuntimeError("SoftmaxCrossEntropy.backward called before forward")
-        probs, y = self.probs, self._y
+        probs, y = self.probs, self.y
         N, C = probs.shape
         eps = self.label_smoothing
         inv_n = 1.0 / N if N else 0.0
         # (p - t) / N  with t = (1-eps) one_hot(y) + eps/C
         grad = probs * inv_n
-        grad[np.arange(N), y] -= (1.0 - eps) * inv_n
+        grad[array_module(probs).arange(N), y] -= (1.0 - eps) * inv_n
         if eps:
             grad -= eps / C * inv_n
         return grad

@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .arrays import host_copy, to_numpy
 from .batchnorm import BatchNorm
 from .conv import Conv2D
 from .deskew import Deskew
@@ -29,6 +30,10 @@ class Sequential:
     buffers (batch-norm's running statistics) the same way ("3.running_mean"):
     both are in ``state_dict()`` and the weight files, only parameters are in
     ``parameters()``, which is what an optimizer sees.
+
+    ``xp`` is the array module the parameters live in: NumPy, or CuPy after
+    ``to_device(cupy)``.  Inputs are moved there; ``state_dict`` and the
+    predictions come back as NumPy arrays.
     """
 
     def __init__(self, layers: list[Layer]) -> None:
@@ -44,8 +49,19 @@ class Sequential:
         # Backward stops at the first layer with parameters: below it lies the data, which needs no gradient.
         self.first_trainable = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
         self.trained_forward = False
+        self.xp = np
+
+    def to_device(self, xp) -> None:
+        """Move every parameter, gradient and buffer into array module ``xp``
+        (CuPy: the GPU).  Call it before an optimizer is made: that holds the arrays."""
+        for layer in self.layers:
+            for arrays in (layer.params, layer.grads, layer.buffers):
+                for name, a in arrays.items():
+                    arrays[name] = xp.asarray(a)
+        self.xp = xp
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        x = self.xp.asarray(x)
         for layer in self.layers:
             x = layer.forward(x, training)
         self.trained_forward = training
@@ -79,8 +95,8 @@ class Sequential:
         return arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """{name: copy} of every parameter, then every buffer."""
-        return {name: a.copy() for name, a in self.state_arrays().items()}
+        """{name: NumPy copy} of every parameter, then every buffer."""
+        return {name: host_copy(a) for name, a in self.state_arrays().items()}
 
     def load_state_dict(self, d: dict) -> None:
         """Copy values into the existing arrays (an optimizer's references stay valid).
@@ -100,7 +116,7 @@ class Sequential:
             if not np.issubdtype(v.dtype, np.number):
                 raise ValueError(f"state dict entry {name!r} is not numeric ({v.dtype})")
         for name, p in own.items():
-            np.copyto(p, d[name], casting="unsafe")
+            p[...] = self.xp.asarray(np.asarray(d[name]).astype(p.dtype, copy=False))
 
     def logits(self, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
         """Evaluation-mode logits of x, one array per batch of ``batch_size``."""
@@ -111,8 +127,9 @@ class Sequential:
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class probabilities (N, classes) float32, in evaluation mode."""
         if len(x) == 0:   # a zero-sized batch tells the number of classes
-            return softmax(self.forward(x[:0], training=False)).astype(np.float32)
-        return np.concatenate([softmax(z) for z in self.logits(x, batch_size)]).astype(np.float32, copy=False)
+            return to_numpy(softmax(self.forward(x[:0], training=False))).astype(np.float32)
+        probs = [to_numpy(softmax(z)) for z in self.logits(x, batch_size)]
+        return np.concatenate(probs).astype(np.float32, copy=False)
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Predicted class indices (N,)."""
@@ -129,7 +146,7 @@ def forward_backward(model: Sequential, loss_fn, x: np.ndarray, y: np.ndarray) -
     logits = model.forward(x, training=True)
     loss = loss_fn.forward(logits, y)
     model.backward(loss_fn.backward())
-    return loss, int(np.count_nonzero(logits.argmax(1) == y))
+    return loss, int((logits.argmax(1) == loss_fn.y).sum())
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from .arrays import array_module, host_copy
+
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",
            "OPTIMIZERS", "OPTIMIZER_SPECS", "make_optimizer"]
 
@@ -71,8 +73,8 @@ class Optimizer:
             if name in seen:
                 raise ValueError(f"{cls}: duplicate parameter name {name!r}")
             seen.add(name)
-            if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
-                raise ValueError(f"{cls}: parameter {name!r} and its grad must be ndarrays")
+            if not hasattr(p, "shape") or not hasattr(g, "shape"):
+                raise ValueError(f"{cls}: parameter {name!r} and its grad must be arrays")
             if p.shape != g.shape:
                 raise ValueError(f"{cls}: parameter {name!r} has shape {p.shape} but its grad {g.shape}")
         self.weight_decay = _non_negative("weight_decay", weight_decay, cls)
@@ -83,7 +85,7 @@ class Optimizer:
 
     def make_state(self) -> dict[str, list[np.ndarray]]:
         """{slot: [a zero buffer shaped like each parameter]}."""
-        return {s: [np.zeros_like(p) for _, p, _ in self.params] for s in self.slots}
+        return {s: [array_module(p).zeros_like(p) for _, p, _ in self.params] for s in self.slots}
 
     def step(self, lr: float) -> None:
         raise NotImplementedError
@@ -105,7 +107,7 @@ class Optimizer:
         d = {"t": np.array(self.t, dtype=np.int64)}
         for s in self.slots:
             for (name, _, _), buf in zip(self.params, self.state[s]):
-                d[f"{s}.{name}"] = buf.copy()
+                d[f"{s}.{name}"] = host_copy(buf)
         return d
 
     def load_state_dict(self, d: dict, internal: bool = False) -> None:
@@ -124,7 +126,10 @@ class Optimizer:
                                      f"{np.shape(d[f'{s}.{name}'])}, expected {buf.shape}")
         for s in self.slots:
             for (name, _, _), buf in zip(self.params, self.state[s]):
-                np.copyto(buf, d[f"{s}.{name}"], casting="same_kind")
+                value = np.asarray(d[f"{s}.{name}"])
+                if not np.can_cast(value.dtype, buf.dtype, casting="same_kind"):
+                    raise ValueError(f"{cls}.load_state_dict: {s}.{name} is {value.dtype}, expected {buf.dtype}")
+                buf[...] = array_module(buf).asarray(value, dtype=buf.dtype)
         self.t = int(d["t"])
 
 
@@ -209,7 +214,7 @@ class RMSprop(Optimizer):
         for i, (_, p, _) in enumerate(self.params):
             d, v = self.decayed_grad(i), self.state["v"][i]
             v[...] = rho * v + (1 - rho) * d * d
-            p -= lr * d / (np.sqrt(v) + self.eps)
+            p -= lr * d / (array_module(v).sqrt(v) + self.eps)
 
     def __repr__(self) -> str:
         return f"RMSprop(rho={self.rho}, eps={self.eps}, weight_decay={self.weight_decay})"
@@ -252,7 +257,7 @@ class Adam(Optimizer):
             v[...] = b2 * v + (1 - b2) * d * d
             m_hat = m / (1 - b1 ** self.t)
             v_hat = v / (1 - b2 ** self.t)
-            p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+            p -= lr * m_hat / (array_module(v).sqrt(v_hat) + self.eps)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(beta1={self.beta1}, beta2={self.beta2}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module
 from .conv import pair, window_output_size
 from .layers import Layer
 
@@ -19,7 +20,7 @@ def pool_windows(x: np.ndarray, kernel: tuple, stride: tuple) -> np.ndarray:
     """The windows of x (N, C, H, W) as a view (N, C, OH, OW, kh*kw): entry
     (n, c, oh, ow, i*kw + j) is x[n, c, s*oh + i, s*ow + j]."""
     kh, kw = kernel
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    windows = array_module(x).lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride[0], ::stride[1]]
     return windows.reshape(*windows.shape[:4], kh * kw)
 
@@ -33,6 +34,7 @@ class _Pool2D(Layer):
         self.kernel_size = pair(kernel_size, "kernel_size", name, 1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, 1)
         self.x_shape: tuple | None = None
+        self.xp = np   # the array module of the last input
 
     def out_hw(self, x: np.ndarray) -> tuple[int, int]:
         if x.ndim != 4:
@@ -43,7 +45,7 @@ class _Pool2D(Layer):
         """dL/dx from per_offset(o) = each window's dL/d(its element o), (N, C, OH, OW):
         summed into the input pixels the windows read (a pixel may be in several)."""
         (kh, kw), (sh, sw), (OH, OW) = self.kernel_size, self.stride, out_hw
-        dx = np.zeros(self.x_shape, dtype)
+        dx = self.xp.zeros(self.x_shape, dtype)
         for i in range(kh):
             for j in range(kw):
                 dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += per_offset(i * kw + j)
@@ -73,8 +75,8 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self.out_hw(x)
         windows = pool_windows(x, self.kernel_size, self.stride)
-        self.x_shape, self.argmax = x.shape, windows.argmax(axis=-1)
-        return np.take_along_axis(windows, self.argmax[..., None], axis=-1)[..., 0]
+        self.x_shape, self.argmax, self.xp = x.shape, windows.argmax(axis=-1), array_module(x)
+        return self.xp.take_along_axis(windows, self.argmax[..., None], axis=-1)[..., 0]
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self.argmax is None:
@@ -91,7 +93,7 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self.out_hw(x)
-        self.x_shape = x.shape
+        self.x_shape, self.xp = x.shape, array_module(x)
         dtype = x.dtype if x.dtype.kind == "f" else np.float64
         return pool_windows(x, self.kernel_size, self.stride).mean(axis=-1, dtype=dtype)
 
@@ -118,7 +120,7 @@ class GlobalAvgPool2D(Layer):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         H, W = self.x_shape[2:]
-        return np.broadcast_to((dout / (H * W))[:, :, None, None], self.x_shape).copy()
+        return array_module(dout).broadcast_to((dout / (H * W))[:, :, None, None], self.x_shape).copy()
 
     def output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) != 3:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import array_module
+
 __all__ = ["warp", "bilinear"]
 
 
@@ -30,12 +32,13 @@ def warp(x: np.ndarray, matrices: np.ndarray, displacement: np.ndarray | None = 
         combination, and the final clip only removes float rounding.
     """
     n, c, h, w = x.shape
+    xp = array_module(x)
     # Coordinates in the image's precision (float32 for float32 images): a few
     # 1e-6 px of rounding is harmless, and the time here goes mostly into
     # allocating and touching big temporaries, which float32 halves.
     ct = np.result_type(x.dtype, np.float32)
-    m = np.asarray(matrices).astype(ct, copy=False)
-    xs, ys = np.arange(w, dtype=ct), np.arange(h, dtype=ct)[:, None]
+    m = xp.asarray(matrices).astype(ct, copy=False)
+    xs, ys = xp.arange(w, dtype=ct), xp.arange(h, dtype=ct)[:, None]
     # Source coordinates of every output pixel for the whole batch, (N, H, W):
     # the x- and y-terms are small (N, 1, W) and (N, H, 1) arrays, and one
     # broadcast add makes the full grid.
@@ -43,12 +46,13 @@ def warp(x: np.ndarray, matrices: np.ndarray, displacement: np.ndarray | None = 
     sx = (a[:, 0, 0] * xs + a[:, 0, 2]) + a[:, 0, 1] * ys
     sy = (a[:, 1, 0] * xs + a[:, 1, 2]) + a[:, 1, 1] * ys
     if displacement is not None:
+        displacement = xp.asarray(displacement)
         sx += displacement[:, 0]
         sy += displacement[:, 1]
     out = bilinear(x, sx, sy)
     # Rounding in the weights can overshoot by an ulp; keep the range promise exact.
-    lo, hi = float(x.min(initial=0.0)), float(x.max(initial=0.0))  # range of x and 0
-    return np.clip(out, lo, hi, out=out)
+    lo, hi = (min(float(x.min()), 0.0), max(float(x.max()), 0.0)) if x.size else (0.0, 0.0)  # range of x and 0
+    return xp.clip(out, lo, hi, out=out)
 
 
 def bilinear(x: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
@@ -61,14 +65,15 @@ def bilinear(x: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     just outside still blends with the edge pixel, as bilinear interpolation should.
     """
     n, c, h, w = x.shape
+    xp = array_module(x)
     ph, pw = h + 3, w + 3
-    padded = np.zeros((n, c, ph, pw), dtype=x.dtype)
+    padded = xp.zeros((n, c, ph, pw), dtype=x.dtype)
     padded[:, :, 1:h + 1, 1:w + 1] = x
     flat = padded.ravel()
 
-    np.clip(sx, -1, w, out=sx)
-    np.clip(sy, -1, h, out=sy)
-    x0, y0 = np.floor(sx), np.floor(sy)
+    xp.clip(sx, -1, w, out=sx)
+    xp.clip(sy, -1, h, out=sy)
+    x0, y0 = xp.floor(sx), xp.floor(sy)
     fx = (sx - x0).astype(x.dtype, copy=False)[:, None]  # fractional parts, (N, 1, H, W)
     fy = (sy - y0).astype(x.dtype, copy=False)[:, None]
     # Flat index of the top-left neighbour: its image/channel plane, then padded
@@ -76,7 +81,7 @@ def bilinear(x: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     index = y0.astype(np.intp)
     index *= pw
     index += x0.astype(np.intp)
-    plane = (np.arange(n * c) * (ph * pw) + (pw + 1)).reshape(n, c, 1, 1)
+    plane = (xp.arange(n * c) * (ph * pw) + (pw + 1)).reshape(n, c, 1, 1)
     top_left = index[:, None] + plane  # (N, C, H, W): channels share the grid
 
     # Lerp along x on both rows, then along y; in place to spare temporaries.
