@@ -1,0 +1,118 @@
+"""The reference network on a GPU through CuPy (train.device: gpu).
+
+These run only where CuPy imports and sees a GPU; elsewhere they skip with
+the reason (tests/expected_skips.txt lists them).  The CPU side of the device
+handling (the messages without CuPy or without a GPU) is tested in
+test_device.py, which runs everywhere.
+"""
+
+import numpy as np
+import pytest
+
+from nnexp.nn import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    build_model,
+    forward_backward,
+)
+from nnexp.nn.arrays import gpu_module, to_numpy
+from nnexp.nn.gradcheck import check_layer_gradients, check_loss_gradients
+from nnexp.nn.optim import SGD, Adam
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    try:
+        return gpu_module()
+    except ValueError as exc:
+        pytest.skip(f"no GPU for CuPy here: {exc}")
+
+
+def on_device(layer, cupy):
+    for arrays in (layer.params, layer.grads, layer.buffers):
+        for name, a in arrays.items():
+            arrays[name] = cupy.asarray(a)
+    return layer
+
+
+LAYERS = [
+    ("dense", lambda: Dense(5, 4, rng=np.random.default_rng(0), dtype=np.float64), (3, 5)),
+    ("relu", ReLU, (4, 6)), ("leaky_relu", lambda: LeakyReLU(0.1), (4, 6)), ("sigmoid", Sigmoid, (4, 6)),
+    ("tanh", Tanh, (4, 6)), ("flatten", Flatten, (2, 3, 4, 2)),
+    ("conv", lambda: Conv2D(3, 4, 3, padding=1, rng=np.random.default_rng(0), dtype=np.float64), (2, 3, 5, 6)),
+    ("conv_stride", lambda: Conv2D(2, 3, 3, stride=2, rng=np.random.default_rng(0), dtype=np.float64),
+     (2, 2, 7, 7)),
+    ("maxpool", lambda: MaxPool2D(2), (2, 3, 4, 6)), ("avgpool", lambda: AvgPool2D(3, 2), (2, 2, 7, 6)),
+    ("global_avgpool", GlobalAvgPool2D, (3, 4, 5, 2)),
+    ("batchnorm_2d", lambda: BatchNorm(4, dtype=np.float64), (6, 4)),
+    ("batchnorm_4d", lambda: BatchNorm(4, dtype=np.float64), (3, 4, 3, 5)),
+]
+
+
+@pytest.mark.parametrize("name,make,shape", LAYERS, ids=[name for name, _, _ in LAYERS])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_every_layer_gradient_in_float64_on_the_gpu(cupy, name, make, shape, training):
+    rng = np.random.default_rng(1)
+    layer = on_device(make(), cupy)
+    x = rng.standard_normal(shape)
+    x = np.where(np.abs(x) < 0.1, x + np.sign(x) * 0.1, x)   # away from the ReLU's kink
+    errors = check_layer_gradients(layer, cupy.asarray(x), rng, training=training)
+    assert errors and all(err < 1e-6 for err in errors.values()), errors
+
+
+def test_dropout_and_loss_gradients_on_the_gpu(cupy):
+    rng = np.random.default_rng(2)
+    layer = Dropout(0.4)
+
+    def same_mask():
+        layer.rng = np.random.default_rng(7)
+
+    errors = check_layer_gradients(layer, cupy.asarray(rng.standard_normal((5, 8))), rng, before_forward=same_mask)
+    assert errors["x"] < 1e-6
+    for smoothing in (0.0, 0.1):
+        logits = cupy.asarray(rng.standard_normal((4, 5)) * 3)
+        assert check_loss_gradients(SoftmaxCrossEntropy(smoothing), logits, cupy.asarray([0, 3, 4, 3]))["logits"] < 1e-6
+
+
+CNN = [{"type": "conv2d", "out_channels": 8, "padding": 1}, {"type": "batchnorm"}, {"type": "relu"},
+       {"type": "maxpool2d"}, {"type": "conv2d", "out_channels": 8}, {"type": "relu"}, {"type": "global_avgpool"},
+       {"type": "dropout", "p": 0.2}, {"type": "dense", "units": 10}]
+
+
+@pytest.mark.parametrize("optimizer", [Adam, lambda p: SGD(p, momentum=0.9, nesterov=True)], ids=["adam", "nesterov"])
+def test_gpu_training_steps_follow_the_cpu(cupy, optimizer):
+    """The same model, batches and dropout masks on both devices: float32 apart, the same steps."""
+    cpu = build_model(CNN, (1, 12, 12), np.random.default_rng(0))
+    gpu = build_model(CNN, (1, 12, 12), np.random.default_rng(0))
+    gpu.to_device(cupy)
+    opts = [optimizer(m.parameters()) for m in (cpu, gpu)]
+    loss = SoftmaxCrossEntropy(0.1)
+    data = np.random.default_rng(3)
+    for step in range(5):
+        x, y = data.random((16, 1, 12, 12), dtype=np.float32), data.integers(0, 10, 16)
+        for model, opt in zip((cpu, gpu), opts):
+            model.layers[7].rng = np.random.default_rng(step)   # the same masks, drawn on the host
+            forward_backward(model, loss, model.xp.asarray(x), model.xp.asarray(y))
+            opt.step(0.01)
+    for (name, p1, _), (_, p2, _) in zip(cpu.parameters(), gpu.parameters()):
+        assert isinstance(p2, cupy.ndarray)
+        np.testing.assert_allclose(to_numpy(p2), p1, rtol=2e-4, atol=2e-5, err_msg=name)
+    x = data.random((40, 1, 12, 12), dtype=np.float32)
+    np.testing.assert_allclose(gpu.predict_proba(x, 16), cpu.predict_proba(x, 16), rtol=1e-4, atol=1e-5)
+    state = gpu.state_dict()
+    assert all(type(v) is np.ndarray for v in state.values())   # weights leave the GPU as NumPy arrays
+    cpu.load_state_dict(state)
+    np.testing.assert_allclose(cpu.predict_proba(x), gpu.predict_proba(x), rtol=1e-4, atol=1e-5)
