@@ -8,23 +8,27 @@ dense 10; every conv and the first dense followed by batch-norm and ReLU;
 padding 1; batch 128; SGD with Nesterov momentum. Each framework trains
 ``--batches`` batches of real MNIST (after a few warm-up batches), in
 ``--rounds`` turns: all five variants are built first, then take turns, so
-that the machine's slow and fast minutes (its speed drifts by 10-20% here)
-fall on all of them; a row is the median over its batches, and the table
-extrapolates to seconds per 55,000-image epoch. PyTorch runs in its
-default layout and with ``channels_last``; nnexp runs three times: with
-``train.data_parallel`` set to the thread count (each batch cut into that many
-shards, computed by as many processes, see nnexp/nn/fast/data_parallel.py; its
-batch-norm statistics are per shard), in one process with its default
-convolutions (Winograd F(2x2, 3x3) for the 3x3 layers with >= 8 input
-channels), and with im2col everywhere. Inference is the 10,000 test images at
-batch 500 and 128 (nnexp) / 128 and 1000 (PyTorch); nnexp shares the batches
-among forked processes (nnexp/nn/fast/forked.py), and once more in one process.
+that a shared machine's slow and fast minutes fall on all of them alike; a row
+is the median over its batches, and the table extrapolates to seconds per
+55,000-image epoch. PyTorch runs in its default layout and with
+``channels_last``; nnexp runs three times: with ``train.data_parallel`` set to
+the thread count (each batch cut into that many shards, computed by as many
+processes, see nnexp/nn/fast/data_parallel.py; its batch-norm statistics are per
+shard), in one process with its default convolutions (Winograd F(2x2, 3x3) for
+the 3x3 layers with >= 8 input channels), and with im2col everywhere.
+Inference is the 10,000 test images at batch 500 and 128 (nnexp) / 128 and
+1000 (PyTorch); nnexp shares the batches among forked processes
+(nnexp/nn/fast/forked.py), and once more in one process.
 
 GFLOP/s counts the direct convolution's forward FLOPs x3 for training (forward
 + two backward GEMMs), whatever the algorithm (Winograd does fewer multiplies:
-its figure is "effective" GFLOP/s), against the ~190 GFLOP/s float32
-matrix-multiply ceiling of these cores.
-Peak RSS of the whole process is printed at the end.
+its figure is "effective" GFLOP/s). "Of peak" sets it against the float32
+matrix-multiply ceiling measured in the same run (benchmarks/machine.py:
+2048x2048 matmuls with ``--threads`` threads, NumPy and PyTorch): once at the
+start (the header), once after every round of training, and before and after
+every inference measurement; the peak of a table is the faster library's
+median over the samples taken during it. Ratios are against the rows measured
+in the same run. Peak RSS of the whole process is printed at the end.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import blas_threads  # noqa: F401  (must come before numpy)
 
 import numpy as np  # noqa: E402
 
+import machine  # noqa: E402
 from nnexp.data import load_dataset  # noqa: E402
 from nnexp.nn import SoftmaxCrossEntropy  # noqa: E402
 from nnexp.nn.fast import build_fast_model as build_model  # noqa: E402
@@ -146,11 +151,12 @@ def torch_trainer(x, y, n_batches, threads, channels_last=False):
     return train_one, lambda: None
 
 
-def time_interleaved(trainers: dict, rounds: int, per_round: int, warmup: int = 3) -> dict:
+def time_interleaved(trainers: dict, rounds: int, per_round: int, warmup: int = 3, after_round=None) -> dict:
     """Median seconds per batch of each trainer (name -> (train one, close) or
     None).  The trainers take turns, ``per_round`` batches each, ``rounds``
     times: a slow minute of the machine then falls on all of them alike,
-    and the median leaves out the odd batch a background task slowed down."""
+    and the median leaves out the odd batch a background task slowed down.
+    ``after_round()``, if given, runs after every round (a ceiling sample)."""
     live = {name: t for name, t in trainers.items() if t is not None}
     times = {name: [] for name in live}
     try:
@@ -163,6 +169,8 @@ def time_interleaved(trainers: dict, rounds: int, per_round: int, warmup: int = 
                     t0 = time.perf_counter()
                     train_one()
                     times[name].append(time.perf_counter() - t0)
+            if after_round is not None:
+                after_round()
     finally:
         for _, close in live.values():
             close()
@@ -191,6 +199,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="turns each framework takes")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    machine.print_header("bench_cnn.py", threads=args.threads)
     data = load_dataset("mnist", val_size=0, log=lambda m: None)
     x, y = data.x_train, data.y_train
 
@@ -202,11 +211,14 @@ def main() -> None:
                 "nnexp (im2col only)": nnexp_trainer(x, y, needed, algorithm="im2col"),
                 "PyTorch CPU (default)": torch_trainer(x, y, needed, args.threads),
                 "PyTorch CPU (channels_last)": torch_trainer(x, y, needed, args.threads, channels_last=True)}
-    rows = list(time_interleaved(trainers, args.rounds, per_round).items())
+    ceiling = machine.CeilingSampler(args.threads)
+    rows = list(time_interleaved(trainers, args.rounds, per_round, after_round=ceiling.sample).items())
+    peak = ceiling.peak()
     print(f"Training the 38.2 MFLOP/image CNN, batch {BATCH}, {args.threads} threads: median seconds per "
           f"batch over {args.rounds} rounds of {per_round} batches per framework, taking turns; "
-          f"seconds per {EPOCH_IMAGES:,}-image epoch extrapolated\n")
-    print(f"{'framework':<30}{'s/batch':>10}{'s/epoch':>10}{'GFLOP/s':>10}"
+          f"seconds per {EPOCH_IMAGES:,}-image epoch extrapolated")
+    print(f"float32 matmul ceiling after each round: {ceiling.summary()}; peak {peak:.1f} GFLOP/s\n")
+    print(f"{'framework':<30}{'s/batch':>10}{'s/epoch':>10}{'GFLOP/s':>10}{'of peak':>9}"
           f"{'shards / this':>15}{'1 proc. / this':>16}")
     sharded, one_process = rows[0][1], rows[1][1]
     for name, sec in rows:
@@ -214,24 +226,34 @@ def main() -> None:
             print(f"{name:<30}{'not installed':>20}")
             continue
         gflops = 3 * MFLOP_FORWARD * 1e6 * BATCH / sec / 1e9
-        print(f"{name:<30}{sec:>10.4f}{sec * per_epoch:>10.1f}{gflops:>10.1f}"
+        print(f"{name:<30}{sec:>10.4f}{sec * per_epoch:>10.1f}{gflops:>10.1f}{gflops / peak:>9.0%}"
               f"{sharded / sec:>14.2f}x{one_process / sec:>15.2f}x")
 
     xt = data.x_test
-    print(f"\nInference on the {len(xt):,} test images ({MFLOP_FORWARD * len(xt) / 1e3:.0f} GFLOP; "
-          f"{MFLOP_FORWARD * len(xt) / 1e3 / 190:.1f} s at 190 GFLOP/s)")
-    inf = [("nnexp Winograd (batch 500)", infer_nnexp(xt, 500)),
-           ("nnexp Winograd (batch 128)", infer_nnexp(xt, 128)),
-           ("nnexp Winograd (500, 1 proc.)", infer_nnexp(xt, 500, one_process=True)),
-           ("nnexp im2col (batch 500)", infer_nnexp(xt, 500, algorithm="im2col")),
-           ("PyTorch CPU (batch 128)", infer_torch(xt, args.threads, 128)),
-           ("PyTorch CPU (batch 1000)", infer_torch(xt, args.threads, 1000))]
+    runs = [("nnexp Winograd (batch 500)", lambda: infer_nnexp(xt, 500)),
+            ("nnexp Winograd (batch 128)", lambda: infer_nnexp(xt, 128)),
+            ("nnexp Winograd (500, 1 proc.)", lambda: infer_nnexp(xt, 500, one_process=True)),
+            ("nnexp im2col (batch 500)", lambda: infer_nnexp(xt, 500, algorithm="im2col")),
+            ("PyTorch CPU (batch 128)", lambda: infer_torch(xt, args.threads, 128)),
+            ("PyTorch CPU (batch 1000)", lambda: infer_torch(xt, args.threads, 1000))]
+    ceiling = machine.CeilingSampler(args.threads)
+    ceiling.sample()
+    inf = []
+    for name, run in runs:
+        inf.append((name, run()))
+        if inf[-1][1] is not None:
+            ceiling.sample()
+    peak = ceiling.peak()
+    gflop = MFLOP_FORWARD * len(xt) / 1e3
+    print(f"\nInference on the {len(xt):,} test images ({gflop:.0f} GFLOP; {gflop / peak:.1f} s at the "
+          f"{peak:.1f} GFLOP/s peak)")
+    print(f"float32 matmul ceiling before and after each measurement: {ceiling.summary()}\n")
     for name, sec in inf:
         if sec is None:
             print(f"{name:<30}{'not installed':>20}")
             continue
-        gflops = MFLOP_FORWARD * len(xt) / 1e3 / sec
-        print(f"{name:<30}{sec:>8.2f} s{gflops:>10.1f} GFLOP/s ({gflops / 190:.0%} of peak)")
+        gflops = gflop / sec
+        print(f"{name:<30}{sec:>8.2f} s{gflops:>10.1f} GFLOP/s ({gflops / peak:.0%} of peak)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {rss:.0f} MiB; of its largest evaluation child: {children:.0f} MiB "

@@ -10,7 +10,9 @@ and the best, and the ratio of nnexp's median to PyTorch's median (target:
 (``pip install torch==2.13.0 scikit-learn``); they are never nnexp dependencies.
 
 It also measures the run store's logging overhead: the seconds spent writing
-one epoch's metrics row and summary, averaged over 200 epochs.
+one epoch's metrics row and summary, averaged over 200 epochs. The output
+starts with the machine (benchmarks/machine.py): CPU, library versions and the
+float32 matrix-multiply ceiling measured in the same run with ``--threads``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import blas_threads  # noqa: F401  (must come before numpy)
 
 import numpy as np  # noqa: E402
 
+import machine  # noqa: E402
 from nnexp.data import load_dataset  # noqa: E402
 from nnexp.nn import SoftmaxCrossEntropy  # noqa: E402
 from nnexp.nn.fast import build_fast_model as build_model  # noqa: E402
@@ -106,6 +109,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    machine.print_header("bench_mlp.py", threads=args.threads)
 
     data = load_dataset("mnist", val_size=0, log=lambda m: None)
     x, y = data.x_train, data.y_train

@@ -27,8 +27,9 @@ made with ``python3 -m venv .bench/mlflow-venv`` and ``pip install mlflow``;
 MLflow is never an nnexp dependency) it runs ``benchmarks/mlflow_side.py``
 there, which loads the same runs (params, per-epoch metrics, final metrics)
 into an MLflow file store and measures the same work; the table then shows
-both and the ratio. Timings are wall-clock seconds on whatever machine runs
-this; the OS file cache is warm for every measurement after generation.
+both and the ratio. Timings are wall-clock seconds; the output starts with the
+machine they were measured on (benchmarks/machine.py: CPU, library versions).
+The OS file cache is warm for every measurement after generation.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import machine
 
 from nnexp.config import dump_yaml, validate
 from nnexp.tracking import RunIndex, RunStore
@@ -373,6 +376,7 @@ def main(argv=None) -> None:
     store = Path(args.store) if args.store else None
     if store is not None and store.exists():
         ap.error(f"--store {store} exists; give a new folder")
+    machine.print_header("bench_store.py", ceiling=False)
 
     tmp = Path(tempfile.mkdtemp(prefix="nnexp-bench-"))
     try:

@@ -15,7 +15,9 @@ loading, training, writing the runs). Rows:
 
 The speed-up of 2 workers over 1 is the number the sweep issue asks for; the
 comparison with "1 worker x 2 threads" shows whether running trials side by
-side beats letting BLAS use both cores for one trial at a time.
+side beats letting BLAS use both cores for one trial at a time. The output
+starts with the machine (benchmarks/machine.py): CPU, library versions and the
+float32 matrix-multiply ceiling on all cores, measured in the same run.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import machine
 
 BASE = """\
 data: {{dataset: mnist, val_size: 5000, batch_size: 128, train_subset: {subset}}}
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true",
                         help="also run the sweep with --executor ray (a local Ray instance, 1 CPU per trial)")
     args = parser.parse_args()
+    machine.print_header("bench_sweep.py")
 
     with tempfile.TemporaryDirectory(prefix="nnexp-bench-sweep-") as tmp:
         tmp = Path(tmp)

@@ -7,7 +7,8 @@ Every process is the real CLI. A read counts as an error when the command
 exits non-zero, prints a traceback or prints JSON that does not parse; at the
 end every trial must be in the store exactly once, completed, and the SQLite
 index must pass `PRAGMA integrity_check` and list exactly the run folders.
-Prints one table row; exits 1 if anything was lost or any read failed.
+Prints the machine (benchmarks/machine.py: CPU, library versions) and one
+table row; exits 1 if anything was lost or any read failed.
 tests/test_load.py runs it small.
 """
 
@@ -23,6 +24,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import machine
 
 BASE = """\
 data: {{dataset: mnist, val_size: 200, batch_size: 64, train_subset: {subset}}}
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=3000)
     parser.add_argument("--readers", type=int, default=2)
     args = parser.parse_args()
+    machine.print_header("load_store.py", ceiling=False)
     with tempfile.TemporaryDirectory() as tmp:
         r = hammer(Path(tmp), args.sweeps, args.trials, args.epochs, args.subset, args.readers)
     cols = ("sweeps", "trials", "runs_written", "completed", "lost", "duplicates", "listed", "indexed",
