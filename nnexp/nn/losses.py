@@ -2,7 +2,7 @@
 
 For logits z (N, C) and integer labels y (N,):
 
-    log p_ic = z_ic - max_c z_ic - log sum_c exp(z_ic - max_c z_ic)   (log-sum-exp)
+    log p_ic = z_ic - m_i - log sum_k exp(z_ik - m_i),   m_i = max_k z_ik   (log-sum-exp)
     L        = -(1/N) sum_i sum_c t_ic log p_ic
 
 with the target t = one_hot(y) or, with label smoothing eps,

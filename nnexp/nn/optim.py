@@ -8,7 +8,9 @@ step, so a schedule can drive it; the other hyper-parameters are fixed.
 The rules are PyTorch's (``torch.optim``): where weight decay enters, the
 momentum buffer, Adam's bias correction, so a run can be compared step by
 step with a PyTorch run.  Weight decay applies to weight matrices and
-kernels (ndim >= 2), never to biases and batch-norm's scale and shift.
+kernels (ndim >= 2), never to biases and batch-norm's scale and shift
+(torch.optim decays every parameter it is given; this split is what its
+users get with two parameter groups).
 
 In every rule below, d is the gradient with the weight decay added where it
 applies (coupled L2):  d = g + wd * p.
