@@ -3,6 +3,7 @@ after Ctrl-C and after SIGKILL, one driver per sweep."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,6 +123,61 @@ def test_halving_prunes_and_records_pruned_trials(nnexp, sweep_dir, store):
             assert s["test_accuracy"] is not None  # a pruned run is complete, only shorter
         else:
             assert s["epochs_completed"] == 3
+
+
+HALVING = """
+    method: random
+    n_trials: 6
+    seed: 2
+    parameters:
+      optimizer.lr: {distribution: loguniform, low: 1.0e-5, high: 0.01}
+    halving: {min_epochs: 1, eta: 3}
+"""
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_of_a_halving_sweep_leaves_its_pruned_trials_alone(nnexp, sweep_dir, store):
+    spec = sweep_dir(HALVING, epochs=3)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    first = summaries(store)
+    pruned = sorted(name for name, s in first.items() if s["status"] == "pruned")
+    assert pruned and len(pruned) < len(first)
+    before = {name: run_files(store / name) for name in first}
+    code, out, err = nnexp("sweep", spec, "--workers", "1")
+    assert code == 0, err
+    for name in pruned:  # not trained again: no earlier attempt set aside, not one byte changed
+        assert not (store / name / "attempts").exists(), name
+        assert run_files(store / name) == before[name], name
+    assert {name: run_files(store / name) for name in first} == before
+    assert "6 of 6 trials already finished, 0 to run" in err
+    assert f"{6 - len(pruned)} completed, {len(pruned)} pruned" in out
+    code, out, _ = nnexp("sweeps", "--store", store, "--json")
+    state = json.loads(out)[0]
+    assert state["status"] == "completed"
+    assert state["counts"] == {"completed": 6 - len(pruned), "pruned": len(pruned)}
+
+
+def test_a_resumed_halving_sweep_prunes_as_one_never_stopped(nnexp, sweep_dir, store):
+    """The later trials' folders removed (as if never started): the rerun
+    replays the rungs the finished trials passed, so its pruning decisions
+    are those of the sweep run in one go (one worker: decisions are ordered)."""
+    spec = sweep_dir(HALVING, epochs=3)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    whole = {s["trial"]: s["status"] for s in summaries(store).values()}
+    assert sorted(whole) == list(range(6))
+    later = [name for name, s in summaries(store).items() if s["trial"] >= 3]
+    assert {whole[t] for t in range(3, 6)} >= {"pruned"}  # a trial pruned only by the rungs' history
+    for name in later:
+        shutil.rmtree(store / name)
+    code, out, err = nnexp("sweep", spec, "--workers", "1")
+    assert code == 0, err
+    assert "3 of 6 trials already finished, 3 to run" in err
+    assert {s["trial"]: s["status"] for s in summaries(store).values()} == whole
 
 
 def test_a_second_driver_for_the_same_sweep_is_refused(nnexp, sweep_dir, store):
