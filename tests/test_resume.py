@@ -16,6 +16,8 @@ import pytest
 
 from nnexp import checkpoint
 
+DEADLINE = 600  # seconds a wait for a run's progress may take on a loaded machine
+
 # Dropout, augmentation and restore_best: every random stream and every piece
 # of state a checkpoint must carry is in play.
 CONFIG = """\
@@ -254,15 +256,21 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     cmd = [sys.executable, "-m", "nnexp", "run", str(cfg), "-q"]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     [reference] = run_folders(store)
-    train_s = summary(reference)["train_seconds"]
+    epoch_s = summary(reference)["train_seconds"] / 8
 
+    # The moment: once epoch k (1..5) is logged, then a random part of one
+    # reference epoch: at least three epochs are left, room enough for a
+    # machine that turns faster, and a loaded one only kills later in training.
+    moment = random.Random(seed)
+    k, pause = moment.randint(1, 5), moment.uniform(0.0, 1.0) * epoch_s
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(p != reference and (p / "metrics.csv").exists() for p in run_folders(store)):
-        assert time.monotonic() < deadline and proc.poll() is None
+    deadline = time.monotonic() + DEADLINE
+    while len(_logged_rows([p for p in run_folders(store) if p != reference])) < k:
+        assert time.monotonic() < deadline, f"epoch {k} not logged after {DEADLINE} s"
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before epoch {k} was logged"
         time.sleep(0.02)
-    # somewhere in epochs 2..7: 0.6 leaves a margin for a machine faster than at the reference run
-    time.sleep(random.Random(seed).uniform(0.0, 0.6) * train_s)
+    time.sleep(pause)
+    assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = [p for p in run_folders(store) if p != reference][0]
@@ -275,6 +283,14 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     assert done.returncode == 0, done.stderr
     assert summary(killed)["status"] == "completed" and summary(killed)["resumes"] == 1
     assert_same_result(reference, killed)
+
+
+def _logged_rows(runs: list[Path]) -> list[str]:
+    """The epoch rows in the metrics.csv of the one run in ``runs`` (none yet: [])."""
+    try:
+        return (runs[0] / "metrics.csv").read_text().splitlines()[1:] if runs else []
+    except FileNotFoundError:
+        return []
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_changes_nothing(nnexp, config, store, monkeypatch):
