@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny real-MNIST config, a CLI runner, a temporary store."""
+"""Shared fixtures: a tiny real-MNIST config, a CLI runner, a temporary store;
+and the strict skip check (see tests/expected_skips.txt)."""
 
 from __future__ import annotations
 
 import textwrap
 
 import pytest
+from strict_skips import EXPECTED_SKIPS, read_expected_skips, skip_is_expected, skip_reason, strict_skips
 
 from nnexp.cli import main
 
@@ -50,3 +52,53 @@ def nnexp(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+# ------------------------------------------------------------ strict skips --
+# See strict_skips.py: under NNEXP_STRICT_SKIPS=1 a skip not listed in
+# tests/expected_skips.txt is reported as a failure, and listed at the end.
+
+UNEXPECTED_SKIPS = pytest.StashKey[list]()
+SKIP_ENTRIES = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    config.stash[UNEXPECTED_SKIPS] = []
+    if strict_skips():
+        config.stash[SKIP_ENTRIES] = read_expected_skips()
+
+
+def _fail_unexpected_skip(config, report) -> None:
+    """Turn ``report`` (a skip) into a failure when strict and the skip is not listed."""
+    if not (strict_skips() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = skip_reason(report)
+    if skip_is_expected(report.nodeid, reason, config.stash[SKIP_ENTRIES]):
+        return
+    config.stash[UNEXPECTED_SKIPS].append((report.nodeid, reason))
+    report.outcome = "failed"
+    report.longrepr = (f"unexpected skip (NNEXP_STRICT_SKIPS is on): {reason}\n"
+                       f"install what it needs, or list it in tests/{EXPECTED_SKIPS.name} with why it is expected")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_unexpected_skip(item.config, outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_unexpected_skip(collector.config, outcome.get_result())
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if strict_skips():
+        terminalreporter.write_line(f"strict skips: on (only those listed in tests/{EXPECTED_SKIPS.name} may skip)")
+    unexpected = config.stash.get(UNEXPECTED_SKIPS, [])
+    if unexpected:
+        terminalreporter.section("unexpected skips (NNEXP_STRICT_SKIPS is on)", red=True)
+        for nodeid, reason in unexpected:
+            terminalreporter.line(f"{nodeid}: {reason}")
+        terminalreporter.line(f"each fails the run: install what it needs, or list it in tests/{EXPECTED_SKIPS.name}")

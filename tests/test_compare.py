@@ -131,7 +131,6 @@ def test_load_runs_gives_flat_param_and_metric_columns(grid_store):
 
 
 def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
-    pytest.importorskip("nnexp.compare.report")
     report = tmp_path / "report.html"
     code, out, err = nnexp("compare", "--sweep", "s", "--plots", tmp_path / "plots", "--report", report,
                            "--store", grid_store)

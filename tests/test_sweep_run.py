@@ -3,6 +3,7 @@ after Ctrl-C and after SIGKILL, one driver per sweep."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,61 @@ def test_halving_prunes_and_records_pruned_trials(nnexp, sweep_dir, store):
             assert s["epochs_completed"] == 3
 
 
+HALVING = """
+    method: random
+    n_trials: 6
+    seed: 2
+    parameters:
+      optimizer.lr: {distribution: loguniform, low: 1.0e-5, high: 0.01}
+    halving: {min_epochs: 1, eta: 3}
+"""
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_of_a_halving_sweep_leaves_its_pruned_trials_alone(nnexp, sweep_dir, store):
+    spec = sweep_dir(HALVING, epochs=3)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    first = summaries(store)
+    pruned = sorted(name for name, s in first.items() if s["status"] == "pruned")
+    assert pruned and len(pruned) < len(first)
+    before = {name: run_files(store / name) for name in first}
+    code, out, err = nnexp("sweep", spec, "--workers", "1")
+    assert code == 0, err
+    for name in pruned:  # not trained again: no earlier attempt set aside, not one byte changed
+        assert not (store / name / "attempts").exists(), name
+        assert run_files(store / name) == before[name], name
+    assert {name: run_files(store / name) for name in first} == before
+    assert "6 of 6 trials already finished, 0 to run" in err
+    assert f"{6 - len(pruned)} completed, {len(pruned)} pruned" in out
+    code, out, _ = nnexp("sweeps", "--store", store, "--json")
+    state = json.loads(out)[0]
+    assert state["status"] == "completed"
+    assert state["counts"] == {"completed": 6 - len(pruned), "pruned": len(pruned)}
+
+
+def test_a_resumed_halving_sweep_prunes_as_one_never_stopped(nnexp, sweep_dir, store):
+    """The later trials' folders removed (as if never started): the rerun
+    replays the rungs the finished trials passed, so its pruning decisions
+    are those of the sweep run in one go (one worker: decisions are ordered)."""
+    spec = sweep_dir(HALVING, epochs=3)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    whole = {s["trial"]: s["status"] for s in summaries(store).values()}
+    assert sorted(whole) == list(range(6))
+    later = [name for name, s in summaries(store).items() if s["trial"] >= 3]
+    assert {whole[t] for t in range(3, 6)} >= {"pruned"}  # a trial pruned only by the rungs' history
+    for name in later:
+        shutil.rmtree(store / name)
+    code, out, err = nnexp("sweep", spec, "--workers", "1")
+    assert code == 0, err
+    assert "3 of 6 trials already finished, 3 to run" in err
+    assert {s["trial"]: s["status"] for s in summaries(store).values()} == whole
+
+
 def test_a_second_driver_for_the_same_sweep_is_refused(nnexp, sweep_dir, store):
     import fcntl
 
@@ -146,12 +202,27 @@ def _start_driver(spec, store) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
 
 
-def _wait_until(condition, timeout=60.0):
+DEADLINE = 600  # seconds any wait for a sweep's progress may take on a loaded machine
+
+
+def _wait_until(condition, timeout=DEADLINE):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
         time.sleep(0.1)
+    return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (a zombie waiting to be reaped does not)."""
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
     return False
 
 
@@ -173,14 +244,15 @@ def test_resume_after_the_driver_is_stopped(nnexp, sweep_dir, store, sig):
     spec = sweep_dir(SLOW, subset=8000, units=128, epochs=20)
     driver = _start_driver(spec, store)
     try:
-        assert _wait_until(lambda: _some_trial_mid_training(store, epochs=2)), driver.stderr.read()
+        assert _wait_until(lambda: _some_trial_mid_training(store, epochs=2) or driver.poll() is not None)
+        assert driver.poll() is None, driver.communicate()
     finally:
         driver.send_signal(sig)
-    driver.wait(timeout=60)
+    driver.wait(timeout=DEADLINE)
     if sig == signal.SIGINT:
         assert driver.returncode == 130
     # the workers notice and record their trials as interrupted, not left 'running'
-    assert _wait_until(lambda: all(s["status"] != "running" for s in summaries(store).values()), 30)
+    assert _wait_until(lambda: all(s["status"] != "running" for s in summaries(store).values()))
     stopped = summaries(store)
     assert stopped and {s["status"] for s in stopped.values()} <= {"interrupted", "completed"}
     assert "interrupted" in {s["status"] for s in stopped.values()}
@@ -225,12 +297,12 @@ def test_sigkill_of_the_whole_sweep_at_random_moments_loses_and_repeats_nothing(
     for _ in range(3):
         driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
-        # a random moment once some trial is under way (the first rounds' trials may still be starting)
-        _wait_until(lambda: _some_trial_mid_training(store, epochs=2) or driver.poll() is not None)
+        # a random moment once some trial is under way (or the sweep has ended: later rounds may find it done)
+        assert _wait_until(lambda: _some_trial_mid_training(store, epochs=2) or driver.poll() is not None)
         time.sleep(rng.uniform(0.0, 1.0))
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-        time.sleep(0.2)
+        assert _wait_until(lambda: not _group_alive(driver.pid)), "the killed sweep's workers still run"
         for name, s in summaries(store).items():
             mtime = (store / name / "summary.json").stat().st_mtime_ns
             if s["status"] == "completed":
@@ -271,7 +343,7 @@ def test_two_sweeps_and_a_run_writing_one_store_at_once(sweep_dir, store, tmp_pa
     procs.append(subprocess.Popen([sys.executable, "-m", "nnexp", "run", str(tmp_path / "base.yaml"), "-q"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for proc in procs:
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=DEADLINE)
         assert proc.returncode == 0, err
     folders = summaries(store)
     assert len(folders) == 7 and {s["status"] for s in folders.values()} == {"completed"}
