@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .nn.model import LAYER_SPECS, REQUIRED
 from .nn.optim import OPTIMIZER_SPECS
 from .nn.schedules import SCHEDULE_SPECS
+from .tracking.records import layers_text
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
 
@@ -117,7 +118,7 @@ ALIASES = {"learning_rate": "lr", "learning-rate": "lr", "alpha": "lr", "n_epoch
 
 TOP_LEVEL = ("data", "model", "optimizer", "schedule", "train", "tracking")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # ---------------------------------------------------------------- loading --
@@ -336,7 +337,7 @@ def _coerce(value, typ, path: str, source: str):
     if typ is float:
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        if isinstance(value, str) and FLOAT_TEXT.match(value.strip()):
             value = float(value)  # PyYAML reads "1e-3" (no dot) as a string
         if not isinstance(value, (int, float)):
             raise bad
@@ -476,3 +477,16 @@ def _show(value) -> str:
 
 def dump_yaml(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+#: {layer type: [(numeric option, default or None), ...]} in LAYER_SPECS order: what a layers text omits
+LAYER_TEXT_DEFAULTS = {kind: [(key, None if default is REQUIRED else default)
+                              for key, (typ, default) in options.items() if typ in (int, float)]
+                       for kind, options in LAYER_SPECS.items()}
+
+
+def describe_layers(layers: list) -> str:
+    """A resolved ``model.layers`` as one line, e.g. ``flatten | dense(512) | relu | dropout(0.2) | dense(10)``:
+    each layer's numeric options in order, trailing ones at their defaults left out (see
+    ``nnexp.tracking.records.layers_text``). The trainer records it in summary.json as ``layers``."""
+    return layers_text(layers, LAYER_TEXT_DEFAULTS)

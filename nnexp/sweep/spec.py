@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import _FLOAT_RE, load_yaml, set_path, validate
+from ..config import FLOAT_TEXT, describe_layers, load_yaml, set_path, validate
 from ..errors import ConfigError
 from ..tracking.store import slugify
 from .space import Param, Space, ZipGroup, point_key
@@ -378,18 +378,16 @@ def _number(value, where: str, src: str) -> float:
 def _yaml_number(value):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep value that looks
     like a number is one."""
-    if isinstance(value, str) and "e" in value.lower() and _FLOAT_RE.match(value.strip()):
+    if isinstance(value, str) and "e" in value.lower() and FLOAT_TEXT.match(value.strip()):
         return float(value)
     return value
 
 
 def short_value(value) -> str:
     """A value as a trial's label shows it: 4 significant digits, layer lists as text."""
-    from ..tracking.records import layers_text
-
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list) and all(isinstance(v, dict) and "type" in v for v in value):
-        return layers_text(value)
+        return describe_layers(value)
     text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
