@@ -169,3 +169,15 @@ def test_a_new_attempt_sets_the_old_one_aside(tmp_path):
     assert json.loads((path / ATTEMPTS / "1" / SUMMARY).read_text())["reason"] == "boom"
     assert sorted(str(p.relative_to(path)) for p in Path(path).rglob("*") if p.is_file()) == \
         [f"{ATTEMPTS}/1/{SUMMARY}"]
+
+
+def test_status_changes_shipped_from_a_remote_node_are_indexed_as_they_arrive(tmp_path):
+    from nnexp.sweep.ray_executor import write_files
+
+    store = RunStore(tmp_path)
+    (tmp_path / "r1").mkdir()
+    summary = {"id": "r1", "name": "remote", "status": "running", "start_time": 1.0}
+    write_files(tmp_path, [("r1", SUMMARY, json.dumps(summary).encode())])
+    assert indexed(store, "r1")["status"] == "running"
+    write_files(tmp_path, [("r1", SUMMARY, json.dumps({**summary, "status": "completed"}).encode())])
+    assert indexed(store, "r1")["status"] == "completed"

@@ -26,6 +26,7 @@ trials they run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -37,6 +38,7 @@ from typing import Iterable, Iterator
 from ..atomic import atomic_write_bytes
 from ..environment import process_environment
 from ..errors import ConfigError, NnexpError
+from ..tracking import RunStore
 from ..tracking.run import ATTEMPTS, CHECKPOINT, INTERRUPTED, RUNNING, SUMMARY, Run, RunObserver
 from ..train import load_data
 from .executor import BLAS_ENV, STOP_GRACE_SECONDS, STOPPED, TrialEvent
@@ -282,15 +284,32 @@ def read_folder(folder: Path) -> dict[str, bytes]:
 
 
 def write_files(store: Path, messages: list) -> None:
-    """Write (run id, file name, bytes or None to delete) into the store, atomically."""
+    """Write (run id, file name, bytes or None to delete) into the store, atomically;
+    a run whose status the new summary.json changes is re-indexed, as its own
+    status changes are on the node that trains it."""
+    changed = set()
     for run_id, name, data in messages:
         path = _inside(store, run_id, name)
         if data is None:
             path.unlink(missing_ok=True)
             continue
+        if name == SUMMARY and _status(data) != _status(path):
+            changed.add(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         # What a resume needs survives a power cut.
         atomic_write_bytes(path, data, durable=name in (CHECKPOINT, SUMMARY))
+    runs = RunStore(store)
+    for run_id in sorted(changed):
+        runs.reindex(run_id)
+
+
+def _status(summary: bytes | Path) -> str | None:
+    """The status in a summary.json (its bytes, or a file that may not exist); None if there is none."""
+    try:
+        data = json.loads(summary.read_bytes() if isinstance(summary, Path) else summary)
+    except (OSError, ValueError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
 
 
 def _inside(store: Path, run_id: str, name: str) -> Path:

@@ -496,8 +496,12 @@ class IndexObserver(RunObserver):
         self.root = Path(store_root)
 
     def status_changed(self, run: Run, status: str) -> None:
+        self.reindex(run.path)
+
+    def reindex(self, run_dir) -> None:
+        """(Re)index the store's folder ``run_dir`` now, best effort."""
         try:
-            RunIndex(self.root, timeout=2.0).upsert(run.path)
+            RunIndex(self.root, timeout=2.0).upsert(run_dir)
         except Exception as exc:  # noqa: BLE001 - any failure here only delays a listing
             if not IndexObserver.warned:
                 IndexObserver.warned = True

@@ -77,6 +77,11 @@ class RunStore:
         (resumed, marked); DamagedRun if its summary.json cannot be read."""
         return Run.open(self.root / run_id, [IndexObserver(self.root)])
 
+    def reindex(self, run_id: str) -> None:
+        """Index run ``run_id`` now, after its files came into the store by other
+        means than its Run (copied from a remote node); best effort."""
+        IndexObserver(self.root).reindex(self.root / run_id)
+
     def mark_stopped(self, run_id: str, status: str, reason: str) -> bool:
         """Record that run ``run_id``, whose process is gone, ended as ``status``;
         see Run.mark_stopped. A folder without a readable summary is left alone."""
