@@ -30,6 +30,7 @@ import numpy as np
 from .atomic import atomic_writer
 from .errors import NnexpError
 from .tracking.run import CHECKPOINT
+from .values import is_number
 
 FILENAME = CHECKPOINT
 FORMAT = 1
@@ -134,7 +135,7 @@ def _check_meta(ckpt: Checkpoint) -> str | None:
     if not all(isinstance(r, dict) for r in ckpt.rows):
         return "metrics rows are not objects"
     if set(ckpt.stopper) - {"best", "best_epoch", "bad_epochs"} or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ckpt.stopper.values()):
+            is_number(v) for v in ckpt.stopper.values()):
         return "bad early-stopping state"
     if ckpt.stop is not None and not (isinstance(ckpt.stop, dict) and ckpt.stop.get("status") in ("completed", "pruned")):
         return "bad stop record"

@@ -19,6 +19,11 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def is_integer(value) -> bool:
+    """An integer (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_missing(value) -> bool:
     """No value: None, NaN (of any float type), pandas' NA and NaT, NumPy's NaT.
 

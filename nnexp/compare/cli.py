@@ -34,7 +34,7 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
                      limit=limit)
     click.echo(render(result.table, fmt))
     if fmt == "text":
-        how = (f"grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
+        how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
         click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
                    f"({result.goal})", err=True)
     if plots_dir or report_path:

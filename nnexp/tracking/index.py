@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import NnexpError
+from ..values import is_number
 from .records import RECORD_VERSION, make_record
 from .run import CONFIG, METRICS, SUMMARY, DamagedRun, Run, RunObserver
 
@@ -108,7 +109,7 @@ def _trusted(sig: tuple[int, ...], now_ns: int) -> tuple[int, ...]:
 
 def _order(record: dict) -> tuple[float, str]:
     start = record["summary"].get("start_time")
-    ok = isinstance(start, (int, float)) and not isinstance(start, bool) and math.isfinite(start)
+    ok = is_number(start) and math.isfinite(start)
     return (float(start) if ok else 0.0, record["id"])
 
 
