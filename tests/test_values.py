@@ -55,3 +55,10 @@ def test_the_predicates_load_neither_numpy_nor_pandas():
             "print(sorted(m for m in ('numpy', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_integers():
+    from nnexp.values import is_integer
+
+    assert all(is_integer(v) for v in (0, -3, np.int64(7), np.uint8(1)))
+    assert not any(is_integer(v) for v in (True, np.bool_(False), 2.0, "3", None, math.nan))

@@ -140,8 +140,8 @@ class Shipper(RunObserver):
         self.ray.get(self.hub.put.remote(run.id, name, data))
 
     def ship_all(self, run: Run) -> None:
-        """Every file of the folder (model.npz, plots: written by the trainer
-        without telling the run), summary.json last."""
+        """Every file of the folder once more, summary.json last: the plots (written
+        by the trainer without telling the run) and the final version of each."""
         names = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*")
                        if p.is_file() and not p.name.startswith("."))
         for name in sorted(names, key=lambda n: n == SUMMARY):
