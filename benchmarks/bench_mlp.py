@@ -95,7 +95,7 @@ def logging_overhead(epochs: int = 200) -> float:
     """Mean seconds to record one epoch (metrics row + summary), as the trainer does."""
     with tempfile.TemporaryDirectory() as tmp:
         run = RunStore(tmp).create("bench")
-        run.update_summary(status="running", params=235146, versions={"numpy": np.__version__})
+        run.start("bench", params=235146, versions={"numpy": np.__version__})
         t0 = time.perf_counter()
         for epoch in range(1, epochs + 1):
             run.log_epoch(dict(epoch=epoch, train_loss=0.1, train_accuracy=0.97, val_loss=0.08,

@@ -202,8 +202,7 @@ def logging_overhead(root: Path, epochs: int = 1000) -> float:
     """Mean seconds of Run.log_epoch + Run.update_summary for one epoch."""
     store = RunStore(root)
     run = store.create("logging")
-    run.update_summary(id=run.id, name="logging", status="running", start_time=time.time(),
-                       **{f"field_{k}": k for k in range(30)})  # a summary of realistic size
+    run.start("logging", **{f"field_{k}": k for k in range(30)})  # a summary of realistic size
     row = {"epoch": 0, "train_loss": 0.123456789, "train_accuracy": 0.987654321, "val_loss": 0.0876543,
            "val_accuracy": 0.98123, "lr": 0.0012345, "seconds": 1.2345}
     t = time.perf_counter()
@@ -224,8 +223,7 @@ def creation_seconds(root: Path, cfg: dict, n: int = 100) -> float:
     for i in range(n):
         run = store.create("create")
         run.write_config(text)
-        run.update_summary(id=run.id, name="create", status="running", start_time=time.time(), seed=i,
-                           params=535_818, epochs_planned=15, epochs_completed=0)
+        run.start("create", seed=i, params=535_818, epochs_planned=15, epochs_completed=0)
     return (time.perf_counter() - t) / n
 
 

@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m nnexp``: the nnexp command."""
+
+from .command import main
 
 main()

@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_writer
 from .errors import NnexpError
+from .tracking.run import CHECKPOINT
+from .values import is_number
 
-FILENAME = "checkpoint.npz"
+FILENAME = CHECKPOINT
 FORMAT = 1
 
 
@@ -77,17 +79,8 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
     arrays |= {f"best/{k}": v for k, v in (ckpt.best or {}).items()}
     arrays |= {f"ema/{k}": v for k, v in (ckpt.ema or {}).items()}
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode array: no pickle needed to read it back
-    path = Path(run_dir) / FILENAME
-    tmp = path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with atomic_writer(Path(run_dir) / FILENAME, binary=True) as f:
+        np.savez(f, **arrays)
 
 
 def load(run_dir: Path) -> Checkpoint | None:
@@ -145,7 +138,7 @@ def _check_meta(ckpt: Checkpoint) -> str | None:
     if not all(isinstance(r, dict) for r in ckpt.rows):
         return "metrics rows are not objects"
     if set(ckpt.stopper) - {"best", "best_epoch", "bad_epochs"} or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in ckpt.stopper.values()):
+            is_number(v) for v in ckpt.stopper.values()):
         return "bad early-stopping state"
     if ckpt.stop is not None and not (isinstance(ckpt.stop, dict) and ckpt.stop.get("status") in ("completed", "pruned")):
         return "bad stop record"
@@ -172,17 +165,3 @@ def restore_rngs(rngs: dict[str, np.random.Generator], states: dict) -> None:
             g.bit_generator.state = states[name]
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"checkpoint: bad state for the {name!r} random generator ({exc})") from None
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable (POSIX: the directory entry lives in the directory)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -6,8 +6,13 @@ and hands the *resolved* config (every default filled in) to the trainer. The
 resolved config is what gets written to the run folder, so a run can be
 reproduced from its own ``config.yaml`` alone.
 
-Every mistake raises :class:`ConfigError` naming the key path, the bad value
-and what is allowed, before anything touches the run store.
+Validation reports every mistake of a config at once, before anything
+touches the run store: first the declarative schema (unknown keys with a
+"did you mean", wrong types, unknown names, missing keys, out-of-range values,
+in every section and every layer), then the rules that only the code which
+builds things knows (a kernel that does not fit the image, beta1 < 1, ...),
+asked of that code itself. One :class:`InvalidConfig` lists them all, one line
+each, naming the key path, the bad value and what is allowed.
 """
 
 from __future__ import annotations
@@ -16,16 +21,17 @@ import copy
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import yaml
 
-from .augment import AUGMENT_SPECS
+from .augment import AUGMENT_SPECS, Augmenter
 from .errors import ConfigError
-from .nn import LAYER_SPECS, REQUIRED
-from .nn import OPTIMIZER_SPECS, SCHEDULE_SPECS
+from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
+from .tracking.records import layers_text
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
 
@@ -79,7 +85,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "layers": Field(list),
         "dtype": Field(str, "float32", choices=("float32", "float64")),
         # which implementation computes the network (nnexp/nn/engines.py)
-        "engine": Field(str, "fast", choices=("fast", "reference")),
+        "engine": Field(str, "fast", choices=tuple(ENGINES)),
         # straighten each input image first (nnexp/nn/deskew.py); part of the model
         "deskew": Field(bool, False),
     },
@@ -118,7 +124,8 @@ ALIASES = {"learning_rate": "lr", "learning-rate": "lr", "alpha": "lr", "n_epoch
 
 TOP_LEVEL = ("data", "model", "optimizer", "schedule", "train", "tracking")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+#: a number written as text: PyYAML reads "1e-3" (no dot) as a string, which a user means as 0.001
+FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # ---------------------------------------------------------------- loading --
@@ -213,75 +220,118 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
 # ------------------------------------------------------------- validation --
 
 
+class InvalidConfig(ConfigError):
+    """A config with one or more mistakes; ``problems`` lists them, one line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        if len(problems) == 1:
+            message = f"{source}: {problems[0]}"
+        else:
+            message = f"{source}: {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(message)
+        self.source, self.problems = source, list(problems)
+
+
+class _Invalid:
+    """The value of a key whose problem is already reported: later checks that
+    need it are skipped, so that one mistake is reported once."""
+
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID = _Invalid()
+
+
+def valid(value) -> bool:
+    """Whether ``value`` (a checked value, section or list) holds no INVALID part."""
+    if value is INVALID:
+        return False
+    if isinstance(value, dict):
+        return all(valid(v) for v in value.values())
+    if isinstance(value, list):
+        return all(valid(v) for v in value)
+    return True
+
+
 def validate(raw: dict, source: str = "config") -> dict:
-    """Check ``raw`` against the schema and return the resolved config."""
+    """Check ``raw`` against the schema and return the resolved config; InvalidConfig
+    lists every mistake."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(raw).__name__}")
-    _reject_unknown(raw, TOP_LEVEL, "", source)
+    problems: list[str] = []
+    _reject_unknown(raw, TOP_LEVEL, "", problems)
     if "model" not in raw:
-        raise ConfigError(f"{source}: missing section 'model' (it lists the network's layers)")
+        problems.append("missing section 'model' (it lists the network's layers)")
     out = {}
     for section in ("data", "model", "train", "tracking"):
-        out[section] = _check_fields(_section(raw, section, source), SCHEMA[section], section, source)
-    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", source, _optimizer_extra)
-    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", source, dict)
-    out["model"]["layers"] = _check_layers(out["model"]["layers"], source)
-    aug = out["data"]["augment"]
-    if aug is not None:
+        out[section] = _check_fields(_section(raw, section, problems), SCHEMA[section], section, problems,
+                                     required="model" in raw)
+    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", problems, _optimizer_extra())
+    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
+    model = out["model"]
+    if model is not INVALID and model["layers"] is not INVALID:
+        model["layers"] = _check_layers(model["layers"], problems)
+    data, train = out["data"], out["train"]
+    if data is not INVALID and data["augment"] not in (None, INVALID):
         fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
-        out["data"]["augment"] = _check_fields(aug, fields, "data.augment", source)
-    es = out["train"]["early_stopping"]
-    if es is not None:
-        out["train"]["early_stopping"] = _check_fields(es, EARLY_STOPPING, "train.early_stopping", source)
-    _check_cross(out, source)
-    _try_construct(out, source)
+        data["augment"] = _check_fields(data["augment"], fields, "data.augment", problems)
+    if train is not INVALID and train["early_stopping"] not in (None, INVALID):
+        train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
+                                                problems)
+    _check_cross(out, problems)
+    _try_construct(out, problems)
+    if problems:
+        raise InvalidConfig(source, problems)
     return out
 
 
-def _try_construct(cfg: dict, source: str) -> None:
+def _try_construct(cfg: dict, problems: list[str]) -> None:
     """Let the model, optimizer, schedule and augmenter check their own rules
     (kernel fits the image, beta1 < 1, pct_start in (0, 1), ...) now, on dummy
     inputs, so that a bad value is a config error before anything runs, worded
-    by the code that knows the rule."""
-    import numpy as np
-
-    from .augment import Augmenter
-    from .nn import ENGINES, OPTIMIZERS, make_schedule
-
-    opt = dict(cfg["optimizer"])
-    name, _ = opt.pop("name"), opt.pop("lr")
-    dummy = [("w", np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))]
-    sched = dict(cfg["schedule"])
-    try:
-        OPTIMIZERS[name](dummy, **opt)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: optimizer: {exc}") from None
-    try:
-        make_schedule(sched.pop("name"), cfg["optimizer"]["lr"], 100, 10, **sched)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: schedule: {exc}") from None
-    try:  # layer sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
-        ENGINES[cfg["model"]["engine"]].build_model(cfg["model"]["layers"], (1, 28, 28), np.random.default_rng(0),
-                                                    np.float32, cfg["model"]["deskew"])
-    except ValueError as exc:
-        raise ConfigError(f"{source}: model.layers: {exc}") from None
-    if cfg["data"]["augment"] is not None:
+    by the code that knows the rule. Each is asked only if its part of the
+    config passed the schema."""
+    optimizer, schedule, model, data = cfg["optimizer"], cfg["schedule"], cfg["model"], cfg["data"]
+    if valid(optimizer):
+        opt = dict(optimizer)
+        name, _ = opt.pop("name"), opt.pop("lr")
+        dummy = [("w", np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))]
         try:
-            Augmenter(**cfg["data"]["augment"])
+            OPTIMIZERS[name](dummy, **opt)
         except ValueError as exc:
-            raise ConfigError(f"{source}: data.{exc}") from None
+            problems.append(f"optimizer: {exc}")
+    if valid(schedule) and optimizer is not INVALID and optimizer["lr"] is not INVALID:
+        sched = dict(schedule)
+        try:
+            make_schedule(sched.pop("name"), optimizer["lr"], 100, 10, **sched)
+        except ValueError as exc:
+            problems.append(f"schedule: {exc}")
+    if valid(model):
+        try:  # the layers' own rules, and sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
+            ENGINES[model["engine"]].build_model(model["layers"], (1, 28, 28), np.random.default_rng(0),
+                                                 np.float32, model["deskew"])
+        except ValueError as exc:
+            problems.append(f"model.layers: {exc}")
+    if data is not INVALID and data["augment"] is not None and valid(data["augment"]):
+        try:
+            Augmenter(**data["augment"])
+        except ValueError as exc:
+            problems.append(f"data.{exc}")
 
 
-def _section(raw: dict, name: str, source: str) -> dict:
+def _section(raw: dict, name: str, problems: list[str]):
+    """The section ``name`` of ``raw`` ({} if absent), or INVALID if it is not a mapping."""
     value = raw.get(name)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{source}: '{name}' must be a mapping, got {_show(value)}")
+        problems.append(f"'{name}' must be a mapping, got {_show(value)}")
+        return INVALID
     return value
 
 
-def _reject_unknown(given: dict, allowed, prefix: str, source: str) -> None:
+def _reject_unknown(given: dict, allowed, prefix: str, problems: list[str]) -> None:
     for key in given:
         if key not in allowed:
             path = f"{prefix}{key}"
@@ -289,59 +339,71 @@ def _reject_unknown(given: dict, allowed, prefix: str, source: str) -> None:
             if not hint and ALIASES.get(key) in allowed:
                 hint = [ALIASES[key]]
             did_you_mean = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
-            raise ConfigError(
-                f"{source}: unknown key '{path}'{did_you_mean} (allowed: {', '.join(map(str, allowed))})"
-            )
+            problems.append(f"unknown key '{path}'{did_you_mean} (allowed: {', '.join(map(str, allowed))})")
 
 
-def _check_fields(given: dict, fields: dict[str, Field], where: str, source: str) -> dict:
+def _check_fields(given, fields: dict[str, Field], where: str, problems: list[str], required: bool = True):
+    """The checked values of a mapping of ``fields`` (defaults filled in; INVALID
+    where a value is wrong), or INVALID if ``given`` is not a mapping.
+    ``required`` False: a missing required key is left to a problem reported before."""
+    if given is INVALID:
+        return INVALID
     if not isinstance(given, dict):
-        raise ConfigError(f"{source}: '{where}' must be a mapping, got {_show(given)}")
-    _reject_unknown(given, fields, f"{where}.", source)
+        problems.append(f"'{where}' must be a mapping, got {_show(given)}")
+        return INVALID
+    _reject_unknown(given, fields, f"{where}.", problems)
     out = {}
     for key, spec in fields.items():
         path = f"{where}.{key}"
         if key not in given:
             if spec.default is REQUIRED:
-                raise ConfigError(f"{source}: missing required key '{path}'")
-            out[key] = copy.deepcopy(spec.default)
+                if required:
+                    problems.append(f"missing required key '{path}'")
+                out[key] = INVALID
+            else:
+                out[key] = copy.deepcopy(spec.default)
             continue
-        out[key] = _check_value(given[key], spec, path, source)
+        out[key] = _check_value(given[key], spec, path, problems)
     return out
 
 
-def _check_value(value, spec: Field, path: str, source: str):
+def _check_value(value, spec: Field, path: str, problems: list[str]):
     if value is None:
         if spec.nullable:
             return None
-        raise ConfigError(f"{source}: '{path}' must not be empty (expected {_type_name(spec.type)})")
-    value = _coerce(value, spec.type, path, source)
+        problems.append(f"'{path}' must not be empty (expected {_type_name(spec.type)})")
+        return INVALID
+    try:
+        value = _coerce(value, spec.type, path)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return INVALID
     if spec.choices is not None and value not in spec.choices:
         hint = difflib.get_close_matches(str(value), spec.choices, n=1)
         did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ConfigError(
-            f"{source}: '{path}' is {value!r}{did_you_mean} (allowed: {', '.join(spec.choices)})"
-        )
+        problems.append(f"'{path}' is {value!r}{did_you_mean} (allowed: {', '.join(spec.choices)})")
+        return INVALID
     if spec.check is not None:
         problem = spec.check(value)
         if problem:
-            raise ConfigError(f"{source}: '{path}' {problem}, got {value!r}")
+            problems.append(f"'{path}' {problem}, got {value!r}")
+            return INVALID
     return value
 
 
-def _coerce(value, typ, path: str, source: str):
-    """Accept what a YAML user means: ints for floats, '1e-3' for 1e-3."""
-    bad = ConfigError(f"{source}: '{path}' must be {_type_name(typ)}, got {_show(value)}")
+def _coerce(value, typ, path: str):
+    """Accept what a YAML user means: ints for floats, '1e-3' for 1e-3; ValueError names the mistake."""
+    bad = ValueError(f"'{path}' must be {_type_name(typ)}, got {_show(value)}")
     if typ is float:
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-            value = float(value)  # PyYAML reads "1e-3" (no dot) as a string
+        if isinstance(value, str) and FLOAT_TEXT.match(value.strip()):
+            value = float(value)
         if not isinstance(value, (int, float)):
             raise bad
         value = float(value)
         if not math.isfinite(value):
-            raise ConfigError(f"{source}: '{path}' must be a finite number, got {value}")
+            raise ValueError(f"'{path}' must be a finite number, got {value}")
         return value
     if typ is int:
         if isinstance(value, bool):
@@ -364,105 +426,93 @@ def _coerce(value, typ, path: str, source: str):
     return value
 
 
-def _check_named(raw, section, specs, default_name, source, extra):
+def _check_named(raw, section, specs, default_name, problems: list[str], extra: dict[str, Field]):
     """Sections like ``optimizer: {name: adam, lr: ...}`` whose keys depend on the name."""
-    given = dict(_section(raw, section, source))
+    given = _section(raw, section, problems)
+    if given is INVALID:
+        return INVALID
+    given = dict(given)
     name = given.pop("name", default_name)
     if not isinstance(name, str) or name not in specs:
         hint = difflib.get_close_matches(str(name), list(specs), n=1)
         did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ConfigError(
-            f"{source}: '{section}.name' is {name!r}{did_you_mean} (allowed: {', '.join(specs)})"
-        )
+        problems.append(f"'{section}.name' is {name!r}{did_you_mean} (allowed: {', '.join(specs)})")
+        # The other keys depend on the name; only those common to all names (lr) are checked.
+        checked = _check_fields({k: v for k, v in given.items() if k in extra},
+                                {k: f for k, f in extra.items()}, section, problems)
+        return {"name": INVALID, **checked}
     fields = {key: Field(t, d) for key, (t, d) in specs[name].items()}
-    fields.update(extra())
-    out = {"name": name}
-    out.update(_check_fields(given, fields, section, source))
-    return out
+    fields.update(extra)
+    return {"name": name, **_check_fields(given, fields, section, problems)}
 
 
 def _optimizer_extra() -> dict[str, Field]:
     return {"lr": Field(float, 0.001, _positive)}
 
 
-def _check_layers(layers: list, source: str) -> list[dict]:
+def _check_layers(layers: list, problems: list[str]) -> list:
     if not layers:
-        raise ConfigError(f"{source}: 'model.layers' must list at least one layer")
+        problems.append("'model.layers' must list at least one layer")
+        return INVALID
     out = []
     for i, layer in enumerate(layers):
         where = f"model.layers[{i}]"
         if not isinstance(layer, dict):
-            raise ConfigError(f"{source}: '{where}' must be a mapping like {{type: dense, units: 128}}, got {_show(layer)}")
+            problems.append(f"'{where}' must be a mapping like {{type: dense, units: 128}}, got {_show(layer)}")
+            out.append(INVALID)
+            continue
         given = dict(layer)
         kind = given.pop("type", None)
         if kind not in LAYER_SPECS:
             hint = difflib.get_close_matches(str(kind), list(LAYER_SPECS), n=1)
             did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
-            raise ConfigError(
-                f"{source}: '{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})"
-            )
+            problems.append(f"'{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})")
+            out.append(INVALID)
+            continue
         # a None default (pooling stride) means the key may also be given as null
         fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
-        checked = _check_fields(given, fields, where, source)
-        _check_layer_values(kind, checked, where, source)
-        out.append({"type": kind, **checked})
-    if not any(layer["type"] == "dense" for layer in out):
-        raise ConfigError(f"{source}: 'model.layers' has no dense layer, so the network has nothing to learn")
+        out.append({"type": kind, **_check_fields(given, fields, where, problems)})
+    if not any(layer is INVALID or layer["type"] == "dense" for layer in out):
+        problems.append("'model.layers' has no dense layer, so the network has nothing to learn")
     return out
 
 
-def _check_layer_values(kind: str, layer: dict, where: str, source: str) -> None:
-    from .nn.init import INITS
-
-    if "units" in layer and layer["units"] <= 0:
-        raise ConfigError(f"{source}: '{where}.units' must be > 0, got {layer['units']}")
-    if "p" in layer and not 0 <= layer["p"] < 1:
-        raise ConfigError(f"{source}: '{where}.p' must be in [0, 1), got {layer['p']}")
-    if "init" in layer and layer["init"] not in INITS:
-        raise ConfigError(
-            f"{source}: '{where}.init' is {layer['init']!r} (allowed: {', '.join(INITS)})"
-        )
-
-
-def _check_cross(cfg: dict, source: str) -> None:
-    """Checks that involve more than one key."""
-    data = cfg["data"]
-    if data["dataset"] == "kaggle-csv" and not data["csv_path"]:
-        raise ConfigError(f"{source}: 'data.csv_path' is required when data.dataset is 'kaggle-csv'")
-    es = cfg["train"]["early_stopping"]
-    if (es is not None or cfg["train"]["restore_best"]) and data["val_size"] == 0:
-        raise ConfigError(
-            f"{source}: early stopping and restore_best select on the validation set, "
-            "but 'data.val_size' is 0; set a validation size"
-        )
-    if cfg["train"]["data_parallel"] > 1 and cfg["model"]["engine"] != "fast":
-        raise ConfigError(
-            f"{source}: 'train.data_parallel' is {cfg['train']['data_parallel']}, but shards are computed by "
-            "the fast engine only; set model.engine: fast or train.data_parallel: 1"
-        )
-    if cfg["train"]["data_parallel"] > data["batch_size"]:
-        raise ConfigError(
-            f"{source}: 'train.data_parallel' is {cfg['train']['data_parallel']}, more shards than the "
-            f"{data['batch_size']} images of a batch (data.batch_size)"
-        )
-    last = [layer for layer in cfg["model"]["layers"] if layer["type"] == "dense"][-1]
-    if last["units"] != 10:
-        raise ConfigError(
-            f"{source}: the last dense layer must have 10 units (one per class), got {last['units']}"
-        )
-    name = cfg["tracking"]["name"]
-    if name is not None and not NAME_RE.match(name):
-        raise ConfigError(
-            f"{source}: 'tracking.name' {name!r} may use only letters, digits, '.', '_' and '-' "
-            "(at most 64, starting with a letter or digit)"
-        )
-    for i, tag in enumerate(cfg["tracking"]["tags"]):
-        if not isinstance(tag, (str, int, float)) or isinstance(tag, bool):
-            raise ConfigError(f"{source}: 'tracking.tags[{i}]' must be a string, got {_show(tag)}")
-    cfg["tracking"]["tags"] = [str(t) for t in cfg["tracking"]["tags"]]
-    mirrors = data["mirrors"]
-    if mirrors is not None and not all(isinstance(m, str) for m in mirrors):
-        raise ConfigError(f"{source}: 'data.mirrors' must be a list of base URLs (strings)")
+def _check_cross(cfg: dict, problems: list[str]) -> None:
+    """Checks that involve more than one key; each only when its keys passed their own checks."""
+    data, train, tracking, model = cfg["data"], cfg["train"], cfg["tracking"], cfg["model"]
+    if valid(data) and data["dataset"] == "kaggle-csv" and not data["csv_path"]:
+        problems.append("'data.csv_path' is required when data.dataset is 'kaggle-csv'")
+    if train is not INVALID and data is not INVALID and data["val_size"] == 0 and (
+            train["early_stopping"] not in (None, INVALID) or train["restore_best"] is True):
+        problems.append("early stopping and restore_best select on the validation set, "
+                        "but 'data.val_size' is 0; set a validation size")
+    if train is not INVALID and model is not INVALID and valid([train["data_parallel"], model["engine"]]) \
+            and train["data_parallel"] > 1 and model["engine"] != "fast":
+        problems.append(f"'train.data_parallel' is {train['data_parallel']}, but shards are computed by the "
+                        "fast engine only; set model.engine: fast or train.data_parallel: 1")
+    if train is not INVALID and data is not INVALID and valid([train["data_parallel"], data["batch_size"]]) \
+            and train["data_parallel"] > data["batch_size"]:
+        problems.append(f"'train.data_parallel' is {train['data_parallel']}, more shards than the "
+                        f"{data['batch_size']} images of a batch (data.batch_size)")
+    if model is not INVALID and valid(model["layers"]):
+        dense = [layer for layer in model["layers"] if layer["type"] == "dense"]
+        if dense and dense[-1]["units"] != 10:
+            problems.append(f"the last dense layer must have 10 units (one per class), got {dense[-1]['units']}")
+    if tracking is not INVALID:
+        name = tracking["name"]
+        if name not in (None, INVALID) and not NAME_RE.match(name):
+            problems.append(f"'tracking.name' {name!r} may use only letters, digits, '.', '_' and '-' "
+                            "(at most 64, starting with a letter or digit)")
+        if tracking["tags"] is not INVALID:
+            bad = [i for i, tag in enumerate(tracking["tags"])
+                   if not isinstance(tag, (str, int, float)) or isinstance(tag, bool)]
+            for i in bad:
+                problems.append(f"'tracking.tags[{i}]' must be a string, got {_show(tracking['tags'][i])}")
+            if not bad:
+                tracking["tags"] = [str(t) for t in tracking["tags"]]
+    if data is not INVALID and data["mirrors"] not in (None, INVALID) \
+            and not all(isinstance(m, str) for m in data["mirrors"]):
+        problems.append("'data.mirrors' must be a list of base URLs (strings)")
 
 
 def _type_name(typ) -> str:
@@ -480,3 +530,16 @@ def _show(value) -> str:
 
 def dump_yaml(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+#: {layer type: [(numeric option, default or None), ...]} in LAYER_SPECS order: what a layers text omits
+LAYER_TEXT_DEFAULTS = {kind: [(key, None if default is REQUIRED else default)
+                              for key, (typ, default) in options.items() if typ in (int, float)]
+                       for kind, options in LAYER_SPECS.items()}
+
+
+def describe_layers(layers: list) -> str:
+    """A resolved ``model.layers`` as one line, e.g. ``flatten | dense(512) | relu | dropout(0.2) | dense(10)``:
+    each layer's numeric options in order, trailing ones at their defaults left out (see
+    ``nnexp.tracking.records.layers_text``). The trainer records it in summary.json as ``layers``."""
+    return layers_text(layers, LAYER_TEXT_DEFAULTS)

@@ -13,7 +13,7 @@ largest mean probability. The result is recorded as a run folder of its own::
     plots/confusion_matrix.png
 
 so it is listed by ``nnexp runs`` and can be put next to its members by
-``nnexp compare``. The run has no model.npz: :func:`load_ensemble` rebuilds an
+``nnexp compare``. The run has no model.npz: ``nnexp/trained.py`` rebuilds an
 :class:`EnsembleModel` from the members' weights, which is what lets
 ``nnexp evaluate`` and ``nnexp predict`` work on an ensemble run unchanged.
 
@@ -24,18 +24,20 @@ of a 3-run ensemble), so the message asks for the member runs instead.
 
 from __future__ import annotations
 
-import os
 import time
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 
-from .config import dump_yaml
+from .compare.select import select_records
+from .config import describe_layers, dump_yaml
 from .errors import ConfigError, NnexpError
 from .nn.losses import softmax
-from .tracking import Run, RunInfo, RunNotFound, RunStore, layers_text
+from .tracking import Run, RunInfo, RunStore
 from .tracking.provenance import provenance
+from .tracking.run import COMPLETED, INTERRUPTED, PREDICTIONS
+from .train import load_data
+from .values import is_number
 
 KIND = "ensemble"
 COMBINE = "mean_probabilities"  # recorded in config.yaml: how the members' outputs are combined
@@ -138,10 +140,8 @@ def resolve_members(store: RunStore, refs) -> list[RunInfo]:
 def sweep_members(store: RunStore, sweep_ref: str) -> list[str]:
     """Ids of a sweep's completed runs, in trial order (a trial re-run after a
     failure counts once: only its completed run is taken)."""
-    from .compare.cli import select_records
-
     runs, sweep = select_records(store.root, sweep_ref=sweep_ref)
-    done = [r for r in runs if r["summary"].get("status") == "completed"]
+    done = [r for r in runs if r["summary"].get("status") == COMPLETED]
     if not done:
         raise NnexpError(f"sweep {sweep['id']} has no completed run yet ({len(runs)} runs in all); "
                          f"run or resume it first")
@@ -176,26 +176,6 @@ def _describe(key: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in key.items())
 
 
-def load_ensemble(info: RunInfo, load) -> tuple[dict, EnsembleModel]:
-    """(config, EnsembleModel) of an ensemble run, its members loaded by
-    ``load(member info) -> (cfg, model)``; the config is the first member's
-    (the dataset and the evaluation batch size are what its callers read)."""
-    store = RunStore(info.path.parent)
-    ids = info.summary.get("members") or []
-    if len(ids) < 2:
-        raise NnexpError(f"ensemble run {info.id} lists {len(ids)} members in its summary.json")
-    loaded = []
-    for member_id in ids:
-        try:
-            member = store.resolve(member_id)
-        except RunNotFound:
-            raise NnexpError(f"ensemble run {info.id}: its member {member_id} is no longer in {store.root}") from None
-        if member.id != member_id or member.summary.get("kind") == KIND:
-            raise NnexpError(f"ensemble run {info.id}: member {member_id} is not a trained run")
-        loaded.append(load(member))
-    return loaded[0][0], EnsembleModel([model for _, model in loaded])
-
-
 # ------------------------------------------------------------- the run --
 
 
@@ -208,7 +188,7 @@ def ensemble_config(members: list[str], cfgs: list[dict]) -> str:
     also have, an ensemble put next to its members would look like one more
     seed of them and be averaged into their row.
     """
-    texts = [layers_text(cfg["model"]["layers"]) for cfg in cfgs]
+    texts = [describe_layers(cfg["model"]["layers"]) for cfg in cfgs]
     if len(set(texts)) == 1:
         layers = f"mean of {len(texts)} x ({texts[0]})"
     else:
@@ -243,11 +223,9 @@ def evaluate_members(infos: list[RunInfo], models: list, x: np.ndarray, y: np.nd
 
 def build_ensemble(store: RunStore, members: list[tuple], name: str = "ensemble", log=print, plots: bool = True) -> Run:
     """Evaluate the ensemble of ``members`` ((info, cfg, model) triples, as
-    resolve_members and the CLI's loader give them) on the test set and
-    record it as a new run of ``store``. Nothing is written on a user error."""
-    from .train import load_data
-
-    t_start, start_time, started = time.perf_counter(), time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    resolve_members and ``nnexp.trained.load_trained`` give them) on the test
+    set and record it as a new run of ``store``. Nothing is written on a user error."""
+    t_start, start_time = time.perf_counter(), time.time()
     infos, cfgs, models = (list(t) for t in zip(*members))
     check_same_test_set(infos, cfgs)
     data = load_data(cfgs[0], log=log)
@@ -263,45 +241,39 @@ def build_ensemble(store: RunStore, members: list[tuple], name: str = "ensemble"
 
     run = store.create(name)
     train_seconds = [i.summary.get("train_seconds") for i in infos]
-    run.update_summary(
-        id=run.id, name=name, status="running", reason=None, kind=KIND, members=result.members,
-        started=started, start_time=start_time, ended=None,
+    run.start(
+        name, started_at=start_time, kind=KIND, members=result.members,
         dataset=cfgs[0]["data"]["dataset"], classes=list(data.classes), seed=None, tags=[KIND],
         # What the ensemble costs: all its members' weights, and their training time.
         params=sum(m.num_parameters() for m in models),
-        train_size=None, val_size=None, test_size=len(data.x_test), pid=os.getpid(), **provenance(),
+        train_size=None, val_size=None, test_size=len(data.x_test), **provenance(),
     )
     try:
         run.write_config(ensemble_config(result.members, cfgs))
-        np.savez_compressed(run.path / "predictions.npz", probabilities=result.probs.astype(np.float32),
+        np.savez_compressed(run.predictions_path, probabilities=result.probs.astype(np.float32),
                             labels=result.labels, members=np.array(result.members))
+        run.notify_file(PREDICTIONS)
         if plots:
             _plot(run, result, data.classes)
-        run.update_summary(
-            status="completed", ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        run.finish(
+            COMPLETED,
             member_test_accuracy=result.member_accuracy, test_accuracy=result.accuracy, test_loss=result.loss,
             data_seconds=t_data, test_seconds=test_seconds,
-            train_seconds=sum(train_seconds) if all(_is_number(s) for s in train_seconds) else None,
+            train_seconds=sum(train_seconds) if all(is_number(s) for s in train_seconds) else None,
             total_seconds=time.perf_counter() - t_start,
         )
+    except KeyboardInterrupt:
+        run.finish(INTERRUPTED, "interrupted by the user (Ctrl-C)")
+        raise
     except BaseException as exc:  # a readable folder that says what happened, as a training run's
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        if not interrupted:
-            (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        run.update_summary(status="interrupted" if interrupted else "failed",
-                           reason="interrupted by the user (Ctrl-C)" if interrupted else f"{type(exc).__name__}: {exc}",
-                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        run.record_crash(exc)
         raise
     return run
 
 
 def _plot(run: Run, result: EnsembleResult, classes) -> None:
-    from .tracking.plots import plot_confusion_matrix
+    from .tracking.plots import plot_confusion_matrix  # matplotlib (heavy): only when plotting
 
     run.plots_dir.mkdir(exist_ok=True)
     plot_confusion_matrix(result.labels, result.probs.argmax(1), classes, run.plots_dir / "confusion_matrix.png",
                           title=f"Ensemble of {len(result.members)} runs: test set confusion matrix")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

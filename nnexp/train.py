@@ -14,7 +14,6 @@ import os
 import resource
 import sys
 import time
-import traceback
 
 import numpy as np
 import pandas as pd
@@ -22,13 +21,15 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .augment import Augmenter
-from .config import dump_yaml
+from .config import describe_layers, dump_yaml
 from .data import load_dataset
 from .ema import WeightEMA
 from .errors import NnexpError
-from .nn import ENGINES, Conv2D, SoftmaxCrossEntropy, make_schedule, save_weights
+from .feature_maps import feature_maps, first_conv_weights
+from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
 from .tracking import Run, RunStore
 from .tracking.provenance import provenance
+from .tracking.run import CHECKPOINT, FAILED, INTERRUPTED, MODEL
 
 
 class Diverged(NnexpError):
@@ -175,19 +176,15 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
     t = cfg["train"]
     if resume:
-        _set_aside_error(run)
-        run.update_summary(status="running", reason=None, ended=None, pid=os.getpid(),
-                           resumes=int(run.summary.get("resumes") or 0) + 1,
-                           resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **(extra_summary or {}))
+        run.resume(resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **(extra_summary or {}))
     else:
         run.write_config(dump_yaml(cfg))
-        run.update_summary(
-            id=run.id, name=name, status="running", reason=None,
-            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(), ended=None,
-            dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"],
-            params=model.num_parameters(), epochs_planned=t["epochs"], epochs_completed=0,
+        run.start(
+            name, dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
+            tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
+            epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            pid=os.getpid(), **provenance(), **(extra_summary or {}),
+            **provenance(), **(extra_summary or {}),
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
@@ -195,14 +192,13 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     try:
         _fit(cfg, run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
     except KeyboardInterrupt as exc:
-        run.update_summary(status="interrupted", reason=str(exc) or "interrupted by the user (Ctrl-C)",
-                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        run.finish(INTERRUPTED, str(exc) or "interrupted by the user (Ctrl-C)")
         raise
     except Diverged as exc:
-        run.update_summary(status="failed", reason=str(exc), ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        run.finish(FAILED, str(exc))
         raise
     except BaseException as exc:
-        _record_crash(run, exc)
+        run.record_crash(exc)
         raise
     finally:
         steps.close()
@@ -229,27 +225,6 @@ def _restore(ckpt, model, optimizer, rngs, ema=None) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
     checkpoint.restore_rngs(rngs, ckpt.rng_states)
-
-
-def _set_aside_error(run: Run) -> None:
-    """Keep the error.txt of the attempt being resumed, under a numbered name."""
-    error = run.path / "error.txt"
-    if error.exists():
-        error.replace(run.path / f"error.before-resume-{int(run.summary.get('resumes') or 0) + 1}.txt")
-
-
-def _record_crash(run: Run, exc: BaseException) -> None:
-    """error.txt and a failed summary; if even that cannot be written (disk
-    full, folder gone), the original error is the one the user sees."""
-    try:
-        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-    except OSError:
-        pass
-    try:
-        run.update_summary(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    except OSError:
-        pass
 
 
 def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
@@ -314,12 +289,13 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
             stop = {"status": "pruned", "reason": pruned}
         done = epoch
         t_ckpt = time.perf_counter()
-        run.save_checkpoint(checkpoint.Checkpoint(
+        checkpoint.save(run.path, checkpoint.Checkpoint(
             epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
             stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
             model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
             ema=ema.state_dict() if ema is not None else None))
+        run.notify_file(CHECKPOINT)
         ckpt_seconds += time.perf_counter() - t_ckpt
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -363,16 +339,18 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
     test_loss, test_acc, probs = evaluate(model, data.x_test, data.y_test, eval_bs)
     test_seconds = time.perf_counter() - t0
     save_weights(run.model_path, model)
+    run.notify_file(MODEL)
     if cfg["tracking"]["plots"]:
         make_plots(run, data, probs, model, image_index=cfg["tracking"]["feature_map_image"], log=log)
-    run.update_summary(
-        status=status, reason=reason, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), epochs_completed=epochs_done,
+    run.finish(
+        status, reason, epochs_completed=epochs_done,
         test_loss=test_loss, test_accuracy=test_acc, **metrics,
         data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
         logging_seconds=log_seconds, checkpoint_seconds=checkpoint_seconds,
         total_seconds=time.perf_counter() - t_start,
     )
-    run.remove_checkpoint()  # the run is finished: model.npz holds what is kept
+    checkpoint.remove(run.path)  # the run is finished: model.npz holds what is kept
+    run.notify_file(CHECKPOINT)
     log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
         f"training {train_seconds:.1f}s")
 
@@ -389,7 +367,7 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     reason is logged and recorded in summary.json under ``plot_errors``, and
     the run still ends as it would have without it.
     """
-    from .tracking import plots
+    from .tracking import plots  # matplotlib (heavy): loaded by the runs that draw
 
     run.plots_dir.mkdir(exist_ok=True)
     metrics = pd.read_csv(run.metrics_path)
@@ -400,29 +378,28 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
                              run.plots_dir / "misclassified.png")
     if model is not None:
-        _conv_plots(run, data, model, image_index, log)
+        _conv_plots(plots, run, data, model, image_index, log)
 
 
-def _conv_plots(run: Run, data, model, image_index: int, log) -> None:
+def _conv_plots(plots, run: Run, data, model, image_index: int, log) -> None:
     """conv_filters.png and feature_maps.png for a model with a Conv2D layer; nothing otherwise."""
-    from .tracking import plots
-
-    convs = [layer for layer in model.layers if isinstance(layer, Conv2D)]
-    if not convs:
+    weights = first_conv_weights(model)
+    if weights is None:
         return
 
     def filters(path):
-        plots.plot_conv_filters(convs[0].params["W"], path)
+        plots.plot_conv_filters(weights, path)
 
-    def feature_maps(path):
+    def maps(path):
         if not 0 <= image_index < len(data.x_test):
             raise ValueError(f"tracking.feature_map_image is {image_index}, but the test set has "
                              f"{len(data.x_test)} images")
-        plots.plot_feature_maps(model, data.x_test[image_index], data.y_test[image_index], path,
+        seen = feature_maps(model, data.x_test[image_index])
+        plots.plot_feature_maps(seen.image, seen.rows, seen.probs, data.y_test[image_index], path,
                                 classes=data.classes, title=f"Feature maps of test image {image_index}")
 
     errors = {}
-    for name, draw in (("conv_filters.png", filters), ("feature_maps.png", feature_maps)):
+    for name, draw in (("conv_filters.png", filters), ("feature_maps.png", maps)):
         try:
             draw(run.plots_dir / name)
         except Exception as exc:  # noqa: BLE001 -- an extra plot must not fail a trained run

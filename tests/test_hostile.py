@@ -267,8 +267,8 @@ def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config):
     """Whatever a run folder holds, `runs`, `compare` and load_runs list the
     others: a folder is a run, or skipped with a warning naming it."""
     import nnexp
-    from nnexp.cli import RUN_COLUMNS, format_table, run_row
-    from nnexp.compare.cli import select_records
+    from nnexp.commands.listing import RUN_COLUMNS, format_table, run_row
+    from nnexp.compare.select import select_records
     from nnexp.tracking import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ import traceback
 
 import pytest
 
-import nnexp.tracking.records as records_module
+import nnexp.tracking.index as index_module
 from nnexp.tracking import RunIndex, RunStore
 from nnexp.tracking.index import INDEX_NAME
 
@@ -45,13 +45,13 @@ def make_old(path, seconds=10):
 def reads(monkeypatch):
     """Counts the folders the index reads (calls of make_record)."""
     calls = []
-    real = records_module.make_record
+    real = index_module.make_record
 
     def counting(run_dir):
         calls.append(os.path.basename(run_dir))
         return real(run_dir)
 
-    monkeypatch.setattr(records_module, "make_record", counting)
+    monkeypatch.setattr(index_module, "make_record", counting)
     return calls
 
 
@@ -272,12 +272,12 @@ def _writer(root, worker, errors):
         for i in range(RUNS_EACH):
             run = store.create(f"w{worker}-{i}")
             run.write_config(CONFIG)
-            run.update_summary(id=run.id, name=f"w{worker}-{i}", status="running", start_time=time.time())
+            run.start(f"w{worker}-{i}")
             for epoch in range(1, EPOCHS + 1):
                 run.log_epoch({"epoch": epoch, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": 0.4,
                                "val_accuracy": 0.9, "lr": 0.01, "seconds": 0.01})
                 run.update_summary(epochs_completed=epoch)
-            run.update_summary(status="completed")
+            run.finish("completed")
         if sys.stderr.getvalue():
             errors.put(f"writer {worker} warned: {sys.stderr.getvalue()}")
     except BaseException:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nnexp import feature_maps
 from nnexp.tracking import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -245,7 +246,7 @@ def tiny_cnn():
 
 def test_layer_activations_are_the_models_forward_step_by_step(tiny_cnn):
     x = np.random.default_rng(1).random((2, 1, 28, 28)).astype(np.float32)
-    outs = plots.layer_activations(tiny_cnn, x)
+    outs = feature_maps.layer_activations(tiny_cnn, x)
     assert [o.shape for o in outs] == [
         (2, 4, 28, 28), (2, 4, 28, 28), (2, 4, 28, 28), (2, 4, 14, 14),
         (2, 20, 12, 12), (2, 20, 12, 12), (2, 2880), (2, 10)]
@@ -272,15 +273,15 @@ def test_layer_activations_are_the_models_forward_step_by_step(tiny_cnn):
 
 def test_layer_activations_keep_their_own_copies(tiny_cnn):
     x = np.random.default_rng(2).random((1, 1, 28, 28)).astype(np.float32)
-    first = plots.layer_activations(tiny_cnn, x)
+    first = feature_maps.layer_activations(tiny_cnn, x)
     expected = [a.copy() for a in first]
-    plots.layer_activations(tiny_cnn, np.zeros_like(x))  # reuses the layers' buffers
+    feature_maps.layer_activations(tiny_cnn, np.zeros_like(x))  # reuses the layers' buffers
     for a, b in zip(first, expected):
         np.testing.assert_array_equal(a, b)
 
 
 def test_conv_blocks_end_after_batchnorm_and_activation(tiny_cnn):
-    assert plots.conv_blocks(tiny_cnn.layers) == [(0, 2), (4, 5)]
+    assert feature_maps.conv_blocks(tiny_cnn.layers) == [(0, 2), (4, 5)]
 
 
 def test_strongest_channels_in_channel_order():
@@ -293,7 +294,10 @@ def test_strongest_channels_in_channel_order():
 @pytest.mark.parametrize("image_shape", [(1, 28, 28), (28, 28)])
 def test_feature_maps_png(tmp_path, tiny_cnn, image_shape):
     image = np.random.default_rng(3).random(image_shape).astype(np.float32)
-    rows = plots.plot_feature_maps(tiny_cnn, image, 7, tmp_path / "plots" / "feature_maps.png",
+    seen = feature_maps.feature_maps(tiny_cnn, image)
+    assert seen.image.shape == (1, 28, 28) and seen.probs.shape == (10,)
+    np.testing.assert_allclose(seen.probs.sum(), 1.0)
+    rows = plots.plot_feature_maps(seen.image, seen.rows, seen.probs, 7, tmp_path / "plots" / "feature_maps.png",
                                    classes=CLASSES, title="Feature maps of test image 0")
     assert [shape for _, shape in rows] == [(4, 28, 28), (20, 12, 12)]
     assert rows[0][0] == "layers 0-2: Conv2D > BatchNorm > ReLU"
@@ -306,7 +310,10 @@ def test_feature_maps_need_a_conv_layer(tmp_path):
 
     mlp = build_model([{"type": "flatten"}, {"type": "dense", "units": 10}], rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="no Conv2D"):
-        plots.plot_feature_maps(mlp, np.zeros((1, 28, 28)), 0, tmp_path / "x.png")
+        feature_maps.feature_maps(mlp, np.zeros((1, 28, 28)))
+    assert feature_maps.first_conv_weights(mlp) is None
+    with pytest.raises(ValueError, match="no feature maps"):
+        plots.plot_feature_maps(np.zeros((1, 28, 28)), [], None, 0, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nnexp.config import dump_yaml, validate
+from nnexp.config import describe_layers, dump_yaml, validate
 from nnexp.tracking import DamagedRun, RunStore, flatten_config, layers_text, make_record
 
 CONFIG = {
@@ -103,8 +103,26 @@ def test_flatten_config_nests_with_dots_and_lists_as_compact_json():
     ({"type": "relu"}, "relu"),
     ({"type": "mystery", "width": 4, "mode": "x"}, "mystery(4)"),  # unknown to this nnexp: numbers kept
 ])
-def test_layers_text(layer, text):
-    assert layers_text([layer]) == text
+def test_describe_layers_leaves_out_the_defaults(layer, text):
+    assert describe_layers([layer]) == text
+
+
+def test_layers_text_without_defaults_shows_every_numeric_option_in_order():
+    layers = [{"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 1, "padding": 0, "init": "he"},
+              {"type": "maxpool2d", "kernel_size": 2, "stride": None}, {"type": "dropout", "p": 0.5}]
+    assert layers_text(layers) == "conv2d(8,3,1,0) | maxpool2d(2) | dropout(0.5)"
+    defaults = {"dropout": [("p", 0.5)], "maxpool2d": [("kernel_size", 2), ("stride", None)]}
+    assert layers_text(layers, defaults) == "conv2d(8,3,1,0) | maxpool2d | dropout"
+
+
+def test_the_layers_text_the_trainer_recorded_is_the_param(tmp_path):
+    summary = {"status": "completed", "layers": "dense(32) | dropout | dense(10)"}
+    config = {**CONFIG, "model": {"layers": [{"type": "dense", "units": 32}, {"type": "dropout", "p": 0.5},
+                                             {"type": "dense", "units": 10}]}}
+    p = make_record(write_run(tmp_path, "recorded", summary=summary, config=config))["params"]
+    assert p["model.layers"] == summary["layers"]
+    p = make_record(write_run(tmp_path, "without", summary={"status": "completed"}, config=config))["params"]
+    assert p["model.layers"] == "dense(32) | dropout(0.5) | dense(10)"  # a run recorded without it
 
 
 def test_layers_text_joins_with_bars_and_rejects_non_lists():
@@ -165,7 +183,8 @@ def test_record_of_a_folder_written_through_the_run_api(tmp_path):
     for epoch, acc in ((1, 0.5), (2, 0.75)):
         run.log_epoch({"epoch": epoch, "train_loss": 1.0 / epoch, "train_accuracy": acc, "val_loss": 1.0,
                        "val_accuracy": acc, "lr": 0.1, "seconds": 0.5})
-    run.update_summary(id=run.id, status="completed", params=100, test_accuracy=0.7)
+    run.start("api", params=100)
+    run.finish("completed", test_accuracy=0.7)
     rec = make_record(run.path)
     assert rec["id"] == run.id and rec["metrics"]["best_val_accuracy"] == 0.75
     assert rec["metrics"]["mean_train_loss"] == 0.75 and rec["metrics"]["n_params"] == 100

@@ -47,7 +47,7 @@ def test_is_html5_with_doctype_charset_and_lang(html_text):
     assert html_text.startswith("<!DOCTYPE html>\n")
     assert '<html lang="en">' in html_text
     assert '<meta charset="utf-8">' in html_text
-    assert re.search(r"Generated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", html_text)
+    assert re.search(r"Generated \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{4} by nnexp", html_text)
 
 
 class _TagChecker(HTMLParser):

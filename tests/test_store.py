@@ -5,12 +5,14 @@ import os
 
 import pytest
 
-from nnexp.tracking import RunNotFound, RunStore, atomic_write_text
+from nnexp.atomic import atomic_write_text
+from nnexp.tracking import RunNotFound, RunStore
 
 
-def make_run(store, name, **summary):
+def make_run(store, name, start_time=None, **summary):
     run = store.create(name)
-    run.update_summary(id=run.id, name=name, status="completed", **summary)
+    run.start(name, started_at=start_time, **summary)
+    run.finish("completed")
     return run
 
 
@@ -40,9 +42,10 @@ def test_metrics_rows_append_with_header(tmp_path):
 
 def test_summary_is_replaced_atomically(tmp_path):
     run = RunStore(tmp_path).create("s")
-    run.update_summary(status="running", a=1)
-    run.update_summary(status="completed")
-    assert json.loads(run.summary_path.read_text()) == {"status": "completed", "a": 1}
+    run.start("s", a=1)
+    run.finish("completed")
+    summary = json.loads(run.summary_path.read_text())
+    assert summary["status"] == "completed" and summary["a"] == 1 and summary["ended"] >= summary["started"]
     assert [p.name for p in run.path.iterdir()] == ["summary.json"]  # no temp files left
 
 
@@ -147,28 +150,27 @@ def test_records_and_runs_list_the_same_runs(tmp_path):
 def test_status_changes_reach_the_index_at_once_but_epochs_do_not(tmp_path):
     store = RunStore(tmp_path)
     run = store.create("live")
-    run.update_summary(id=run.id, status="running")
+    run.start("live")
     assert json.loads(index_row(store, run.id)[2])["status"] == "running"  # no listing needed
     before = index_row(store, run.id)
     run.log_epoch({"epoch": 1, "train_loss": 0.5})
     run.update_summary(epochs_completed=1)
     assert index_row(store, run.id) == before  # per-epoch writes leave the index alone
     assert store.records()[0]["summary"]["epochs_completed"] == 1  # ... and a listing still sees them
-    run.update_summary(status="completed")
+    run.finish("completed")
     assert json.loads(index_row(store, run.id)[2])["status"] == "completed"
 
 
 def test_a_broken_index_never_stops_a_run(tmp_path, monkeypatch, capsys):
-    import nnexp.tracking.store as store_module
-    from nnexp.tracking.index import INDEX_NAME
+    from nnexp.tracking.index import INDEX_NAME, IndexObserver
 
-    monkeypatch.setattr(store_module, "_index_warned", False)
+    monkeypatch.setattr(IndexObserver, "warned", False)
     store = RunStore(tmp_path)
     (tmp_path / INDEX_NAME).mkdir()  # no SQLite file can live there
     runs = [store.create(f"r{i}") for i in range(2)]
     for run in runs:
-        run.update_summary(id=run.id, status="running", start_time=1.0)
-        run.update_summary(status="completed")
+        run.start(run.id, started_at=1.0)
+        run.finish("completed")
     assert json.loads(runs[1].summary_path.read_text())["status"] == "completed"
     err = capsys.readouterr().err
     assert err.count("cannot update the run index") == 1  # warned once, not at every write
@@ -180,7 +182,7 @@ def test_a_broken_index_never_stops_a_run(tmp_path, monkeypatch, capsys):
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fsynced files through /proc")
 def test_epochs_are_not_fsynced_but_status_changes_are(tmp_path, monkeypatch):
     run = RunStore(tmp_path).create("sync")
-    run.update_summary(id=run.id, status="running")
+    run.start("sync")
     synced, real_fsync = [], os.fsync
 
     def recording_fsync(fd):
@@ -192,7 +194,8 @@ def test_epochs_are_not_fsynced_but_status_changes_are(tmp_path, monkeypatch):
         run.log_epoch({"epoch": epoch, "train_loss": 0.5})
         run.update_summary(epochs_completed=epoch)
     assert synced == []  # per-epoch writes stay cheap
-    run.update_summary(status="completed")
-    # the metrics rows, then the new summary.json before it replaces the old one
-    assert synced[0] == str(run.metrics_path) and ".summary.json" in synced[1] and len(synced) == 2
+    run.finish("completed")
+    # the metrics rows, then the new summary.json before it replaces the old one, then the rename
+    assert synced[0] == str(run.metrics_path) and ".summary.json" in synced[1] and synced[2] == str(run.path)
+    assert len(synced) == 3
     assert run.metrics_path.read_text().count("\n") == 3  # header and both rows, none lost

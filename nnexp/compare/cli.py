@@ -7,36 +7,18 @@ import tempfile
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from ..errors import NnexpError
+from ..tracking.run import METRICS
+from .frame import records_frame
+from .report import write_report
+from .select import select_records
 from .table import compare, render
-
-
-def select_records(store, run_refs=(), sweep_ref=None, where=None) -> tuple[list[dict], dict | None]:
-    """The records chosen by run references, a sweep and a filter (all that
-    are given must hold), and the sweep's state when one was named."""
-    from ..sweep.runner import find_sweep
-    from ..tracking import RunStore
-    from .frame import filter_records
-
-    store = RunStore(store)
-    records = store.records()
-    sweep = None
-    if sweep_ref:
-        sweep = find_sweep(store.root, sweep_ref)
-        records = [r for r in records if (r.get("summary") or {}).get("sweep") == sweep["id"]]
-    if run_refs:
-        wanted = {store.resolve(ref).id for ref in run_refs}
-        records = [r for r in records if r["id"] in wanted]
-    if where:
-        records = filter_records(records, where)
-    return records, sweep
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
                 plots_dir, report_path, argv) -> None:
-    from .frame import records_frame
-
     records, sweep = select_records(store, run_refs, sweep_ref, where)
     if not records:
         what = " and ".join(filter(None, [
@@ -52,7 +34,7 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
                      limit=limit)
     click.echo(render(result.table, fmt))
     if fmt == "text":
-        how = (f"grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
+        how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
         click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
                    f"({result.goal})", err=True)
     if plots_dir or report_path:
@@ -60,8 +42,7 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
 
 
 def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv) -> None:
-    from .plots import comparison_plots
-    from .report import write_report
+    from .plots import comparison_plots  # matplotlib (heavy): only for --plots and --report
 
     curves = _curves(result.runs)
     with tempfile.TemporaryDirectory(prefix="nnexp-compare-") as tmp:
@@ -89,12 +70,10 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv)
 
 def _curves(runs, limit: int = 2000) -> dict:
     """metrics.csv of each run (the first ``limit`` in the comparison's order)."""
-    import pandas as pd
-
     curves = {}
     for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
         try:
-            curves[run_id] = pd.read_csv(Path(path) / "metrics.csv")
+            curves[run_id] = pd.read_csv(Path(path) / METRICS)
         except (OSError, ValueError, pd.errors.ParserError):
             continue
     return curves

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
+from ..values import is_missing
 
 
 def format_cell(column: str, value) -> str:
     """Accuracies (a column whose name contains 'accuracy') in [0, 1] as percents,
     other floats with 4 significant digits, missing values as '-'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return "-"
     if isinstance(value, bool):
         return str(value).lower()

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..tracking import RunStore, live_status
+from .query import filter_records
+
 TOP_COLUMNS = ("id", "name", "status", "sweep", "trial", "seed", "tags", "dataset", "start_time", "started", "path")
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """Records (see ``nnexp.tracking.records``) as a DataFrame, in their order."""
-    from ..tracking import live_status
-
     rows = []
     for r in records:
         s = r.get("summary") or {}
@@ -41,17 +42,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 def load_runs(store: str | Path = "runs", where: str | None = None) -> pd.DataFrame:
     """Every readable run of ``store`` (oldest first), optionally filtered by a
     ``--where`` expression (same grammar as ``nnexp compare --where``)."""
-    from ..tracking import RunStore
-
     records = RunStore(store).records()
     if where:
         records = filter_records(records, where)
     return records_frame(records)
-
-
-def filter_records(records: list[dict], where: str) -> list[dict]:
-    """The records matching a filter expression; unknown names are a FilterError."""
-    from .query import compile_filter, known_names, record_lookup
-
-    flt = compile_filter(where, known_names(records) if records else None)
-    return [r for r in records if flt.matches(record_lookup(r))]

@@ -30,8 +30,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-from ..tracking.plots import _column, _figure, _widen_short_axes
+from ..figure import float_column, saved_figure, widen_short_axes
+from ..values import is_missing
 from .fmt import format_cell
+from .stats import group_summary, importance, summarize, t_quantile
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +80,6 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
     Raises:
         ValueError: goal, metric or a varied column is not what it should be.
     """
-    from .stats import group_summary  # noqa: F401  (fail loudly here, not once per plot)
-
     _check_arguments(runs, varied, metric, goal)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,18 +178,6 @@ def _unhashable(value) -> bool:
     return isinstance(value, (list, tuple, dict, set, np.ndarray))
 
 
-def _missing(value) -> bool:
-    """None, NaN, NA or NaT (containers are never missing)."""
-    if value is None:
-        return True
-    if _unhashable(value) or isinstance(value, str):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _as_numeric(values) -> np.ndarray | None:
     """Values as a float array (NaN where missing), or None if any is not a number.
 
@@ -202,7 +190,7 @@ def _as_numeric(values) -> np.ndarray | None:
         return series.to_numpy(dtype=float, na_value=np.nan)
     out = np.full(len(series), np.nan)
     for i, value in enumerate(series):
-        if _missing(value):
+        if is_missing(value):
             continue
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             return None
@@ -212,7 +200,7 @@ def _as_numeric(values) -> np.ndarray | None:
 
 def _value_label(value, width: int = 60) -> str:
     """How a param value reads on an axis or in a legend ('-' when missing)."""
-    text = format_cell("", None if _missing(value) else value)
+    text = format_cell("", None if is_missing(value) else value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -234,7 +222,7 @@ def _abbreviate(labels: list[str], width: int) -> list[str]:
 
 def _hashable(value):
     """A dictionary key for a param value: one shared key for every kind of missing."""
-    if _missing(value):
+    if is_missing(value):
         return ("<missing>",)
     if isinstance(value, np.generic):
         return value.item()
@@ -279,7 +267,7 @@ class _Scale:
 
 def _category_key(value, label: str):
     """Sort categories: numbers by value, then text, missing last."""
-    if _missing(value):
+    if is_missing(value):
         return (2, 0.0, label)
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         return (0, float(value), label)
@@ -365,8 +353,6 @@ class _Groups:
     """
 
     def __init__(self, frame: pd.DataFrame, varied: list[str], metric: str, goal: str, names: dict[str, str]):
-        from .stats import group_summary
-
         self.frame, self.varied, self.metric, self.goal, self.names = frame, varied, metric, goal, names
         codes = [self._codes(frame[c]) for c in varied]
         keys: dict[tuple, int] = {}
@@ -422,8 +408,8 @@ def _curve(df, column: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(epoch, value) of one run's column, finite points only, at most MAX_CURVE_POINTS."""
     if not isinstance(df, pd.DataFrame) or len(df) == 0 or column not in df.columns:
         return None
-    epoch = _column(df, "epoch") if "epoch" in df.columns else np.arange(1.0, len(df) + 1)
-    value = _column(df, column)
+    epoch = float_column(df, "epoch") if "epoch" in df.columns else np.arange(1.0, len(df) + 1)
+    value = float_column(df, column)
     keep = np.isfinite(epoch) & np.isfinite(value)
     epoch, value = epoch[keep], value[keep]
     if epoch.size == 0:
@@ -439,8 +425,6 @@ def _mean_band(pieces: list[tuple[np.ndarray, np.ndarray]]):
 
     Returns (epoch, mean, low, high, n_max); low/high are NaN at epochs with one run.
     """
-    from .stats import t_quantile
-
     epoch = np.concatenate([e for e, _ in pieces])
     value = np.concatenate([v for _, v in pieces])
     grid, where = np.unique(epoch, return_inverse=True)
@@ -489,7 +473,7 @@ def _plot_learning_curves(frame: pd.DataFrame, curves: dict, groups: _Groups, pa
     colors = colormaps["tab10"].colors
     handles, sampled = [], False
 
-    with _figure(path, ncols=2, figsize=(12, 5.2), layout="constrained") as (fig, (ax_acc, ax_loss)):
+    with saved_figure(path, ncols=2, figsize=(12, 5.2), layout="constrained") as (fig, (ax_acc, ax_loss)):
         for ax, kind in ((ax_acc, "accuracy"), (ax_loss, "loss")):
             column = columns[kind]
             split = "validation" if column and column.startswith("val_") else "training"
@@ -527,7 +511,7 @@ def _plot_learning_curves(frame: pd.DataFrame, curves: dict, groups: _Groups, pa
             if kind == "loss" and panel_values:
                 _clip_outliers(ax, np.concatenate(panel_values))
             if panel_epochs:
-                _widen_short_axes(ax, np.concatenate(panel_epochs))
+                widen_short_axes(ax, np.concatenate(panel_epochs))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if handles:
             fig.legend([h for h, _ in handles], [label for _, label in handles], loc="outside lower center",
@@ -591,7 +575,7 @@ def _plot_metric_vs_param(groups: _Groups, column: str, path: Path) -> bool:
     metric = groups.metric
     best = int(groups.ranked[0])  # table positions are group numbers
 
-    with _figure(path, figsize=(8, 5), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(8, 5), layout="constrained") as (fig, ax):
         if n_series <= MAX_SERIES:
             colors = colormaps["tab10"].colors
             keys = list(dict.fromkeys(series[keep]))
@@ -648,8 +632,6 @@ def _series_of(table: pd.DataFrame, others: list[str]) -> np.ndarray:
 
 def _marginal_means(ax, x: np.ndarray, y: np.ndarray, max_values: int = 20) -> None:
     """Mean and 95% CI of y at each distinct x, when x takes few values (a grid or a category)."""
-    from .stats import summarize
-
     distinct = np.unique(x)
     if not 1 <= distinct.size <= max_values or distinct.size == x.size:
         return
@@ -692,7 +674,7 @@ def _plot_heatmap(groups: _Groups, path: Path) -> bool:
     nx, ny = grid.shape[1], grid.shape[0]
     width = min(16, max(5.5, 0.9 * nx + 3.5))
     height = min(12, max(4, 0.55 * ny + 2.5))
-    with _figure(path, figsize=(width, height), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(width, height), layout="constrained") as (fig, ax):
         cmap = _goal_cmap(groups.goal).with_extremes(bad="0.92")  # empty cells light grey
         finite = grid[np.isfinite(grid)]
         norm = Normalize(vmin=finite.min(), vmax=finite.max() if finite.max() > finite.min() else finite.min() + 1e-12)
@@ -782,7 +764,7 @@ def _plot_parallel_coordinates(groups: _Groups, path: Path) -> bool:
     colors[~np.isfinite(mean[order])] = (0.7, 0.7, 0.7, 1.0)
     many = len(lines) > 300
 
-    with _figure(path, figsize=(max(8, 1.9 * len(columns) + 2), 5.5), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(max(8, 1.9 * len(columns) + 2), 5.5), layout="constrained") as (fig, ax):
         ax.add_collection(LineCollection(lines, colors=colors, linewidths=0.6 if many else 1.4,
                                          alpha=0.45 if many else 0.85))
         for i, axis_ticks in enumerate(ticks):
@@ -861,7 +843,7 @@ def _plot_best_so_far(frame: pd.DataFrame, metric: str, goal: str, path: Path) -
 
     counted = np.where(pruned, np.nan, y)
     running = pd.Series(running_best(y, pruned, goal))
-    with _figure(path, figsize=(9, 5), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(9, 5), layout="constrained") as (fig, ax):
         done = ~pruned & np.isfinite(y)
         ax.plot(trial[done], y[done], "o", color="tab:blue", markersize=4, alpha=0.7, label="trial")
         if (pruned & np.isfinite(y)).any():
@@ -901,8 +883,6 @@ def running_best(values, pruned, goal: str) -> np.ndarray:
 
 def _plot_importance(frame: pd.DataFrame, varied: list[str], names: dict[str, str], metric: str, path: Path) -> bool:
     """Horizontal bars: share of the metric's variance each param explains on its own."""
-    from .stats import importance
-
     if not varied or frame[metric].notna().sum() < 2:
         return False
     scores = pd.to_numeric(importance(frame, varied, metric), errors="coerce").dropna()
@@ -910,7 +890,7 @@ def _plot_importance(frame: pd.DataFrame, varied: list[str], names: dict[str, st
         return False
     scores = scores.sort_values(ascending=False)
     labels = [names.get(c, str(c).removeprefix("param.")) for c in scores.index]
-    with _figure(path, figsize=(8, max(2.5, 0.45 * len(scores) + 1.6)), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(8, max(2.5, 0.45 * len(scores) + 1.6)), layout="constrained") as (fig, ax):
         position = np.arange(len(scores))
         ax.barh(position, scores.to_numpy(), color="tab:blue", alpha=0.8)
         for p, value in zip(position, scores.to_numpy()):

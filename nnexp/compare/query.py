@@ -36,13 +36,12 @@ Semantics, chosen so that a filter never raises on odd data:
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
-
 from ..errors import ConfigError
+from ..tracking import live_status
+from ..values import is_missing, is_number, plain
 
 
 class FilterError(ConfigError):
@@ -432,31 +431,13 @@ def compile_filter(text: str, known: Iterable[str] | None = None) -> Filter:
 
 def _normalize(value):
     """Plain Python values: numpy scalars unwrapped, tuples and arrays as lists,
-    None / NaN / pandas' NA as MISSING."""
-    if value is None or value is MISSING:
+    missing values (None, NaN, pandas' NA, ...) as MISSING."""
+    if value is MISSING or is_missing(value):
         return MISSING
-    if isinstance(value, np.generic):
-        value = value.item()
-    elif isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, float) and math.isnan(value):
-        return MISSING
+    value = plain(value)
     if isinstance(value, (list, tuple)):
         return [_normalize(v) for v in value]
-    if isinstance(value, (bool, int, float, str, dict)):
-        return value
-    try:  # pandas.NA, pandas.NaT and friends
-        import pandas as pd
-
-        if pd.isna(value) is True:
-            return MISSING
-    except (TypeError, ValueError):
-        pass
     return value
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _equal(a, b) -> bool:
@@ -464,7 +445,7 @@ def _equal(a, b) -> bool:
         return a is b
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if _is_number(a) and _is_number(b):
+    if is_number(a) and is_number(b):
         return a == b
     if isinstance(a, str) and isinstance(b, str):
         return a == b
@@ -475,7 +456,7 @@ def _equal(a, b) -> bool:
 
 def _ordered(op: str, a, b) -> bool:
     """``a op b`` for numbers with numbers and strings with strings; False otherwise."""
-    if not ((_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str))):
+    if not ((is_number(a) and is_number(b)) or (isinstance(a, str) and isinstance(b, str))):
         return False
     if op == "<":
         return a < b
@@ -557,8 +538,6 @@ def record_lookup(record: Mapping) -> Callable[[str], Any]:
             return record.get("path")
         if name == "status":
             if not status:
-                from ..tracking import live_status
-
                 status.append(live_status(summary))
             return status[0]
         if name == "dataset":
@@ -614,3 +593,9 @@ def known_columns(columns: Iterable[str]) -> set[str]:
             if column.startswith(prefix):
                 names.add(column[len(prefix):])
     return names
+
+
+def filter_records(records: list[dict], where: str) -> list[dict]:
+    """The records matching a filter expression; unknown names are a FilterError."""
+    flt = compile_filter(where, known_names(records) if records else None)
+    return [r for r in records if flt.matches(record_lookup(r))]

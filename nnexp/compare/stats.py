@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..values import is_missing
 
 # --------------------------------------------------------------------------- Student-t quantile
 
@@ -208,16 +209,10 @@ class _MissingKey:
 _MISSING_KEY = _MissingKey()
 
 
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
-
-
 def _group_key(value):
     """A hashable key for ``value``: missing values share one key; lists, dicts
     and arrays become their JSON text (so they group instead of crashing)."""
-    if _is_missing(value):
+    if is_missing(value):
         return _MISSING_KEY
     if isinstance(value, np.generic):
         value = value.item()
@@ -272,7 +267,7 @@ def group_summary(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.Dat
     rows = []
     numeric = {m: pd.to_numeric(df[m], errors="coerce").to_numpy(dtype=float) for m in metrics}
     for values, positions in _groups(df, by):
-        row = {c: (None if _is_missing(v) else v) for c, v in zip(by, values)}
+        row = {c: (None if is_missing(v) else v) for c, v in zip(by, values)}
         row["runs"] = len(positions)
         for m in metrics:
             s = summarize(numeric[m][positions])
@@ -298,7 +293,7 @@ def _levels(values: list, bins: int) -> list:
     """The group of each value: the value itself, or for a numeric parameter
     with more than ``bins`` distinct values, its quantile bin (0 .. bins-1).
     Missing values are a level of their own."""
-    present = [v for v in values if not _is_missing(v)]
+    present = [v for v in values if not is_missing(v)]
     numbers = [_as_number(v) for v in present]
     distinct = {_group_key(v) for v in present}
     if not present or any(x is None for x in numbers) or len(distinct) <= bins:
@@ -314,7 +309,7 @@ def _levels(values: list, bins: int) -> list:
     edges = np.quantile(transform(finite), np.linspace(0.0, 1.0, bins + 1))[1:-1] if finite.size else np.array([])
     levels = []
     for v in values:
-        number = _as_number(v) if not _is_missing(v) else None
+        number = _as_number(v) if not is_missing(v) else None
         if number is None:
             levels.append(_MISSING_KEY)
         elif not math.isfinite(number):

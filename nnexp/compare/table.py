@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..errors import ConfigError, NnexpError
+from ..text_table import aligned, markdown
+from ..values import is_missing, plain
 from .fmt import format_cell
+from .stats import group_summary
 
 SEED = "param.train.seed"
 CURVE_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
@@ -56,7 +58,7 @@ def varied_params(runs: pd.DataFrame) -> list[str]:
     (``optimizer.name``) already shows.
     """
     def differs(column):
-        present = runs[column][~runs[column].map(_missing)]
+        present = runs[column][~runs[column].map(is_missing)]
         return present.map(_key).nunique() > 1
 
     varied = [c for c in runs.columns if c.startswith("param.") and c != SEED and differs(c)]
@@ -113,8 +115,6 @@ def _has_repeats(runs: pd.DataFrame, varied: list[str]) -> bool:
 
 
 def _grouped_table(runs: pd.DataFrame, varied: list[str], shown: list[str], primary: str) -> pd.DataFrame:
-    from .stats import group_summary
-
     summary = group_summary(runs, varied, shown)
     columns = list(varied) + ["runs"]
     for m in shown:
@@ -142,11 +142,7 @@ def _short(column: str) -> str:
 
 def _key(value) -> str:
     """A hashable, comparable stand-in for a cell (lists, NaN and None included)."""
-    return "null" if _missing(value) else json.dumps(value, default=str, sort_keys=True)
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return "null" if is_missing(value) else json.dumps(value, default=str, sort_keys=True)
 
 
 # ----------------------------------------------------------------- render --
@@ -159,21 +155,16 @@ def render(table: pd.DataFrame, fmt: str = "text") -> str:
         table.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
     if fmt == "json":
-        rows = [{k: (None if _missing(v) else _plain(v)) for k, v in row.items()}
+        rows = [{k: (None if is_missing(v) else plain(v)) for k, v in row.items()}
                 for row in table.to_dict(orient="records")]
         return json.dumps(rows, indent=2, default=str)
-    cells = [[format_cell(c, _plain(v)) for c, v in zip(table.columns, row)] for row in table.itertuples(index=False)]
+    cells = [[format_cell(c, plain(v)) for c, v in zip(table.columns, row)] for row in table.itertuples(index=False)]
     header = [_header(str(c)) for c in table.columns]
     if fmt == "markdown":
-        def line(values):
-            return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-        return "\n".join([line(header), "| " + " | ".join("---" for _ in header) + " |"] + [line(r) for r in cells])
+        return markdown(header, cells)
     if fmt != "text":
         raise NnexpError(f"unknown table format {fmt!r}")
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    return aligned(header, cells)
 
 
 def _header(column: str) -> str:
@@ -182,8 +173,3 @@ def _header(column: str) -> str:
         if column.endswith(suffix):
             return short
     return column
-
-
-def _plain(value):
-    """NumPy scalars to Python ones (for JSON and for format_cell's type checks)."""
-    return value.item() if hasattr(value, "item") else value

@@ -67,7 +67,7 @@ def _integers(df, path: Path, what: str, low: int, high: int) -> np.ndarray:
 
     Returns an int64 array of shape ``(rows, columns)``.
     """
-    import pandas as pd
+    import pandas as pd  # heavy: see _read
     for col in df.columns:
         if not pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
             bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from nnexp.atomic import atomic_write_bytes
 from nnexp.data.idx import GZIP_MAGIC
 from nnexp.errors import DataError
 
@@ -134,32 +135,16 @@ def sha256_file(path: Path) -> str:
 
 
 def insert_atomic(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` so that ``dest`` is either absent or complete.
-
-    The bytes go to a temp file in the same folder (same filesystem, so
-    os.replace is atomic), are flushed and fsynced, and only then renamed.
-    Any failure removes the temp file and raises DataError.
-    """
+    """Write ``data`` to ``dest`` so that ``dest`` is either absent or complete
+    (see nnexp/atomic.py); a failure to write raises DataError."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as exc:
         raise DataError(f"cannot write to cache folder {dest.parent}: {exc}") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; the cache is shareable data
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException as exc:  # also Ctrl-C: never leave a stray temp file
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise DataError(f"cannot write {dest} into the cache: {exc}") from None
-        raise
+        atomic_write_bytes(dest, data, mode=0o644)  # readable by all: the cache is shareable data
+    except OSError as exc:
+        raise DataError(f"cannot write {dest} into the cache: {exc}") from None
 
 
 def _check_cache(folder: Path, files: tuple[FileSpec, ...]) -> tuple[list[FileSpec], list[str]]:

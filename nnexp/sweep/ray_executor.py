@@ -26,15 +26,23 @@ trials they run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
+from ..atomic import atomic_write_bytes
+from ..environment import process_environment
 from ..errors import ConfigError, NnexpError
-from ..tracking import Run
-from .runner import BLAS_ENV, STOP_GRACE_SECONDS, _mark
+from ..tracking import RunStore
+from ..tracking.run import ATTEMPTS, CHECKPOINT, INTERRUPTED, RUNNING, SUMMARY, Run, RunObserver
+from ..train import load_data
+from .executor import BLAS_ENV, STOP_GRACE_SECONDS, STOPPED, TrialEvent
+from .worker import data_key, train_trial
 
 POLL_SECONDS = 0.5
 TASK_RETRIES = 3  # re-runs of a task whose worker or node died
@@ -44,7 +52,7 @@ def import_ray():
     """Ray, or exit 2 with how to install it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a sweep
     try:
-        import ray
+        import ray  # optional and heavy: only `--executor ray` loads it
     except ImportError:
         raise ConfigError('--executor ray needs Ray, which is not installed: pip install "nnexp[ray]" '
                           "(or pip install ray)") from None
@@ -73,8 +81,6 @@ def connect(address: str | None, log=print):
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, with the reason, where ray.init would retry for minutes."""
-    import socket
-
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r}: expected HOST:PORT (the head node's GCS port, "
@@ -121,56 +127,25 @@ class Hub:
         return self.rungs.decide(epoch, value) if self.rungs is not None else None
 
 
-class ShippedRun(Run):
-    """A trial's run folder on a worker node's disk; every file written is
-    also posted to the hub, on its way to the store."""
+class Shipper(RunObserver):
+    """Posts every file of a trial's run folder on a worker node to the hub, as
+    it is written, on its way to the store (see the module docstring)."""
 
-    def __init__(self, path: Path, hub=None):
-        super().__init__(path)
-        self.hub = hub
+    def __init__(self, ray, hub):
+        self.ray, self.hub = ray, hub
 
-    def write_config(self, text: str) -> None:
-        super().write_config(text)
-        self._post("config.yaml")
-
-    def log_epoch(self, row: dict) -> None:
-        super().log_epoch(row)
-        self._post("metrics.csv")
-
-    def rewrite_metrics(self, rows: list[dict]) -> None:
-        super().rewrite_metrics(rows)
-        self._post("metrics.csv")
-
-    def update_summary(self, **fields) -> dict:
-        summary = super().update_summary(**fields)
-        self._post("summary.json")
-        return summary
-
-    def save_checkpoint(self, ckpt) -> None:
-        super().save_checkpoint(ckpt)
-        self._post("checkpoint.npz")
-
-    def remove_checkpoint(self) -> None:
-        super().remove_checkpoint()
-        self._post("checkpoint.npz")
-
-    def _reindex(self) -> None:
-        pass  # this folder is not in a store; the driver's listings index the copy
-
-    def post_all(self) -> None:
-        """Every file of the folder (model.npz, plots, error.txt: written
-        outside the methods above), summary.json last."""
-        names = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                       if p.is_file() and not p.name.startswith("."))
-        for name in sorted(names, key=lambda n: n == "summary.json"):
-            self._post(name)
-
-    def _post(self, name: str) -> None:
-        import ray
-
-        path = self.path / name
+    def file_changed(self, run: Run, name: str) -> None:
+        path = run.path / name
         data = path.read_bytes() if path.exists() else None
-        ray.get(self.hub.put.remote(self.id, name, data))
+        self.ray.get(self.hub.put.remote(run.id, name, data))
+
+    def ship_all(self, run: Run) -> None:
+        """Every file of the folder once more, summary.json last: the plots (written
+        by the trainer without telling the run) and the final version of each."""
+        names = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*")
+                       if p.is_file() and not p.name.startswith("."))
+        for name in sorted(names, key=lambda n: n == SUMMARY):
+            self.file_changed(run, name)
 
 
 # ----------------------------------------------------------------- task --
@@ -182,17 +157,14 @@ def ray_trial(payload: dict, data, hub) -> tuple:
     the last checkpoint for a trial that is resumed or retried after its
     node died) and returns ``(index, status, value, reason)``.
     """
-    import ray
-
-    from .worker import train_trial
-
+    ray = import_ray()
     run_id = Path(payload["run_path"]).name
     workdir = Path(tempfile.mkdtemp(prefix="nnexp-trial-"))
     try:
         folder = workdir / run_id
         folder.mkdir()
         files = ray.get(hub.files.remote(run_id))
-        resume = "checkpoint.npz" in files and "summary.json" in files
+        resume = CHECKPOINT in files and SUMMARY in files
         if resume:
             for name, blob in files.items():
                 (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -201,13 +173,15 @@ def ray_trial(payload: dict, data, hub) -> tuple:
         threads = os.environ.get("OPENBLAS_NUM_THREADS")
         payload = dict(payload, resume=resume,
                        extra_summary=dict(payload["extra_summary"], ray_node=node, blas_threads=threads))
-        run = ShippedRun.open(folder, hub=hub) if resume else ShippedRun(folder, hub=hub)
+        shipper = Shipper(ray, hub)
+        # Not in a store: the driver's listings index the copy the hub brings there.
+        run = Run.open(folder, [shipper]) if resume else Run(folder, [shipper])
 
         def decide(epoch: int, value: float):
             return ray.get(hub.decide.remote(epoch, value))
 
         result = train_trial(payload, run, lambda: data, decide)
-        run.post_all()
+        shipper.ship_all(run)
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -215,52 +189,74 @@ def ray_trial(payload: dict, data, hub) -> tuple:
 
 # --------------------------------------------------------------- driver --
 
-def run_on_ray(runner, todo: list, bar, address: str | None, cpus_per_trial: int) -> None:
-    """Submit ``todo`` as Ray tasks and bring their results into the store;
-    ``runner`` is the SweepRunner (payloads, statuses, finishing a trial)."""
-    ray = connect(address, runner.log)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+class RayExecutor:
+    """Trials as Ray tasks (see ``executor.py`` for what an executor does)."""
 
-    here = ray.get_runtime_context().get_node_id()
-    hub = ray.remote(num_cpus=0)(Hub).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote(runner.rungs)
-    threads = {k: str(cpus_per_trial) for k in BLAS_ENV}
-    task = ray.remote(ray_trial).options(num_cpus=cpus_per_trial, max_retries=TASK_RETRIES,
-                                         retry_exceptions=False, runtime_env={"env_vars": threads})
-    datasets: dict[str, object] = {}
-    pending: dict = {}  # ObjectRef -> trial
-    try:
-        for trial in todo:
-            payload = runner._payload(trial)
-            payload["extra_summary"]["executor"] = "ray"
+    summary_fields = {"executor": "ray"}
+    stopping = "cancelling the Ray tasks"
+
+    def __init__(self, store: Path, address: str | None, cpus_per_trial: int, log=print):
+        self.store, self.address, self.cpus_per_trial, self.log = Path(store), address, cpus_per_trial, log
+        self.ray = self.hub = None
+        self.pending: dict = {}  # ObjectRef -> (trial index, run id)
+
+    def run(self, payloads: Iterable[dict], count: int, rungs) -> Iterator[TrialEvent]:
+        """Submit every payload at once; events as the tasks end, with the files
+        their trials posted written into the store first."""
+        self.ray = ray = connect(self.address, self.log)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # part of Ray (optional)
+
+        here = ray.get_runtime_context().get_node_id()
+        self.hub = hub = ray.remote(num_cpus=0)(Hub).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote(rungs)
+        env = {**process_environment(), **{k: str(self.cpus_per_trial) for k in BLAS_ENV}}
+        task = ray.remote(ray_trial).options(num_cpus=self.cpus_per_trial, max_retries=TASK_RETRIES,
+                                             retry_exceptions=False, runtime_env={"env_vars": env})
+        datasets: dict[str, object] = {}
+        for payload in payloads:
+            run_id = Path(payload["run_path"]).name
             if payload["resume"]:
-                ray.get(hub.seed.remote(Path(payload["run_path"]).name, read_folder(Path(payload["run_path"]))))
-            pending[task.remote(payload, _dataset_ref(ray, payload["config"], datasets), hub)] = trial
-            runner.statuses[trial.index] = "running"
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            write_files(runner.store, ray.get(hub.drain.remote()))
+                ray.get(hub.seed.remote(run_id, read_folder(Path(payload["run_path"]))))
+            self.pending[task.remote(payload, _dataset_ref(ray, payload["config"], datasets), hub)] = \
+                (payload["index"], run_id)
+            yield TrialEvent(payload["index"], RUNNING)
+        while self.pending:
+            done, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_SECONDS)
+            write_files(self.store, ray.get(hub.drain.remote()))
             for ref in done:
-                trial = pending.pop(ref)
+                index, run_id = self.pending.pop(ref)
                 status, value, reason = _result(ray, ref)
-                write_files(runner.store, ray.get(hub.drain.remote()))
-                hub.forget.remote(trial.run_id(runner.id))
-                runner._finish_trial(trial, status, value, reason, bar)
-                if status == "failed" and runner.fail_fast:
-                    runner.log(f"--fail-fast: {trial.label()} failed; stopping the sweep")
-                    _cancel(ray, runner, hub, pending)
-                    return
-    except KeyboardInterrupt:
-        runner.log("interrupted: cancelling the Ray tasks (their trials are recorded as interrupted)")
-        _cancel(ray, runner, hub, pending)
-        raise
+                write_files(self.store, ray.get(hub.drain.remote()))
+                hub.forget.remote(run_id)
+                yield TrialEvent(index, status, value, reason)
+
+    def stop(self) -> list[TrialEvent]:
+        """Cancel the outstanding tasks (a running one gets KeyboardInterrupt and
+        records itself as interrupted) and bring in what they wrote."""
+        ray, pending = self.ray, self.pending
+        if ray is None:
+            return []
+        for ref in pending:
+            ray.cancel(ref)
+        events = []
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while pending and time.monotonic() < deadline:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
+            for ref in done:
+                index, _ = pending.pop(ref)
+                events.append(TrialEvent(index, *_result(ray, ref)))
+        if self.hub is not None:
+            write_files(self.store, ray.get(self.hub.drain.remote()))
+        events += [TrialEvent(index, INTERRUPTED, None, STOPPED) for index, _ in pending.values()]
+        pending.clear()
+        return events
+
+    def close(self) -> None:
+        pass  # Ray stays up until the process ends; a local instance ends with it
 
 
 def _dataset_ref(ray, cfg: dict, datasets: dict):
     """The trial's dataset in Ray's object store, put there once per distinct data section."""
-    from ..train import load_data
-    from .worker import data_key
-
     key = data_key(cfg)
     if key not in datasets:
         datasets[key] = ray.put(load_data(cfg, log=lambda *a, **k: None))
@@ -273,28 +269,10 @@ def _result(ray, ref) -> tuple:
         _, status, value, reason = ray.get(ref)
         return status, value, reason
     except ray.exceptions.TaskCancelledError:
-        return "interrupted", None, "interrupted: the sweep was stopped"
+        return INTERRUPTED, None, STOPPED
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return "failed", None, f"Ray: {type(exc).__name__}: {first}"
-
-
-def _cancel(ray, runner, hub, pending: dict) -> None:
-    """Cancel the outstanding tasks (a running one gets KeyboardInterrupt and
-    records itself as interrupted), bring in what they wrote, mark the rest."""
-    for ref in pending:
-        ray.cancel(ref)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while pending and time.monotonic() < deadline:
-        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_SECONDS)
-        for ref in done:
-            trial = pending.pop(ref)
-            runner.statuses[trial.index] = _result(ray, ref)[0]
-    write_files(runner.store, ray.get(hub.drain.remote()))
-    for trial in list(pending.values()) + [t for t in runner.trials if runner.statuses.get(t.index) == "running"]:
-        _mark(runner.run_path(trial), "interrupted", "interrupted: the sweep was stopped")
-        runner.statuses[trial.index] = "interrupted"
-    pending.clear()
 
 
 # ---------------------------------------------------------------- files --
@@ -302,24 +280,36 @@ def _cancel(ray, runner, hub, pending: dict) -> None:
 def read_folder(folder: Path) -> dict[str, bytes]:
     """A run folder's files (not attempts/ or hidden ones) for the hub."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and "attempts" not in p.relative_to(folder).parts}
+            if p.is_file() and not p.name.startswith(".") and ATTEMPTS not in p.relative_to(folder).parts}
 
 
 def write_files(store: Path, messages: list) -> None:
-    """Write (run id, file name, bytes or None to delete) into the store, atomically."""
+    """Write (run id, file name, bytes or None to delete) into the store, atomically;
+    a run whose status the new summary.json changes is re-indexed, as its own
+    status changes are on the node that trains it."""
+    changed = set()
     for run_id, name, data in messages:
         path = _inside(store, run_id, name)
         if data is None:
             path.unlink(missing_ok=True)
             continue
+        if name == SUMMARY and _status(data) != _status(path):
+            changed.add(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if name in ("checkpoint.npz", "summary.json"):  # what a resume needs survives a power cut
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        # What a resume needs survives a power cut.
+        atomic_write_bytes(path, data, durable=name in (CHECKPOINT, SUMMARY))
+    runs = RunStore(store)
+    for run_id in sorted(changed):
+        runs.reindex(run_id)
+
+
+def _status(summary: bytes | Path) -> str | None:
+    """The status in a summary.json (its bytes, or a file that may not exist); None if there is none."""
+    try:
+        data = json.loads(summary.read_bytes() if isinstance(summary, Path) else summary)
+    except (OSError, ValueError):
+        return None
+    return data.get("status") if isinstance(data, dict) else None
 
 
 def _inside(store: Path, run_id: str, name: str) -> Path:

@@ -1,13 +1,8 @@
 """The sweep driver: hands trials to worker processes, prunes, resumes.
 
-State lives in the store, never only in memory:
-
-    <store>/<sweep-id>-t000/ ...     each trial is an ordinary run folder
-    <store>/sweeps/<sweep-id>/
-        spec.yaml                    the spec as given
-        plan.json                    every trial: index, run id, values, seed
-        sweep.json                   status, counts, best trial so far
-        lock                         held (flock) while a driver runs this sweep
+State lives in the store, never only in memory: each trial is an ordinary
+run folder (``<store>/<sweep-id>-t000/``), and the sweep's own files are in
+``<store>/sweeps/<sweep-id>/`` (see ``nnexp/tracking/sweeps.py``).
 
 Running the same spec again finds the same sweep id: completed and pruned
 trials are skipped, failed, interrupted and never-started ones run: from
@@ -19,31 +14,24 @@ duplicated.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
-import multiprocessing
 import os
-import shutil
-import signal
-import socket
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 
-from ..errors import NnexpError
-from ..tracking import Run, atomic_write_text
-from ..tracking.store import live_status, slugify
+from tqdm import tqdm
+
+from .. import checkpoint
+from ..tracking import RunStore
+from ..tracking.run import FAILED, FINISHED, INTERRUPTED, METRICS, RUNNING, DamagedRun, live_status, \
+    prepare_attempt, read_summary
+from ..tracking.store import slugify
+from ..tracking.sweeps import SweepFolder
+from .executor import LocalExecutor, TrialEvent
+from .ray_executor import RayExecutor
 from .spec import SweepSpec, Trial
-
-DONE = ("completed", "pruned")
-BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-STOP_GRACE_SECONDS = 30
-
-
-class SweepLocked(NnexpError):
-    pass
 
 
 class Rungs:
@@ -92,7 +80,9 @@ class SweepRunner:
                  executor: str = "local", address: str | None = None, cpus_per_trial: int = 1):
         self.spec, self.trials, self.store = spec, trials, Path(store)
         self.id = spec.id
-        self.dir = self.store / "sweeps" / self.id
+        self.runs = RunStore(self.store)
+        self.folder = SweepFolder(self.store, self.id)
+        self.dir = self.folder.path
         self.workers = workers or os.cpu_count() or 1
         self.threads = threads_per_worker
         self.fail_fast, self.log, self.progress = fail_fast, log, progress
@@ -103,21 +93,18 @@ class SweepRunner:
 
     # ------------------------------------------------------------ public --
     def run(self) -> SweepResult:
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NnexpError(f"cannot create the sweep folder {self.dir}: {exc.strerror or exc}") from None
-        with self._lock():
+        self.folder.make()
+        with self.folder.lock():
             self._write_plan()
             todo = self._resume()
-            self._write_state("running")
+            self._write_state(RUNNING)
             interrupted = False
             try:
                 self._run_trials(todo)
             except KeyboardInterrupt:
                 interrupted = True
             result = self.result(interrupted)
-            self._write_state("interrupted" if interrupted else
+            self._write_state(INTERRUPTED if interrupted else
                               "completed" if len(self._finished()) == len(self.trials) else "incomplete")
         return result
 
@@ -127,50 +114,46 @@ class SweepRunner:
             counts[status] = counts.get(status, 0) + 1
         return SweepResult(self.id, self.dir, counts, self._best(), interrupted)
 
-    # ------------------------------------------------------------- state --
     def run_path(self, trial: Trial) -> Path:
         return self.store / trial.run_id(self.id)
 
-    @contextmanager
-    def _lock(self):
-        import fcntl
+    def payload(self, trial: Trial, summary_fields: dict) -> dict:
+        """What an executor needs to train ``trial`` (plain data, picklable): its
+        config and run folder, the metric, the rungs, the fields its summary.json
+        records (with ``summary_fields``: where it runs), and whether it resumes.
+        A trial that starts again from scratch gets an empty folder here."""
+        path = self.run_path(trial)
+        resume = self._resumable(trial, path)
+        attempt = int((_summary_of(path) or {}).get("attempt") or 1) + 1 if resume else prepare_attempt(path)
+        cfg = json.loads(json.dumps(trial.config))  # a plain copy for pickling
+        cfg["tracking"]["store"] = str(self.store)
+        cfg["tracking"]["name"] = f"{slugify(self.spec.name)[:40]}-t{trial.index:03d}"
+        extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
+                 "trial_params": trial.params, "attempt": attempt, **summary_fields}
+        return {"index": trial.index, "run_path": str(path), "config": cfg, "metric": self.spec.metric,
+                "rungs": self.spec.halving.rungs if self.spec.halving else [], "extra_summary": extra,
+                "resume": resume}
 
-        with open(self.dir / "lock", "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise SweepLocked(f"sweep {self.id} is already running ({holder}); "
-                                  "wait for it to finish or stop it first") from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}")
-            f.flush()
-            yield
-
+    # ------------------------------------------------------------- state --
     def _write_plan(self) -> None:
-        spec_copy = self.dir / "spec.yaml"
-        if not spec_copy.exists():
-            atomic_write_text(spec_copy, self.spec.path.read_text(encoding="utf-8"))
-        plan = [{"index": t.index, "run": t.run_id(self.id), "params": t.params, "seed": t.seed}
-                for t in self.trials]
-        atomic_write_text(self.dir / "plan.json", json.dumps(plan, indent=1, default=str) + "\n")
+        self.folder.write_spec(self.spec.path.read_text(encoding="utf-8"))
+        self.folder.write_plan([{"index": t.index, "run": t.run_id(self.id), "params": t.params, "seed": t.seed}
+                                for t in self.trials])
 
     def _resume(self) -> list[Trial]:
         """Statuses of trials already in the store; returns the ones to run."""
         todo = []
         for trial in self.trials:
-            summary = _read_summary(self.run_path(trial))
+            summary = _summary_of(self.run_path(trial))
             status = live_status(summary) if summary else None
-            if status in DONE:
+            if status in FINISHED:
                 self.statuses[trial.index] = status
                 self.values[trial.index] = summary.get(f"final_{self.spec.metric}")
                 self._replay_rungs(trial)
-            elif status == "running" and summary.get("executor") == "ray":
+            elif status == RUNNING and summary.get("executor") == "ray":
                 todo.append(trial)  # we hold the sweep's lock: the Ray job that ran it ended with its driver
-            elif status == "running":  # its process is alive: an orphan of a killed driver, still stopping
-                self.statuses[trial.index] = "running"
+            elif status == RUNNING:  # its process is alive: an orphan of a killed driver, still stopping
+                self.statuses[trial.index] = RUNNING
                 self.log(f"warning: {trial.label()} is still running in pid {summary.get('pid')}; not started again")
             else:
                 todo.append(trial)
@@ -182,17 +165,15 @@ class SweepRunner:
     def _replay_rungs(self, trial: Trial) -> None:
         if self.rungs is None:
             return
-        import csv
-
         try:
-            with open(self.run_path(trial) / "metrics.csv", newline="", encoding="utf-8") as f:
+            with open(self.run_path(trial) / METRICS, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     self.rungs.record(int(row["epoch"]), float(row[self.spec.metric]))
         except (OSError, KeyError, ValueError):
             pass
 
     def _finished(self) -> list[int]:
-        return [i for i, s in self.statuses.items() if s in DONE]
+        return [i for i, s in self.statuses.items() if s in FINISHED]
 
     def _best(self) -> dict | None:
         sign = 1.0 if self.spec.goal == "maximize" else -1.0
@@ -207,84 +188,49 @@ class SweepRunner:
 
     def _write_state(self, status: str) -> None:
         result = self.result()
-        state = {"id": self.id, "name": self.spec.name, "status": status, "spec": str(self.spec.path),
-                 "base": str(self.spec.base_path), "method": self.spec.method, "metric": self.spec.metric,
-                 "goal": self.spec.goal, "trials": len(self.trials), "counts": result.counts, "best": result.best,
-                 "halving": self.spec.halving.__dict__ if self.spec.halving else None,
-                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(),
-                 "host": socket.gethostname()}
-        atomic_write_text(self.dir / "sweep.json", json.dumps(state, indent=2, default=str) + "\n")
+        self.folder.write_state({
+            "id": self.id, "name": self.spec.name, "status": status, "spec": str(self.spec.path),
+            "base": str(self.spec.base_path), "method": self.spec.method, "metric": self.spec.metric,
+            "goal": self.spec.goal, "trials": len(self.trials), "counts": result.counts, "best": result.best,
+            "halving": self.spec.halving.__dict__ if self.spec.halving else None})
 
     # ----------------------------------------------------------- running --
+    def _executor(self):
+        if self.executor == "ray":
+            return RayExecutor(self.store, self.address, self.cpus_per_trial, self.log)
+        return LocalExecutor(self.workers, self.threads)
+
     def _run_trials(self, todo: list[Trial]) -> None:
         if not todo:
             return
-        from tqdm import tqdm
-
         bar = tqdm(total=len(self.trials), initial=len(self.trials) - len(todo), unit="trial",
                    desc=f"sweep {self.spec.name}", disable=None if self.progress else True, dynamic_ncols=True)
-        if self.executor == "ray":
-            from .ray_executor import run_on_ray
-
-            try:
-                run_on_ray(self, todo, bar, self.address, self.cpus_per_trial)
-            finally:
-                bar.close()
-            return
-        pool = _Pool(min(self.workers, len(todo)), self.threads)
-        pending = list(todo)
-        busy: dict[int, Trial] = {}  # worker slot -> trial
-        stopping = False
+        executor = self._executor()
+        trials = {t.index: t for t in todo}
+        payloads = (self.payload(trial, executor.summary_fields) for trial in todo)
         try:
-            while pending or busy:
-                for slot in pool.idle(busy):
-                    if stopping or not pending:
-                        break
-                    trial = pending.pop(0)
-                    busy[slot] = trial
-                    self.statuses[trial.index] = "running"
-                    pool.send(slot, ("trial", self._payload(trial)))
-                for slot, message in pool.events(busy):
-                    trial = busy[slot]
-                    if message[0] == "rung":
-                        _, _, epoch, value = message
-                        pool.send(slot, ("decision", self.rungs.decide(epoch, value) if self.rungs else None))
-                        continue
-                    del busy[slot]
-                    _, _, status, value, reason = message
-                    self._finish_trial(trial, status, value, reason, bar)
-                    if status == "failed" and self.fail_fast and not stopping:
-                        stopping = True
-                        self.log(f"--fail-fast: {trial.label()} failed; stopping the sweep")
-                        self._stop(pool, busy, bar)
-                        return
+            for event in executor.run(payloads, len(todo), self.rungs):
+                trial = trials[event.index]
+                if event.status == RUNNING:
+                    self.statuses[trial.index] = RUNNING
+                    continue
+                self._finish_trial(trial, event, bar)
+                if event.status == FAILED and self.fail_fast:
+                    self.log(f"--fail-fast: {trial.label()} failed; stopping the sweep")
+                    self._stopped(executor.stop())
+                    return
         except KeyboardInterrupt:
-            self.log("interrupted: stopping the workers (their trials are recorded as interrupted)")
-            self._stop(pool, busy, bar)
+            self.log(f"interrupted: {executor.stopping} (their trials are recorded as interrupted)")
+            self._stopped(executor.stop())
             raise
         finally:
-            pool.close()
+            executor.close()
             bar.close()
-
-    def _payload(self, trial: Trial) -> dict:
-        path = self.run_path(trial)
-        resume = self._resumable(trial, path)
-        attempt = int((_read_summary(path) or {}).get("attempt") or 1) + 1 if resume else _prepare_folder(path)
-        cfg = json.loads(json.dumps(trial.config))  # a plain copy for pickling
-        cfg["tracking"]["store"] = str(self.store)
-        cfg["tracking"]["name"] = f"{slugify(self.spec.name)[:40]}-t{trial.index:03d}"
-        extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
-                 "trial_params": trial.params, "attempt": attempt}
-        return {"index": trial.index, "run_path": str(path), "config": cfg, "metric": self.spec.metric,
-                "rungs": self.spec.halving.rungs if self.spec.halving else [], "extra_summary": extra,
-                "resume": resume}
 
     def _resumable(self, trial: Trial, path: Path) -> bool:
         """A stopped trial with a usable checkpoint goes on from it; one whose
         checkpoint is damaged starts again (its files kept under attempts/)."""
-        from .. import checkpoint
-
-        if _read_summary(path) is None:
+        if _summary_of(path) is None:
             return False
         try:
             found = checkpoint.load(path) is not None
@@ -295,16 +241,21 @@ class SweepRunner:
             self._replay_rungs(trial)  # the rungs it passed before it stopped
         return found
 
-    def _finish_trial(self, trial: Trial, status: str, value, reason, bar) -> None:
-        self.statuses[trial.index] = status
-        if status in ("failed", "interrupted"):  # a worker that died could not record it itself
-            _mark(self.run_path(trial), status, reason or status)
+    def _record_end(self, trial: Trial, event: TrialEvent) -> None:
+        """The trial's status; a trial whose process died could not record its end itself."""
+        self.statuses[trial.index] = event.status
+        if event.status in (FAILED, INTERRUPTED):
+            self.runs.mark_stopped(trial.run_id(self.id), event.status, event.reason or event.status)
+
+    def _finish_trial(self, trial: Trial, event: TrialEvent, bar) -> None:
+        self._record_end(trial, event)
+        status, value, reason = event.status, event.value, event.reason
         if value is not None:
             self.values[trial.index] = value
         best = self._best()
         shown = "-" if value is None else _format_metric(self.spec.metric, value)
         text = f"{trial.label()}: {status} {self.spec.metric} {shown}"
-        if status == "failed" and reason:
+        if status == FAILED and reason:
             text += f" ({reason})"
         if best is not None:
             best_text = f"best {_format_metric(self.spec.metric, best['value'])} (trial {best['trial']})"
@@ -312,203 +263,22 @@ class SweepRunner:
             text += f"  | {best_text}"
         bar.update(1)
         self.log(text)
-        self._write_state("running")
+        self._write_state(RUNNING)
 
-    def _stop(self, pool: "_Pool", busy: dict, bar) -> None:
-        """Interrupt the running trials, wait for them to record it, mark the rest."""
-        pool.interrupt(busy)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while busy and time.monotonic() < deadline:
-            for slot, message in pool.events(busy, timeout=0.5):
-                if message[0] == "rung":
-                    pool.send(slot, ("decision", "the sweep was stopped"))
-                    continue
-                trial = busy.pop(slot)
-                self.statuses[trial.index] = message[2]
-        if busy:  # did not answer in time
-            pool.kill_all()
-        for trial in busy.values():
-            _mark(self.run_path(trial), "interrupted", "interrupted: the sweep was stopped")
-            self.statuses[trial.index] = "interrupted"
-        busy.clear()
+    def _stopped(self, events: list[TrialEvent]) -> None:
+        """The last events of the trials an executor stopped."""
+        by_index = {t.index: t for t in self.trials}
+        for event in events:
+            self._record_end(by_index[event.index], event)
 
 
-class _Pool:
-    """Worker processes, each with a duplex pipe; a dead worker is reported as
-    a failed event for its trial and replaced."""
-
-    def __init__(self, size: int, threads: int):
-        self.ctx = multiprocessing.get_context("spawn")
-        self.threads = threads
-        self.procs: list = [None] * size
-        self.conns: list = [None] * size
-        for slot in range(size):
-            self._start(slot)
-
-    def _start(self, slot: int) -> None:
-        from .worker import worker_main
-
-        parent, child = self.ctx.Pipe()
-        saved = {k: os.environ.get(k) for k in BLAS_ENV}
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C goes to the driver only
-        try:
-            os.environ.update({k: str(self.threads) for k in BLAS_ENV})
-            proc = self.ctx.Process(target=worker_main, args=(child,), daemon=True)
-            proc.start()
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        child.close()
-        self.procs[slot], self.conns[slot] = proc, parent
-
-    def idle(self, busy: dict) -> list[int]:
-        """Free worker slots; a worker that died while idle is replaced first."""
-        free = [slot for slot in range(len(self.procs)) if slot not in busy]
-        for slot in free:
-            if not self.procs[slot].is_alive():
-                self._start(slot)
-        return free
-
-    def send(self, slot: int, message) -> None:
-        try:
-            self.conns[slot].send(message)
-        except OSError:
-            pass  # the worker died; its sentinel reports it
-
-    def events(self, busy: dict, timeout: float = 1.0):
-        """(slot, message) pairs from busy workers; a dead worker yields a failed 'done'."""
-        watched = {}
-        for slot in busy:
-            watched[self.conns[slot]] = slot
-            watched[self.procs[slot].sentinel] = slot
-        events = []
-        for ready in wait(list(watched), timeout):
-            slot = watched[ready]
-            if any(s == slot for s, _ in events):
-                continue
-            conn = self.conns[slot]
-            try:
-                if conn.poll():
-                    events.append((slot, conn.recv()))
-                    continue
-            except (EOFError, OSError):
-                pass
-            if not self.procs[slot].is_alive():
-                code = self.procs[slot].exitcode
-                events.append((slot, ("done", busy[slot].index, "failed", None,
-                                      f"the worker process died (exit code {code})")))
-                self._start(slot)
-        return events
-
-    def interrupt(self, busy: dict) -> None:
-        for slot in busy:
-            if self.procs[slot].is_alive():
-                os.kill(self.procs[slot].pid, signal.SIGTERM)
-
-    def kill_all(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.kill()
-
-    def close(self) -> None:
-        for slot, conn in enumerate(self.conns):
-            try:
-                conn.send(("stop",))
-            except OSError:
-                pass
-        for proc in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-
-
-def _prepare_folder(path: Path) -> int:
-    """Make ``path`` an empty run folder; returns the attempt number. The files
-    of an earlier attempt (failed, interrupted) move to ``attempts/N/``."""
-    if not path.exists():
-        path.mkdir(parents=True)
-        return 1
-    previous = _read_summary(path) or {}
-    attempt = int(previous.get("attempt") or 1)
-    leftovers = [p for p in path.iterdir() if p.name != "attempts"]
-    if leftovers:
-        archive = path / "attempts" / str(attempt)
-        archive.mkdir(parents=True, exist_ok=True)
-        for p in leftovers:
-            shutil.move(str(p), str(archive / p.name))
-    return attempt + 1 if leftovers else attempt
-
-
-def _mark(path: Path, status: str, reason: str) -> None:
-    summary = _read_summary(path)
-    if summary and summary.get("status") == "running":
-        summary.update(status=status, reason=reason, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        atomic_write_text(path / "summary.json", json.dumps(summary, indent=2) + "\n")
-
-
-def _read_summary(path: Path) -> dict | None:
-    return _read_json(path / "summary.json")
-
-
-def _read_json(path: Path) -> dict | None:
+def _summary_of(path: Path) -> dict | None:
+    """A trial folder's summary.json; None if it has none (never started) or it is unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_summary(path)
+    except DamagedRun:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _format_metric(metric: str, value: float) -> str:
     return f"{value:.2%}" if metric.endswith("accuracy") else f"{value:.4f}"
-
-
-def list_sweeps(store: Path, warn=None) -> list[dict]:
-    """The ``sweep.json`` of every sweep in the store, oldest update first."""
-    root = Path(store) / "sweeps"
-    if not root.is_dir():
-        return []
-    states = []
-    for path in sorted(root.iterdir()):
-        state = _read_json(path / "sweep.json")
-        if state is None:
-            if warn and path.is_dir():
-                warn(f"skipping sweep {path.name}: unreadable sweep.json")
-            continue
-        if state.get("status") == "running" and not _lock_held(path / "lock"):
-            state["status"] = "dead"  # its driver is gone; run the spec again to resume
-        states.append(state)
-    return sorted(states, key=lambda s: str(s.get("updated", "")))
-
-
-def _lock_held(path: Path) -> bool:
-    import fcntl
-
-    try:
-        with open(path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-
-
-def find_sweep(store: Path, ref: str) -> dict:
-    """A sweep's state by id, unique id prefix, or name (the newest wins)."""
-    states = list_sweeps(store)
-    exact = [s for s in states if s.get("id") == ref]
-    prefixed = [s for s in states if str(s.get("id", "")).startswith(ref)]
-    named = [s for s in states if s.get("name") == ref]
-    if exact or len(prefixed) == 1:
-        return (exact or prefixed)[0]
-    if named:
-        return named[-1]
-    if prefixed:
-        raise NnexpError(f"sweep {ref!r} is ambiguous: {', '.join(s['id'] for s in prefixed[:5])}")
-    known = ", ".join(s["id"] for s in states[-5:]) or "none"
-    raise NnexpError(f"no sweep {ref!r} in {store} (recent: {known}; see 'nnexp sweeps --store {store}')")

@@ -15,7 +15,6 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 

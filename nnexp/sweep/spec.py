@@ -31,9 +31,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import _FLOAT_RE, load_yaml, set_path, validate
+from ..config import FLOAT_TEXT, describe_layers, load_yaml, set_path, validate
 from ..errors import ConfigError
 from ..tracking.store import slugify
+from ..values import is_integer
 from .space import Param, Space, ZipGroup, point_key
 
 SPEC_KEYS = ("name", "description", "base", "overrides", "metric", "goal", "method", "n_trials", "seed",
@@ -291,7 +292,7 @@ def _seeds(raw: dict, base: dict, src: str) -> list:
     if "seeds" in raw:
         seeds = raw["seeds"]
         if not isinstance(seeds, list) or not seeds or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+                is_integer(s) and s >= 0 for s in seeds):
             raise ConfigError(f"{src}: 'seeds' must be a list of integers >= 0, got {seeds!r}")
         if len(set(seeds)) < len(seeds):
             raise ConfigError(f"{src}: 'seeds' lists a seed twice: {seeds!r}")
@@ -299,7 +300,7 @@ def _seeds(raw: dict, base: dict, src: str) -> list:
     if "repeats" in raw:
         repeats = _int(raw["repeats"], "repeats", src, minimum=1)
         first = _lookup(base, "train.seed")
-        first = first if isinstance(first, int) and not isinstance(first, bool) else 0
+        first = first if is_integer(first) else 0
         return [first + r for r in range(repeats)]
     return [None]  # the base config's own seed
 
@@ -312,7 +313,7 @@ def _halving(section, base: dict, swept: list[str], src: str) -> Halving | None:
     if "train.epochs" in swept:
         raise ConfigError(f"{src}: halving decides the epochs; do not sweep train.epochs with it")
     epochs = _lookup(base, "train.epochs")
-    default_max = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 10
+    default_max = epochs if is_integer(epochs) else 10
     h = Halving(min_epochs=_int(section.get("min_epochs", 1), "halving.min_epochs", src, minimum=1),
                 eta=_int(section.get("eta", 3), "halving.eta", src, minimum=2),
                 max_epochs=_int(section.get("max_epochs", default_max), "halving.max_epochs", src, minimum=1))
@@ -378,18 +379,16 @@ def _number(value, where: str, src: str) -> float:
 def _yaml_number(value):
     """YAML 1.1 reads ``1e-3`` (no dot) as a string; a sweep value that looks
     like a number is one."""
-    if isinstance(value, str) and "e" in value.lower() and _FLOAT_RE.match(value.strip()):
+    if isinstance(value, str) and "e" in value.lower() and FLOAT_TEXT.match(value.strip()):
         return float(value)
     return value
 
 
 def short_value(value) -> str:
     """A value as a trial's label shows it: 4 significant digits, layer lists as text."""
-    from ..tracking.records import layers_text
-
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list) and all(isinstance(v, dict) and "type" in v for v in value):
-        return layers_text(value)
+        return describe_layers(value)
     text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."

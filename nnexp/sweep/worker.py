@@ -21,8 +21,12 @@ import os
 import signal
 import threading
 import time
-import traceback
 from pathlib import Path
+
+from ..config import describe_layers, dump_yaml
+from ..tracking import RunStore
+from ..tracking.run import FAILED, INTERRUPTED
+from ..train import load_data, train
 
 
 def worker_main(conn) -> None:
@@ -48,10 +52,9 @@ def worker_main(conn) -> None:
 def run_trial(payload: dict, conn, datasets: dict) -> tuple:
     """Train one trial into its run folder in the store (prepared by the
     driver), asking the driver over ``conn`` at halving rungs."""
-    from ..tracking import Run
-
     path = Path(payload["run_path"])
-    run = Run.open(path) if payload["resume"] else Run(path)
+    store = RunStore(path.parent)
+    run = store.open(path.name) if payload["resume"] else store.attach(path.name)
 
     def decide(epoch: int, value: float):
         conn.send(("rung", payload["index"], epoch, value))
@@ -60,16 +63,14 @@ def run_trial(payload: dict, conn, datasets: dict) -> tuple:
     return train_trial(payload, run, lambda: _dataset(payload["config"], datasets), decide)
 
 
-def train_trial(payload: dict, run, load_data, decide) -> tuple:
+def train_trial(payload: dict, run, get_data, decide) -> tuple:
     """Train one trial into ``run`` (resuming it from its checkpoint when
     ``payload["resume"]``); returns ``(index, status, value, reason)``.
 
-    ``load_data()`` gives the dataset; ``decide(epoch, value)`` is asked at
+    ``get_data()`` gives the dataset; ``decide(epoch, value)`` is asked at
     each halving rung and answers the reason to prune, or None. Both
     executors (local worker processes, Ray tasks) come through here.
     """
-    from ..train import train
-
     index, metric, rungs = payload["index"], payload["metric"], set(payload["rungs"])
     cfg = payload["config"]
 
@@ -77,15 +78,15 @@ def train_trial(payload: dict, run, load_data, decide) -> tuple:
         return decide(epoch, row[metric]) if epoch in rungs else None
 
     try:
-        run = train(cfg, log=_quiet, progress=False, run=run, data=load_data(), resume=payload["resume"],
+        run = train(cfg, log=_quiet, progress=False, run=run, data=get_data(), resume=payload["resume"],
                     extra_summary=payload["extra_summary"], on_epoch=on_epoch if rungs else None)
     except KeyboardInterrupt as exc:
-        _record_failure(run, payload, "interrupted", str(exc))
-        return index, "interrupted", None, str(exc)
+        _record_unstarted(run, payload, exc, INTERRUPTED, str(exc))
+        return index, INTERRUPTED, None, str(exc)
     except Exception as exc:  # one trial's failure is recorded in its run; the sweep goes on
         reason = f"{type(exc).__name__}: {exc}" if not hasattr(exc, "exit_code") else str(exc)
-        _record_failure(run, payload, "failed", reason)
-        return index, "failed", None, reason
+        _record_unstarted(run, payload, exc, FAILED, reason)
+        return index, FAILED, None, reason
     summary = run.summary
     return index, summary["status"], summary.get(f"final_{metric}"), summary.get("reason")
 
@@ -100,8 +101,6 @@ def data_key(cfg: dict) -> str:
 def _dataset(cfg: dict, datasets: dict):
     """Load a trial's dataset once per worker: trials that share a data
     section (nearly always) share the arrays."""
-    from ..train import load_data
-
     key = data_key(cfg)
     if key not in datasets:
         datasets.clear()  # keep one: a sweep over datasets should not hold them all
@@ -109,23 +108,21 @@ def _dataset(cfg: dict, datasets: dict):
     return datasets[key]
 
 
-def _record_failure(run, payload: dict, status: str, reason: str) -> None:
-    """The trainer records its own failures; this covers the ones before it
-    started (the dataset did not load) so that no trial folder is left bare."""
-    if run.summary_path.exists():
+def _record_unstarted(run, payload: dict, exc: BaseException, status: str, reason: str) -> None:
+    """The trainer records its own end once it has started the run; this covers
+    a trial that ended before (its dataset did not load), so that no trial
+    folder is left bare. Called in an ``except`` block."""
+    if run.status is not None:
         return
-    if status == "failed":
-        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
     cfg = payload["config"]
-    if not (run.path / "config.yaml").exists():
-        from ..config import dump_yaml
-
+    if not run.config_path.exists():
         run.write_config(dump_yaml(cfg))
-    run.update_summary(id=run.id, name=cfg["tracking"]["name"], status=status, reason=reason,
-                       started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), start_time=time.time(),
-                       ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seed=cfg["train"]["seed"],
-                       epochs_planned=cfg["train"]["epochs"], epochs_completed=0, pid=os.getpid(),
-                       **payload["extra_summary"])
+    run.start(cfg["tracking"]["name"], seed=cfg["train"]["seed"], epochs_planned=cfg["train"]["epochs"],
+              epochs_completed=0, layers=describe_layers(cfg["model"]["layers"]), **payload["extra_summary"])
+    if status == FAILED:
+        run.record_crash(exc, reason)
+    else:
+        run.finish(status, reason)
 
 
 _STOP_REASON = ["interrupted: the sweep was stopped"]

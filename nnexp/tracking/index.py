@@ -32,12 +32,17 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from ..errors import NnexpError
+from ..values import is_number
+from .records import RECORD_VERSION, make_record
+from .run import CONFIG, METRICS, SUMMARY, DamagedRun, Run, RunObserver
+
 INDEX_NAME = ".index.sqlite"
 SCHEMA_VERSION = 1
 RACY_NS = 2_000_000_000  # files changed this recently may change again within one mtime tick
 
 # The three files a record is built from, in signature order.
-SIGNATURE_FILES = ("summary.json", "metrics.csv", "config.yaml")
+SIGNATURE_FILES = (SUMMARY, METRICS, CONFIG)
 MISSING = (-1, -1)  # the (mtime_ns, size) of a file that does not exist
 
 _SCHEMA = """
@@ -64,8 +69,6 @@ def _stderr_warn(message: str) -> None:
 def _format_version() -> int:
     """What ``PRAGMA user_version`` must say: a change of the table or of the
     record layout makes every older index stale."""
-    from .records import RECORD_VERSION
-
     return SCHEMA_VERSION * 1000 + RECORD_VERSION
 
 
@@ -80,7 +83,7 @@ def signature(run_dir: str) -> tuple[int, ...] | None:
         try:
             st = os.stat(os.path.join(run_dir, name))
         except FileNotFoundError:
-            if name == "summary.json":
+            if name == SUMMARY:
                 return None
             sig += MISSING
             continue
@@ -106,14 +109,12 @@ def _trusted(sig: tuple[int, ...], now_ns: int) -> tuple[int, ...]:
 
 def _order(record: dict) -> tuple[float, str]:
     start = record["summary"].get("start_time")
-    ok = isinstance(start, (int, float)) and not isinstance(start, bool) and math.isfinite(start)
+    ok = is_number(start) and math.isfinite(start)
     return (float(start) if ok else 0.0, record["id"])
 
 
 def _build(run_dir: str, run_id: str, sig: tuple[int, ...], now_ns: int) -> tuple[dict | None, tuple]:
     """Read one folder: (record or None, the index row for it)."""
-    from .records import DamagedRun, make_record
-
     try:
         record = make_record(run_dir)
     except DamagedRun as exc:
@@ -183,8 +184,6 @@ class RunIndex:
         warn = warn or _stderr_warn
         if not self.root.is_dir():
             if self.root.exists() and not self.root.is_dir():  # is_dir again: another process may just have made it
-                from ..errors import NnexpError
-
                 raise NnexpError(f"run store {self.root} is not a directory")
             return []
         try:
@@ -262,8 +261,6 @@ class RunIndex:
         try:
             names = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir())
         except OSError as exc:
-            from ..errors import NnexpError
-
             raise NnexpError(f"cannot list run store {root}: {exc.strerror or exc}") from None
         records, changed, reused, seen = [], [], [], set()
         for name in names:
@@ -483,3 +480,31 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
         return True
     text = str(exc).lower()
     return "not a database" in text or "malformed" in text
+
+
+class IndexObserver(RunObserver):
+    """Re-indexes a run of the store at ``store_root`` at each of its status
+    changes, so that listings and sweeps see the change at once (per-epoch
+    writes are left to the listings, which notice them by the files' mtimes).
+
+    Best effort: a broken or locked index must never stop a training run, so
+    a failure is one warning per process and the listings read the folder.
+    """
+
+    warned = False  # class-wide: one warning per process, however many runs
+
+    def __init__(self, store_root):
+        self.root = Path(store_root)
+
+    def status_changed(self, run: Run, status: str) -> None:
+        self.reindex(run.path)
+
+    def reindex(self, run_dir) -> None:
+        """(Re)index the store's folder ``run_dir`` now, best effort."""
+        try:
+            RunIndex(self.root, timeout=2.0).upsert(run_dir)
+        except Exception as exc:  # noqa: BLE001 - any failure here only delays a listing
+            if not IndexObserver.warned:
+                IndexObserver.warned = True
+                print(f"warning: cannot update the run index of {self.root} ({exc}); "
+                      "listings will still find the run", file=sys.stderr)

@@ -1,61 +1,31 @@
 """PNG plots written into a run folder: learning curves, confusion matrix, errors,
 and for convolutional networks the first layer's filters and one image's feature maps.
 
-Plots are drawn with matplotlib's Agg backend (no display needed, safe in
-worker processes) and every figure is closed after saving, so making plots for
-hundreds of runs in one process does not grow memory.
+The plots take plain arrays: the trainer computes what a network makes of an
+image (``nnexp/feature_maps.py``), so this module knows nothing of layers.
+Figures are saved and closed through ``nnexp/figure.py``.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-matplotlib.use("Agg")  # must precede the pyplot import; headless and thread-free
+from ..figure import float_column, saved, saved_figure, widen_short_axes
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
-
-from ..nn import BatchNorm, Conv2D, LeakyReLU, ReLU, Sigmoid, Tanh, softmax  # noqa: E402
-
-DPI = 110
 TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
 BEST_COLOR = "tab:green"
 
 
-@contextmanager
-def _figure(path, **subplots_kwargs):
-    """Yield (fig, axes) from plt.subplots; save as PNG to `path` and always close.
-
-    The parent folder is created if needed. Closing in `finally` keeps pyplot's
-    figure registry empty even when drawing fails.
-    """
-    fig, axes = plt.subplots(**subplots_kwargs)
-    with _saved(fig, path):
-        yield fig, axes
-
-
-@contextmanager
-def _saved(fig, path):
-    """Yield; then save `fig` as PNG to `path` (creating its folder), and always close it."""
-    try:
-        yield
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI, format="png")
-    finally:
-        plt.close(fig)
-
-
 def _message_png(path, text: str, title: str | None = None) -> None:
     """A small PNG with a centred message, for plots with nothing to show."""
-    with _figure(path, figsize=(5, 2)) as (fig, ax):
+    with saved_figure(path, figsize=(5, 2)) as (fig, ax):
         ax.axis("off")
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=13, color="0.3")
         if title:
@@ -87,11 +57,11 @@ def plot_learning_curves(metrics: pd.DataFrame, path, title: str | None = None) 
 
     df = metrics.sort_values("epoch")
     epoch = df["epoch"].to_numpy()
-    val_loss = _column(df, "val_loss")
-    val_acc = _column(df, "val_accuracy")
+    val_loss = float_column(df, "val_loss")
+    val_acc = float_column(df, "val_accuracy")
     best = _best_epoch(epoch, val_acc)
 
-    with _figure(path, ncols=2, figsize=(11, 4.2), layout="constrained") as (fig, (ax_loss, ax_acc)):
+    with saved_figure(path, ncols=2, figsize=(11, 4.2), layout="constrained") as (fig, (ax_loss, ax_acc)):
         # Markers keep a single-epoch run visible (a line needs two points).
         style = dict(marker="o", markersize=3.5 if len(df) <= 50 else 0, linewidth=1.6)
         ax_loss.plot(epoch, df["train_loss"], color=TRAIN_COLOR, label="train", **style)
@@ -118,33 +88,11 @@ def plot_learning_curves(metrics: pd.DataFrame, path, title: str | None = None) 
         acc_max = np.nanmax(np.r_[df["train_accuracy"].to_numpy(float), val_acc])
         ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=100.0 if acc_max > 1.0 else 1.0))
         for ax in (ax_loss, ax_acc):
-            _widen_short_axes(ax, epoch)
+            widen_short_axes(ax, epoch)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, alpha=0.35)
             ax.legend(loc="best", fontsize=9)
         fig.suptitle(_curves_subtitle(title, df, best), fontsize=13)
-
-
-def _widen_short_axes(ax, epoch: np.ndarray) -> None:
-    """Give a run of one or two epochs sensible limits instead of a zoomed-in speck.
-
-    Matplotlib's autoscaling on a single point yields ticks like 0.995..1.005
-    and a y-range of +-0.1%; pad x by one epoch and y to at least 10% of its level.
-    """
-    if np.ptp(epoch) < 2:
-        ax.set_xlim(epoch.min() - 1, epoch.max() + 1)
-    low, high = ax.get_ylim()
-    min_span = 0.1 * max(abs(low), abs(high), 1e-3)
-    if high - low < min_span:
-        middle = (low + high) / 2
-        ax.set_ylim(middle - min_span / 2, middle + min_span / 2)
-
-
-def _column(df: pd.DataFrame, name: str) -> np.ndarray:
-    """Column as a float array, all-NaN if absent (no validation set)."""
-    if name not in df.columns:
-        return np.full(len(df), np.nan)
-    return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float)
 
 
 def _best_epoch(epoch: np.ndarray, val_acc: np.ndarray) -> tuple[float, float] | None:
@@ -214,7 +162,7 @@ def plot_confusion_matrix(y_true, y_pred, classes: list[str], path, title: str |
     accuracy = np.trace(cm) / total if total else float("nan")
 
     side = max(4.5, 0.55 * n + 2.0)
-    with _figure(path, figsize=(side + 1.0, side), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(side + 1.0, side), layout="constrained") as (fig, ax):
         shown = np.ma.masked_equal(cm, 0)  # zero cells stay white
         vmax = max(int(cm.max()), 2)
         image = ax.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=vmax))
@@ -282,7 +230,7 @@ def plot_misclassified(images, y_true, y_pred, probs, classes, path, max_images:
     nrows = math.ceil(len(shown) / ncols)
     low, high = float(pictures.min()), float(pictures.max())  # same scale for all
 
-    with _figure(path, nrows=nrows, ncols=ncols, squeeze=False,
+    with saved_figure(path, nrows=nrows, ncols=ncols, squeeze=False,
                  figsize=(max(1.75 * ncols + 0.3, 4.5), 1.85 * nrows + 0.9),
                  layout="constrained") as (fig, axes):
         for ax in axes.ravel()[len(shown):]:
@@ -330,10 +278,6 @@ def _error_label(k: int, y_true, y_pred, probs, classes) -> str:
 
 FILTER_CMAP = "RdBu_r"        # diverging: red positive, blue negative, white zero
 ACTIVATION_CMAP = "viridis"   # sequential, for non-negative (post-ReLU) feature maps
-
-#: Layers that belong to the conv block of the Conv2D before them: the block's
-#: feature map is taken after the last of them (before pooling shrinks it).
-_BLOCK_TAIL = (BatchNorm, ReLU, LeakyReLU, Sigmoid, Tanh)
 
 
 def filter_images(weights, per_filter: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -392,7 +336,7 @@ def plot_conv_filters(weights, path, title: str | None = None, per_filter: bool 
     height = width * mosaic.shape[0] / mosaic.shape[1]
 
     # One image of all kernels, not one axes each: 128 axes took 2.5 s to draw.
-    with _figure(path, figsize=(max(width + 1.5, 5.0), height + 1.0), layout="constrained") as (fig, ax):
+    with saved_figure(path, figsize=(max(width + 1.5, 5.0), height + 1.0), layout="constrained") as (fig, ax):
         cmap = plt.get_cmap(FILTER_CMAP).with_extremes(bad="0.88")  # grey gaps: white means 0
         shown = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
         ax.axis("off")
@@ -446,45 +390,6 @@ def _bare_axes(ax) -> None:
         spine.set_color("0.75")
 
 
-def layer_activations(model, x: np.ndarray) -> list[np.ndarray]:
-    """Every layer's output for the batch x, computed layer by layer in evaluation mode.
-
-    Args:
-        model: a Sequential (its ``layers``, each with ``forward(x, training)``).
-        x: (N, ...) a batch in the model's input shape, e.g. (N, 1, 28, 28).
-
-    Returns:
-        One array per layer: entry i is layer i's output, e.g. (N, 16, 28, 28)
-        after a conv layer; the last entry is the logits (N, classes). This is
-        the computation ``model.forward(x, training=False)`` does, kept step by
-        step (the model fuses batch-norm and ReLU into the layer before them:
-        the same values up to float rounding).
-    """
-    outputs = []
-    for layer in model.layers:
-        x = layer.forward(x, training=False)
-        # A copy, as a layer may return a view or a buffer it reuses on its next call.
-        outputs.append(np.array(x, copy=True))
-    return outputs
-
-
-def conv_blocks(layers) -> list[tuple[int, int]]:
-    """(first, last) layer indices of each conv block in a list of layers.
-
-    A block is a Conv2D and the batch-norm and activation layers right after
-    it; the output of its last layer is the block's feature map, after the
-    non-linearity and before any pooling shrinks it.
-    """
-    blocks = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Conv2D):
-            last = i
-            while last + 1 < len(layers) and isinstance(layers[last + 1], _BLOCK_TAIL):
-                last += 1
-            blocks.append((i, last))
-    return blocks
-
-
 def strongest_channels(maps: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k channels of maps (C, H, W) with the largest mean |activation|,
     in channel order (ties: the lower index), so that dead channels are not what is shown."""
@@ -493,13 +398,15 @@ def strongest_channels(maps: np.ndarray, k: int) -> np.ndarray:
     return np.sort(chosen)
 
 
-def plot_feature_maps(model, image, label, path, classes=None, max_channels: int = 16,
+def plot_feature_maps(image, rows, probs, label, path, classes=None, max_channels: int = 16,
                       title: str | None = None) -> list[tuple[str, tuple]]:
-    """One image and the feature maps each conv block makes of it, a row per block.
+    """One image and the feature maps a network's conv blocks make of it, a row per block.
 
     Args:
-        model: a Sequential with at least one Conv2D layer.
-        image: (C, H, W) or (H, W), one input image as the model takes it.
+        image: (C, H, W) the input image as the network took it.
+        rows: [(row label, maps (C, H, W)), ...], one per conv block, top to bottom
+            (see ``nnexp.feature_maps``).
+        probs: (classes,) the network's class probabilities for the image, or None.
         label: its true class index, or None if unknown.
         path: PNG file to write.
         classes: class names for the labels (default: the indices).
@@ -509,49 +416,31 @@ def plot_feature_maps(model, image, label, path, classes=None, max_channels: int
         title: default "Feature maps"; the prediction is appended.
 
     Returns:
-        [(row label, (C, H, W)), ...] for each conv block, top to bottom.
+        [(row label, (C, H, W)), ...] as drawn.
 
-    The model runs in evaluation mode (:func:`layer_activations`). Each row has
-    its own colour scale, shared by its maps so that they can be compared.
+    Each row has its own colour scale, shared by its maps so that they can be compared.
 
     Raises:
-        ValueError: the model has no Conv2D layer, or the image's shape is not (C, H, W)/(H, W).
+        ValueError: no rows, or an image or maps not shaped (C, H, W).
     """
-    blocks = conv_blocks(model.layers)
-    if not blocks:
-        raise ValueError("the model has no Conv2D layer, so there are no feature maps to draw")
-    x = _one_image_batch(image, model.layers[blocks[0][0]])
-    outputs = layer_activations(model, x)
-    rows = [(_block_label(model.layers, first, last), outputs[last][0]) for first, last in blocks]
+    image = np.asarray(image)
+    if not rows:
+        raise ValueError("no feature maps to draw")
+    if image.ndim != 3 or any(np.ndim(maps) != 3 for _, maps in rows):
+        raise ValueError(f"expected an image and maps shaped (C, H, W), got {image.shape} and "
+                         f"{[np.shape(maps) for _, maps in rows]}")
     ncols = min(max_channels, max(maps.shape[0] for _, maps in rows))
     cell = 0.8
 
     fig = plt.figure(layout="constrained",
                      figsize=(max(cell * ncols + 1.3, 6.0), (cell + 0.65) * (len(rows) + 1) + 0.5))
-    with _saved(fig, path):
+    with saved(fig, path):
         panels = fig.subfigures(len(rows) + 1, 1, squeeze=False)[:, 0]
-        _draw_input_row(panels[0], x[0], ncols)
+        _draw_input_row(panels[0], image, ncols)
         for panel, (name, maps) in zip(panels[1:], rows):
             _draw_maps_row(panel, name, maps, ncols)
-        fig.suptitle(_prediction_title(title or "Feature maps", outputs[-1], label, classes), fontsize=11)
+        fig.suptitle(_prediction_title(title or "Feature maps", probs, label, classes), fontsize=11)
     return [(name, maps.shape) for name, maps in rows]
-
-
-def _one_image_batch(image, first_conv: Conv2D) -> np.ndarray:
-    """(C, H, W) or (H, W) -> a batch of one, (1, C, H, W), in the conv layer's dtype."""
-    x = np.asarray(image, dtype=first_conv.params["W"].dtype)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3:
-        raise ValueError(f"expected one image shaped (C, H, W) or (H, W), got {np.shape(image)}")
-    return x[None]
-
-
-def _block_label(layers, first: int, last: int) -> str:
-    """'layers 0-2: Conv2D > BatchNorm > ReLU' (or 'layer 3: Conv2D')."""
-    names = " > ".join(type(layers[i]).__name__ for i in range(first, last + 1))
-    where = f"layer {first}" if first == last else f"layers {first}-{last}"
-    return f"{where}: {names}"
 
 
 def _draw_input_row(panel, image: np.ndarray, ncols: int) -> None:
@@ -589,12 +478,11 @@ def _draw_maps_row(panel, name: str, maps: np.ndarray, ncols: int) -> None:
                    fontsize=9, x=0.02, ha="left")
 
 
-def _prediction_title(title: str, logits: np.ndarray, label, classes) -> str:
-    """'Feature maps — true 7, predicted 7 (0.98)': what the model made of the image."""
+def _prediction_title(title: str, probs, label, classes) -> str:
+    """'Feature maps — true 7, predicted 7 (0.98)': what the network made of the image."""
     name = (lambda k: str(classes[k])) if classes is not None else str
     parts = [] if label is None else [f"true {name(int(label))}"]
-    if logits.ndim == 2 and logits.shape[0] == 1:
-        probs = softmax(logits.astype(np.float64))[0]
-        k = int(probs.argmax())
+    if probs is not None:
+        k = int(np.argmax(probs))
         parts.append(f"predicted {name(k)} ({probs[k]:.2f})")
     return f"{title}  —  {', '.join(parts)}" if parts else title

@@ -11,6 +11,11 @@ three small files of a run folder::
      "metrics": {"val_accuracy": 0.985, "best_val_loss": 0.06,
                  "epochs": 15.0, "test_accuracy": 0.9851, ...}}
 
+``model.layers`` is the text the trainer wrote into summary.json
+(``layers``): only the code that builds networks knows the layers' defaults,
+which the text leaves out. A run recorded without it gets every numeric
+option of its resolved config (see :func:`layers_text`).
+
 The folder stays the source of truth: a record can always be rebuilt from it
 (that is what the SQLite index in ``index.py`` caches). Reading is forgiving
 where a run is still being written (a half-written last line of metrics.csv
@@ -24,11 +29,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from functools import lru_cache
 
 import yaml
 
-from ..errors import NnexpError
+from ..values import is_missing, is_number
+from .run import CONFIG, METRICS, DamagedRun, read_summary
 
 # The C parser is ~10x faster than the pure-Python one; PyYAML ships without it
 # on some platforms, and both read the resolved configs the same way.
@@ -47,12 +52,6 @@ EXCLUDED_PARAMS = ("data.cache_dir", "data.local_dir", "data.mirrors", "data.csv
 EXCLUDED_SECTIONS = ("tracking",)
 
 
-class DamagedRun(NnexpError):
-    """A run folder whose summary.json or config.yaml cannot be read or parsed."""
-
-    exit_code = 1
-
-
 # ---------------------------------------------------------------- records --
 
 
@@ -68,7 +67,8 @@ def make_record(run_dir) -> dict:
     run_id = os.path.basename(os.path.normpath(run_dir))
     summary = read_summary(run_dir, run_id)
     cfg = _read_config(run_dir, run_id)
-    params = flatten_config(cfg) if cfg else {}
+    layers = summary.get("layers")
+    params = flatten_config(cfg, layers if isinstance(layers, str) else None) if cfg else {}
     trial_params = summary.get("trial_params")
     if isinstance(trial_params, dict):
         for key, value in trial_params.items():
@@ -80,52 +80,35 @@ def make_record(run_dir) -> dict:
     return {"id": run_id, "path": run_dir, "summary": summary, "params": params, "metrics": metrics}
 
 
-def read_summary(run_dir: str, run_id: str) -> dict:
-    """summary.json as a dict; DamagedRun if it cannot be read or is not an object."""
-    path = os.path.join(run_dir, "summary.json")
-    try:
-        with open(path, "rb") as f:
-            summary = json.loads(f.read())
-    except FileNotFoundError:
-        raise DamagedRun(f"run {run_id}: no summary.json") from None
-    except OSError as exc:
-        raise DamagedRun(f"run {run_id}: cannot read summary.json ({exc.strerror or exc})") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DamagedRun(f"run {run_id}: invalid summary.json ({exc})") from None
-    if not isinstance(summary, dict):
-        raise DamagedRun(f"run {run_id}: summary.json is a JSON {type(summary).__name__}, not an object")
-    return summary
-
-
 def _read_config(run_dir: str, run_id: str) -> dict | None:
-    path = os.path.join(run_dir, "config.yaml")
+    path = os.path.join(run_dir, CONFIG)
     try:
         with open(path, "rb") as f:
             cfg = yaml.load(f.read(), Loader=_YAML_LOADER)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise DamagedRun(f"run {run_id}: cannot read config.yaml ({exc.strerror or exc})") from None
+        raise DamagedRun(f"run {run_id}: cannot read {CONFIG} ({exc.strerror or exc})") from None
     except (yaml.YAMLError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DamagedRun(f"run {run_id}: invalid config.yaml ({first})") from None
+        raise DamagedRun(f"run {run_id}: invalid {CONFIG} ({first})") from None
     if cfg is None:
         return None
     if not isinstance(cfg, dict):
-        raise DamagedRun(f"run {run_id}: config.yaml is a {type(cfg).__name__}, not a mapping")
+        raise DamagedRun(f"run {run_id}: {CONFIG} is a {type(cfg).__name__}, not a mapping")
     return cfg
 
 
 # ----------------------------------------------------------------- params --
 
 
-def flatten_config(cfg: dict) -> dict:
+def flatten_config(cfg: dict, layers: str | None = None) -> dict:
     """A resolved config as {dotted key: scalar or None}.
 
     Nested mappings are joined with '.', ``model.layers`` becomes one string
-    (see :func:`layers_text`), any other list its compact JSON text, an empty
-    mapping None. ``tracking.*`` and the file-location keys in
-    EXCLUDED_PARAMS are left out.
+    (``layers`` if given, else :func:`layers_text` of the list), any other
+    list its compact JSON text, an empty mapping None. ``tracking.*`` and the
+    file-location keys in EXCLUDED_PARAMS are left out.
     """
     if not isinstance(cfg, dict):
         raise ValueError(f"flatten_config: expected a mapping, got {type(cfg).__name__}")
@@ -136,6 +119,8 @@ def flatten_config(cfg: dict) -> dict:
         _add_param(out, str(section), value)
     for key in EXCLUDED_PARAMS:
         out.pop(key, None)
+    if layers is not None and isinstance(out.get("model.layers"), str):
+        out["model.layers"] = layers
     return out
 
 
@@ -156,27 +141,30 @@ def _add_param(out: dict, key: str, value) -> None:
         out[key] = str(value)
 
 
-def layers_text(layers: list) -> str:
+def layers_text(layers: list, defaults: dict | None = None) -> str:
     """``[{type: flatten}, {type: dense, units: 512}, ...]`` -> ``"flatten | dense(512) | ..."``.
 
-    Each layer is its type followed by its numeric options in the order of
-    ``nnexp.nn.model.LAYER_SPECS``, like a call with positional arguments:
-    init names are left out, and so are trailing options that equal their
-    defaults (``dropout(0.2)``, ``conv2d(32,3,1,1)``, plain ``batchnorm``).
-    Layers that are not mappings are written as they are.
+    Each layer is its type followed by its numeric options, like a call with
+    positional arguments (names such as the init are left out). ``defaults``
+    ({layer type: [(option, default or None), ...]}, from the code that
+    builds the layers) gives a type's options in order; trailing ones that
+    equal their defaults are left out (``dropout(0.2)`` but plain ``dropout``
+    for the default rate). A type it does not list shows every numeric
+    option, in the layer's own order. Layers that are not mappings are
+    written as they are.
     """
     if not isinstance(layers, (list, tuple)):
         raise ValueError(f"layers_text: expected a list of layer mappings, got {type(layers).__name__}")
-    return " | ".join(_layer_text(layer) for layer in layers)
+    return " | ".join(_layer_text(layer, (defaults or {}).get(layer.get("type")) if isinstance(layer, dict)
+                                  else None) for layer in layers)
 
 
-def _layer_text(layer) -> str:
+def _layer_text(layer, spec) -> str:
     if not isinstance(layer, dict):
         return str(layer)
     kind = str(layer.get("type", "?"))
-    spec = _layer_defaults().get(kind)
-    if spec is None:  # a type this nnexp does not know: every option but strings
-        values = [v for k, v in layer.items() if k != "type" and _is_number(v)]
+    if spec is None:
+        values = [v for k, v in layer.items() if k != "type" and is_number(v)]
     else:
         values = [layer.get(key, default) for key, default in spec]
         while values and (values[-1] is None or _same(values[-1], spec[len(values) - 1][1])):
@@ -185,26 +173,8 @@ def _layer_text(layer) -> str:
     return f"{kind}({','.join(_number_text(v) for v in values)})" if values else kind
 
 
-@lru_cache(maxsize=1)
-def _layer_defaults() -> dict[str, list[tuple[str, object]]]:
-    """{layer type: [(option, default), ...]} for the numeric options of LAYER_SPECS.
-
-    Imported on first use: the model module pulls in NumPy, which a warm
-    ``nnexp runs`` never needs.
-    """
-    from ..nn.model import LAYER_SPECS, REQUIRED
-
-    return {kind: [(key, None if default is REQUIRED else default)
-                   for key, (typ, default) in options.items() if typ in (int, float)]
-            for kind, options in LAYER_SPECS.items()}
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _same(value, default) -> bool:
-    return default is not None and _is_number(value) and value == default
+    return default is not None and is_number(value) and value == default
 
 
 def _number_text(v) -> str:
@@ -221,14 +191,14 @@ def _read_metric_rows(run_dir: str, run_id: str) -> list[dict]:
     half-written: a final line without its newline is ignored, and so is any
     row that does not parse (wrong field count, not a number).
     """
-    path = os.path.join(run_dir, "metrics.csv")
+    path = os.path.join(run_dir, METRICS)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise DamagedRun(f"run {run_id}: cannot read metrics.csv ({exc.strerror or exc})") from None
+        raise DamagedRun(f"run {run_id}: cannot read {METRICS} ({exc.strerror or exc})") from None
     lines = text.split("\n")
     lines.pop()  # "" after a complete last line, or the half-written one
     if not lines:
@@ -268,5 +238,5 @@ def curve_metrics(rows: list[dict]) -> dict:
 
 
 def _add_metric(metrics: dict, key: str, value) -> None:
-    if _is_number(value) and not math.isnan(value):
+    if is_number(value) and not is_missing(value):
         metrics[key] = float(value)

@@ -1,0 +1,126 @@
+"""``nnexp runs``, ``show`` and ``sweeps``: what the store holds.
+
+The most used commands, on stores of thousands of runs: this module and what
+it imports load neither NumPy nor pandas.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..compare.select import select_records
+from ..text_table import aligned
+from ..tracking import RunInfo, RunStore, live_status
+from ..tracking.run import COMPLETED, FAILED, PRUNED
+from ..tracking.sweeps import list_sweeps
+from .options import JSON_OPTION, STORE_OPTION
+
+RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params", "train_s", "started")
+SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
+
+
+def run_row(info: RunInfo) -> dict:
+    s = info.summary
+    return {
+        "id": info.id,
+        "name": s.get("name"),
+        "status": live_status(s),
+        "epochs": f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}",
+        "val_acc": s.get("final_val_accuracy"),
+        "test_acc": s.get("test_accuracy"),
+        "params": s.get("params"),
+        "train_s": s.get("train_seconds"),
+        "started": s.get("started"),
+    }
+
+
+def format_table(rows: list[dict], columns) -> str:
+    """A plain aligned text table; fractions in [0, 1] named *_acc print as percents."""
+    def cell(col, value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            if col.endswith("acc"):
+                return f"{value:.2%}"
+            return f"{value:.1f}"
+        if isinstance(value, int) and col == "params":
+            return f"{value:,}"
+        return str(value)
+
+    return aligned(list(columns), [[cell(c, r.get(c)) for c in columns] for r in rows])
+
+
+@click.command()
+@STORE_OPTION
+@JSON_OPTION
+@click.option("--reindex", is_flag=True, help="Rebuild the store's index from the run folders first.")
+@click.option("--sweep", "sweep_ref", default=None, help="Only the runs of this sweep (id, id prefix or name).")
+@click.option("--where", default=None, help="Only the runs matching a filter (the grammar of 'nnexp compare').")
+def runs(store, as_json, reindex, sweep_ref, where):
+    """List the runs in the store, oldest first."""
+    if reindex:
+        records = RunStore(store).records(reindex=True)
+        click.echo(f"indexed {len(records)} run{'s' if len(records) != 1 else ''} in {store}", err=True)
+    if sweep_ref or where:
+        records, _ = select_records(store, sweep_ref=sweep_ref, where=where)
+        infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
+    elif reindex:
+        infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
+    else:
+        infos = RunStore(store).runs()
+    if as_json:
+        click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
+        return
+    click.echo(format_table([run_row(i) for i in infos], RUN_COLUMNS))
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@STORE_OPTION
+@JSON_OPTION
+def show(run_ref, store, as_json):
+    """Show a run's summary and files (RUN: id, id prefix, name or 'latest')."""
+    info = RunStore(store).resolve(run_ref)
+    if as_json:
+        click.echo(json.dumps({"id": info.id, "path": str(info.path), **info.summary}, indent=2))
+        return
+    click.echo(f"run     {info.id}\npath    {info.path}")
+    for key, value in info.summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
+        click.echo(f"{key:<22}{value}")
+    click.echo("files")
+    for path in sorted(info.path.rglob("*")):
+        if path.is_file():
+            click.echo(f"  {path.relative_to(info.path)}  ({path.stat().st_size:,} bytes)")
+
+
+@click.command()
+@STORE_OPTION
+@JSON_OPTION
+def sweeps(store, as_json):
+    """List the sweeps recorded in the store."""
+    states = list_sweeps(Path(store))
+    if as_json:
+        click.echo(json.dumps(states, indent=2))
+        return
+    if not states:
+        click.echo(f"no sweeps in {store}")
+        return
+    rows = []
+    for s in states:
+        counts, best = s.get("counts") or {}, s.get("best") or {}
+        rows.append({"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
+                     "method": s.get("method"), "trials": s.get("trials"),
+                     "done": counts.get(COMPLETED, 0) + counts.get(PRUNED, 0), "failed": counts.get(FAILED, 0),
+                     "best": None if not best else f"{s.get('metric')} {best.get('value', float('nan')):.4f}",
+                     "updated": s.get("updated")})
+    click.echo(format_table(rows, SWEEP_COLUMNS))

@@ -1,0 +1,70 @@
+"""``nnexp sweep``: running a sweep's trials."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+from ..sweep import SweepRunner, load_spec, plan
+from ..sweep.ray_executor import connect, import_ray
+from ..sweep.spec import short_value
+from .progress import logger
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Trials trained at once, each in its own process [default: number of cores].")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+              help="BLAS threads per worker; workers x threads should not exceed the cores.")
+@click.option("--fail-fast", is_flag=True, help="Stop the sweep at the first failed trial.")
+@click.option("--dry-run", is_flag=True, help="Check the spec and list the trials; train nothing.")
+@click.option("--store", default=None, help="Run store [default: the base config's tracking.store].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-trial lines.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: worker processes on this machine, or Ray tasks.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="With --executor ray: join the Ray cluster at ADDR (host:port, or 'auto') "
+                   "instead of starting a local Ray instance.")
+@click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --executor ray: CPUs each trial asks Ray for (and its BLAS threads).")
+def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet, executor, address,
+          cpus_per_trial):
+    """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
+    log = logger(quiet)
+    if address and executor != "ray":
+        raise ConfigError("--address joins a Ray cluster: use it with --executor ray")
+    if executor == "ray" and not dry_run:
+        import_ray()  # before any work: without Ray, say how to install it and exit 2
+    spec = load_spec(spec_path)
+    trials = plan(spec, log=log)
+    store = store or os.environ.get("NNEXP_STORE") or trials[0].config["tracking"]["store"]
+    runner = SweepRunner(spec, trials, Path(store), workers=workers, threads_per_worker=threads_per_worker,
+                         fail_fast=fail_fast, log=log, progress=not quiet, executor=executor, address=address,
+                         cpus_per_trial=cpus_per_trial)
+    halving = f", halving at epochs {spec.halving.rungs}" if spec.halving else ""
+    click.echo(f"sweep {spec.id}: {len(trials)} trials ({spec.method}{halving}), "
+               f"{spec.metric} to {spec.goal}, store {store}", err=True)
+    if dry_run:
+        for trial in trials:
+            click.echo(f"{trial.run_id(spec.id)}  {trial.label()}")
+        return
+    if executor == "ray":
+        connect(address, log)  # a cluster that cannot be reached fails here, before the store is touched
+    result = runner.run()
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    click.echo(f"sweep {result.id}: {counts or 'no trials'}")
+    if result.best:
+        b = result.best
+        values = ", ".join(f"{k}={short_value(v)}" for k, v in b["params"].items())
+        click.echo(f"best: trial {b['trial']} ({values}, seed {b['seed']}): {spec.metric} {b['value']:.4f}  "
+                   f"run {b['run']}")
+    click.echo(f"compare: nnexp compare --sweep {result.id} --store {store}")
+    if result.interrupted:
+        sys.exit(130)
+    if result.failed:
+        sys.exit(1)
