@@ -40,6 +40,12 @@ class CheckpointError(NnexpError):
     """A checkpoint that cannot be used: damaged, hostile, or from another config."""
 
 
+class ConfigChanged(CheckpointError):
+    """The run's config.yaml no longer matches its checkpoint: a config error (exit 2)."""
+
+    exit_code = 2
+
+
 @dataclass
 class Checkpoint:
     """The state at the end of epoch ``epoch`` (see the module docstring)."""

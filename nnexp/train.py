@@ -209,7 +209,7 @@ def _checkpoint_to_resume(run: Run, cfg: dict):
     """The run's checkpoint if it belongs to ``cfg`` (None if it has none)."""
     ckpt = checkpoint.load(run.path)
     if ckpt is not None and ckpt.config_digest != checkpoint.config_digest(cfg):
-        raise checkpoint.CheckpointError(
+        raise checkpoint.ConfigChanged(
             f"run {run.id}: its checkpoint was written for another config than its config.yaml "
             "(was config.yaml edited?); nothing was changed")
     return ckpt

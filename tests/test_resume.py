@@ -227,7 +227,7 @@ def test_a_checkpoint_from_another_config_is_refused(nnexp, config, store, monke
     (run / "config.yaml").write_text(text.replace(*edit))
     before = snapshot_tree(run)
     code, out, err = nnexp("resume", run.name, "--store", store)
-    assert code == 1, err
+    assert code == 2, err
     assert err.strip().splitlines() == [
         f"error: run {run.name}: its checkpoint was written for another config than its config.yaml "
         "(was config.yaml edited?); nothing was changed"]
