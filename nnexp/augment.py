@@ -35,6 +35,7 @@ import math
 
 import numpy as np
 
+from .nn.arrays import array_module
 from .nn.warp import warp
 
 __all__ = [
@@ -247,7 +248,8 @@ class Augmenter:
         Returns:
             A new (N, C, H, W) array of ``x``'s dtype; ``x`` is not modified.
         """
-        x = np.asarray(x)
+        xp = array_module(x)   # the images may be on the GPU; the random draws stay on the host
+        x = xp.asarray(x)
         if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"augment: expected (N, C, H, W) floating images, "
                              f"got shape {x.shape} dtype {x.dtype}")
@@ -277,6 +279,6 @@ class Augmenter:
                                    shift[chosen], (h, w), mirror[chosen])
         if displacement is not None:
             displacement = displacement[chosen]
-        out = x.copy()
+        out, chosen = x.copy(), xp.asarray(chosen)
         out[chosen] = warp(x[chosen], matrices, displacement)
         return out

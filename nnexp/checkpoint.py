@@ -71,7 +71,9 @@ def config_digest(cfg: dict) -> str:
     data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "local_dir", "mirrors")}
     # the default engine is left out, so that configs written without the key keep their digest
     model = {k: v for k, v in cfg["model"].items() if not (k == "engine" and v == "fast")}
-    shaping = {k: cfg[k] for k in ("optimizer", "schedule", "train")} | {"data": data, "model": model}
+    # the device is not part of it: a run may go on on another device (bit for bit only on the same one)
+    train = {k: v for k, v in cfg["train"].items() if k != "device"}
+    shaping = {k: cfg[k] for k in ("optimizer", "schedule")} | {"data": data, "model": model, "train": train}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -100,6 +100,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "ema": Field(float, None, _decay, nullable=True),
         # shards each batch is cut into, computed by parallel processes (see nnexp/nn/fast/data_parallel.py)
         "data_parallel": Field(int, 1, _positive),
+        # where the network computes: cpu (NumPy) or gpu (CuPy; see nnexp/devices.py)
+        "device": Field(str, "cpu", choices=("cpu", "gpu")),
     },
     "tracking": {
         "store": Field(str, "runs"),
@@ -279,11 +281,26 @@ def validate(raw: dict, source: str = "config") -> dict:
     if train is not INVALID and train["early_stopping"] not in (None, INVALID):
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
+    _resolve_engine(raw, out, problems)
     _check_cross(out, problems)
     _try_construct(out, problems)
     if problems:
         raise InvalidConfig(source, problems)
     return out
+
+
+def _resolve_engine(raw: dict, cfg: dict, problems: list[str]) -> None:
+    """On the GPU the reference network runs: a config that leaves model.engine
+    out gets it; one that asks for the CPU-only fast engine there is a mistake."""
+    model, train = cfg["model"], cfg["train"]
+    if model is INVALID or train is INVALID or not valid([model["engine"], train["device"]]):
+        return
+    if train["device"] == "gpu" and model["engine"] == "fast":
+        if isinstance(raw.get("model"), dict) and "engine" in raw["model"]:
+            problems.append("'model.engine' is 'fast', which runs on the CPU only; on the GPU "
+                            "(train.device: gpu) the reference network runs: set model.engine: reference or leave it out")
+        else:
+            model["engine"] = "reference"
 
 
 def _try_construct(cfg: dict, problems: list[str]) -> None:

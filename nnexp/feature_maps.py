@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .nn import BatchNorm, Conv2D, LeakyReLU, ReLU, Sigmoid, Tanh, softmax
+from .nn.arrays import host_copy, to_numpy
 
 #: Layers that belong to the conv block of the Conv2D before them: the block's
 #: feature map is taken after the last of them (before pooling shrinks it).
@@ -35,7 +36,7 @@ def conv_layers(model) -> list:
 def first_conv_weights(model) -> np.ndarray | None:
     """The first Conv2D layer's kernels (O, C, kh, kw), or None for a network without one."""
     convs = conv_layers(model)
-    return convs[0].params["W"] if convs else None
+    return to_numpy(convs[0].params["W"]) if convs else None
 
 
 def layer_activations(model, x: np.ndarray) -> list[np.ndarray]:
@@ -53,10 +54,11 @@ def layer_activations(model, x: np.ndarray) -> list[np.ndarray]:
         the same values up to float rounding).
     """
     outputs = []
+    x = getattr(model, "xp", np).asarray(x)   # to the model's device
     for layer in model.layers:
         x = layer.forward(x, training=False)
-        # A copy, as a layer may return a view or a buffer it reuses on its next call.
-        outputs.append(np.array(x, copy=True))
+        # A NumPy copy, as a layer may return a view or a buffer it reuses on its next call.
+        outputs.append(host_copy(x))
     return outputs
 
 

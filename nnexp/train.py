@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, devices
 from .augment import Augmenter
 from .config import describe_layers, dump_yaml
 from .data import load_dataset
@@ -27,6 +27,7 @@ from .ema import WeightEMA
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
 from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
+from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
 from .tracking.provenance import provenance
 from .tracking.run import CHECKPOINT, FAILED, INTERRUPTED, MODEL
@@ -55,14 +56,17 @@ def load_data(cfg: dict, log=print):
     return data
 
 
-def build(cfg: dict, input_shape, rngs):
+def build(cfg: dict, input_shape, rngs, xp=np):
     """The model, the loss and the optimizer a config describes, made by its
-    engine (``model.engine``: the reference network or the fast one)."""
+    engine (``model.engine``: the reference network or the fast one), with the
+    model's arrays in array module ``xp`` (CuPy: on the GPU)."""
     engine = ENGINES[cfg["model"]["engine"]]
     # Dropout draws from the same generator after initialisation has finished
     # with it, so adding dropout never changes the initial weights.
     model = engine.build_model(cfg["model"]["layers"], input_shape, rngs["init"], np.dtype(cfg["model"]["dtype"]),
                                cfg["model"]["deskew"])
+    if xp is not np:
+        model.to_device(xp)   # the initial weights are drawn on the host: the same on every device
     if cfg["train"]["data_parallel"] > 1:
         model.share_memory()   # the workers read the weights the optimizer writes (nnexp/nn/fast/data_parallel.py)
     opt_cfg = dict(cfg["optimizer"])
@@ -77,13 +81,14 @@ def evaluate(model, x, y, batch_size: int = 2000) -> tuple[float, float, np.ndar
     """Mean cross-entropy (no label smoothing), accuracy and class probabilities."""
     if len(x) == 0:
         return float("nan"), float("nan"), np.empty((0, 0), np.float32)
-    loss_fn, x = SoftmaxCrossEntropy(), x.astype(model_dtype(model), copy=False)
+    xp = getattr(model, "xp", np)   # the model's array module: inputs go to its device
+    loss_fn, x = SoftmaxCrossEntropy(), xp.asarray(x).astype(model_dtype(model), copy=False)
     total_loss, probs = 0.0, []
     for start, batch_logits in zip(range(0, len(x), batch_size), model.logits(x, batch_size)):
         yb = y[start:start + batch_size]
         total_loss += loss_fn.forward(batch_logits, yb) * len(yb)
-        probs.append(loss_fn.probs)
-    probs = np.concatenate(probs)
+        probs.append(to_numpy(loss_fn.probs))
+    probs, y = np.concatenate(probs), to_numpy(y)
     return total_loss / len(x), float(np.mean(probs.argmax(1) == y)), probs
 
 
@@ -128,11 +133,11 @@ def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, s
     n = len(x)
     order = rngs["shuffle"].permutation(n)
     full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
-    dtype = model_dtype(steps.model)
+    dtype, xp = model_dtype(steps.model), steps.model.xp
     loss_sum, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
         for batch, start in enumerate(range(0, n, batch_size), start=1):
-            idx = order[start:start + batch_size]
+            idx = xp.asarray(order[start:start + batch_size])   # the order is drawn on the host
             xb, yb = (x, y) if full_batch else (x[idx], y[idx])
             xb = xb.astype(dtype, copy=False)
             if augment is not None:
@@ -163,11 +168,12 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     its checkpoint, or from the start if it has none.
     """
     t_start = time.perf_counter()
+    xp = devices.array_module(cfg["train"]["device"])   # before anything is written: CuPy and a GPU, or exit 2
     ckpt = _checkpoint_to_resume(run, cfg) if resume else None
     data = data if data is not None else load_data(cfg, log=log)
     t_data = time.perf_counter() - t_start
     rngs = make_rngs(cfg["train"]["seed"])
-    model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs)
+    model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs, xp)
     ema = WeightEMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
     if ckpt is not None:
         _restore(ckpt, model, optimizer, rngs, ema)  # before the run is touched: a bad checkpoint changes nothing
@@ -176,7 +182,10 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
     t = cfg["train"]
     if resume:
-        run.resume(resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **(extra_summary or {}))
+        if run.config_path.read_text(encoding="utf-8") != dump_yaml(cfg):
+            run.write_config(dump_yaml(cfg))   # resumed on another device (nnexp resume --device)
+        run.resume(resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **devices.facts(xp),
+                   **(extra_summary or {}))
     else:
         run.write_config(dump_yaml(cfg))
         run.start(
@@ -184,7 +193,7 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
             epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            **provenance(), **(extra_summary or {}),
+            **provenance(), **devices.facts(xp), **(extra_summary or {}),
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
@@ -241,6 +250,9 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
     stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
                             es_cfg.get("min_delta", 0.0))
     has_val = len(data.x_val) > 0
+    # on the model's device once, not per batch (the same arrays on the CPU)
+    x_train, y_train, x_val, y_val = (model.xp.asarray(a) for a in (data.x_train, data.y_train, data.x_val,
+                                                                     data.y_val))
     # Everything below is what a checkpoint carries from one process to the next.
     done, step, train_seconds, log_seconds, rows, best_state, stop = 0, 0, 0.0, 0.0, [], None, None
     if ckpt is not None:
@@ -256,11 +268,10 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
         lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            train_loss, train_acc, step = train_one_epoch(steps, optimizer, schedule, data.x_train,
-                                                          data.y_train, batch_size, rngs, epoch, step, bar, augment,
-                                                          ema)
+            train_loss, train_acc, step = train_one_epoch(steps, optimizer, schedule, x_train, y_train, batch_size,
+                                                          rngs, epoch, step, bar, augment, ema)
         with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
-            val_loss, val_acc, _ = evaluate(model, data.x_val, data.y_val, t["eval_batch_size"])
+            val_loss, val_acc, _ = evaluate(model, x_val, y_val, t["eval_batch_size"])
             improved = has_val and stopper.update(epoch, dict(val_loss=val_loss, val_accuracy=val_acc))
             if improved and t["restore_best"]:
                 best_state = model.state_dict()  # copies

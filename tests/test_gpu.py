@@ -116,3 +116,31 @@ def test_gpu_training_steps_follow_the_cpu(cupy, optimizer):
     assert all(type(v) is np.ndarray for v in state.values())   # weights leave the GPU as NumPy arrays
     cpu.load_state_dict(state)
     np.testing.assert_allclose(cpu.predict_proba(x), gpu.predict_proba(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_gpu_run_records_its_gpu_evaluates_and_resumes_on_the_cpu(cupy, nnexp, tiny_config, store, monkeypatch):
+    import json
+
+    import nnexp.train as train_module
+
+    real = train_module.train_one_epoch
+
+    def interrupt_second(*args, **kwargs):
+        if args[7] > 1:   # the epoch: the second one is interrupted
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupt_second)
+    assert nnexp("run", tiny_config, "-q", "train.device=gpu", "train.epochs=3")[0] == 130
+    [run] = [p for p in store.iterdir() if p.is_dir()]
+    s = json.loads((run / "summary.json").read_text())
+    assert s["device"] == "gpu" and s["gpu"] and s["cupy"] and s["cuda_runtime"]
+    assert "engine: reference" in (run / "config.yaml").read_text()
+    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    code, _, err = nnexp("resume", run.name, "--store", store, "--device", "cpu")
+    assert code == 0, err
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "completed" and s["device"] == "cpu" and s["epochs_completed"] == 3
+    code, out, err = nnexp("evaluate", run.name, "--store", store, "--json")
+    assert code == 0, err
+    assert abs(json.loads(out)["test_accuracy"] - s["test_accuracy"]) < 1e-9   # evaluated on the CPU both times

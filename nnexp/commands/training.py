@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import load_config
+from ..devices import DEVICES
 from ..ensemble import KIND as ENSEMBLE
 from ..errors import NnexpError
 from ..filelock import LockHeld, exclusive
@@ -29,10 +30,14 @@ def run(config, overrides, quiet):
 @click.argument("run_ref", metavar="RUN")
 @STORE_OPTION
 @QUIET_OPTION
-def resume(run_ref, store, quiet):
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Go on on this device instead of the run's train.device (the result is then no longer "
+                   "bit for bit the uninterrupted run's).")
+def resume(run_ref, store, quiet, device):
     """Continue an interrupted, crashed or killed run from its last checkpoint.
 
-    The result is the same, bit for bit, as if the run had never stopped.
+    The result is the same, bit for bit, as if the run had never stopped
+    (on the same device).
     """
     runs = RunStore(store)
     info = runs.resolve(run_ref)
@@ -45,6 +50,8 @@ def resume(run_ref, store, quiet):
         raise NnexpError(f"run {info.id} is still running (pid {info.summary.get('pid')}); stop it first")
     run = runs.open(info.id)
     cfg = load_config(run.config_path)
+    if device is not None:   # the trainer records it in config.yaml once the checkpoint has been accepted
+        cfg = load_config(run.config_path, [f"train.device={device}"])
     try:
         with exclusive(run.lock_path):  # two resumes of one run never train at once
             finished = train(cfg, log=logger(quiet), progress=not quiet, run=run, resume=True)
