@@ -152,8 +152,8 @@ def gaussian_smooth(field: np.ndarray, sigma: float) -> np.ndarray:
     planes = np.asarray(field, dtype=dtype).reshape(-1, h, w)
     # K_h @ plane smooths every column, plane @ K_w every row (K is symmetric).
     # Stacked small matmuls on purpose: one big (rows, W) @ (W, W) product is
-    # large enough for OpenBLAS to go multi-threaded, and on a busy 2-core box
-    # waking its threads cost ~6 ms, 30x the work itself.
+    # large enough for OpenBLAS to wake its threads, which costs more than the
+    # work itself.
     return np.matmul(np.matmul(k_h, planes), k_w).reshape(shape)
 
 

@@ -128,7 +128,7 @@ def _build(run_dir: str, run_id: str, sig: tuple[int, ...], now_ns: int) -> tupl
 
 def _decode(texts: list[str]) -> list | None:
     """Parse JSON texts in one go: one json.loads over all of them joined into a
-    JSON array is ~3x faster than a call each, and parsing dominates a warm
+    JSON array is faster than a call each, and parsing dominates a warm
     listing. None if any text is invalid (a damaged index)."""
     try:
         values = json.loads("[" + ",".join(texts) + "]")
@@ -407,10 +407,10 @@ class RunIndex:
             if version != _format_version() or not self._has_table(conn):
                 self._create(conn)
             # No fsync: the index is a cache. Closing the last connection to a
-            # WAL database checkpoints it, which with fsync costs ~10-20 ms per
-            # writer (a run start) on a busy disk, and ~0.1 ms without. After a
-            # power cut the file may be stale (signatures catch that) or
-            # corrupt (rebuilt, see _open and _reuse).
+            # WAL database checkpoints it, and with fsync that would make every
+            # writer (a run start) wait for the disk. After a power cut the file
+            # may be stale (signatures catch that) or corrupt (rebuilt, see
+            # _open and _reuse).
             conn.execute("PRAGMA synchronous=OFF")
         except BaseException:
             conn.close()

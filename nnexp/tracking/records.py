@@ -35,7 +35,7 @@ import yaml
 from ..values import is_missing, is_number
 from .run import CONFIG, METRICS, DamagedRun, read_summary
 
-# The C parser is ~10x faster than the pure-Python one; PyYAML ships without it
+# The C parser is much faster than the pure-Python one; PyYAML ships without it
 # on some platforms, and both read the resolved configs the same way.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

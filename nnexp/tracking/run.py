@@ -195,8 +195,8 @@ class Run:
         metrics.csv`` during training, or after the process crashed or was
         killed, shows every finished epoch. It is fsynced (made to survive a
         power cut too) at the run's next status change, not here: an fsync
-        costs 0.2 ms on an idle disk and several ms on a busy one, and the
-        whole epoch's logging must stay under 1 ms.
+        per epoch would cost more than the rest of the epoch's logging
+        (docs/benchmarks.md).
         """
         new = not self.metrics_path.exists()
         with open(self.metrics_path, "a", newline="", encoding="utf-8") as f:
