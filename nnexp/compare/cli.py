@@ -12,9 +12,10 @@ import pandas as pd
 from ..errors import NnexpError
 from ..tracking.run import METRICS
 from .frame import records_frame
+from .pareto import mark_front, sweep_objectives
 from .report import write_report
 from .select import select_records
-from .table import compare, render
+from .table import DEFAULT_METRICS, compare, render
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
@@ -30,18 +31,25 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
     if goal is None and sweep and sort == sweep.get("metric"):
         goal = sweep.get("goal")
     wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    objectives = sweep_objectives(sweep)  # a multi-objective sweep: its metrics shown, its front marked
+    if objectives and wanted is None:
+        wanted = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
+                                          if c.removeprefix("metric.") not in DEFAULT_METRICS]
     result = compare(records_frame(records), sort=sort, agg=agg, metrics=wanted, group=group, goal=goal,
                      limit=limit)
+    if objectives:
+        mark_front(result.table, objectives)
     click.echo(render(result.table, fmt))
     if fmt == "text":
         how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
         click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
                    f"({result.goal})", err=True)
     if plots_dir or report_path:
-        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv)
+        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv,
+                          objectives)
 
 
-def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv) -> None:
+def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv, objectives=()) -> None:
     from .plots import comparison_plots  # matplotlib (heavy): only for --plots and --report
 
     curves = _curves(result.runs)
@@ -52,7 +60,7 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv)
         except OSError as exc:
             raise NnexpError(f"cannot create the plots directory {out}: {exc.strerror or exc}") from None
         plots = comparison_plots(result.runs, curves, result.varied, result.metric, result.goal, out,
-                                 sweep=sweep is not None)
+                                 sweep=sweep is not None, objectives=objectives)
         if plots_dir:
             click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
         if report_path:

@@ -33,6 +33,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 from ..figure import float_column, saved_figure, widen_short_axes
 from ..values import is_missing
 from .fmt import format_cell
+from .pareto import pareto_front
 from .stats import group_summary, importance, summarize, t_quantile
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ PRUNED_COLOR = "0.55"
 
 
 def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied: list[str],
-                     metric: str, goal: str, out_dir, sweep: bool = False) -> list[tuple[str, Path]]:
+                     metric: str, goal: str, out_dir, sweep: bool = False,
+                     objectives: list[tuple[str, str]] = ()) -> list[tuple[str, Path]]:
     """Write the comparison plots for a set of runs; return [(title, png path)] in display order.
 
     Args:
@@ -70,6 +72,8 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
         goal: "maximize" or "minimize" (which end of `metric` is better).
         out_dir: folder for the PNGs (created if needed).
         sweep: also draw best-so-far and parameter importance (needs `trial`).
+        objectives: [(metric column, goal)] of a multi-objective comparison:
+            also draw the runs on the first two and their Pareto front.
 
     Returns:
         Only the plots actually written. A plot the data cannot support (no
@@ -103,6 +107,9 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
                         lambda path: _plot_best_so_far(frame, metric, goal, path)))
         planned.append(("Parameter importance", "importance.png",
                         lambda path: _plot_importance(frame, varied, names, metric, path)))
+    if len(objectives) >= 2:
+        planned.append(("Pareto front", "pareto_front.png",
+                        lambda path: _plot_pareto(frame, list(objectives), path)))
 
     written = []
     for title, filename, draw in planned:
@@ -879,6 +886,42 @@ def running_best(values, pruned, goal: str) -> np.ndarray:
         raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
     counted = pd.Series(np.where(np.asarray(pruned, dtype=bool), np.nan, np.asarray(values, dtype=float)))
     return (counted.cummax() if goal == "maximize" else counted.cummin()).ffill().to_numpy()
+
+
+def _plot_pareto(frame: pd.DataFrame, objectives: list[tuple[str, str]], path: Path) -> bool:
+    """The runs on the first two objectives; the Pareto front (over all of them) marked and joined."""
+    columns = [c for c, _ in objectives]
+    if any(c not in frame.columns for c in columns):
+        return False
+    values = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in columns])
+    front = pareto_front(values, [g for _, g in objectives])
+    if not front.any():
+        return False
+    (x_col, x_goal), (y_col, y_goal) = objectives[:2]
+    x, y = values[:, 0], values[:, 1]
+    shown = np.isfinite(x) & np.isfinite(y)
+    with saved_figure(path, figsize=(8, 5.5), layout="constrained") as (fig, ax):
+        ax.plot(x[shown & ~front], y[shown & ~front], "o", color="tab:blue", alpha=0.45, markersize=5,
+                label="dominated run")
+        order = np.argsort(x[front], kind="stable")
+        fx, fy = x[front][order], y[front][order]
+        ax.plot(fx, fy, "o", color=BEST_COLOR, markersize=8, label="Pareto-optimal")
+        if len(objectives) == 2:
+            ax.step(fx, fy, where="post" if (x_goal == "maximize") == (y_goal == "maximize") else "pre",
+                    color=BEST_COLOR, linewidth=1.5, alpha=0.8)
+        if use_log_axis(x[shown]):
+            ax.set_xscale("log")
+        if use_log_axis(y[shown]):
+            ax.set_yscale("log")
+        if _is_fraction(x_col, x[shown]):
+            ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        _metric_axis(ax, y_col, y[shown])
+        ax.grid(True, alpha=0.35)
+        ax.legend(fontsize=8, loc="best")
+        ax.set(xlabel=f"{_metric_name(x_col)} ({x_goal})", ylabel=f"{_metric_name(y_col)} ({y_goal})")
+        more = f", front over {len(objectives)} metrics" if len(objectives) > 2 else ""
+        ax.set_title(f"Pareto front: {int(front.sum())} of {int(shown.sum())} runs{more}", fontsize=11)
+    return True
 
 
 def _plot_importance(frame: pd.DataFrame, varied: list[str], names: dict[str, str], metric: str, path: Path) -> bool:

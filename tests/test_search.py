@@ -1,0 +1,184 @@
+"""Model-based search (method: tpe), several metrics and their Pareto front,
+and the early-stopping rules beside ASHA (median, hyperband)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnexp.compare.pareto import mark_front, pareto_front
+from nnexp.sweep import SweepRunner, load_spec, plan
+from nnexp.sweep.pruning import Hyperband, MedianRule, make_pruner
+from nnexp.sweep.spec import base_lookup
+from nnexp.sweep.tpe import COMPLETE, FAILED, PRUNED, RUNNING, TpeSearch, Told
+
+BASE = """\
+data: {{dataset: mnist, val_size: 200, batch_size: 64, train_subset: {subset}}}
+model:
+  layers:
+    - {{type: flatten}}
+    - {{type: dense, units: 16}}
+    - {{type: relu}}
+    - {{type: dense, units: 10}}
+optimizer: {{name: adam, lr: 0.002}}
+train: {{epochs: {epochs}, seed: 0, eval_batch_size: 500}}
+tracking: {{store: {store}, plots: false}}
+"""
+
+TPE = """
+    method: tpe
+    n_trials: 6
+    startup_trials: 2
+    seed: 5
+    parameters:
+      optimizer.lr: {distribution: loguniform, low: 1.0e-4, high: 0.05}
+      model.layers.1.units: {distribution: int, low: 8, high: 48, log: true}
+      data.batch_size: [32, 64, 128]
+"""
+
+
+@pytest.fixture
+def sweep_dir(tmp_path, store):
+    def make(spec, subset=300, epochs=1, name="spec.yaml"):
+        (tmp_path / "base.yaml").write_text(BASE.format(subset=subset, epochs=epochs, store=store))
+        path = tmp_path / name
+        path.write_text("base: base.yaml\n" + textwrap.dedent(spec))
+        return path
+    return make
+
+
+def proposals(store: Path) -> list[dict]:
+    """plan.json of the one sweep in ``store``: (index, params, seed) of each proposed trial."""
+    (plan_path,) = (store / "sweeps").glob("*/plan.json")
+    return [{k: t[k] for k in ("index", "params", "seed")} for t in json.loads(plan_path.read_text())]
+
+
+def summaries(store: Path) -> dict[int, dict]:
+    out = {}
+    for path in sorted(store.glob("*-t[0-9][0-9][0-9]")):
+        if (path / "summary.json").exists():
+            s = json.loads((path / "summary.json").read_text())
+            out[s["trial"]] = s
+    return out
+
+
+# ------------------------------------------------------------------ pareto --
+
+
+def test_pareto_front_on_a_hand_made_example():
+    # accuracy (maximize), parameters (minimize)
+    runs = np.array([
+        [0.98, 500.0],   # 0 front: the most accurate
+        [0.97, 100.0],   # 1 front
+        [0.97, 100.0],   # 2 front: a tie with 1 dominates neither
+        [0.96, 200.0],   # 3 dominated by 1 (worse on both)
+        [0.97, 150.0],   # 4 dominated by 1 (equal accuracy, more parameters)
+        [0.90, 10.0],    # 5 front: the smallest
+        [np.nan, 1.0],   # 6 no accuracy: never on the front, dominates nothing
+        [0.98, 500.0 + 1e-9],  # 7 dominated by 0
+    ])
+    front = pareto_front(runs, ["maximize", "minimize"])
+    assert front.tolist() == [True, True, True, False, False, True, False, False]
+    # the same runs with both goals flipped: the other corner
+    flipped = pareto_front(runs, ["minimize", "maximize"])
+    assert flipped.tolist() == [False, False, False, True, False, True, False, True]
+    # three metrics: a run best on the third alone joins the front
+    third = np.array([[0.98, 500, 9.0], [0.96, 200, 1.0], [0.97, 100, 5.0], [0.96, 210, 1.0]])
+    assert pareto_front(third, ["maximize", "minimize", "minimize"]).tolist() == [True, True, True, False]
+    with pytest.raises(ValueError, match="goals"):
+        pareto_front(runs, ["maximize", "smallest"])
+
+
+def test_the_pareto_column_of_a_comparison_table():
+    import pandas as pd
+
+    table = pd.DataFrame({"id": ["a", "b", "c"], "val_accuracy": [0.9, 0.8, 0.7], "n_params": [10, 5, 7]})
+    mark_front(table, [("metric.val_accuracy", "maximize"), ("metric.n_params", "minimize")])
+    assert list(table.columns) == ["id", "pareto", "val_accuracy", "n_params"]
+    assert table["pareto"].tolist() == [True, True, False]
+
+
+# ----------------------------------------------------------------- pruning --
+
+
+def test_median_rule_on_crafted_values():
+    rule = MedianRule([1, 2], min_trials=2, goal="maximize")
+    assert rule.decide(1, 0.5) is None and rule.decide(1, 0.1) is None  # fewer than 2 others: no judgement
+    reason = rule.decide(1, 0.2)  # the median of 0.5 and 0.1 is 0.3
+    assert reason and "median 0.3 of the 2 trials" in reason
+    assert rule.decide(1, 0.4) is None  # the median of 0.5, 0.1, 0.2 is 0.2
+    reason = rule.decide(1, 0.15)  # the median of 0.5, 0.1, 0.2, 0.4 is 0.3
+    assert reason and "median 0.3 of the 4 trials" in reason
+    assert rule.decide(2, 0.0) is None  # another epoch has its own values
+    losses = MedianRule([1], min_trials=1, goal="minimize")
+    assert losses.decide(1, 0.5) is None and losses.decide(1, 0.7) is not None and losses.decide(1, 0.4) is None
+    assert losses.decide(1, float("nan")) is not None
+
+
+def test_median_rule_prunes_a_value_below_the_median_once_enough_trials_reported():
+    rule = MedianRule([3], min_trials=2, goal="maximize")
+    rule.record(3, 0.5)
+    rule.record(3, 0.7)
+    assert rule.decide(3, 0.59) is not None  # median 0.6
+    assert rule.decide(3, 0.61) is None
+
+
+def test_hyperband_brackets_and_decisions():
+    band = Hyperband([1, 3], eta=3, goal="maximize")  # max 9 epochs: brackets at 1, 3 and none
+    # Hyperband's shares for s_max = 2: 9 points start at epoch 1, 5 at epoch 3, 3 train to the end
+    assert [band.bracket(i) for i in range(17)] == [0] * 9 + [1] * 5 + [2] * 3
+    assert band.bracket(17) == 0  # the cycle starts again
+    assert band.epochs(0) == [1, 3] and band.epochs(9) == [3] and band.epochs(14) == []
+    assert band.decide(1, 0.5, trial=0) is None
+    assert band.decide(1, 0.4, trial=1) is not None  # bracket 0: best 1 of 2
+    assert band.decide(3, 0.1, trial=9) is None  # bracket 1 has its own rung at epoch 3: the first there
+    reason = band.decide(3, 0.05, trial=10)
+    assert reason and "hyperband bracket 1" in reason
+    repeated = Hyperband([1, 3], eta=3, goal="maximize", repeats=2)  # a point's repeats share a bracket
+    assert [repeated.bracket(i) for i in (16, 17, 18, 19)] == [0, 0, 1, 1]
+
+
+def test_make_pruner_follows_the_spec(sweep_dir):
+    spec = load_spec(sweep_dir("parameters: {optimizer.lr: [0.1]}\nhalving: {rule: median, min_epochs: 2}\n",
+                               epochs=5))
+    rule = make_pruner(spec.halving, spec.goal)
+    assert isinstance(rule, MedianRule) and rule.epochs() == [2, 3, 4] and rule.min_trials == 3
+    spec = load_spec(sweep_dir("parameters: {optimizer.lr: [0.1]}\nhalving: {rule: hyperband, eta: 2}\n",
+                               epochs=8))
+    assert isinstance(make_pruner(spec.halving, spec.goal), Hyperband)
+
+
+@pytest.mark.parametrize("rule", ["median", "hyperband"])
+def test_a_resumed_sweep_replays_the_rule_and_decides_as_one_never_stopped(nnexp, sweep_dir, store, rule):
+    """The later trials' folders removed: the rerun replays the earlier
+    trials' epochs into the rule, so its decisions are the unstopped sweep's."""
+    extra = "min_trials: 2" if rule == "median" else "eta: 2"
+    spec = sweep_dir(f"""
+        method: random
+        n_trials: 8
+        seed: 2
+        parameters:
+          optimizer.lr: {{distribution: loguniform, low: 1.0e-5, high: 0.01}}
+        halving: {{rule: {rule}, min_epochs: 1, {extra}}}
+    """, subset=600, epochs=4)
+    code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
+    assert code == 0, err
+    whole = {t: s["status"] for t, s in summaries(store).items()}
+    assert sorted(whole) == list(range(8)) and "pruned" in whole.values()
+    assert {whole[t] for t in range(4, 8)} >= {"pruned"}
+    for path in store.glob("*-t00[4-7]"):
+        shutil.rmtree(path)
+    code, out, err = nnexp("sweep", spec, "--workers", "1")
+    assert code == 0, err
+    assert "4 of 8 trials already finished, 4 to run" in err
+    assert {t: s["status"] for t, s in summaries(store).items()} == whole
+    reasons = [s["reason"] for s in summaries(store).values() if s["status"] == "pruned"]
+    assert all(("median rule" if rule == "median" else "hyperband bracket") in r for r in reasons)
