@@ -168,7 +168,7 @@ def test_a_resumed_sweep_replays_the_rule_and_decides_as_one_never_stopped(nnexp
         parameters:
           optimizer.lr: {{distribution: loguniform, low: 1.0e-5, high: 0.01}}
         halving: {{rule: {rule}, min_epochs: 1, {extra}}}
-    """, subset=600, epochs=4)
+    """, subset=300, epochs=4)
     code, out, err = nnexp("sweep", spec, "--workers", "1", "-q")
     assert code == 0, err
     whole = {t: s["status"] for t, s in summaries(store).items()}
@@ -182,3 +182,156 @@ def test_a_resumed_sweep_replays_the_rule_and_decides_as_one_never_stopped(nnexp
     assert {t: s["status"] for t, s in summaries(store).items()} == whole
     reasons = [s["reason"] for s in summaries(store).values() if s["status"] == "pruned"]
     assert all(("median rule" if rule == "median" else "hyperband bracket") in r for r in reasons)
+
+
+# --------------------------------------------------------------------- tpe --
+
+
+def test_the_same_seed_proposes_the_same_trials(nnexp, sweep_dir, tmp_path):
+    spec = sweep_dir(TPE)
+    runs = []
+    for name in ("a", "b"):
+        code, out, err = nnexp("sweep", spec, "-j", "1", "-q", "--store", tmp_path / name)
+        assert code == 0, err
+        runs.append(proposals(tmp_path / name))
+    assert len(runs[0]) == 6 and runs[0] == runs[1]
+    other = load_spec(spec, seed=6)  # --seed: another sweep of the same spec
+    assert other.seed == 6 and other.name == "spec-seed6" and other.id != load_spec(spec).id
+
+
+def test_a_proposal_depends_only_on_the_seed_the_index_and_the_history(sweep_dir):
+    spec = load_spec(sweep_dir(TPE))
+    search = TpeSearch(spec.space, ["maximize"], spec.seed, base_lookup(spec), startup=2)
+    assert search.ask(0, []) != TpeSearch(spec.space, ["maximize"], spec.seed + 1, base_lookup(spec)).ask(0, [])
+    points = [{"optimizer.lr": 0.001 * (i + 1), "model.layers.1.units": 8 + 4 * i, "data.batch_size": 64}
+              for i in range(4)]
+    history = [Told(points[0], COMPLETE, [0.5]), Told(points[1], PRUNED, intermediate={1: 0.2}),
+               Told(points[2], FAILED), Told(points[3], COMPLETE, [0.7])]
+    first = search.ask(4, history)
+    again = TpeSearch(spec.space, ["maximize"], spec.seed, base_lookup(spec), startup=2)
+    assert again.ask(4, history) == first  # a fresh searcher (a resumed sweep) proposes the same
+    assert search.ask(5, history) != first  # another index: another draw
+    other = history[:3] + [Told(points[3], COMPLETE, [0.1])]
+    assert search.ask(4, other) != first  # the model learns from what it is told
+    assert set(first) == {"optimizer.lr", "model.layers.1.units", "data.batch_size"}
+    assert 1e-4 <= first["optimizer.lr"] <= 0.05 and first["data.batch_size"] in (32, 64, 128)
+    assert search.ask(4, history[:2] + [Told(points[2], RUNNING)] + history[3:]) is not None
+
+
+def test_a_killed_tpe_sweep_resumes_to_the_trials_of_one_never_killed(nnexp, sweep_dir, store, tmp_path):
+    """SIGKILL to the driver and its worker while trial 2 trains (one worker),
+    the same command again: the same proposals, statuses and values as a sweep
+    run in one go -- the searcher rebuilt from the run folders."""
+    spec = sweep_dir(TPE, subset=3000, epochs=2)
+    env = dict(os.environ, NNEXP_STORE=str(store))
+    driver = subprocess.Popen([sys.executable, "-m", "nnexp", "sweep", str(spec), "-j", "1", "-q"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while (summaries(store).get(2, {}).get("status") != "running" and driver.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.02)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    killed = summaries(store)
+    assert 2 in killed and killed[2]["status"] == "running"  # killed mid-trial, recorded as nothing else
+    assert len(proposals(store)) == 3
+    code, out, err = nnexp("sweep", spec, "-j", "1", "-q")
+    assert code == 0, err
+    other = tmp_path / "other"
+    code, out, err = nnexp("sweep", spec, "-j", "1", "-q", "--store", other)
+    assert code == 0, err
+    assert proposals(store) == proposals(other)
+    resumed, whole = summaries(store), summaries(other)
+    assert [(s["status"], s["final_val_accuracy"]) for s in resumed.values()] == \
+           [(s["status"], s["final_val_accuracy"]) for s in whole.values()]
+    assert resumed[2]["attempt"] == 2 and len(resumed) == 6
+
+
+def test_conditional_parameters_and_repeats_under_tpe(nnexp, sweep_dir, store):
+    spec_path = sweep_dir("""
+        method: tpe
+        n_trials: 4
+        startup_trials: 2
+        seed: 1
+        repeats: 2
+        parameters:
+          optimizer.name: [adam, sgd]
+          optimizer.lr: {distribution: loguniform, low: 1.0e-3, high: 0.1}
+          optimizer.momentum: {distribution: uniform, low: 0.0, high: 0.9, when: {optimizer.name: sgd}}
+    """)
+    code, out, err = nnexp("sweep", spec_path, "-j", "2", "-q")
+    assert code == 0, err
+    trials = proposals(store)
+    assert len(trials) == 8 and [t["seed"] for t in trials] == [0, 1] * 4
+    names = set()
+    for first, second in zip(trials[::2], trials[1::2]):
+        assert first["params"] == second["params"]  # a point's repeats
+        names.add(first["params"]["optimizer.name"])
+        assert ("optimizer.momentum" in first["params"]) == (first["params"]["optimizer.name"] == "sgd")
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 4
+    # the sampler is told each point's mean over its repeats
+    spec = load_spec(spec_path)
+    runner = SweepRunner(spec, plan(spec), store, workers=1, log=lambda *a: None, progress=False)
+    runner.trials = runner._proposed()
+    told = runner.history(4)
+    done = summaries(store)
+    for point, t in enumerate(told):
+        assert t.state == COMPLETE and t.point == trials[2 * point]["params"]
+        mean = (done[2 * point]["final_val_accuracy"] + done[2 * point + 1]["final_val_accuracy"]) / 2
+        assert t.values == [pytest.approx(mean, abs=1e-12)]
+
+
+def test_batches_are_proposed_alike_with_one_worker_or_two(nnexp, sweep_dir, tmp_path):
+    spec = sweep_dir(TPE.replace("n_trials: 6", "n_trials: 6\n    batch: 2"))
+    for workers in ("1", "2"):
+        code, out, err = nnexp("sweep", spec, "-j", workers, "-q", "--store", tmp_path / f"j{workers}")
+        assert code == 0, err
+    assert proposals(tmp_path / "j1") == proposals(tmp_path / "j2")
+
+
+def test_tpe_with_halving_tells_pruned_trials_as_pruned(nnexp, sweep_dir, store):
+    spec_path = sweep_dir(TPE.replace("n_trials: 6", "n_trials: 5") + "    halving: {min_epochs: 1, eta: 3}\n",
+                          epochs=3)
+    code, out, err = nnexp("sweep", spec_path, "-j", "1", "-q")
+    assert code == 0, err
+    done = summaries(store)
+    pruned = [t for t, s in done.items() if s["status"] == "pruned"]
+    assert pruned
+    spec = load_spec(spec_path)
+    runner = SweepRunner(spec, [], store, workers=1, log=lambda *a: None, progress=False)
+    runner.trials = runner._proposed()
+    told = runner.history(5)
+    for t in pruned:
+        (run,) = store.glob(f"*-t{t:03d}")
+        rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+        column = rows[0].index("val_accuracy")
+        curve = {int(r[0]): float(r[column]) for r in rows[1:]}
+        assert told[t].state == PRUNED and told[t].intermediate == curve
+        assert sorted(curve) == list(range(1, done[t]["epochs_completed"] + 1))
+    assert {told[t].state for t in done if t not in pruned} == {COMPLETE}
+
+
+def test_without_optuna_method_tpe_exits_2_with_the_pip_command(nnexp, sweep_dir, store, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna fails as if not installed
+    code, out, err = nnexp("sweep", sweep_dir(TPE), "-q")
+    assert code == 2
+    assert 'pip install "nnexp[tpe]"' in err and "Traceback" not in err
+    assert not store.exists()  # nothing written
+
+
+def test_a_multi_objective_sweep_is_searched_and_compared_on_its_pareto_front(nnexp, sweep_dir, store, tmp_path):
+    spec = sweep_dir(TPE.replace("n_trials: 6", "n_trials: 5")
+                     + "    metrics: [{name: val_accuracy, goal: maximize}, {name: params, goal: minimize}]\n")
+    code, out, err = nnexp("sweep", spec, "-j", "1", "-q")
+    assert code == 0, err
+    (state_path,) = (store / "sweeps").glob("*/sweep.json")
+    state = json.loads(state_path.read_text())
+    assert state["metrics"] == [{"name": "val_accuracy", "goal": "maximize"}, {"name": "params", "goal": "minimize"}]
+    code, out, err = nnexp("compare", "--sweep", state["id"], "--store", store, "--json",
+                           "--plots", tmp_path / "plots")
+    assert code == 0, err
+    rows = json.loads(out)
+    values = np.array([[r["val_accuracy"], r["n_params"]] for r in rows])
+    assert [r["pareto"] for r in rows] == pareto_front(values, ["maximize", "minimize"]).tolist()
+    assert any(r["pareto"] for r in rows)
+    assert (tmp_path / "plots" / "pareto_front.png").stat().st_size > 0
