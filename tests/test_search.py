@@ -335,3 +335,26 @@ def test_a_multi_objective_sweep_is_searched_and_compared_on_its_pareto_front(nn
     assert [r["pareto"] for r in rows] == pareto_front(values, ["maximize", "minimize"]).tolist()
     assert any(r["pareto"] for r in rows)
     assert (tmp_path / "plots" / "pareto_front.png").stat().st_size > 0
+    code, out, err = nnexp("compare", "--sweep", state["id"], "--store", store, "--best-so-far", "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    accuracy = [r["val_accuracy"] for r in sorted(rows, key=lambda r: int(r["id"].rsplit("-t", 1)[1]))]
+    assert row["trials"] == 5 and row["val_accuracy@5"] == max(accuracy)
+
+
+def test_best_so_far_of_several_sweeps_side_by_side():
+    import pandas as pd
+
+    from nnexp.compare.best_so_far import best_so_far_table
+
+    runs = pd.DataFrame({
+        "sweep": ["b"] * 6 + ["a"] * 3,
+        "trial": [5, 4, 3, 2, 1, 0, 0, 1, 2],  # any order: trial numbers decide
+        "status": ["completed", "completed", "pruned", "completed", "completed", "completed"] + ["completed"] * 3,
+        "metric.val_loss": [0.1, 0.5, 0.01, 0.3, 0.4, 0.6, 0.9, 0.2, 0.8],
+    })
+    table = best_so_far_table(runs, "metric.val_loss", "minimize", every=2)
+    assert list(table.columns) == ["sweep", "trials", "val_loss@2", "val_loss@4", "val_loss@6"]
+    assert table["sweep"].tolist() == ["a", "b"]
+    assert table.iloc[1, 2:].tolist() == [0.4, 0.3, 0.1]  # b: the pruned 0.01 does not count
+    assert table.iloc[0, 2] == 0.2 and np.isnan(table.iloc[0, 3:]).all()  # a has 3 trials: not 4 or 6

@@ -32,6 +32,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
 from ..figure import float_column, saved_figure, widen_short_axes
 from ..values import is_missing
+from .best_so_far import running_best
 from .fmt import format_cell
 from .pareto import pareto_front
 from .stats import group_summary, importance, summarize, t_quantile
@@ -834,7 +835,10 @@ def _unit_positions(values: pd.Series, metric: str | None = None):
 
 
 def _plot_best_so_far(frame: pd.DataFrame, metric: str, goal: str, path: Path) -> bool:
-    """Each trial's metric in trial order, and the best so far (pruned trials shown apart)."""
+    """Each trial's metric in trial order, and the best so far (pruned trials shown apart);
+    for runs of several sweeps, one best-so-far line per sweep."""
+    if "sweep" in frame.columns and frame["sweep"].nunique() > 1:
+        return _plot_best_so_far_of_sweeps(frame, metric, goal, path)
     y = frame[metric].to_numpy(dtype=float)
     if not np.isfinite(y).any():
         return False
@@ -874,18 +878,34 @@ def _plot_best_so_far(frame: pd.DataFrame, metric: str, goal: str, path: Path) -
     return True
 
 
-def running_best(values, pruned, goal: str) -> np.ndarray:
-    """(N,) best value among the first i+1 trials, NaN until the first counted one.
-
-    Args:
-        values: (N,) metric per trial, in trial order (NaN: no value).
-        pruned: (N,) bool; pruned trials stopped early and do not count.
-        goal: "maximize" or "minimize".
-    """
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
-    counted = pd.Series(np.where(np.asarray(pruned, dtype=bool), np.nan, np.asarray(values, dtype=float)))
-    return (counted.cummax() if goal == "maximize" else counted.cummin()).ffill().to_numpy()
+def _plot_best_so_far_of_sweeps(frame: pd.DataFrame, metric: str, goal: str, path: Path) -> bool:
+    """One step line per sweep; sweeps named alike but for a -seedN suffix share a colour."""
+    sweeps = sorted(str(s) for s in pd.unique(frame["sweep"].dropna()))
+    families = [re.sub(r"-seed\d+$", "", _sweep_label(s)) for s in sweeps]
+    colours = {f: f"C{i % 10}" for i, f in enumerate(dict.fromkeys(families))}
+    styles = ["-", "--", ":", "-."]
+    drawn = False
+    with saved_figure(path, figsize=(9, 5), layout="constrained") as (fig, ax):
+        seen: dict[str, int] = {}
+        for sweep, family in zip(sweeps, families):
+            group = frame[frame["sweep"] == sweep]
+            order = np.argsort(pd.to_numeric(group["trial"], errors="coerce").to_numpy(dtype=float), kind="stable")
+            y = group[metric].to_numpy(dtype=float)[order]
+            pruned = (group["status"].astype(str).to_numpy() == "pruned")[order]
+            best = running_best(y, pruned, goal)
+            if not np.isfinite(best).any():
+                continue
+            style = styles[seen.setdefault(family, 0) % len(styles)]
+            seen[family] += 1
+            ax.step(np.arange(1, len(best) + 1), best, where="post", color=colours[family], linestyle=style,
+                    linewidth=1.8, label=_sweep_label(sweep))
+            drawn = True
+        _metric_axis(ax, metric, frame[metric].to_numpy(dtype=float))
+        ax.grid(True, alpha=0.35)
+        ax.legend(fontsize=8, loc="best")
+        ax.set(xlabel="trials", ylabel=f"best {_metric_name(metric)} so far")
+        ax.set_title(f"Best {_metric_name(metric)} so far ({goal}), {len(sweeps)} sweeps", fontsize=11)
+    return drawn
 
 
 def _plot_pareto(frame: pd.DataFrame, objectives: list[tuple[str, str]], path: Path) -> bool:
@@ -922,6 +942,11 @@ def _plot_pareto(frame: pd.DataFrame, objectives: list[tuple[str, str]], path: P
         more = f", front over {len(objectives)} metrics" if len(objectives) > 2 else ""
         ax.set_title(f"Pareto front: {int(front.sum())} of {int(shown.sum())} runs{more}", fontsize=11)
     return True
+
+
+def _sweep_label(sweep_id: str) -> str:
+    """A sweep id without its hash: ``mlp-tpe-seed0-cc4f9e8e`` -> ``mlp-tpe-seed0``."""
+    return re.sub(r"-[0-9a-f]{8}$", "", sweep_id)
 
 
 def _plot_importance(frame: pd.DataFrame, varied: list[str], names: dict[str, str], metric: str, path: Path) -> bool:
