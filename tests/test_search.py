@@ -218,6 +218,15 @@ def test_a_proposal_depends_only_on_the_seed_the_index_and_the_history(sweep_dir
     assert search.ask(4, history[:2] + [Told(points[2], RUNNING)] + history[3:]) is not None
 
 
+def test_the_start_up_points_are_random_search_s_first_points(sweep_dir):
+    tpe_spec = load_spec(sweep_dir(TPE))
+    random_spec = load_spec(sweep_dir(TPE.replace("method: tpe", "method: random").replace(
+        "    startup_trials: 2\n", ""), name="random.yaml"))
+    search = TpeSearch(tpe_spec.space, ["maximize"], tpe_spec.seed, base_lookup(tpe_spec), startup=2)
+    random_points = [t.params for t in plan(random_spec)]
+    assert [search.ask(i, []) for i in range(2)] == random_points[:2]
+
+
 def test_a_killed_tpe_sweep_resumes_to_the_trials_of_one_never_killed(nnexp, sweep_dir, store, tmp_path):
     """SIGKILL to the driver and its worker while trial 2 trains (one worker),
     the same command again: the same proposals, statuses and values as a sweep

@@ -11,7 +11,9 @@ sampler of point ``i`` is seeded from ``(spec seed, i)``. So a proposal is a
 function of the spec, the point's index and what the earlier points gave,
 and nothing else: a killed sweep resumed from its folders proposes what an
 uninterrupted one would have, and one worker with one seed proposes the same
-trials every time.
+trials every time. The first ``startup_trials`` points (10 by default) are
+the first points random search draws with the same seed, so tpe and random
+search with one seed part ways only where the model starts proposing.
 
 How a spec's parameters become Optuna's distributions (the point's values
 are what the trials get; Optuna sees):
@@ -73,9 +75,14 @@ class TpeSearch:
         self.optuna = import_optuna()
         self.space, self.directions, self.seed, self.lookup = space, list(directions), seed, lookup
         self.startup = startup
+        # The start-up points are random search's first points with the same seed: a
+        # comparison of the two with one seed differs only where the model proposes.
+        self.first_points = space.sample(startup, seed, lookup)[0] if startup else []
 
     def ask(self, index: int, history: list[Told]) -> dict:
         """Point ``index``, given the ``history`` of points 0 .. index-1."""
+        if index < len(self.first_points):
+            return dict(self.first_points[index])
         optuna = self.optuna
         sampler = optuna.samplers.TPESampler(seed=point_seed(self.seed, index), n_startup_trials=self.startup,
                                              multivariate=True, group=True, constant_liar=True)
