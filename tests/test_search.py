@@ -199,6 +199,11 @@ def test_the_same_seed_proposes_the_same_trials(nnexp, sweep_dir, tmp_path):
     assert other.seed == 6 and other.name == "spec-seed6" and other.id != load_spec(spec).id
 
 
+def test_seed_on_a_grid_is_a_config_error(nnexp, sweep_dir, store):
+    code, out, err = nnexp("sweep", sweep_dir("parameters: {optimizer.lr: [0.1, 0.2]}\n"), "--seed", "3")
+    assert code == 2 and "--seed" in err and "is a grid" in err and not store.exists()
+
+
 def test_a_proposal_depends_only_on_the_seed_the_index_and_the_history(sweep_dir):
     spec = load_spec(sweep_dir(TPE))
     search = TpeSearch(spec.space, ["maximize"], spec.seed, base_lookup(spec), startup=2)
@@ -281,7 +286,7 @@ def test_conditional_parameters_and_repeats_under_tpe(nnexp, sweep_dir, store):
     # the sampler is told each point's mean over its repeats
     spec = load_spec(spec_path)
     runner = SweepRunner(spec, plan(spec), store, workers=1, log=lambda *a: None, progress=False)
-    runner.trials = runner._proposed()
+    runner.trials = runner.proposed_trials()
     told = runner.history(4)
     done = summaries(store)
     for point, t in enumerate(told):
@@ -308,7 +313,7 @@ def test_tpe_with_halving_tells_pruned_trials_as_pruned(nnexp, sweep_dir, store)
     assert pruned
     spec = load_spec(spec_path)
     runner = SweepRunner(spec, [], store, workers=1, log=lambda *a: None, progress=False)
-    runner.trials = runner._proposed()
+    runner.trials = runner.proposed_trials()
     told = runner.history(5)
     for t in pruned:
         (run,) = store.glob(f"*-t{t:03d}")

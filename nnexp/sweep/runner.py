@@ -32,14 +32,14 @@ from tqdm import tqdm
 
 from .. import checkpoint
 from ..tracking import RunStore
-from ..tracking.run import FAILED, FINISHED, INTERRUPTED, METRICS, RUNNING, DamagedRun, live_status, \
-    prepare_attempt, read_summary
+from ..tracking.run import COMPLETED, FAILED, FINISHED, INTERRUPTED, METRICS, PRUNED, RUNNING, DamagedRun, \
+    live_status, prepare_attempt, read_summary
 from ..tracking.store import slugify
 from ..tracking.sweeps import SweepFolder
 from .executor import WAIT, LocalExecutor, TrialEvent
 from .pruning import Rungs, make_pruner
 from .ray_executor import RayExecutor
-from .spec import SweepSpec, Trial, base_lookup, make_trial
+from .spec import SweepSpec, Trial, base_lookup, make_trial, run_id
 from . import tpe
 
 __all__ = ["Rungs", "SweepResult", "SweepRunner"]
@@ -88,7 +88,7 @@ class SweepRunner:
         self.folder.make()
         with self.folder.lock():
             if self.search is not None:
-                self.trials = self._proposed()
+                self.trials = self.proposed_trials()
             self._write_plan()
             todo = self._resume()
             self._write_state(RUNNING)
@@ -192,7 +192,7 @@ class SweepRunner:
         self.folder.write_state(state)
 
     # -------------------------------------------------------- proposals --
-    def _proposed(self) -> list[Trial]:
+    def proposed_trials(self) -> list[Trial]:
         """The trials a model-based sweep proposed before: each trial's folder
         says what it was given (its summary's trial_params), else plan.json
         does; the first index known from neither ends the list."""
@@ -202,7 +202,7 @@ class SweepRunner:
                 planned[entry["index"]] = entry["params"]
         trials = []
         for index in range(self.total):
-            summary = _summary_of(self.store / f"{self.id}-t{index:03d}")
+            summary = _summary_of(self.store / run_id(self.id, index))
             if summary and isinstance(summary.get("trial_params"), dict):
                 params = summary["trial_params"]
             elif index in planned:
@@ -258,12 +258,14 @@ class SweepRunner:
             return tpe.RUNNING, None, {}
         summary = _summary_of(self.run_path(trial))
         status = live_status(summary) if summary else None
-        if status == "completed":
+        # per-epoch values matter for a point with a pruned repeat (halving only)
+        curve = epoch_values(self.run_path(trial), self.spec.metric) if self.rungs else {}
+        if status == COMPLETED:
             values = [summary.get(o.summary_key) for o in self.spec.objectives]
-            told = ((tpe.COMPLETE, [float(v) for v in values], {})
+            told = ((tpe.COMPLETE, [float(v) for v in values], curve)
                     if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) else (tpe.FAILED, None, {}))
-        elif status == "pruned":
-            told = tpe.PRUNED, None, epoch_values(self.run_path(trial), self.spec.metric)
+        elif status == PRUNED:
+            told = tpe.PRUNED, None, curve
         elif status == FAILED:
             told = tpe.FAILED, None, {}
         else:

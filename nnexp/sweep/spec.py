@@ -127,11 +127,16 @@ class Trial:
     config: dict  # resolved and validated
 
     def run_id(self, sweep_id: str) -> str:
-        return f"{sweep_id}-t{self.index:03d}"
+        return run_id(sweep_id, self.index)
 
     def label(self) -> str:
         values = ", ".join(f"{k}={short_value(v)}" for k, v in self.params.items())
         return f"trial {self.index} ({values}{', ' if values else ''}seed {self.seed})"
+
+
+def run_id(sweep_id: str, index: int) -> str:
+    """The run id of trial ``index`` of sweep ``sweep_id``."""
+    return f"{sweep_id}-t{index:03d}"
 
 
 # ------------------------------------------------------------------ loading --
