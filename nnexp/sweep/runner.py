@@ -262,8 +262,8 @@ class SweepRunner:
         curve = epoch_values(self.run_path(trial), self.spec.metric) if self.rungs else {}
         if status == COMPLETED:
             values = [summary.get(o.summary_key) for o in self.spec.objectives]
-            told = ((tpe.COMPLETE, [float(v) for v in values], curve)
-                    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) else (tpe.FAILED, None, {}))
+            usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+            told = (tpe.COMPLETE, [float(v) for v in values], curve) if usable else (tpe.FAILED, None, {})
         elif status == PRUNED:
             told = tpe.PRUNED, None, curve
         elif status == FAILED:
