@@ -39,3 +39,10 @@ def test_tracking_knows_nothing_of_the_network():
                  "import nnexp.tracking, nnexp.tracking.plots, nnexp.tracking.sweeps, nnexp.tracking.provenance\n"
                  "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nnexp.nn'))))")
     assert json.loads(out) == []
+
+
+def test_optuna_loads_only_for_a_tpe_sweep():
+    out = python("import sys, json\n"
+                 "import nnexp.sweep.runner, nnexp.commands.sweeping, nnexp.compare.cli\n"
+                 "print(json.dumps('optuna' in sys.modules))")
+    assert json.loads(out) is False

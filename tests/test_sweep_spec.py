@@ -135,7 +135,27 @@ def test_sweep_id_is_stable_and_changes_with_the_spec(write_spec):
      "must be below high"),
     ("parameters: {optimizer.lr: {distribution: uniform, low: 0.01, high: 0.1}}\n", "a grid needs discrete values"),
     ("method: random\nparameters: {optimizer.lr: [0.1, 0.2]}\n", "missing 'n_trials'"),
-    ("method: bayes\nparameters: {optimizer.lr: [0.1]}\n", "choose grid or random"),
+    ("method: bayes\nparameters: {optimizer.lr: [0.1]}\n", "choose grid, random or tpe (model-based search is "
+                                                            "method: tpe)"),
+    ("method: tpe\nparameters: {optimizer.lr: [0.1, 0.2]}\n", "missing 'n_trials'"),
+    ("method: tpe\nn_trials: 3\nrepeats: 2\n", "this spec has none"),
+    ("parameters: {optimizer.lr: [0.1]}\nbatch: 2\n", "'batch' is for method: tpe"),
+    ("method: random\nn_trials: 2\nstartup_trials: 2\nparameters: {optimizer.lr: [0.1]}\n", "for method: tpe"),
+    ("parameters: {optimizer.lr: [0.1]}\nhalving: {rule: bohb}\n", "halving.rule is 'bohb'; choose one of asha, "
+                                                                     "median, hyperband"),
+    ("parameters: {optimizer.lr: [0.1]}\nhalving: {rule: median, eta: 3}\n", "halving.eta is for the asha"),
+    ("parameters: {optimizer.lr: [0.1]}\nhalving: {min_trials: 3}\n", "min_trials is for rule: median"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [val_accuracy]\n", "two or more metrics"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: {val_accuracy: maximize, params: minimize}\n",
+     "'metrics' must list two or more"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [val_accuracy, {name: flops}]\n", "metrics[1].name is 'flops'"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [val_accuracy, {name: params, goal: smallest}]\n",
+     "metrics[1].goal is 'smallest'"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [params, train_seconds]\n", "needs val_accuracy or val_loss"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [val_accuracy, params, params]\n", "lists params twice"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetric: val_loss\nmetrics: [val_accuracy, params]\n", "not both"),
+    ("parameters: {optimizer.lr: [0.1]}\nmetrics: [val_accuracy, params]\nhalving: {min_epochs: 1}\n",
+     "with several 'metrics' leave it out"),
     ("zip: [{optimizer.lr: [0.1, 0.2], data.batch_size: [32]}]\n", "equally long"),
     ("parameters: {optimizer.momentum: {values: [0.9], when: {optimizer.nam: sgd}}}\n", "optimizer.nam"),
     ("parameters: {optimizer.lr: [0.1, 0.1]}\n", "lists a value twice"),
@@ -149,6 +169,7 @@ def test_spec_mistakes_are_config_errors_naming_the_key(write_spec, text, messag
     with pytest.raises(ConfigError) as info:
         plan(load_spec(write_spec(text)))
     assert message in str(info.value) and "spec.yaml" in str(info.value)
+    assert "\n" not in str(info.value)  # one line
 
 
 def test_every_trial_config_is_validated_before_anything_runs(write_spec):

@@ -12,7 +12,8 @@ from .options import JSON_OPTION, STORE_OPTION
 
 @click.command()
 @click.argument("run_refs", metavar="[RUN]...", nargs=-1)
-@click.option("--sweep", "sweep_ref", default=None, help="The runs of one sweep (its id, id prefix or name).")
+@click.option("--sweep", "sweep_refs", multiple=True,
+              help="The runs of a sweep (its id, id prefix or name); repeat it for several sweeps.")
 @click.option("--where", default=None,
               help="Filter, e.g. \"optimizer.name == 'adam' and val_accuracy > 0.97\".")
 @click.option("--sort", default=None, help="Metric (or parameter) to sort and plot by [default: the sweep's "
@@ -25,6 +26,8 @@ from .options import JSON_OPTION, STORE_OPTION
               "[default: when there are such runs].")
 @click.option("--asc/--desc", "ascending", default=None, help="Sort order [default: best first].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the first N rows.")
+@click.option("--best-so-far", "best_so_far", is_flag=True,
+              help="Instead of the table: each sweep's best metric after every 5 trials (searches side by side).")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
 @click.option("--markdown", "fmt", flag_value="markdown", help="Print a Markdown table.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
@@ -33,10 +36,10 @@ from .options import JSON_OPTION, STORE_OPTION
               help="Write a self-contained HTML report (table and plots).")
 @STORE_OPTION
 @JSON_OPTION
-def compare(run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt, plots_dir, report_path,
-            store, as_json):
+def compare(run_refs, sweep_refs, where, sort, agg, metrics, group, ascending, limit, best_so_far, fmt, plots_dir,
+            report_path, store, as_json):
     """Compare runs: what differs, the metrics, and over seeds mean, std, n and 95% CI."""
-    run_compare(store=store, run_refs=run_refs, sweep_ref=sweep_ref, where=where, sort=sort, agg=agg,
+    run_compare(store=store, run_refs=run_refs, sweep_ref=sweep_refs, where=where, sort=sort, agg=agg,
                 metrics=metrics, group=group, ascending=ascending, limit=limit,
                 fmt="json" if as_json else (fmt or "text"), plots_dir=plots_dir, report_path=report_path,
-                argv=sys.argv)
+                argv=sys.argv, best_so_far=best_so_far)

@@ -11,7 +11,8 @@ import click
 from ..errors import ConfigError
 from ..sweep import SweepRunner, load_spec, plan
 from ..sweep.ray_executor import connect, import_ray
-from ..sweep.spec import short_value
+from ..sweep.spec import examples, short_value
+from ..sweep.tpe import import_optuna
 from .progress import logger
 
 
@@ -30,28 +31,39 @@ from .progress import logger
 @click.option("--address", default=None, metavar="ADDR",
               help="With --executor ray: join the Ray cluster at ADDR (host:port, or 'auto') "
                    "instead of starting a local Ray instance.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Search with this seed instead of the spec's (random, tpe): another sweep, named NAME-seedN.")
 @click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --executor ray: CPUs each trial asks Ray for (and its BLAS threads).")
 def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet, executor, address,
-          cpus_per_trial):
+          seed, cpus_per_trial):
     """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
     log = logger(quiet)
     if address and executor != "ray":
         raise ConfigError("--address joins a Ray cluster: use it with --executor ray")
     if executor == "ray" and not dry_run:
         import_ray()  # before any work: without Ray, say how to install it and exit 2
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, seed=seed)
+    if spec.method == "tpe":
+        import_optuna()  # without Optuna, say how to install it and exit 2
     trials = plan(spec, log=log)
-    store = store or os.environ.get("NNEXP_STORE") or trials[0].config["tracking"]["store"]
+    checked = trials or examples(spec)  # a tpe sweep's space, checked on a few random points
+    store = store or os.environ.get("NNEXP_STORE") or checked[0].config["tracking"]["store"]
     runner = SweepRunner(spec, trials, Path(store), workers=workers, threads_per_worker=threads_per_worker,
                          fail_fast=fail_fast, log=log, progress=not quiet, executor=executor, address=address,
                          cpus_per_trial=cpus_per_trial)
-    halving = f", halving at epochs {spec.halving.rungs}" if spec.halving else ""
-    click.echo(f"sweep {spec.id}: {len(trials)} trials ({spec.method}{halving}), "
-               f"{spec.metric} to {spec.goal}, store {store}", err=True)
+    halving = (f", {spec.halving.rule} halving at epochs {spec.halving.rungs}" if spec.halving else "")
+    goals = ", ".join(f"{o.name} to {o.goal}" for o in spec.objectives)
+    click.echo(f"sweep {spec.id}: {runner.total} trials ({spec.method}{halving}), {goals}, store {store}", err=True)
     if dry_run:
         for trial in trials:
             click.echo(f"{trial.run_id(spec.id)}  {trial.label()}")
+        if spec.method == "tpe":
+            how = f"in batches of {spec.batch} points" if spec.batch else "one point at a time"
+            click.echo(f"tpe proposes the trials while the sweep runs, {how}; the space was checked on "
+                       f"{len(checked)} random points, such as:")
+            for trial in checked[:3]:
+                click.echo(f"  {trial.label()}")
         return
     if executor == "ray":
         connect(address, log)  # a cluster that cannot be reached fails here, before the store is touched

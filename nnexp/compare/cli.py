@@ -11,18 +11,22 @@ import pandas as pd
 
 from ..errors import NnexpError
 from ..tracking.run import METRICS
+from .best_so_far import best_so_far_table
 from .frame import records_frame
+from .pareto import mark_front, sweep_objectives
 from .report import write_report
 from .select import select_records
-from .table import compare, render
+from .table import DEFAULT_METRICS, compare, render
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
-                plots_dir, report_path, argv) -> None:
+                plots_dir, report_path, argv, best_so_far=False) -> None:
     records, sweep = select_records(store, run_refs, sweep_ref, where)
+    sweep_refs = [sweep_ref] if isinstance(sweep_ref, str) else list(sweep_ref or ())
     if not records:
         what = " and ".join(filter(None, [
-            f"runs {', '.join(run_refs)}" if run_refs else "", f"sweep {sweep_ref}" if sweep_ref else "",
+            f"runs {', '.join(run_refs)}" if run_refs else "",
+            f"sweep {', '.join(sweep_refs)}" if sweep_refs else "",
             f"--where {where!r}" if where else ""])) or "the store"
         raise NnexpError(f"no runs to compare: nothing in {store} matches {what}")
     goal = None if ascending is None else ("minimize" if ascending else "maximize")
@@ -30,18 +34,38 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
     if goal is None and sweep and sort == sweep.get("metric"):
         goal = sweep.get("goal")
     wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    objectives = sweep_objectives(sweep)  # a multi-objective sweep: its metrics shown, its front marked
+    if objectives and wanted is None:
+        wanted = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
+                                          if c.removeprefix("metric.") not in DEFAULT_METRICS]
     result = compare(records_frame(records), sort=sort, agg=agg, metrics=wanted, group=group, goal=goal,
                      limit=limit)
+    if objectives:
+        mark_front(result.table, objectives)
+    if best_so_far:
+        table = best_so_far_table(result.runs, result.metric, result.goal)
+        if table.empty:
+            raise NnexpError("--best-so-far needs the runs of a sweep (--sweep): these runs belong to none")
+        click.echo(render(table, fmt))
+        if fmt == "text":
+            click.echo(f"best {result.metric.removeprefix('metric.')} ({result.goal}) among each sweep's first n "
+                       "trials, pruned trials not counted", err=True)
+    else:
+        _print_table(result, fmt)
+    if plots_dir or report_path:
+        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv,
+                          objectives)
+
+
+def _print_table(result, fmt) -> None:
     click.echo(render(result.table, fmt))
     if fmt == "text":
         how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
         click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
                    f"({result.goal})", err=True)
-    if plots_dir or report_path:
-        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv)
 
 
-def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv) -> None:
+def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv, objectives=()) -> None:
     from .plots import comparison_plots  # matplotlib (heavy): only for --plots and --report
 
     curves = _curves(result.runs)
@@ -52,7 +76,7 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv)
         except OSError as exc:
             raise NnexpError(f"cannot create the plots directory {out}: {exc.strerror or exc}") from None
         plots = comparison_plots(result.runs, curves, result.varied, result.metric, result.goal, out,
-                                 sweep=sweep is not None)
+                                 sweep=sweep is not None, objectives=objectives)
         if plots_dir:
             click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
         if report_path:

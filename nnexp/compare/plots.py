@@ -32,7 +32,9 @@ from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
 from ..figure import float_column, saved_figure, widen_short_axes
 from ..values import is_missing
+from .best_so_far import running_best
 from .fmt import format_cell
+from .pareto import pareto_front
 from .stats import group_summary, importance, summarize, t_quantile
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,8 @@ PRUNED_COLOR = "0.55"
 
 
 def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied: list[str],
-                     metric: str, goal: str, out_dir, sweep: bool = False) -> list[tuple[str, Path]]:
+                     metric: str, goal: str, out_dir, sweep: bool = False,
+                     objectives: list[tuple[str, str]] = ()) -> list[tuple[str, Path]]:
     """Write the comparison plots for a set of runs; return [(title, png path)] in display order.
 
     Args:
@@ -70,6 +73,8 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
         goal: "maximize" or "minimize" (which end of `metric` is better).
         out_dir: folder for the PNGs (created if needed).
         sweep: also draw best-so-far and parameter importance (needs `trial`).
+        objectives: [(metric column, goal)] of a multi-objective comparison:
+            also draw the runs on the first two and their Pareto front.
 
     Returns:
         Only the plots actually written. A plot the data cannot support (no
@@ -103,6 +108,9 @@ def comparison_plots(runs: pd.DataFrame, curves: dict[str, pd.DataFrame], varied
                         lambda path: _plot_best_so_far(frame, metric, goal, path)))
         planned.append(("Parameter importance", "importance.png",
                         lambda path: _plot_importance(frame, varied, names, metric, path)))
+    if len(objectives) >= 2:
+        planned.append(("Pareto front", "pareto_front.png",
+                        lambda path: _plot_pareto(frame, list(objectives), path)))
 
     written = []
     for title, filename, draw in planned:
@@ -827,7 +835,10 @@ def _unit_positions(values: pd.Series, metric: str | None = None):
 
 
 def _plot_best_so_far(frame: pd.DataFrame, metric: str, goal: str, path: Path) -> bool:
-    """Each trial's metric in trial order, and the best so far (pruned trials shown apart)."""
+    """Each trial's metric in trial order, and the best so far (pruned trials shown apart);
+    for runs of several sweeps, one best-so-far line per sweep."""
+    if "sweep" in frame.columns and frame["sweep"].nunique() > 1:
+        return _plot_best_so_far_of_sweeps(frame, metric, goal, path)
     y = frame[metric].to_numpy(dtype=float)
     if not np.isfinite(y).any():
         return False
@@ -867,18 +878,75 @@ def _plot_best_so_far(frame: pd.DataFrame, metric: str, goal: str, path: Path) -
     return True
 
 
-def running_best(values, pruned, goal: str) -> np.ndarray:
-    """(N,) best value among the first i+1 trials, NaN until the first counted one.
+def _plot_best_so_far_of_sweeps(frame: pd.DataFrame, metric: str, goal: str, path: Path) -> bool:
+    """One step line per sweep; sweeps named alike but for a -seedN suffix share a colour."""
+    sweeps = sorted(str(s) for s in pd.unique(frame["sweep"].dropna()))
+    families = [re.sub(r"-seed\d+$", "", _sweep_label(s)) for s in sweeps]
+    colours = {f: f"C{i % 10}" for i, f in enumerate(dict.fromkeys(families))}
+    styles = ["-", "--", ":", "-."]
+    drawn = False
+    with saved_figure(path, figsize=(9, 5), layout="constrained") as (fig, ax):
+        seen: dict[str, int] = {}
+        for sweep, family in zip(sweeps, families):
+            group = frame[frame["sweep"] == sweep]
+            order = np.argsort(pd.to_numeric(group["trial"], errors="coerce").to_numpy(dtype=float), kind="stable")
+            y = group[metric].to_numpy(dtype=float)[order]
+            pruned = (group["status"].astype(str).to_numpy() == "pruned")[order]
+            best = running_best(y, pruned, goal)
+            if not np.isfinite(best).any():
+                continue
+            style = styles[seen.setdefault(family, 0) % len(styles)]
+            seen[family] += 1
+            ax.step(np.arange(1, len(best) + 1), best, where="post", color=colours[family], linestyle=style,
+                    linewidth=1.8, label=_sweep_label(sweep))
+            drawn = True
+        _metric_axis(ax, metric, frame[metric].to_numpy(dtype=float))
+        ax.grid(True, alpha=0.35)
+        ax.legend(fontsize=8, loc="best")
+        ax.set(xlabel="trials", ylabel=f"best {_metric_name(metric)} so far")
+        ax.set_title(f"Best {_metric_name(metric)} so far ({goal}), {len(sweeps)} sweeps", fontsize=11)
+    return drawn
 
-    Args:
-        values: (N,) metric per trial, in trial order (NaN: no value).
-        pruned: (N,) bool; pruned trials stopped early and do not count.
-        goal: "maximize" or "minimize".
-    """
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
-    counted = pd.Series(np.where(np.asarray(pruned, dtype=bool), np.nan, np.asarray(values, dtype=float)))
-    return (counted.cummax() if goal == "maximize" else counted.cummin()).ffill().to_numpy()
+
+def _plot_pareto(frame: pd.DataFrame, objectives: list[tuple[str, str]], path: Path) -> bool:
+    """The runs on the first two objectives; the Pareto front (over all of them) marked and joined."""
+    columns = [c for c, _ in objectives]
+    if any(c not in frame.columns for c in columns):
+        return False
+    values = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in columns])
+    front = pareto_front(values, [g for _, g in objectives])
+    if not front.any():
+        return False
+    (x_col, x_goal), (y_col, y_goal) = objectives[:2]
+    x, y = values[:, 0], values[:, 1]
+    shown = np.isfinite(x) & np.isfinite(y)
+    with saved_figure(path, figsize=(8, 5.5), layout="constrained") as (fig, ax):
+        ax.plot(x[shown & ~front], y[shown & ~front], "o", color="tab:blue", alpha=0.45, markersize=5,
+                label="dominated run")
+        order = np.argsort(x[front], kind="stable")
+        fx, fy = x[front][order], y[front][order]
+        ax.plot(fx, fy, "o", color=BEST_COLOR, markersize=8, label="Pareto-optimal")
+        if len(objectives) == 2:
+            ax.step(fx, fy, where="post" if (x_goal == "maximize") == (y_goal == "maximize") else "pre",
+                    color=BEST_COLOR, linewidth=1.5, alpha=0.8)
+        if use_log_axis(x[shown]):
+            ax.set_xscale("log")
+        if use_log_axis(y[shown]):
+            ax.set_yscale("log")
+        if _is_fraction(x_col, x[shown]):
+            ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        _metric_axis(ax, y_col, y[shown])
+        ax.grid(True, alpha=0.35)
+        ax.legend(fontsize=8, loc="best")
+        ax.set(xlabel=f"{_metric_name(x_col)} ({x_goal})", ylabel=f"{_metric_name(y_col)} ({y_goal})")
+        more = f", front over {len(objectives)} metrics" if len(objectives) > 2 else ""
+        ax.set_title(f"Pareto front: {int(front.sum())} of {int(shown.sum())} runs{more}", fontsize=11)
+    return True
+
+
+def _sweep_label(sweep_id: str) -> str:
+    """A sweep id without its hash: ``mlp-tpe-seed0-cc4f9e8e`` -> ``mlp-tpe-seed0``."""
+    return re.sub(r"-[0-9a-f]{8}$", "", sweep_id)
 
 
 def _plot_importance(frame: pd.DataFrame, varied: list[str], names: dict[str, str], metric: str, path: Path) -> bool:

@@ -9,8 +9,12 @@ An executor gets the driver's payloads (one per trial, see
     executor.close()   # free the workers
 
 A trial's first event has the status ``running`` (it was handed out), its
-last one the status it ended with. ``rungs`` (a ``Rungs``, or None) answers
-halving decisions. The executor never writes a run's status: the trainer
+last one the status it ended with. ``rungs`` (a pruning rule of
+``pruning.py``, or None) answers halving decisions. The payloads may be
+produced on demand (a model-based search asks for the next point when a
+worker is free): such a source yields ``WAIT`` when it has nothing to hand
+out until a running trial ends, and sets ``executor.on_demand``, so that an
+executor takes payloads only as it can start them. The executor never writes a run's status: the trainer
 records its own, and the driver records the end of a trial whose process
 died (``Run.mark_stopped``).
 
@@ -35,6 +39,7 @@ from .worker import worker_main
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 STOP_GRACE_SECONDS = 30
 STOPPED = "interrupted: the sweep was stopped"
+WAIT = "wait"  # from a payload source: nothing to start until a running trial ends
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class LocalExecutor:
 
     summary_fields: dict = {}  # what a trial's summary.json records of where it ran
     stopping = "stopping the workers"
+    on_demand = False  # local workers always take payloads one at a time, as they free up
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
@@ -67,13 +73,15 @@ class LocalExecutor:
                 if payload is None:
                     more = False
                     break
+                if payload is WAIT:
+                    break
                 self.busy[slot] = payload["index"]
                 pool.send(slot, ("trial", payload))
                 yield TrialEvent(payload["index"], RUNNING)
             for slot, message in pool.events(self.busy):
                 if message[0] == "rung":
-                    _, _, epoch, value = message
-                    pool.send(slot, ("decision", rungs.decide(epoch, value) if rungs else None))
+                    _, index, epoch, value = message
+                    pool.send(slot, ("decision", rungs.decide(epoch, value, index) if rungs else None))
                     continue
                 del self.busy[slot]
                 _, index, status, value, reason = message

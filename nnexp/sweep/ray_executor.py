@@ -41,7 +41,7 @@ from ..errors import ConfigError, NnexpError
 from ..tracking import RunStore
 from ..tracking.run import ATTEMPTS, CHECKPOINT, INTERRUPTED, RUNNING, SUMMARY, Run, RunObserver
 from ..train import load_data
-from .executor import BLAS_ENV, STOP_GRACE_SECONDS, STOPPED, TrialEvent
+from .executor import BLAS_ENV, STOP_GRACE_SECONDS, STOPPED, WAIT, TrialEvent
 from .worker import data_key, train_trial
 
 POLL_SECONDS = 0.5
@@ -123,8 +123,8 @@ class Hub:
     def forget(self, run_id: str) -> None:
         self.latest.pop(run_id, None)
 
-    def decide(self, epoch: int, value: float):
-        return self.rungs.decide(epoch, value) if self.rungs is not None else None
+    def decide(self, epoch: int, value: float, trial: int | None = None):
+        return self.rungs.decide(epoch, value, trial) if self.rungs is not None else None
 
 
 class Shipper(RunObserver):
@@ -178,7 +178,7 @@ def ray_trial(payload: dict, data, hub) -> tuple:
         run = Run.open(folder, [shipper]) if resume else Run(folder, [shipper])
 
         def decide(epoch: int, value: float):
-            return ray.get(hub.decide.remote(epoch, value))
+            return ray.get(hub.decide.remote(epoch, value, payload["index"]))
 
         result = train_trial(payload, run, lambda: data, decide)
         shipper.ship_all(run)
@@ -194,6 +194,7 @@ class RayExecutor:
 
     summary_fields = {"executor": "ray"}
     stopping = "cancelling the Ray tasks"
+    on_demand = False  # True: submit only as many tasks as the cluster runs at once (see executor.py)
 
     def __init__(self, store: Path, address: str | None, cpus_per_trial: int, log=print):
         self.store, self.address, self.cpus_per_trial, self.log = Path(store), address, cpus_per_trial, log
@@ -201,8 +202,9 @@ class RayExecutor:
         self.pending: dict = {}  # ObjectRef -> (trial index, run id)
 
     def run(self, payloads: Iterable[dict], count: int, rungs) -> Iterator[TrialEvent]:
-        """Submit every payload at once; events as the tasks end, with the files
-        their trials posted written into the store first."""
+        """Submit every payload at once (on demand: as many as the cluster has
+        room for, the next as one ends); events as the tasks end, with the
+        files their trials posted written into the store first."""
         self.ray = ray = connect(self.address, self.log)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # part of Ray (optional)
 
@@ -213,14 +215,24 @@ class RayExecutor:
         task = ray.remote(ray_trial).options(num_cpus=self.cpus_per_trial, max_retries=TASK_RETRIES,
                                              retry_exceptions=False, runtime_env={"env_vars": env})
         datasets: dict[str, object] = {}
-        for payload in payloads:
-            run_id = Path(payload["run_path"]).name
-            if payload["resume"]:
-                ray.get(hub.seed.remote(run_id, read_folder(Path(payload["run_path"]))))
-            self.pending[task.remote(payload, _dataset_ref(ray, payload["config"], datasets), hub)] = \
-                (payload["index"], run_id)
-            yield TrialEvent(payload["index"], RUNNING)
-        while self.pending:
+        room = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_trial)) if self.on_demand else count
+        payloads, more = iter(payloads), True
+        while more or self.pending:
+            while more and len(self.pending) < room:
+                payload = next(payloads, None)
+                if payload is None:
+                    more = False
+                    break
+                if payload is WAIT:
+                    break
+                run_id = Path(payload["run_path"]).name
+                if payload["resume"]:
+                    ray.get(hub.seed.remote(run_id, read_folder(Path(payload["run_path"]))))
+                self.pending[task.remote(payload, _dataset_ref(ray, payload["config"], datasets), hub)] = \
+                    (payload["index"], run_id)
+                yield TrialEvent(payload["index"], RUNNING)
+            if not self.pending:
+                continue
             done, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_SECONDS)
             write_files(self.store, ray.get(hub.drain.remote()))
             for ref in done:

@@ -10,6 +10,13 @@ their last checkpoint where they have one (see ``checkpoint.py``), else from
 the start (moving the earlier attempt's files into ``attempts/N/``), and the
 lock keeps two drivers from running one sweep at once, so no trial is ever
 duplicated.
+
+A planned sweep (grid, random) knows every trial before it starts. A
+model-based one (tpe) asks for its next point when a worker frees up (see
+``tpe.py``): trial ``i`` is repeat ``i % repeats`` of point ``i // repeats``,
+its run id comes from its index as for planned trials, plan.json lists the
+trials proposed so far, and a rerun keeps those proposals (from the trials'
+folders, else plan.json) and asks only for the rest.
 """
 
 from __future__ import annotations
@@ -25,40 +32,17 @@ from tqdm import tqdm
 
 from .. import checkpoint
 from ..tracking import RunStore
-from ..tracking.run import FAILED, FINISHED, INTERRUPTED, METRICS, RUNNING, DamagedRun, live_status, \
-    prepare_attempt, read_summary
+from ..tracking.run import COMPLETED, FAILED, FINISHED, INTERRUPTED, METRICS, PRUNED, RUNNING, DamagedRun, \
+    live_status, prepare_attempt, read_summary
 from ..tracking.store import slugify
 from ..tracking.sweeps import SweepFolder
-from .executor import LocalExecutor, TrialEvent
+from .executor import WAIT, LocalExecutor, TrialEvent
+from .pruning import Rungs, make_pruner
 from .ray_executor import RayExecutor
-from .spec import SweepSpec, Trial
+from .spec import SweepSpec, Trial, base_lookup, make_trial, run_id
+from . import tpe
 
-
-class Rungs:
-    """Asynchronous successive halving (ASHA-style): a trial reaching a rung
-    goes on only if its value is among the best ``1/eta`` of the values
-    recorded at that rung so far (at least the best one), else it is pruned.
-    With one worker the decisions are reproducible; with several they depend
-    on which trials reach a rung first, as in any asynchronous scheme."""
-
-    def __init__(self, rungs: list[int], eta: int, goal: str):
-        self.eta, self.sign = eta, (1.0 if goal == "maximize" else -1.0)
-        self.values: dict[int, list[float]] = {r: [] for r in rungs}
-
-    def record(self, epoch: int, value: float) -> None:
-        if epoch in self.values and value is not None and math.isfinite(value):
-            self.values[epoch].append(value)
-
-    def decide(self, epoch: int, value: float) -> str | None:
-        """Record ``value`` at rung ``epoch``; the reason to prune, or None."""
-        self.record(epoch, value)
-        seen = self.values[epoch]
-        keep = max(1, len(seen) // self.eta)
-        better = sum(1 for v in seen if self.sign * v > self.sign * value)
-        if value is not None and math.isfinite(value) and better < keep:
-            return None
-        return (f"pruned at epoch {epoch}: {value:.4g} is not in the best {keep} of {len(seen)} "
-                f"trials at this rung (halving, eta {self.eta})")
+__all__ = ["Rungs", "SweepResult", "SweepRunner"]
 
 
 @dataclass
@@ -89,12 +73,22 @@ class SweepRunner:
         self.executor, self.address, self.cpus_per_trial = executor, address, cpus_per_trial
         self.statuses: dict[int, str] = {}
         self.values: dict[int, float] = {}
-        self.rungs = (Rungs(spec.halving.rungs, spec.halving.eta, spec.goal) if spec.halving else None)
+        self.rungs = make_pruner(spec.halving, spec.goal, len(spec.seeds))
+        self.search = None
+        self.total = len(trials)
+        if spec.method == "tpe":
+            self.search = tpe.TpeSearch(spec.space, [o.goal for o in spec.objectives], spec.seed,
+                                        base_lookup(spec), spec.startup_trials)
+            self.total = spec.n_trials * len(spec.seeds)
+        self.in_flight: set[int] = set()  # trials handed to the executor or waiting for a worker
+        self.told: dict[int, tuple] = {}  # trial index -> (state, values, per-epoch values), once final
 
     # ------------------------------------------------------------ public --
     def run(self) -> SweepResult:
         self.folder.make()
         with self.folder.lock():
+            if self.search is not None:
+                self.trials = self.proposed_trials()
             self._write_plan()
             todo = self._resume()
             self._write_state(RUNNING)
@@ -105,7 +99,7 @@ class SweepRunner:
                 interrupted = True
             result = self.result(interrupted)
             self._write_state(INTERRUPTED if interrupted else
-                              "completed" if len(self._finished()) == len(self.trials) else "incomplete")
+                              "completed" if len(self._finished()) == self.total else "incomplete")
         return result
 
     def result(self, interrupted: bool = False) -> SweepResult:
@@ -131,7 +125,7 @@ class SweepRunner:
         extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
                  "trial_params": trial.params, "attempt": attempt, **summary_fields}
         return {"index": trial.index, "run_path": str(path), "config": cfg, "metric": self.spec.metric,
-                "rungs": self.spec.halving.rungs if self.spec.halving else [], "extra_summary": extra,
+                "rungs": self.rungs.epochs(trial.index) if self.rungs else [], "extra_summary": extra,
                 "resume": resume}
 
     # ------------------------------------------------------------- state --
@@ -159,18 +153,16 @@ class SweepRunner:
                 todo.append(trial)
         done = len(self.trials) - len(todo)
         if done:
-            self.log(f"sweep {self.id}: {done} of {len(self.trials)} trials already finished, {len(todo)} to run")
+            self.log(f"sweep {self.id}: {done} of {self.total} trials already finished, "
+                     f"{self.total - done} to run")
+        self.in_flight.update(t.index for t in todo)
         return todo
 
     def _replay_rungs(self, trial: Trial) -> None:
         if self.rungs is None:
             return
-        try:
-            with open(self.run_path(trial) / METRICS, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    self.rungs.record(int(row["epoch"]), float(row[self.spec.metric]))
-        except (OSError, KeyError, ValueError):
-            pass
+        for epoch, value in epoch_values(self.run_path(trial), self.spec.metric).items():
+            self.rungs.record(epoch, value, trial.index)
 
     def _finished(self) -> list[int]:
         return [i for i, s in self.statuses.items() if s in FINISHED]
@@ -188,11 +180,98 @@ class SweepRunner:
 
     def _write_state(self, status: str) -> None:
         result = self.result()
-        self.folder.write_state({
+        state = {
             "id": self.id, "name": self.spec.name, "status": status, "spec": str(self.spec.path),
             "base": str(self.spec.base_path), "method": self.spec.method, "metric": self.spec.metric,
-            "goal": self.spec.goal, "trials": len(self.trials), "counts": result.counts, "best": result.best,
-            "halving": self.spec.halving.__dict__ if self.spec.halving else None})
+            "goal": self.spec.goal, "trials": self.total, "counts": result.counts, "best": result.best,
+            "halving": self.spec.halving.__dict__ if self.spec.halving else None}
+        if self.spec.multi_objective:
+            state["metrics"] = [{"name": o.name, "goal": o.goal} for o in self.spec.objectives]
+        if self.search is not None:
+            state.update(proposed=len(self.trials), batch=self.spec.batch, seed=self.spec.seed)
+        self.folder.write_state(state)
+
+    # -------------------------------------------------------- proposals --
+    def proposed_trials(self) -> list[Trial]:
+        """The trials a model-based sweep proposed before: each trial's folder
+        says what it was given (its summary's trial_params), else plan.json
+        does; the first index known from neither ends the list."""
+        planned = {}
+        for entry in self.folder.read_plan():
+            if isinstance(entry, dict) and isinstance(entry.get("params"), dict) and "index" in entry:
+                planned[entry["index"]] = entry["params"]
+        trials = []
+        for index in range(self.total):
+            summary = _summary_of(self.store / run_id(self.id, index))
+            if summary and isinstance(summary.get("trial_params"), dict):
+                params = summary["trial_params"]
+            elif index in planned:
+                params = planned[index]
+            else:
+                break
+            trials.append(make_trial(self.spec, index, params, self.spec.seeds[index % len(self.spec.seeds)]))
+        return trials
+
+    def _next_trial(self) -> Trial | None:
+        """The next trial of a model-based sweep: the next repeat of the
+        current point, or a new point asked from the sampler; WAIT while the
+        last batch is still training; None when the budget is spent."""
+        index = len(self.trials)
+        if index >= self.total:
+            return None
+        repeats = len(self.spec.seeds)
+        point, repeat = divmod(index, repeats)
+        if repeat:
+            params = self.trials[index - 1].params
+        else:
+            start = point - point % self.spec.batch if self.spec.batch else point
+            if self.spec.batch and any(i < start * repeats for i in self.in_flight):
+                return WAIT  # a batch is asked once the one before it has ended
+            params = self.search.ask(point, self.history(point))
+        trial = make_trial(self.spec, index, params, self.spec.seeds[repeat])
+        self.trials.append(trial)
+        self._write_plan()
+        return trial
+
+    def history(self, points: int) -> list[tpe.Told]:
+        """What points 0 .. points-1 gave, as the sampler is told before asking
+        for point ``points``, from their trials' folders. With ``batch``, the
+        points of the same batch count as running, whatever their state, so
+        that each batch is asked from the batches before it alone."""
+        repeats = len(self.spec.seeds)
+        start = points - points % self.spec.batch if self.spec.batch else points
+        history = []
+        for point in range(points):
+            params = self.trials[point * repeats].params
+            if point >= start:
+                history.append(tpe.Told(params, tpe.RUNNING))
+                continue
+            members = [self._told(t) for t in self.trials[point * repeats:(point + 1) * repeats]]
+            history.append(_combine(params, members, repeats))
+        return history
+
+    def _told(self, trial: Trial) -> tuple:
+        """(state, objective values, per-epoch values) of one trial, read from its folder."""
+        if trial.index in self.told:
+            return self.told[trial.index]
+        if trial.index in self.in_flight:
+            return tpe.RUNNING, None, {}
+        summary = _summary_of(self.run_path(trial))
+        status = live_status(summary) if summary else None
+        # per-epoch values matter for a point with a pruned repeat (halving only)
+        curve = epoch_values(self.run_path(trial), self.spec.metric) if self.rungs else {}
+        if status == COMPLETED:
+            values = [summary.get(o.summary_key) for o in self.spec.objectives]
+            usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+            told = (tpe.COMPLETE, [float(v) for v in values], curve) if usable else (tpe.FAILED, None, {})
+        elif status == PRUNED:
+            told = tpe.PRUNED, None, curve
+        elif status == FAILED:
+            told = tpe.FAILED, None, {}
+        else:
+            return tpe.RUNNING, None, {}  # interrupted or orphaned: it will train again
+        self.told[trial.index] = told
+        return told
 
     # ----------------------------------------------------------- running --
     def _executor(self):
@@ -201,15 +280,19 @@ class SweepRunner:
         return LocalExecutor(self.workers, self.threads)
 
     def _run_trials(self, todo: list[Trial]) -> None:
-        if not todo:
+        count = len(todo) + self.total - len(self.trials)
+        if not count:
             return
-        bar = tqdm(total=len(self.trials), initial=len(self.trials) - len(todo), unit="trial",
+        bar = tqdm(total=self.total, initial=self.total - count, unit="trial",
                    desc=f"sweep {self.spec.name}", disable=None if self.progress else True, dynamic_ncols=True)
         executor = self._executor()
         trials = {t.index: t for t in todo}
         payloads = (self.payload(trial, executor.summary_fields) for trial in todo)
+        if self.search is not None:
+            executor.on_demand = True
+            payloads = self._asked_payloads(payloads, trials, executor.summary_fields)
         try:
-            for event in executor.run(payloads, len(todo), self.rungs):
+            for event in executor.run(payloads, count, self.rungs):
                 trial = trials[event.index]
                 if event.status == RUNNING:
                     self.statuses[trial.index] = RUNNING
@@ -226,6 +309,20 @@ class SweepRunner:
         finally:
             executor.close()
             bar.close()
+
+    def _asked_payloads(self, known, trials: dict, fields: dict):
+        """The known trials' payloads, then each new trial's, asked for when a worker is free."""
+        yield from known
+        while True:
+            trial = self._next_trial()
+            if trial is None:
+                return
+            if trial is WAIT:
+                yield WAIT
+                continue
+            trials[trial.index] = trial
+            self.in_flight.add(trial.index)
+            yield self.payload(trial, fields)
 
     def _resumable(self, trial: Trial, path: Path) -> bool:
         """A stopped trial with a usable checkpoint goes on from it; one whose
@@ -244,6 +341,7 @@ class SweepRunner:
     def _record_end(self, trial: Trial, event: TrialEvent) -> None:
         """The trial's status; a trial whose process died could not record its end itself."""
         self.statuses[trial.index] = event.status
+        self.in_flight.discard(trial.index)
         if event.status in (FAILED, INTERRUPTED):
             self.runs.mark_stopped(trial.run_id(self.id), event.status, event.reason or event.status)
 
@@ -278,6 +376,36 @@ def _summary_of(path: Path) -> dict | None:
         return read_summary(path)
     except DamagedRun:
         return None
+
+
+def epoch_values(path: Path, metric: str) -> dict[int, float]:
+    """``{epoch: metric}`` from a run folder's metrics.csv (empty if it cannot be read)."""
+    out = {}
+    try:
+        with open(path / METRICS, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                out[int(row["epoch"])] = float(row[metric])
+    except (OSError, KeyError, ValueError, TypeError):
+        pass
+    return out
+
+
+def _combine(params: dict, members: list[tuple], repeats: int) -> tpe.Told:
+    """One point's result from its repeats: the mean once all completed;
+    running while any is unfinished (or not yet proposed); pruned if any was
+    (the per-epoch means of the repeats that reached each epoch); else failed."""
+    states = [m[0] for m in members]
+    if len(members) < repeats or tpe.RUNNING in states:
+        return tpe.Told(params, tpe.RUNNING)
+    if all(s == tpe.COMPLETE for s in states):
+        return tpe.Told(params, tpe.COMPLETE, [sum(col) / len(col) for col in zip(*(m[1] for m in members))])
+    if tpe.PRUNED in states:
+        epochs: dict[int, list[float]] = {}
+        for state, _, per_epoch in members:
+            for epoch, value in per_epoch.items():
+                epochs.setdefault(epoch, []).append(value)
+        return tpe.Told(params, tpe.PRUNED, intermediate={e: sum(v) / len(v) for e, v in sorted(epochs.items())})
+    return tpe.Told(params, tpe.FAILED)
 
 
 def _format_metric(metric: str, value: float) -> str:

@@ -7,7 +7,7 @@ A spec names a base config and the dotted keys to vary::
     overrides: {train.epochs: 8}       # fixed changes for every trial
     metric: val_accuracy               # or val_loss (the final epoch's value)
     goal: maximize                     # default: maximize accuracy, minimize loss
-    method: grid                       # or random (with n_trials and seed)
+    method: grid                       # or random / tpe (with n_trials and seed)
     repeats: 3                         # every point with seeds base+0, +1, +2
     parameters:
       optimizer.lr: [0.001, 0.002, 0.004]
@@ -19,6 +19,8 @@ A spec names a base config and the dotted keys to vary::
 
 :func:`load_spec` checks the spec and :func:`plan` turns it into trials, each
 with a validated config, so that a typo fails before the first trial starts.
+A model-based search (``method: tpe``) proposes its trials one at a time
+while the sweep runs (``tpe.py``); :func:`examples` checks its space up front.
 """
 
 from __future__ import annotations
@@ -37,29 +39,51 @@ from ..tracking.store import slugify
 from ..values import is_integer
 from .space import Param, Space, ZipGroup, point_key
 
-SPEC_KEYS = ("name", "description", "base", "overrides", "metric", "goal", "method", "n_trials", "seed",
-             "repeats", "seeds", "halving", "parameters", "zip")
+SPEC_KEYS = ("name", "description", "base", "overrides", "metric", "goal", "metrics", "method", "n_trials",
+             "seed", "batch", "startup_trials", "repeats", "seeds", "halving", "parameters", "zip")
 PARAM_KEYS = ("values", "distribution", "low", "high", "log", "n", "when")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
-HALVING_KEYS = ("min_epochs", "eta", "max_epochs")
+# What a multi-objective sweep may trade off: {metric: (summary.json key, default goal)}.
+OBJECTIVES = {"val_accuracy": ("final_val_accuracy", "maximize"), "val_loss": ("final_val_loss", "minimize"),
+              "params": ("params", "minimize"), "train_seconds": ("train_seconds", "minimize")}
+METHODS = ("grid", "random", "tpe")
+HALVING_KEYS = ("rule", "min_epochs", "eta", "max_epochs", "min_trials")
+HALVING_RULES = ("asha", "median", "hyperband")
+EXAMPLE_POINTS = 8  # random points whose configs a tpe sweep validates before it starts
 
 
 @dataclass
 class Halving:
-    """Successive halving: rungs at min_epochs * eta**k epochs, below max_epochs."""
+    """Early stopping by ``rule``: asha and hyperband stop at rungs of
+    min_epochs * eta**k epochs below max_epochs; the median rule checks every
+    epoch from min_epochs on, once min_trials others reached it."""
 
     min_epochs: int
     eta: int
     max_epochs: int
+    rule: str = "asha"
+    min_trials: int = 3
 
     @property
     def rungs(self) -> list[int]:
+        if self.rule == "median":
+            return list(range(self.min_epochs, self.max_epochs))
         rungs, r = [], self.min_epochs
         while r < self.max_epochs:
             rungs.append(r)
             r *= self.eta
         return rungs
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str  # a key of OBJECTIVES
+    goal: str
+
+    @property
+    def summary_key(self) -> str:
+        return OBJECTIVES[self.name][0]
 
 
 @dataclass
@@ -77,6 +101,13 @@ class SweepSpec:
     seeds: list[int]
     halving: Halving | None
     raw: dict
+    objectives: tuple = ()  # Objective; the metric and its goal alone unless 'metrics' lists several
+    batch: int | None = None  # tpe: propose this many points at a time, each batch after the last ended
+    startup_trials: int = 10  # tpe: points drawn at random before the model proposes
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def id(self) -> str:
@@ -96,22 +127,36 @@ class Trial:
     config: dict  # resolved and validated
 
     def run_id(self, sweep_id: str) -> str:
-        return f"{sweep_id}-t{self.index:03d}"
+        return run_id(sweep_id, self.index)
 
     def label(self) -> str:
         values = ", ".join(f"{k}={short_value(v)}" for k, v in self.params.items())
         return f"trial {self.index} ({values}{', ' if values else ''}seed {self.seed})"
 
 
+def run_id(sweep_id: str, index: int) -> str:
+    """The run id of trial ``index`` of sweep ``sweep_id``."""
+    return f"{sweep_id}-t{index:03d}"
+
+
 # ------------------------------------------------------------------ loading --
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and check a sweep spec; every error names the file and the key."""
+def load_spec(path: str | Path, seed: int | None = None) -> SweepSpec:
+    """Read and check a sweep spec; every error names the file and the key.
+
+    ``seed`` replaces the spec's seed (random and tpe): another sweep, named
+    ``<name>-seed<seed>``, so that one spec can be searched with several seeds.
+    """
     path = Path(path)
     raw = load_yaml(path)
     src = str(path)
     _unknown(raw, SPEC_KEYS, "", src)
+    if seed is not None:
+        if raw.get("method", "grid") not in ("random", "tpe"):
+            raise ConfigError(f"--seed: {src} is a grid; a seed changes only random and tpe searches")
+        raw["name"] = f"{raw.get('name', path.stem)}-seed{seed}"
+        raw["seed"] = seed
     if "base" not in raw:
         raise ConfigError(f"{src}: missing 'base': the config file every trial starts from")
     base_path = _find_base(path, raw["base"], src)
@@ -119,23 +164,40 @@ def load_spec(path: str | Path) -> SweepSpec:
     for key, value in _mapping(raw.get("overrides"), "overrides", src).items():
         set_path(base, _parts(key, f"overrides.{key}", src), copy.deepcopy(value), f"{src}: overrides.{key}")
 
-    metric = raw.get("metric", "val_accuracy")
-    if metric not in METRICS:
-        raise ConfigError(f"{src}: 'metric' is {metric!r}; choose one of {', '.join(METRICS)} "
-                          "(measured on the validation set at the last epoch)")
-    goal = raw.get("goal", METRICS[metric])
-    if goal not in ("maximize", "minimize"):
-        raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
+    if "metrics" in raw:
+        if "metric" in raw or "goal" in raw:
+            raise ConfigError(f"{src}: give 'metric' (and 'goal') or 'metrics', not both")
+        objectives = _objectives(raw["metrics"], src)
+        metric, goal = next((o.name, o.goal) for o in objectives if o.name in METRICS)
+    else:
+        metric = raw.get("metric", "val_accuracy")
+        if metric not in METRICS:
+            raise ConfigError(f"{src}: 'metric' is {metric!r}; choose one of {', '.join(METRICS)} "
+                              "(measured on the validation set at the last epoch)")
+        goal = raw.get("goal", METRICS[metric])
+        if goal not in ("maximize", "minimize"):
+            raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
+        objectives = (Objective(metric, goal),)
     method = raw.get("method", "grid")
-    if method not in ("grid", "random"):
-        hint = " (halving is a block of its own: 'halving: {min_epochs: 1, eta: 3}')" if method == "halving" else ""
-        raise ConfigError(f"{src}: 'method' is {method!r}; choose grid or random{hint}")
+    if method not in METHODS:
+        hint = (" (halving is a block of its own: 'halving: {min_epochs: 1, eta: 3}')" if method == "halving" else
+                " (model-based search is method: tpe)" if method in ("bayes", "bayesian", "optuna", "hyperopt") else "")
+        raise ConfigError(f"{src}: 'method' is {method!r}; choose grid, random or tpe{hint}")
     n_trials = raw.get("n_trials")
-    if method == "random":
+    if method in ("random", "tpe"):
         n_trials = _int(n_trials, "n_trials", src, minimum=1, required=True)
     elif n_trials is not None:
-        raise ConfigError(f"{src}: 'n_trials' is for method: random; a grid runs every combination")
+        raise ConfigError(f"{src}: 'n_trials' is for method: random or tpe; a grid runs every combination")
     seed = _int(raw.get("seed", 0), "seed", src, minimum=0)
+    batch = raw.get("batch")
+    if batch is not None:
+        if method != "tpe":
+            raise ConfigError(f"{src}: 'batch' is for method: tpe (points proposed together); "
+                              f"{method} plans every trial up front")
+        batch = _int(batch, "batch", src, minimum=1)
+    if "startup_trials" in raw and method != "tpe":
+        raise ConfigError(f"{src}: 'startup_trials' is for method: tpe (random points before the model proposes)")
+    startup = _int(raw.get("startup_trials", 10), "startup_trials", src, minimum=0)
 
     space = Space(tuple(_params(raw.get("parameters"), src)), tuple(_zips(raw.get("zip"), src)))
     if not space.params and not space.zips and "repeats" not in raw and "seeds" not in raw:
@@ -149,6 +211,8 @@ def load_spec(path: str | Path) -> SweepSpec:
             if key not in swept[: swept.index(p.key)] and _lookup(base, key) is _MISSING:
                 raise ConfigError(f"{src}: parameters.{p.key}.when: {key!r} is neither a parameter declared "
                                   "before it nor a key of the base config")
+    if method == "tpe" and not space.params and not space.zips:
+        raise ConfigError(f"{src}: method: tpe searches 'parameters' (or 'zip' groups); this spec has none")
     if method == "grid":
         for p in space.params:
             if not p.is_discrete:
@@ -159,16 +223,26 @@ def load_spec(path: str | Path) -> SweepSpec:
     if "train.seed" in swept and ("repeats" in raw or "seeds" in raw):
         raise ConfigError(f"{src}: train.seed is swept and repeated; use one of the two")
     halving = _halving(raw.get("halving"), base, swept, src)
+    if halving is not None and len(objectives) > 1:
+        raise ConfigError(f"{src}: halving stops trials on one metric; with several 'metrics' leave it out")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{src}: 'name' must be a non-empty string")
     return SweepSpec(path, name, base_path, base, space, metric, goal, method, n_trials, seed, seeds,
-                     halving, raw)
+                     halving, raw, tuple(objectives), batch, startup)
+
+
+def base_lookup(spec: SweepSpec):
+    """``key -> value`` of the spec's base config (a missing key gives MISSING)."""
+    return lambda key: _lookup(spec.base, key)
 
 
 def plan(spec: SweepSpec, log=print) -> list[Trial]:
-    """Every trial of the sweep, each config built and validated now."""
-    lookup = lambda key: _lookup(spec.base, key)  # noqa: E731
+    """Every trial of the sweep, each config built and validated now (none
+    for tpe, which proposes its trials as the sweep runs)."""
+    lookup = base_lookup(spec)
+    if spec.method == "tpe":
+        return []
     if spec.method == "grid":
         points = spec.space.grid(lookup)
     else:
@@ -179,11 +253,19 @@ def plan(spec: SweepSpec, log=print) -> list[Trial]:
     trials = []
     for point in points:
         for seed in spec.seeds:
-            trials.append(_trial(spec, len(trials), point, seed))
+            trials.append(make_trial(spec, len(trials), point, seed))
     return trials
 
 
-def _trial(spec: SweepSpec, index: int, point: dict, seed: int) -> Trial:
+def examples(spec: SweepSpec) -> list[Trial]:
+    """A few random points of the space, built and validated: a typo in a
+    tpe spec fails before the first trial, as a planned sweep's does."""
+    points, _ = spec.space.sample(EXAMPLE_POINTS, spec.seed, base_lookup(spec))
+    return [make_trial(spec, i, point, spec.seeds[0]) for i, point in enumerate(points or [{}])]
+
+
+def make_trial(spec: SweepSpec, index: int, point: dict, seed: int | None) -> Trial:
+    """Trial ``index`` of the sweep: the base config with ``point`` and ``seed`` set, validated."""
     cfg = copy.deepcopy(spec.base)
     where = f"{spec.path}: trial {index} ({', '.join(f'{k}={short_value(v)}' for k, v in point.items())})"
     for key, value in point.items():
@@ -254,6 +336,34 @@ def _param(key: str, spec: dict, where: str, src: str) -> Param:
     return Param(key, kind, low=low, high=high, log=log, n=n, when=when)
 
 
+def _objectives(section, src: str) -> list[Objective]:
+    names = ", ".join(OBJECTIVES)
+    if not isinstance(section, list) or len(section) < 2:
+        raise ConfigError(f"{src}: 'metrics' must list two or more metrics, e.g. [{{name: val_accuracy, goal: "
+                          f"maximize}}, {{name: params, goal: minimize}}] (one metric: use 'metric'), got {section!r}")
+    objectives = []
+    for i, item in enumerate(section):
+        where = f"metrics[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise ConfigError(f"{src}: {where} must be a mapping {{name: ..., goal: ...}}, got {item!r}")
+        _unknown(item, ("name", "goal"), f"{where}.", src)
+        name = item.get("name")
+        if name not in OBJECTIVES:
+            raise ConfigError(f"{src}: {where}.name is {name!r}; choose one of {names}")
+        goal = item.get("goal", OBJECTIVES[name][1])
+        if goal not in ("maximize", "minimize"):
+            raise ConfigError(f"{src}: {where}.goal is {goal!r}; choose maximize or minimize")
+        if any(o.name == name for o in objectives):
+            raise ConfigError(f"{src}: 'metrics' lists {name} twice")
+        objectives.append(Objective(name, goal))
+    if not any(o.name in METRICS for o in objectives):
+        raise ConfigError(f"{src}: 'metrics' needs val_accuracy or val_loss among them (the validation "
+                          "result the sweep reports and halving would use)")
+    return objectives
+
+
 def _when(when, where: str, src: str) -> dict:
     if when is None:
         return {}
@@ -312,11 +422,20 @@ def _halving(section, base: dict, swept: list[str], src: str) -> Halving | None:
     _unknown(section, HALVING_KEYS, "halving.", src)
     if "train.epochs" in swept:
         raise ConfigError(f"{src}: halving decides the epochs; do not sweep train.epochs with it")
+    rule = section.get("rule", "asha")
+    if rule not in HALVING_RULES:
+        raise ConfigError(f"{src}: halving.rule is {rule!r}; choose one of {', '.join(HALVING_RULES)}")
+    if rule == "median" and "eta" in section:
+        raise ConfigError(f"{src}: halving.eta is for the asha and hyperband rules; the median rule "
+                          "checks every epoch from min_epochs on (its own key: min_trials)")
+    if rule != "median" and "min_trials" in section:
+        raise ConfigError(f"{src}: halving.min_trials is for rule: median")
     epochs = _lookup(base, "train.epochs")
     default_max = epochs if is_integer(epochs) else 10
     h = Halving(min_epochs=_int(section.get("min_epochs", 1), "halving.min_epochs", src, minimum=1),
                 eta=_int(section.get("eta", 3), "halving.eta", src, minimum=2),
-                max_epochs=_int(section.get("max_epochs", default_max), "halving.max_epochs", src, minimum=1))
+                max_epochs=_int(section.get("max_epochs", default_max), "halving.max_epochs", src, minimum=1),
+                rule=rule, min_trials=_int(section.get("min_trials", 3), "halving.min_trials", src, minimum=1))
     if not h.rungs:
         raise ConfigError(f"{src}: halving.min_epochs ({h.min_epochs}) must be below the trials' epochs "
                           f"({h.max_epochs}), or nothing is ever pruned")

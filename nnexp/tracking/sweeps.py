@@ -2,7 +2,7 @@
 
     <store>/sweeps/<sweep-id>/
         spec.yaml      the spec as given
-        plan.json      every trial: index, run id, values, seed
+        plan.json      every trial (of a tpe sweep: proposed so far): index, run id, values, seed
         sweep.json     status, counts, best trial so far (replaced atomically)
         lock           held (flock) while a driver runs the sweep
 
@@ -70,6 +70,14 @@ class SweepFolder:
 
     def write_plan(self, plan: list[dict]) -> None:
         atomic_write_text(self.path / PLAN, json.dumps(plan, indent=1, default=str) + "\n")
+
+    def read_plan(self) -> list:
+        """plan.json's entries; empty if it is missing or unreadable."""
+        try:
+            plan = json.loads((self.path / PLAN).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return plan if isinstance(plan, list) else []
 
     def write_state(self, state: dict) -> None:
         """sweep.json: ``state`` with the time, and the driver's process and host."""
