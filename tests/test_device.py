@@ -111,3 +111,40 @@ def test_resume_on_a_gpu_without_one_changes_nothing(nnexp, tiny_config, store, 
     code, _, err = nnexp("resume", run.name, "--store", store, "--device", "cpu")   # the device it ran on
     assert code == 0, err
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+
+
+def write_gpu_sweep(tmp_path, store):
+    (tmp_path / "base.yaml").write_text(
+        "data: {dataset: mnist, val_size: 200, train_subset: 400}\n"
+        "model: {layers: [{type: dense, units: 10}]}\n"
+        f"train: {{epochs: 1, device: gpu}}\ntracking: {{store: {store}, plots: false}}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("base: base.yaml\nparameters: {optimizer.lr: [0.001, 0.01]}\n")
+    return spec
+
+
+def test_a_gpu_sweep_without_cupy_is_refused_before_the_store_is_touched(nnexp, tmp_path, store, monkeypatch):
+    spec = write_gpu_sweep(tmp_path, store)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    code, _, err = nnexp("sweep", spec, "--store", store)
+    assert code == 2 and "CuPy is not installed" in err
+    assert files(store) == []
+    code, _, err = nnexp("sweep", spec, "--store", store, "--gpus-per-trial", "1")
+    assert code == 2 and "--executor ray" in err
+
+
+def test_local_sweep_workers_take_the_gpus_in_turn():
+    """Four workers on two GPUs: each sees one GPU as its only one, 0 1 0 1."""
+    from nnexp.sweep.executor import LocalExecutor
+
+    executor = LocalExecutor(workers=4, threads=1, gpus=2)
+    events = executor.run(iter(()), 4, None)   # starts the pool; nothing to hand out
+    assert list(events) == []
+    try:
+        seen = []
+        for proc in executor.pool.procs:
+            environ = open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
+            seen += [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"CUDA_VISIBLE_DEVICES=")]
+        assert seen == ["0", "1", "0", "1"]
+    finally:
+        executor.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..devices import array_module
 from ..errors import ConfigError
 from ..sweep import SweepRunner, load_spec, plan
 from ..sweep.ray_executor import connect, import_ray
@@ -19,7 +20,8 @@ from .progress import logger
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
-              help="Trials trained at once, each in its own process [default: number of cores].")
+              help="Trials trained at once, each in its own process [default: number of cores]; "
+                   "with train.device: gpu, trials per GPU [default: 1].")
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
               help="BLAS threads per worker; workers x threads should not exceed the cores.")
 @click.option("--fail-fast", is_flag=True, help="Stop the sweep at the first failed trial.")
@@ -35,12 +37,16 @@ from .progress import logger
               help="Search with this seed instead of the spec's (random, tpe): another sweep, named NAME-seedN.")
 @click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --executor ray: CPUs each trial asks Ray for (and its BLAS threads).")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --executor ray and train.device: gpu: GPUs each trial asks Ray for [default: 1].")
 def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, quiet, executor, address,
-          seed, cpus_per_trial):
+          seed, cpus_per_trial, gpus_per_trial):
     """Run the trials of a sweep SPEC in parallel; running it again resumes it."""
     log = logger(quiet)
     if address and executor != "ray":
         raise ConfigError("--address joins a Ray cluster: use it with --executor ray")
+    if gpus_per_trial is not None and executor != "ray":
+        raise ConfigError("--gpus-per-trial is what a trial asks Ray for: use it with --executor ray")
     if executor == "ray" and not dry_run:
         import_ray()  # before any work: without Ray, say how to install it and exit 2
     spec = load_spec(spec_path, seed=seed)
@@ -49,9 +55,16 @@ def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, qui
     trials = plan(spec, log=log)
     checked = trials or examples(spec)  # a tpe sweep's space, checked on a few random points
     store = store or os.environ.get("NNEXP_STORE") or checked[0].config["tracking"]["store"]
+    gpus = 0
+    if any(trial.config["train"]["device"] == "gpu" for trial in checked):
+        if gpus_per_trial is None:
+            gpus_per_trial = 1.0
+        if executor == "local" and not dry_run:   # CuPy and a GPU, or exit 2, before the store is touched
+            gpus = array_module("gpu").cuda.runtime.getDeviceCount()
+            workers = (workers or 1) * gpus   # --workers is per GPU
     runner = SweepRunner(spec, trials, Path(store), workers=workers, threads_per_worker=threads_per_worker,
                          fail_fast=fail_fast, log=log, progress=not quiet, executor=executor, address=address,
-                         cpus_per_trial=cpus_per_trial)
+                         cpus_per_trial=cpus_per_trial, gpus=gpus, gpus_per_trial=gpus_per_trial or 0.0)
     halving = (f", {spec.halving.rule} halving at epochs {spec.halving.rungs}" if spec.halving else "")
     goals = ", ".join(f"{o.name} to {o.goal}" for o in spec.objectives)
     click.echo(f"sweep {spec.id}: {runner.total} trials ({spec.method}{halving}), {goals}, store {store}", err=True)

@@ -57,14 +57,14 @@ class LocalExecutor:
     stopping = "stopping the workers"
     on_demand = False  # local workers always take payloads one at a time, as they free up
 
-    def __init__(self, workers: int, threads: int):
-        self.workers, self.threads = workers, threads
+    def __init__(self, workers: int, threads: int, gpus: int = 0):
+        self.workers, self.threads, self.gpus = workers, threads, gpus
         self.pool: _Pool | None = None
         self.busy: dict[int, int] = {}  # worker slot -> trial index
 
     def run(self, payloads: Iterable[dict], count: int, rungs) -> Iterator[TrialEvent]:
         """Hand out ``payloads`` (``count`` of them) as workers free up."""
-        self.pool = pool = _Pool(min(self.workers, count), self.threads)
+        self.pool = pool = _Pool(min(self.workers, count), self.threads, self.gpus)
         payloads = iter(payloads)
         more = True
         while more or self.busy:
@@ -118,9 +118,9 @@ class _Pool:
     """Worker processes, each with a duplex pipe; a dead worker is reported as
     a failed event for its trial and replaced."""
 
-    def __init__(self, size: int, threads: int):
+    def __init__(self, size: int, threads: int, gpus: int = 0):
         self.ctx = multiprocessing.get_context("spawn")
-        self.threads = threads
+        self.threads, self.gpus = threads, gpus
         self.procs: list = [None] * size
         self.conns: list = [None] * size
         for slot in range(size):
@@ -129,6 +129,8 @@ class _Pool:
     def _start(self, slot: int) -> None:
         parent, child = self.ctx.Pipe()
         env = {**process_environment(), **{k: str(self.threads) for k in BLAS_ENV}}  # what the worker inherits
+        if self.gpus:   # the workers take the GPUs in turn: slot k sees GPU k mod gpus as its only one
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         saved = {k: os.environ.get(k) for k in env}
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C goes to the driver only
         try:

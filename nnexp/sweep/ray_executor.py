@@ -69,8 +69,8 @@ def connect(address: str | None, log=print):
         try:
             if address:
                 ray.init(address=address, **kwargs)
-            else:
-                ray.init(num_cpus=os.cpu_count(), **kwargs)
+            else:   # "local": a new instance, never one a plain `ray start` left running here
+                ray.init(address="local", num_cpus=os.cpu_count(), **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise NnexpError(f"cannot connect to {where}: {str(exc).splitlines()[0]}") from None
@@ -196,8 +196,10 @@ class RayExecutor:
     stopping = "cancelling the Ray tasks"
     on_demand = False  # True: submit only as many tasks as the cluster runs at once (see executor.py)
 
-    def __init__(self, store: Path, address: str | None, cpus_per_trial: int, log=print):
+    def __init__(self, store: Path, address: str | None, cpus_per_trial: int, log=print,
+                 gpus_per_trial: float = 0.0):
         self.store, self.address, self.cpus_per_trial, self.log = Path(store), address, cpus_per_trial, log
+        self.gpus_per_trial = gpus_per_trial   # Ray's num_gpus for each trial (train.device: gpu)
         self.ray = self.hub = None
         self.pending: dict = {}  # ObjectRef -> (trial index, run id)
 
@@ -212,10 +214,14 @@ class RayExecutor:
         self.hub = hub = ray.remote(num_cpus=0)(Hub).options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote(rungs)
         env = {**process_environment(), **{k: str(self.cpus_per_trial) for k in BLAS_ENV}}
-        task = ray.remote(ray_trial).options(num_cpus=self.cpus_per_trial, max_retries=TASK_RETRIES,
-                                             retry_exceptions=False, runtime_env={"env_vars": env})
+        task = ray.remote(ray_trial).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
+                                             max_retries=TASK_RETRIES, retry_exceptions=False,
+                                             runtime_env={"env_vars": env})
         datasets: dict[str, object] = {}
-        room = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_trial)) if self.on_demand else count
+        resources = ray.cluster_resources()
+        room = max(1, int(min(resources.get("CPU", 1) // self.cpus_per_trial,
+                              resources.get("GPU", 0) // self.gpus_per_trial if self.gpus_per_trial else count))
+                   ) if self.on_demand else count
         payloads, more = iter(payloads), True
         while more or self.pending:
             while more and len(self.pending) < room:

@@ -61,7 +61,8 @@ class SweepResult:
 class SweepRunner:
     def __init__(self, spec: SweepSpec, trials: list[Trial], store: Path, workers: int | None = None,
                  threads_per_worker: int = 1, fail_fast: bool = False, log=print, progress: bool = True,
-                 executor: str = "local", address: str | None = None, cpus_per_trial: int = 1):
+                 executor: str = "local", address: str | None = None, cpus_per_trial: int = 1,
+                 gpus: int = 0, gpus_per_trial: float = 0.0):
         self.spec, self.trials, self.store = spec, trials, Path(store)
         self.id = spec.id
         self.runs = RunStore(self.store)
@@ -71,6 +72,7 @@ class SweepRunner:
         self.threads = threads_per_worker
         self.fail_fast, self.log, self.progress = fail_fast, log, progress
         self.executor, self.address, self.cpus_per_trial = executor, address, cpus_per_trial
+        self.gpus, self.gpus_per_trial = gpus, gpus_per_trial   # GPUs of this machine; Ray's num_gpus per trial
         self.statuses: dict[int, str] = {}
         self.values: dict[int, float] = {}
         self.rungs = make_pruner(spec.halving, spec.goal, len(spec.seeds))
@@ -276,8 +278,8 @@ class SweepRunner:
     # ----------------------------------------------------------- running --
     def _executor(self):
         if self.executor == "ray":
-            return RayExecutor(self.store, self.address, self.cpus_per_trial, self.log)
-        return LocalExecutor(self.workers, self.threads)
+            return RayExecutor(self.store, self.address, self.cpus_per_trial, self.log, self.gpus_per_trial)
+        return LocalExecutor(self.workers, self.threads, self.gpus)
 
     def _run_trials(self, todo: list[Trial]) -> None:
         count = len(todo) + self.total - len(self.trials)
