@@ -83,7 +83,7 @@ def test_where_filters_on_params_metrics_and_tags(nnexp, store):
     code, out, _ = nnexp("compare", "--where", "'baseline' in tags or optimizer.lr >= 1e-1", "--csv",
                          "--store", store)
     lines = out.strip().splitlines()
-    assert lines[0].startswith("id,status,optimizer.lr,optimizer.name") and len(lines) == 3
+    assert lines[0].startswith("id,status,tags,optimizer.lr,optimizer.name") and len(lines) == 3
 
 
 @pytest.mark.parametrize("where, message", [
@@ -142,19 +142,18 @@ def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
 
 
 def test_varied_params_skip_keys_that_only_follow_another():
-    import pandas as pd
-
     from nnexp.compare.table import varied_params
 
-    runs = pd.DataFrame({
+    columns = {
         "param.optimizer.name": ["adam", "sgd", "adam"],
         "param.optimizer.beta1": [0.9, None, 0.9],  # exists for adam only: not a difference of its own
         "param.optimizer.lr": [0.1, 0.1, 0.1],
         "param.train.seed": [0, 1, 2],
         "param.model.layers.1.units": [16, 32, 64],
         "param.model.layers": ["dense(16)", "dense(32)", "dense(64)"],  # text of the line above
-    })
-    assert varied_params(runs) == ["param.optimizer.name", "param.model.layers.1.units"]
+    }
+    rows = [{k: v[i] for k, v in columns.items() if v[i] is not None} for i in range(3)]
+    assert varied_params(rows) == ["param.model.layers.1.units", "param.optimizer.name"]
 
 
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):

@@ -23,6 +23,9 @@ from .options import JSON_OPTION, STORE_OPTION
               "[default: val_accuracy,val_loss,test_accuracy,train_seconds].")
 @click.option("--group/--no-group", default=None, help="Aggregate runs that differ only in their seed "
               "[default: when there are such runs].")
+@click.option("--baseline", default=None, metavar="GROUP",
+              help="Test every group against this one instead of the best: its row number in the table "
+                   "or key=value[,key=value...] of the parameters that differ (e.g. lr=0.001).")
 @click.option("--asc/--desc", "ascending", default=None, help="Sort order [default: best first].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show only the first N rows.")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
@@ -33,10 +36,11 @@ from .options import JSON_OPTION, STORE_OPTION
               help="Write a self-contained HTML report (table and plots).")
 @STORE_OPTION
 @JSON_OPTION
-def compare(run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt, plots_dir, report_path,
-            store, as_json):
-    """Compare runs: what differs, the metrics, and over seeds mean, std, n and 95% CI."""
+def compare(run_refs, sweep_ref, where, sort, agg, metrics, group, baseline, ascending, limit, fmt, plots_dir,
+            report_path, store, as_json):
+    """Compare runs: what differs, the metrics, and over seeds mean, std, n and 95% CI, with each
+    group tested against the best (difference, its CI, p-value, Holm, effect size, seeds needed)."""
     run_compare(store=store, run_refs=run_refs, sweep_ref=sweep_ref, where=where, sort=sort, agg=agg,
                 metrics=metrics, group=group, ascending=ascending, limit=limit,
                 fmt="json" if as_json else (fmt or "text"), plots_dir=plots_dir, report_path=report_path,
-                argv=sys.argv)
+                argv=sys.argv, baseline=baseline)

@@ -7,18 +7,15 @@ import tempfile
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from ..errors import NnexpError
 from ..tracking.run import METRICS
-from .frame import records_frame
-from .report import write_report
 from .select import select_records
-from .table import compare, render
+from .table import REFERENCE, Comparison, compare, render
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
-                plots_dir, report_path, argv) -> None:
+                plots_dir, report_path, argv, baseline=None) -> None:
     records, sweep = select_records(store, run_refs, sweep_ref, where)
     if not records:
         what = " and ".join(filter(None, [
@@ -30,19 +27,22 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
     if goal is None and sweep and sort == sweep.get("metric"):
         goal = sweep.get("goal")
     wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    result = compare(records_frame(records), sort=sort, agg=agg, metrics=wanted, group=group, goal=goal,
-                     limit=limit)
-    click.echo(render(result.table, fmt))
+    result = compare(records, sort=sort, agg=agg, metrics=wanted, group=group, goal=goal, limit=limit,
+                     baseline=baseline)
+    click.echo(render(result, fmt))
     if fmt == "text":
         how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
-        click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
+        click.echo(f"{len(result.records)} runs, {len(result.table_rows)} rows ({how}); sorted by {result.metric} "
                    f"({result.goal})", err=True)
+        if result.reference is not None:
+            click.echo(tests_note(result), err=True)
     if plots_dir or report_path:
         _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv)
 
 
 def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv) -> None:
-    from .plots import comparison_plots  # matplotlib (heavy): only for --plots and --report
+    from .plots import comparison_plots  # matplotlib and pandas (heavy): only for --plots and --report
+    from .report import write_report
 
     curves = _curves(result.runs)
     with tempfile.TemporaryDirectory(prefix="nnexp-compare-") as tmp:
@@ -58,7 +58,9 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv)
         if report_path:
             title = f"nnexp: sweep {sweep['name']}" if sweep else f"nnexp: {len(result.runs)} runs compared"
             notes = [f"command: nnexp {' '.join(shlex.quote(a) for a in argv[1:])}", f"store: {store}",
-                     f"{len(result.runs)} runs; sorted by {result.metric} ({result.goal})"]
+                     f"{len(result.records)} runs; sorted by {result.metric} ({result.goal})"]
+            if result.reference is not None:
+                notes.append(tests_note(result))
             if where:
                 notes.append(f"filter: {where}")
             if sweep:
@@ -68,8 +70,20 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv)
             click.echo(f"report: {report_path}", err=True)
 
 
+def tests_note(result: Comparison) -> str:
+    """What the test columns compare, in one line."""
+    ref = result.reference
+    shown = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "runs" and k in result.columns[:len(result.varied)])
+    return (f"diff, 95% CI, p: each group minus the reference ({shown or 'row 1'}; test '{REFERENCE}'), "
+            f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
+            f"{sum(t is not None for t in result.tests)} groups tested; effect: Hedges' g (welch) or d_z (paired); "
+            f"seeds@80%: seeds per group for 80% power at alpha 0.05")
+
+
 def _curves(runs, limit: int = 2000) -> dict:
     """metrics.csv of each run (the first ``limit`` in the comparison's order)."""
+    import pandas as pd  # with matplotlib, only for --plots and --report
+
     curves = {}
     for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
         try:

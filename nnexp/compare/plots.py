@@ -33,7 +33,8 @@ from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 from ..figure import float_column, saved_figure, widen_short_axes
 from ..values import is_missing
 from .fmt import format_cell
-from .stats import group_summary, importance, summarize, t_quantile
+from .significance import t_quantile
+from .stats import group_summary, importance, summarize
 
 logger = logging.getLogger(__name__)
 
