@@ -36,7 +36,7 @@ def write_run(root, name, start=1000.0, status="completed", epochs=2, age=True):
 
 def make_old(path, seconds=10):
     old = time.time() - seconds
-    for name in ("config.yaml", "metrics.csv", "summary.json"):
+    for name in ("config.yaml", "metrics.csv", "summary.json", ""):  # "": the folder, part of the signature
         if (path / name).exists():
             os.utime(path / name, (old, old))
 

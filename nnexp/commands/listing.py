@@ -20,10 +20,13 @@ from .options import JSON_OPTION, STORE_OPTION
 
 RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params", "train_s", "started")
 SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
+NOTE_WIDTH = 40  # characters of a note a listing shows
 
 
 def run_row(info: RunInfo) -> dict:
+    """The listing's values of one run (RUN_COLUMNS, tags and note), not yet text."""
     s = info.summary
+    tags = s.get("tags")
     return {
         "id": info.id,
         "name": s.get("name"),
@@ -34,23 +37,39 @@ def run_row(info: RunInfo) -> dict:
         "params": s.get("params"),
         "train_s": s.get("train_seconds"),
         "started": s.get("started"),
+        "tags": ",".join(map(str, tags)) if isinstance(tags, list) and tags else None,
+        "note": short_note(s.get("note")),
     }
 
 
-def format_table(rows: list[dict], columns) -> str:
-    """A plain aligned text table; fractions in [0, 1] named *_acc print as percents."""
-    def cell(col, value):
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            if col.endswith("acc"):
-                return f"{value:.2%}"
-            return f"{value:.1f}"
-        if isinstance(value, int) and col == "params":
-            return f"{value:,}"
-        return str(value)
+def short_note(note) -> str | None:
+    """The first line of a note, cut to NOTE_WIDTH characters."""
+    if not isinstance(note, str) or not note.strip():
+        return None
+    line = note.strip().splitlines()[0]
+    return line if len(line) <= NOTE_WIDTH and "\n" not in note.strip() else line[:NOTE_WIDTH - 1] + "…"
 
-    return aligned(list(columns), [[cell(c, r.get(c)) for c in columns] for r in rows])
+
+def cell(col: str, value) -> str:
+    """Fractions in [0, 1] named *_acc as percents, other floats with one decimal, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2%}" if col.endswith("acc") else f"{value:.1f}"
+    if isinstance(value, int) and col == "params":
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(rows: list[dict], columns) -> str:
+    """A plain aligned text table (see ``cell``), one column at a time (a listing of 10,000 runs)."""
+    texts = [[cell(c, r[c] if c in r else None) for r in rows] for c in columns]
+    return aligned(list(columns), [list(row) for row in zip(*texts)])
+
+
+def run_columns(rows: list[dict]) -> tuple[str, ...]:
+    """RUN_COLUMNS, and tags and note where some run has them."""
+    return RUN_COLUMNS + tuple(c for c in ("tags", "note") if any(r[c] for r in rows))
 
 
 @click.command()
@@ -70,14 +89,15 @@ def runs(store, as_json, reindex, sweep_ref, where):
     elif reindex:
         infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
     else:
-        infos = RunStore(store).runs()
+        infos = RunStore(store).runs(brief=not as_json)
     if as_json:
         click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
         return
     if not infos:
         click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
         return
-    click.echo(format_table([run_row(i) for i in infos], RUN_COLUMNS))
+    rows = [run_row(i) for i in infos]
+    click.echo(format_table(rows, run_columns(rows)))
 
 
 @click.command()

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tracking import RunStore
-from .query import filter_records
 from .rows import TOP_COLUMNS, flat_row
+from .select import select_records
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -32,7 +31,4 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 def load_runs(store: str | Path = "runs", where: str | None = None) -> pd.DataFrame:
     """Every readable run of ``store`` (oldest first), optionally filtered by a
     ``--where`` expression (same grammar as ``nnexp compare --where``)."""
-    records = RunStore(store).records()
-    if where:
-        records = filter_records(records, where)
-    return records_frame(records)
+    return records_frame(select_records(store, where=where)[0])

@@ -58,7 +58,8 @@ class _Missing:
 MISSING = _Missing()
 
 # The fields every record has at top level (possibly with a missing value).
-TOP_LEVEL = ("id", "name", "status", "sweep", "trial", "seed", "tags", "dataset", "start_time", "started", "path")
+TOP_LEVEL = ("id", "name", "status", "sweep", "trial", "seed", "tags", "note", "dataset", "start_time", "started",
+             "path")
 
 MAX_DEPTH = 64  # nesting of parentheses and 'not'; deeper is an error, not a RecursionError
 
@@ -386,6 +387,28 @@ class Filter:
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
 
+    def fields(self) -> dict[str, set[str]]:
+        """The record fields ``record_lookup`` may read to resolve this filter's
+        names: {"summary": keys, "params": keys, "metrics": keys}."""
+        out: dict[str, set[str]] = {"summary": set(), "params": set(), "metrics": set()}
+        for name in self.names:
+            if name.startswith("param."):
+                out["params"].add(name[len("param."):])
+            elif name.startswith("metric."):
+                out["metrics"].add(name[len("metric."):])
+            elif name == "status":
+                out["summary"].update(("status", "pid", "host"))  # what live_status looks at
+            elif name == "dataset":
+                out["summary"].add("dataset")
+                out["params"].add("data.dataset")
+            elif name in TOP_LEVEL:
+                if name not in ("id", "path"):
+                    out["summary"].add(name)
+            else:
+                out["metrics"].add(name)
+                out["params"].add(name)
+        return out
+
     def matches(self, lookup: Callable[[str], Any]) -> bool:
         cache: dict[str, Any] = {}
 
@@ -556,6 +579,12 @@ def record_lookup(record: Mapping) -> Callable[[str], Any]:
         return params.get(name, MISSING)
 
     return lookup
+
+
+def unknown_names(flt: Filter, record: Mapping) -> set[str]:
+    """The names of ``flt`` that ``record`` does not have (it may have them with a null value)."""
+    lookup = record_lookup(record)
+    return {name for name in flt.names if name not in TOP_LEVEL and lookup(name) is MISSING}
 
 
 def known_names(records: Iterable[Mapping]) -> set[str]:

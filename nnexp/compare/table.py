@@ -113,6 +113,11 @@ def varied_params(rows: list[dict]) -> list[str]:
 def group_key(value):
     """A hashable stand-in for a cell: numbers by value (1 and 1.0 alike, True
     apart from 1), missing values alike, lists and mappings by their JSON."""
+    kind = type(value)
+    if kind is str:
+        return ("text", value)
+    if kind is float or kind is int:
+        return ("missing",) if value != value else ("number", float(value))
     if is_missing(value):
         return ("missing",)
     value = plain(value)
