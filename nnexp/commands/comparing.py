@@ -1,12 +1,20 @@
-"""``nnexp compare``: runs side by side, over seeds, as a table, plots and a report."""
+"""``nnexp compare`` (runs side by side, over seeds, as a table, plots and a report) and
+``nnexp diff`` (two runs, key by key)."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from ..compare.cli import run_compare
+from ..compare.diff import curve_table, diff_records, plot_curves
+from ..compare.fmt import format_cell
+from ..compare.select import select_records
+from ..errors import ConfigError
+from ..text_table import aligned
+from ..tracking import RunStore
 from .options import JSON_OPTION, STORE_OPTION
 
 
@@ -44,3 +52,51 @@ def compare(run_refs, sweep_ref, where, sort, agg, metrics, group, baseline, asc
                 metrics=metrics, group=group, ascending=ascending, limit=limit,
                 fmt="json" if as_json else (fmt or "text"), plots_dir=plots_dir, report_path=report_path,
                 argv=sys.argv, baseline=baseline)
+
+
+@click.command()
+@click.argument("run_a", metavar="RUN")
+@click.argument("run_b", metavar="RUN")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw both runs' curves overlaid into this PNG file.")
+@STORE_OPTION
+@JSON_OPTION
+def diff(run_a, run_b, plot_path, store, as_json):
+    """How two runs differ: the config keys that differ, the metrics side by side (b - a),
+    and the curves, epoch by epoch (--plot: overlaid in a PNG)."""
+    runs = RunStore(store)
+    a, b = runs.find(run_a), runs.find(run_b)
+    if a.id == b.id:
+        raise ConfigError(f"nnexp diff: {run_a!r} and {run_b!r} are the same run ({a.id})")
+    records = {r["id"]: r for r in select_records(store, (a.id, b.id))[0]}
+    result = diff_records(records[a.id], records[b.id])
+    if plot_path:
+        plot_curves(result, plot_path, ("a", "b"))
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    click.echo(f"a  {a.id}\nb  {b.id}")
+    for row in result["run"]:
+        click.echo(f"{row['field']:<17} a: {_text(row['field'], row['a'])}   b: {_text(row['field'], row['b'])}")
+    n = len(result["params"])
+    click.echo(f"\nconfig: {n} key{'s' if n != 1 else ''} differ, {result['equal_params']} equal")
+    if result["params"]:
+        click.echo(aligned(["key", "a", "b"], [[p["key"], _text(p["key"], p["a"]), _text(p["key"], p["b"])]
+                                               for p in result["params"]]))
+    click.echo("\nmetrics")
+    click.echo(aligned(["metric", "a", "b", "b - a"],
+                       [[m["name"], _text(m["name"], m["a"]), _text(m["name"], m["b"]),
+                         format_cell(f"{m['name']} diff", m["diff"])] for m in result["metrics"]]))
+    header, rows = curve_table(result)
+    if rows:
+        click.echo("\ncurves")
+        click.echo(aligned(header, [[_text("epoch", r[0])] + [_text(h, v) for h, v in zip(header[1:], r[1:])]
+                                    for r in rows]))
+    if plot_path:
+        click.echo(f"\ncurves overlaid: {plot_path}", err=True)
+
+
+def _text(column: str, value) -> str:
+    if column == "epoch" and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return format_cell(column, value)

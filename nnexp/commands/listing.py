@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..compare.fmt import short_note
 from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
@@ -20,7 +21,6 @@ from .options import JSON_OPTION, STORE_OPTION
 
 RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params", "train_s", "started")
 SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
-NOTE_WIDTH = 40  # characters of a note a listing shows
 
 
 def run_row(info: RunInfo) -> dict:
@@ -40,14 +40,6 @@ def run_row(info: RunInfo) -> dict:
         "tags": ",".join(map(str, tags)) if isinstance(tags, list) and tags else None,
         "note": short_note(s.get("note")),
     }
-
-
-def short_note(note) -> str | None:
-    """The first line of a note, cut to NOTE_WIDTH characters."""
-    if not isinstance(note, str) or not note.strip():
-        return None
-    line = note.strip().splitlines()[0]
-    return line if len(line) <= NOTE_WIDTH and "\n" not in note.strip() else line[:NOTE_WIDTH - 1] + "…"
 
 
 def cell(col: str, value) -> str:
@@ -112,11 +104,17 @@ def show(run_ref, store, as_json):
         return
     click.echo(f"run     {info.id}\npath    {info.path}")
     for key, value in info.summary.items():
+        if key == "note":
+            continue  # last, in full
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
         elif isinstance(value, float):
             value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
         click.echo(f"{key:<22}{value}")
+    if info.summary.get("note"):
+        click.echo("note\n" + "\n".join(f"  {line}" for line in str(info.summary["note"]).splitlines()))
     click.echo("files")
     for path in sorted(info.path.rglob("*")):
         if path.is_file():

@@ -7,6 +7,7 @@ import math
 from ..values import is_missing
 
 DIFFERENCES = (" diff", " diff_low", " diff_high")  # signed; of an accuracy in percentage points
+NOTE_WIDTH = 40  # characters of a note a table shows
 
 
 def format_cell(column: str, value) -> str:
@@ -29,4 +30,14 @@ def format_cell(column: str, value) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
+    if column == "note":
+        return short_note(value) or "-"
     return str(value)
+
+
+def short_note(note) -> str | None:
+    """The first line of a note, cut to NOTE_WIDTH characters."""
+    if not isinstance(note, str) or not note.strip():
+        return None
+    line = note.strip().splitlines()[0]
+    return line if len(line) <= NOTE_WIDTH and "\n" not in note.strip() else line[:NOTE_WIDTH - 1] + "…"

@@ -29,7 +29,7 @@ from ..errors import ConfigError, NnexpError
 from ..text_table import aligned, markdown
 from ..values import is_missing, is_number, plain
 from .fmt import format_cell
-from .rows import flat_row
+from .rows import flat_row, group_key
 from .significance import against_reference, summarize_values
 
 SEED = "param.train.seed"
@@ -108,26 +108,6 @@ def varied_params(rows: list[dict]) -> list[str]:
     if any(c.startswith("param.model.layers.") for c in varied):  # the layers text only repeats them
         varied = [c for c in varied if c != "param.model.layers"]
     return varied
-
-
-def group_key(value):
-    """A hashable stand-in for a cell: numbers by value (1 and 1.0 alike, True
-    apart from 1), missing values alike, lists and mappings by their JSON."""
-    kind = type(value)
-    if kind is str:
-        return ("text", value)
-    if kind is float or kind is int:
-        return ("missing",) if value != value else ("number", float(value))
-    if is_missing(value):
-        return ("missing",)
-    value = plain(value)
-    if isinstance(value, bool):
-        return ("bool", value)
-    if is_number(value):
-        return ("number", float(value))
-    if isinstance(value, str):
-        return ("text", value)
-    return ("json", json.dumps(value, default=str, sort_keys=True))
 
 
 def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final", metrics=None,

@@ -346,13 +346,19 @@ def live_status(summary: dict) -> str | None:
     pid = summary.get("pid")
     if status != RUNNING or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
         return status
+    return status if process_alive(pid) else DEAD
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists and is not a zombie (a process
+    of another user counts as alive)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
-        return DEAD
+        return False
     except (PermissionError, OverflowError, OSError):
         pass
-    return DEAD if _is_zombie(pid) else status
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:
