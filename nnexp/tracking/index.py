@@ -395,6 +395,8 @@ class RunIndex:
         """Build a folder's record (appended to ``records`` if the selection keeps
         it) and its new index row."""
         record, new_row = _build(run_dir, name, sig, now_ns)
+        if record is None and not os.path.isdir(run_dir):
+            return  # removed (nnexp rm) between the stat and the read: gone, not damaged
         changed.append(new_row)
         if record is None:
             warn(f"skipping {new_row[8]}")
