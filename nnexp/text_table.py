@@ -11,9 +11,8 @@ def aligned(header: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns two spaces apart, the header first; no trailing spaces."""
     columns = list(zip(*rows)) if rows else [()] * len(header)
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(header, columns)]
-    last = len(header) - 1
-    return "\n".join("  ".join([v.ljust(w) for v, w in zip(line[:last], widths)] + list(line[last:])).rstrip()
-                     for line in [header] + rows)
+    line = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format  # one C call per line
+    return "\n".join([line(*header).rstrip()] + [line(*row).rstrip() for row in rows])
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:

@@ -23,25 +23,6 @@ RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params"
 SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
 
 
-def run_row(info: RunInfo) -> dict:
-    """The listing's values of one run (RUN_COLUMNS, tags and note), not yet text."""
-    s = info.summary
-    tags = s.get("tags")
-    return {
-        "id": info.id,
-        "name": s.get("name"),
-        "status": live_status(s),
-        "epochs": f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}",
-        "val_acc": s.get("final_val_accuracy"),
-        "test_acc": s.get("test_accuracy"),
-        "params": s.get("params"),
-        "train_s": s.get("train_seconds"),
-        "started": s.get("started"),
-        "tags": ",".join(map(str, tags)) if isinstance(tags, list) and tags else None,
-        "note": short_note(s.get("note")),
-    }
-
-
 def cell(col: str, value) -> str:
     """Fractions in [0, 1] named *_acc as percents, other floats with one decimal, '-' for none."""
     if value is None:
@@ -59,9 +40,29 @@ def format_table(rows: list[dict], columns) -> str:
     return aligned(list(columns), [list(row) for row in zip(*texts)])
 
 
-def run_columns(rows: list[dict]) -> tuple[str, ...]:
-    """RUN_COLUMNS, and tags and note where some run has them."""
-    return RUN_COLUMNS + tuple(c for c in ("tags", "note") if any(r[c] for r in rows))
+def run_table(infos: list[RunInfo]) -> str:
+    """The listing of ``infos`` as text (RUN_COLUMNS, then tags and note where some run
+    has them), built column by column: a listing of 10,000 runs spent a third of its
+    time formatting cell by cell."""
+    summaries = [i.summary for i in infos]
+    tags = [s.get("tags") for s in summaries]
+    tags = [",".join(map(str, t)) if isinstance(t, list) and t else "-" for t in tags]
+    notes = [short_note(s.get("note")) or "-" for s in summaries]
+    texts = [
+        [i.id for i in infos],
+        [cell("name", s.get("name")) for s in summaries],
+        [cell("status", live_status(s)) for s in summaries],
+        [f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}" for s in summaries],
+    ]
+    for key, column in (("final_val_accuracy", "val_acc"), ("test_accuracy", "test_acc"), ("params", "params"),
+                        ("train_seconds", "train_s"), ("started", "started")):
+        texts.append([cell(column, s.get(key)) for s in summaries])
+    columns = list(RUN_COLUMNS)
+    for column, values in (("tags", tags), ("note", notes)):
+        if any(v != "-" for v in values):
+            columns.append(column)
+            texts.append(values)
+    return aligned(columns, list(zip(*texts)))
 
 
 @click.command()
@@ -88,8 +89,7 @@ def runs(store, as_json, reindex, sweep_ref, where):
     if not infos:
         click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
         return
-    rows = [run_row(i) for i in infos]
-    click.echo(format_table(rows, run_columns(rows)))
+    click.echo(run_table(infos))
 
 
 @click.command()

@@ -383,6 +383,7 @@ class Filter:
         self.text = text
         self.tree = tree
         self.names = set(names)
+        self._test = None  # the tree as nested closures, made on first use (a filter tests thousands of runs)
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
@@ -417,7 +418,9 @@ class Filter:
                 cache[name] = _normalize(lookup(name))
             return cache[name]
 
-        return _evaluate(self.tree, get)
+        if self._test is None:
+            self._test = _compile(self.tree)
+        return self._test(get)
 
 
 def parse(text: str) -> Filter:
@@ -506,35 +509,38 @@ def _truthy(x) -> bool:
     return True
 
 
-def _operand(node, get):
+def _compile(node) -> Callable:
+    """The tree as a function of ``get`` (name -> normalized value), literals
+    normalized once: ``or``/``and``/``not`` as in Python, a value alone by
+    _truthy, comparisons by _equal, _contains and _ordered."""
     kind = node[0]
-    if kind == "name":
-        return get(node[1])
-    if kind == "lit":
-        return _normalize(node[1])
-    return [_normalize(v) for v in node[1]]
-
-
-def _evaluate(node, get) -> bool:
-    kind = node[0]
-    if kind == "or":
-        return any(_evaluate(child, get) for child in node[1])
-    if kind == "and":
-        return all(_evaluate(child, get) for child in node[1])
+    if kind in ("or", "and"):
+        parts = [_compile(child) for child in node[1]]
+        return (lambda get: any(p(get) for p in parts)) if kind == "or" else (lambda get: all(p(get) for p in parts))
     if kind == "not":
-        return not _evaluate(node[1], get)
+        inner = _compile(node[1])
+        return lambda get: not inner(get)
     if kind == "truth":
-        return _truthy(_operand(node[1], get))
-    op, a, b = node[1], _operand(node[2], get), _operand(node[3], get)
+        value = _compiled_operand(node[1])
+        return lambda get: _truthy(value(get))
+    op, a, b = node[1], _compiled_operand(node[2]), _compiled_operand(node[3])
     if op == "==":
-        return _equal(a, b)
+        return lambda get: _equal(a(get), b(get))
     if op == "!=":
-        return not _equal(a, b)
+        return lambda get: not _equal(a(get), b(get))
     if op == "in":
-        return _contains(b, a)
+        return lambda get: _contains(b(get), a(get))
     if op == "not in":
-        return not _contains(b, a)
-    return _ordered(op, a, b)
+        return lambda get: not _contains(b(get), a(get))
+    return lambda get: _ordered(op, a(get), b(get))
+
+
+def _compiled_operand(node) -> Callable:
+    if node[0] == "name":
+        name = node[1]
+        return lambda get: get(name)
+    value = _normalize(node[1]) if node[0] == "lit" else [_normalize(v) for v in node[1]]
+    return lambda get: value
 
 
 # --------------------------------------------------------------------------- records

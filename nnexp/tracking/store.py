@@ -35,11 +35,12 @@ def slugify(name: str) -> str:
 class RunInfo:
     """What a listing knows about a run: its folder and its parsed summary."""
 
-    __slots__ = ("_path", "summary")
+    __slots__ = ("_path", "summary", "_id")
 
-    def __init__(self, path, summary: dict):
+    def __init__(self, path, summary: dict, run_id: str | None = None):
         self._path = path  # a str stays one until asked for: a Path each costs a listing of 10,000 runs 50 ms
         self.summary = summary
+        self._id = run_id
 
     @property
     def path(self) -> Path:
@@ -49,7 +50,9 @@ class RunInfo:
 
     @property
     def id(self) -> str:
-        return os.path.basename(self._path) if isinstance(self._path, str) else self._path.name
+        if self._id is None:
+            self._id = os.path.basename(self._path) if isinstance(self._path, str) else self._path.name
+        return self._id
 
     def __eq__(self, other) -> bool:
         return isinstance(other, RunInfo) and (str(self._path), self.summary) == (str(other._path), other.summary)
@@ -124,7 +127,8 @@ class RunStore:
         """Every readable run as (folder, summary), oldest first; damaged ones
         are skipped with a warning. ``brief``: only the summary fields a
         listing shows (records.BRIEF_FIELDS), which is quicker to read."""
-        return [RunInfo(r["path"], r["summary"]) for r in RunIndex(self.root).sync(warn, full=False, brief=brief)]
+        return [RunInfo(r["path"], r["summary"], r["id"])
+                for r in RunIndex(self.root).sync(warn, full=False, brief=brief)]
 
     def annotate(self, run_id: str, add=(), remove=(), note=KEEP) -> dict:
         """Change run ``run_id``'s tags and note (see annotations.py) and re-index it."""
