@@ -65,7 +65,8 @@ def diff(run_a, run_b, plot_path, store, as_json):
     """How two runs differ: the config keys that differ, the metrics side by side (b - a),
     and the curves, epoch by epoch (--plot: overlaid in a PNG)."""
     runs = RunStore(store)
-    a, b = runs.find(run_a), runs.find(run_b)
+    listing = runs.runs()
+    a, b = runs.find(run_a, listing), runs.find(run_b, listing)
     if a.id == b.id:
         raise ConfigError(f"nnexp diff: {run_a!r} and {run_b!r} are the same run ({a.id})")
     records = {r["id"]: r for r in select_records(store, (a.id, b.id))[0]}

@@ -23,7 +23,8 @@ def select_records(store, run_refs=(), sweep_ref=None, where=None) -> tuple[list
     flt = parse(where) if where else None  # a syntax error before the store is read
     store = RunStore(store)
     sweep = find_sweep(store.root, sweep_ref) if sweep_ref else None
-    wanted = {store.find(ref).id for ref in run_refs} if run_refs else None
+    listing = store.runs() if run_refs else None
+    wanted = {store.find(ref, listing).id for ref in run_refs} if run_refs else None
     sweep_id = sweep["id"] if sweep else None
     if flt is None and sweep_id is None and wanted is None:
         return store.records(), None

@@ -194,17 +194,16 @@ class Selection:
 
 
 def _extracts(selection: Selection) -> list[tuple[str, str, str]] | None:
-    """(section, key, SQL expression) for each field of ``selection``; None where
-    SQLite cannot extract them (too old, or a key no JSON path can name)."""
+    """(section, key, JSON path) for each field of ``selection``; None where SQLite
+    cannot extract them (too old, or a key no JSON path can name)."""
     if not _JSON_ARROW:
         return None
     out = []
     for section, keys in selection.fields.items():
-        for key in keys:
-            if not isinstance(key, str) or '"' in key or "\\" in key or "'" in key:
+        for key in sorted(keys):
+            if not isinstance(key, str) or '"' in key or "\\" in key:
                 return None
-            path = f'$."{key}"' if section == "summary" else f'$.{section}."{key}"'
-            out.append((section, key, f"{'summary' if section == 'summary' else 'rest'} -> '{path}'"))
+            out.append((section, key, f'$."{key}"' if section == "summary" else f'$.{section}."{key}"'))
     return out
 
 
@@ -314,8 +313,9 @@ class RunIndex:
             rest = "rest" if part == RECORD else "NULL"
             rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {summary}, {rest} FROM runs").fetchall()
             return {row[0]: (row[1:n], row[n], row[n + 1], row[n + 2], None) for row in rows}
-        wanted = "".join(f", {sql}" for _, _, sql in extracts)
-        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error{wanted} FROM runs").fetchall()
+        wanted = "".join(f", {'summary' if section == 'summary' else 'rest'} -> ?" for section, _, _ in extracts)
+        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error{wanted} FROM runs",
+                            [path for _, _, path in extracts]).fetchall()
         texts = [t for row in rows for t in row[n + 1:] if t is not None]
         values = iter(_decode(texts) or [None] * len(texts))  # a damaged text reads as null: the row is kept
         known = {}

@@ -142,12 +142,13 @@ class RunStore:
         info = self.find(ref)
         return RunInfo(info.path, annotated_summary(info.path, info.id))
 
-    def find(self, ref: str) -> RunInfo:
+    def find(self, ref: str, runs: list[RunInfo] | None = None) -> RunInfo:
         """Like resolve, with the brief summary the listing has (quicker: for
-        commands that need only the run's id and folder)."""
+        commands that need only the run's id and folder). ``runs``: the
+        listing to look in (default: the store's now; one listing for many refs)."""
         if not _REF_RE.match(ref or "") or ".." in ref:
             raise RunNotFound(f"{ref!r} is not a valid run id or name (letters, digits, '.', '_', '-')")
-        runs = self.runs()
+        runs = self.runs() if runs is None else runs
         if not runs and not (self.root / ref).is_dir():
             raise RunNotFound(f"no runs in store {self.root}")
         if ref in ("latest", "last"):
