@@ -140,6 +140,7 @@ def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
     assert {"learning_curves.png", "best_so_far.png"} <= pngs and any(n.startswith("metric_vs_") for n in pngs)
     html = report.read_text()
     assert html.count("data:image/png;base64,") == len(pngs) and "s-aaaa" in html
+    assert ">p_holm<" in html and ">paired<" in html and "adjusted over the 1 group tested" in html
 
 
 def test_varied_params_skip_keys_that_only_follow_another():
@@ -235,7 +236,7 @@ def test_the_comparison_keeps_its_statistics_for_other_callers(three_groups):
     from nnexp.compare.table import compare
 
     result = compare(select_records(three_groups)[0], limit=1)
-    assert len(result.table_rows) == 1 and len(result.tests) == 1 and result.tests[0] is None
+    assert len(result.table_rows) == 1 and len(result.tests) == 1 and result.tests[0] is None and result.tested == 2
     assert result.reference["optimizer.lr"] == 0.01 and result.reference["test"] == "ref"
     full = compare(select_records(three_groups)[0])
     assert [t["test"] if t else None for t in full.tests] == [None, "welch", "paired"]

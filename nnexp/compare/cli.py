@@ -74,9 +74,10 @@ def tests_note(result: Comparison) -> str:
     """What the test columns compare, in one line."""
     ref = result.reference
     shown = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "runs" and k in result.columns[:len(result.varied)])
+    tested = result.tested
     return (f"diff, 95% CI, p: each group minus the reference ({shown or 'row 1'}; test '{REFERENCE}'), "
             f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
-            f"{sum(t is not None for t in result.tests)} groups tested; effect: Hedges' g (welch) or d_z (paired); "
+            f"{tested} group{'s' if tested != 1 else ''} tested; effect: Hedges' g (welch) or d_z (paired); "
             f"seeds@80%: seeds per group for 80% power at alpha 0.05")
 
 

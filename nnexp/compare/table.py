@@ -67,6 +67,7 @@ class Comparison:
     grouped: bool
     tests: list[dict | None] = field(default_factory=list)
     reference: dict | None = None
+    tested: int = 0  # groups tested against the reference (Holm's m), whether or not ``limit`` cut them
 
     @cached_property
     def runs(self):
@@ -146,10 +147,11 @@ def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final",
             columns, tests, reference = _add_tests(columns, table_rows, members, rows, sort_col, varied, baseline)
     else:
         columns, table_rows = _run_table([rows[i] for i in order], varied, shown)
+    tested = sum(t is not None for t in tests)
     if limit is not None:
         table_rows, tests = table_rows[:limit], tests[:limit]
     records, rows = [records[i] for i in order], [rows[i] for i in order]
-    return Comparison(records, rows, varied, sort_col, goal, columns, table_rows, group, tests, reference)
+    return Comparison(records, rows, varied, sort_col, goal, columns, table_rows, group, tests, reference, tested)
 
 
 def _sort_column(rows: list[dict], present: set, sort: str, agg: str) -> str:
