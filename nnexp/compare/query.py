@@ -393,22 +393,31 @@ class Filter:
         names: {"summary": keys, "params": keys, "metrics": keys}."""
         out: dict[str, set[str]] = {"summary": set(), "params": set(), "metrics": set()}
         for name in self.names:
-            if name.startswith("param."):
-                out["params"].add(name[len("param."):])
-            elif name.startswith("metric."):
-                out["metrics"].add(name[len("metric."):])
-            elif name == "status":
-                out["summary"].update(("status", "pid", "host"))  # what live_status looks at
-            elif name == "dataset":
-                out["summary"].add("dataset")
-                out["params"].add("data.dataset")
-            elif name in TOP_LEVEL:
-                if name not in ("id", "path"):
-                    out["summary"].add(name)
-            else:
-                out["metrics"].add(name)
-                out["params"].add(name)
+            for section, key in _locations(name):
+                out[section].add(key)
         return out
+
+    def necessary(self) -> list[tuple[list[tuple[str, str]], str, Any]]:
+        """Conditions every matching run meets, for a store's index to test before
+        parsing records: (locations, op, literal) for each top-level ``and`` part
+        of the form ``name op literal`` (op ==, <, <=, > or >=; literal a string
+        or a number). The value a run has at one of the locations (section,
+        key) satisfies ``op literal``; the filter itself still decides."""
+        parts = []
+        for node in _conjuncts(self.tree):
+            if node[0] != "cmp" or node[1] not in _FLIPPED:
+                continue
+            op, a, b = node[1], node[2], node[3]
+            if a[0] == "lit" and b[0] == "name":
+                op, a, b = _FLIPPED[op], b, a
+            if a[0] != "name" or b[0] != "lit" or isinstance(b[1], bool) or not isinstance(b[1], (str, int, float)):
+                continue
+            if isinstance(b[1], float) and b[1] != b[1]:
+                continue
+            locations = _locations(a[1])
+            if locations and a[1] not in _COMPUTED:
+                parts.append((locations, op, b[1]))
+        return parts
 
     def matches(self, lookup: Callable[[str], Any]) -> bool:
         cache: dict[str, Any] = {}
@@ -421,6 +430,34 @@ class Filter:
         if self._test is None:
             self._test = _compile(self.tree)
         return self._test(get)
+
+
+_FLIPPED = {"==": "==", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_COMPUTED = ("status", "id", "path")  # not stored as such: live_status, the folder's name and path
+
+
+def _conjuncts(node) -> list:
+    """The parts of a top-level ``and`` (nested ones flattened), or the node itself."""
+    if node[0] != "and":
+        return [node]
+    return [part for child in node[1] for part in _conjuncts(child)]
+
+
+def _locations(name: str) -> list[tuple[str, str]]:
+    """Where record_lookup may find ``name``: (section, key) pairs."""
+    if name.startswith("param."):
+        return [("params", name[len("param."):])]
+    if name.startswith("metric."):
+        return [("metrics", name[len("metric."):])]
+    if name == "status":
+        return [("summary", "status"), ("summary", "pid"), ("summary", "host")]  # what live_status looks at
+    if name == "dataset":
+        return [("summary", "dataset"), ("params", "data.dataset")]
+    if name in ("id", "path"):
+        return []
+    if name in TOP_LEVEL:
+        return [("summary", name)]
+    return [("metrics", name), ("params", name)]
 
 
 def parse(text: str) -> Filter:

@@ -30,7 +30,7 @@ def select_records(store, run_refs=(), sweep_ref=None, where=None) -> tuple[list
         return store.records(), None
 
     unknown = set(flt.names) if flt is not None else set()
-    candidates = []  # whether any run passed the references and the sweep
+    candidates = []  # whether keep saw a run of the references and the sweep
 
     def chosen(record: dict) -> bool:
         if wanted is not None and record["id"] not in wanted:
@@ -48,10 +48,16 @@ def select_records(store, run_refs=(), sweep_ref=None, where=None) -> tuple[list
     fields = flt.fields() if flt is not None else {"summary": set(), "params": set(), "metrics": set()}
     if sweep_id is not None:
         fields["summary"].add("sweep")
-    records = store.records(selection=Selection(fields, chosen))
-    if unknown and candidates:  # a typo: name it, with the closest name the chosen runs have
+    necessary = flt.necessary() if flt is not None else []
+    if sweep_id is not None:
+        necessary.append(([("summary", "sweep")], "==", sweep_id))
+    records = store.records(selection=Selection(fields, chosen, necessary))
+    if flt is not None and ((unknown and candidates) or not records):
+        # A name no run the filter looked at has: a typo, or a field only runs ruled out
+        # earlier have. Decide on all the runs of the references and the sweep.
         everything = [r for r in store.records()
                       if (wanted is None or r["id"] in wanted)
                       and (sweep_id is None or (r.get("summary") or {}).get("sweep") == sweep_id)]
-        check_names(flt, known_names(everything))
+        if everything:
+            check_names(flt, known_names(everything))
     return records, sweep

@@ -37,10 +37,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
@@ -63,6 +64,8 @@ _SUFFIXES = tuple(os.sep + name if name else "" for name in SIGNATURE_FILES)
 RECORD, SUMMARY_ONLY, BRIEF = "record", "summary", "brief"
 # SQLite's -> operator (3.38) returns a JSON value as JSON text, keeping true apart from 1.
 _JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)
+_REJECTED = object()  # a row the selection's necessary conditions rule out
+_LATE = object()  # a row the selection decides on once it is parsed whole
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -187,10 +190,87 @@ class Selection:
     looks at; ``keep(record)`` is called with a record (id, path, summary,
     params, metrics) that holds at least those keys where the run has them,
     and says whether the run is wanted. Only wanted runs are parsed whole.
+    ``necessary`` lists conditions every wanted run meets, ([(section, key),
+    ...], op, literal): the value at one of the locations compares to the
+    literal as ``op`` says (==, <, <=, >, >=). SQLite tests them first, so
+    that ``keep`` sees only the runs that pass them.
     """
 
     fields: dict
     keep: Callable[[dict], bool]
+    necessary: list = field(default_factory=list)  # (locations, op, literal): see Filter.necessary in compare/query.py
+
+
+def _column(section: str) -> str:
+    return "summary" if section == "summary" else "rest"
+
+
+def _json_path(section: str, key: str) -> str:
+    return f'$."{key}"' if section == "summary" else f'$.{section}."{key}"'
+
+
+_NUMBER = re.compile(r"-?(?:Infinity|NaN|[0-9][0-9.eE+-]*)")
+
+
+def _searchable(necessary) -> bool:
+    """Whether the keys can be searched for as the index writes them (see _may_pass)."""
+    return all(isinstance(key, str) for locations, _, _ in necessary for _, key in locations)
+
+
+def _search_patterns(necessary) -> list[list[tuple]]:
+    """The necessary conditions as what to look for in a row's JSON texts, as
+    the index writes them (compact and ASCII: a key and its value are the
+    text ``"key":value``): for each condition, (column, text before the
+    value, op, literal) for each location (see _may_pass)."""
+    conditions = []
+    for locations, op, literal in necessary:
+        options = []
+        for section, key in locations:
+            head = json.dumps(key) + ":"
+            if isinstance(literal, str):
+                options.append((_column(section), head + json.dumps(literal) if op == "==" else head + '"', None, None))
+            else:
+                options.append((_column(section), head, op, literal))
+        conditions.append(options)
+    return conditions
+
+
+def _may_pass(patterns: list[list[tuple]], texts: dict) -> bool:
+    """Whether a row ({column: JSON text}) may meet every necessary condition:
+    False only when no location holds a value that meets it. A string may
+    meet any ordered condition, and a match anywhere in the text counts
+    (params and metrics share one text); the filter decides afterwards."""
+    for options in patterns:
+        for column, head, op, literal in options:
+            text = texts.get(column)
+            if text is None:
+                continue
+            if op is None:
+                if head in text:
+                    break
+            elif head in text and _number_may_pass(text, head, op, literal):
+                break
+        else:
+            return False
+    return True
+
+
+def _number_may_pass(text: str, head: str, op: str, literal) -> bool:
+    """Whether a number written after ``head`` in ``text`` meets ``op literal``
+    (Python writes floats so that they read back exactly)."""
+    at = text.find(head)
+    while at >= 0:
+        match = _NUMBER.match(text, at + len(head))
+        if match:
+            try:
+                value = float(match.group())
+            except ValueError:
+                value = None
+            if value is not None and ((op == "==" and value == literal) or (op in (">", ">=") and value >= literal)
+                                      or (op in ("<", "<=") and value <= literal)):
+                return True
+        at = text.find(head, at + len(head))
+    return False
 
 
 def _extracts(selection: Selection) -> list[tuple[str, str, str]] | None:
@@ -203,7 +283,7 @@ def _extracts(selection: Selection) -> list[tuple[str, str, str]] | None:
         for key in sorted(keys):
             if not isinstance(key, str) or '"' in key or "\\" in key:
                 return None
-            out.append((section, key, f'$."{key}"' if section == "summary" else f'$.{section}."{key}"'))
+            out.append((section, key, _json_path(section, key)))
     return out
 
 
@@ -248,9 +328,6 @@ class RunIndex:
         keeps are returned.
         """
         part = RECORD if full else (BRIEF if brief else SUMMARY_ONLY)
-        # A selection SQLite cannot look into is applied to whole records, parsed first.
-        extracts = _extracts(selection) if selection is not None else None
-        late = selection if selection is not None and extracts is None else None
         warn = warn or _stderr_warn
         if not self.root.is_dir():
             if self.root.exists() and not self.root.is_dir():  # is_dir again: another process may just have made it
@@ -265,12 +342,12 @@ class RunIndex:
             known = {}
             if conn is not None:
                 try:
-                    known = self._load(conn, RECORD if late else part, extracts)
+                    known = self._load(conn, part, selection)
                 except sqlite3.DatabaseError as exc:  # opened, but its pages are damaged
                     conn.close()
                     conn, writable = self._reopen_damaged(exc, warn)
-            records, changed, gone = self._scan(known, warn, force, part, selection, late,
-                                                lambda names: self._texts(conn, names, part))
+            records, changed, gone = self._scan(known, warn, force, part, selection,
+                                                lambda names, whole: self._texts(conn, names, whole, part))
             if conn is not None and writable and (changed or gone):
                 self._write(conn, changed, gone, warn)
             elif changed and conn is not None and not writable:
@@ -300,22 +377,41 @@ class RunIndex:
                     conn.close()
         return self.sync(warn, force=True)
 
-    def _load(self, conn, part: str, extracts: list | None) -> dict:
-        """{id: (signature, error, summary JSON, rest JSON, partial record)} of every row.
+    def _load(self, conn, part: str, selection: Selection | None) -> dict:
+        """{id: (signature, error, summary JSON, rest JSON, verdict)} of every row.
 
-        Without ``extracts`` the partial record is None. With them (see
-        _extracts) it holds those fields, and the JSON texts are None: they
-        are fetched afterwards (``_texts``), for the rows the selection keeps.
+        The verdict says what the ``selection`` makes of an unchanged row:
+        None (no selection: take it), _REJECTED (it fails a necessary
+        condition), _LATE (decide on the whole record, once parsed), or a
+        partial record holding the selection's fields (decide on it now).
+        JSON texts that are None are fetched later (``_texts``), for the rows
+        that are taken.
         """
         n = 1 + _SIG_LEN
-        if extracts is None:
-            summary = "brief" if part == BRIEF else "summary"
-            rest = "rest" if part == RECORD else "NULL"
-            rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {summary}, {rest} FROM runs").fetchall()
-            return {row[0]: (row[1:n], row[n], row[n + 1], row[n + 2], None) for row in rows}
-        wanted = "".join(f", {'summary' if section == 'summary' else 'rest'} -> ?" for section, _, _ in extracts)
-        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error{wanted} FROM runs",
-                            [path for _, _, path in extracts]).fetchall()
+        if selection is not None and selection.necessary and _searchable(selection.necessary):
+            return self._load_searching(conn, selection.necessary)
+        extracts = _extracts(selection) if selection is not None else None
+        if extracts is not None:
+            wanted = "".join(f", {_column(section)} -> ?" for section, _, _ in extracts)
+            try:
+                rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error{wanted} FROM runs",
+                                    [path for _, _, path in extracts]).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "JSON" not in str(exc):
+                    raise
+                rows = None  # a row SQLite's JSON parser refuses (a NaN Python wrote): parse them all here
+            if rows is not None:
+                return self._partials(rows, extracts)
+        summary = "brief" if part == BRIEF and selection is None else "summary"
+        rest = "rest" if part == RECORD or selection is not None else "NULL"
+        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {summary}, {rest} FROM runs").fetchall()
+        verdict = None if selection is None else _LATE
+        return {row[0]: (row[1:n], row[n], row[n + 1], row[n + 2], verdict) for row in rows}
+
+    @staticmethod
+    def _partials(rows: list[tuple], extracts: list) -> dict:
+        """Verdicts from the JSON texts SQLite extracted (after the signature and error)."""
+        n = 1 + _SIG_LEN
         texts = [t for row in rows for t in row[n + 1:] if t is not None]
         values = iter(_decode(texts) or [None] * len(texts))  # a damaged text reads as null: the row is kept
         known = {}
@@ -327,10 +423,26 @@ class RunIndex:
             known[row[0]] = (row[1:n], row[n], None, None, partial)
         return known
 
-    def _texts(self, conn, names: list[str], part: str) -> dict:
-        """{id: (summary JSON, rest JSON)} of the rows ``names`` (ids without a row are missing)."""
-        summary = "brief" if part == BRIEF else "summary"
-        rest = "rest" if part == RECORD else "NULL"
+    @staticmethod
+    def _load_searching(conn, necessary) -> dict:
+        """Verdicts from searching each row's JSON text for the values the necessary
+        conditions need (see _may_pass): _REJECTED or _LATE."""
+        n = 1 + _SIG_LEN
+        patterns = _search_patterns(necessary)
+        columns = sorted({_column(section) for locations, _, _ in necessary for section, _ in locations})
+        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {', '.join(columns)} FROM runs").fetchall()
+        known = {}
+        for row in rows:
+            texts = dict(zip(columns, row[n + 1:]))
+            verdict = _LATE if row[n] is not None or _may_pass(patterns, texts) else _REJECTED
+            known[row[0]] = (row[1:n], row[n], texts.get("summary"), texts.get("rest"), verdict)
+        return known
+
+    def _texts(self, conn, names: list[str], whole: bool, part: str) -> dict:
+        """{id: (summary JSON, rest JSON)} of the rows ``names`` (ids without a row
+        are missing): the whole summary and the rest, or what ``part`` needs."""
+        summary = "brief" if part == BRIEF and not whole else "summary"
+        rest = "rest" if part == RECORD or whole else "NULL"
         rows = conn.execute(f"SELECT id, {summary}, {rest} FROM runs WHERE id IN (SELECT value FROM json_each(?))",
                             (json.dumps(names),)).fetchall()
         return {row[0]: (row[1], row[2]) for row in rows}
@@ -347,15 +459,14 @@ class RunIndex:
         warn(f"run index {self.path} unreadable ({exc}); reading the run folders directly")
         return None, False
 
-    def _scan(self, known: dict, warn, force: bool, part: str, selection: Selection | None,
-              late: Selection | None, texts):
+    def _scan(self, known: dict, warn, force: bool, part: str, selection: Selection | None, texts):
         """Stat every run folder; reuse known records whose signature matches.
 
         Returns (records, changed rows to write, ids of vanished folders).
         Rows are only deleted if they were in ``known`` (loaded before the
         scan), so a folder created by another process while this scan runs is
-        never deleted from the index. ``texts(ids)`` fetches the JSON of rows
-        loaded without it.
+        never deleted from the index. ``texts(ids, whole)`` fetches the JSON of
+        rows loaded without it.
         """
         now_ns = time.time_ns()
         root = os.fspath(self.root)
@@ -375,19 +486,25 @@ class RunIndex:
                 continue  # not a run folder (or one being created): no summary.json yet
             seen.add(name)
             row = known.get(name)
-            full = part == RECORD or late is not None
-            if (row is not None and not force and row[0] == sig
-                    and (row[1] is not None or row[4] is not None or not full or row[3])):
+            if row is not None and not force and row[0] == sig:
+                verdict = row[4]
                 if row[1] is not None:
                     warn(f"skipping {row[1]}")
-                elif row[4] is None or selection.keep(dict(row[4], path=run_dir)):
-                    reused.append((name, sig, row[2], row[3]))
+                elif verdict is None or verdict is _LATE:
+                    reused.append([name, sig, row[2], row[3], verdict is _LATE])
+                elif verdict is not _REJECTED and selection.keep(dict(verdict, path=run_dir)):
+                    reused.append([name, sig, None, None, False])
                 continue
             self._read_folder(run_dir, name, sig, now_ns, part, selection, records, changed, warn)
-        if any(r[2] is None for r in reused):  # loaded without their JSON: fetch it now, for these only
-            fetched = texts([r[0] for r in reused])
-            reused = [(name, sig, *fetched.get(name, (None, None))) for name, sig, _, _ in reused]
-        records += self._reuse(reused, root, now_ns, part, selection, late, changed, warn)
+        for whole in (False, True):  # fetch the JSON of rows loaded without it, for these only
+            missing = [r[0] for r in reused if r[4] == whole and (r[2] is None or (r[3] is None and
+                                                                                 (whole or part == RECORD)))]
+            if missing:
+                fetched = texts(missing, whole)
+                for r in reused:
+                    if r[0] in fetched and r[4] == whole:
+                        r[2], r[3] = fetched[r[0]][0], fetched[r[0]][1] if r[3] is None else r[3]
+        records += self._reuse(reused, root, now_ns, part, selection, changed, warn)
         gone = [run_id for run_id in known if run_id not in seen]
         return records, changed, gone
 
@@ -403,29 +520,29 @@ class RunIndex:
         elif selection is None or selection.keep(record):
             records.append(_part(record, part))
 
-    def _reuse(self, reused: list[tuple], root: str, now_ns: int, part: str, selection, late, changed: list,
+    def _reuse(self, reused: list[list], root: str, now_ns: int, part: str, selection, changed: list,
                warn) -> list[dict]:
-        """Records from the index rows of unchanged folders: (name, sig, summary
-        JSON, rest JSON) each. A row whose JSON does not parse (an index damaged
-        by a crash) is rebuilt from its folder. A ``late`` selection is applied
-        here, to whole records."""
-        full = part == RECORD or late is not None
+        """Records from the index rows of unchanged folders: [name, sig, summary
+        JSON, rest JSON, late] each; the selection decides on the ``late`` ones
+        here, once they are parsed whole. A row whose JSON does not parse (an
+        index damaged by a crash) is rebuilt from its folder."""
+        needs_rest = [part == RECORD or r[4] for r in reused]
         summaries = _decode([r[2] for r in reused])
-        rests = _decode([r[3] for r in reused]) if full else [None] * len(reused)
+        rests = _decode([r[3] if need else "null" for r, need in zip(reused, needs_rest)])
         if summaries is None or rests is None:  # rare: find the bad rows one by one
             summaries = [_decode_one(r[2]) for r in reused]
-            rests = [_decode_one(r[3]) for r in reused] if full else [None] * len(reused)
+            rests = [_decode_one(r[3]) if need else None for r, need in zip(reused, needs_rest)]
         records = []
-        for (name, sig, _, _), summary, rest in zip(reused, summaries, rests):
+        for (name, sig, _, _, late), summary, rest, need in zip(reused, summaries, rests, needs_rest):
             run_dir = f"{root}{os.sep}{name}"
-            if not isinstance(summary, dict) or (full and not isinstance(rest, dict)):
+            if not isinstance(summary, dict) or (need and not isinstance(rest, dict)):
                 self._read_folder(run_dir, name, sig, now_ns, part, selection, records, changed, warn)
                 continue
             record = {"id": name, "path": run_dir, "summary": summary}
-            if full:
+            if need:
                 record.update(rest)
-            if late is not None:
-                if not late.keep(record):
+            if late:
+                if not selection.keep(record):
                     continue
                 record = _part(record, part)
             records.append(record)
