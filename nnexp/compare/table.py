@@ -105,10 +105,19 @@ def varied_params(rows: list[dict]) -> list[str]:
     (``optimizer.name``) already shows.
     """
     keys = sorted({k for row in rows for k in row if k.startswith("param.") and k != SEED})
-    varied = [k for k in keys if len({group_key(row[k]) for row in rows if not is_missing(row.get(k))}) > 1]
+    varied = [k for k in keys if len(_distinct(rows, k)) > 1]
     if any(c.startswith("param.model.layers.") for c in varied):  # the layers text only repeats them
         varied = [c for c in varied if c != "param.model.layers"]
     return varied
+
+
+def _distinct(rows: list[dict], key: str) -> set:
+    """The group keys of the present values of ``key``."""
+    try:  # the distinct values first, by type and value (10,000 equal values are one), then their keys
+        values = [v for _, v in {(type(v), v) for v in (row.get(key) for row in rows)}]
+    except TypeError:  # unhashable values (lists) in the column
+        values = [row.get(key) for row in rows]
+    return {group_key(v) for v in values if not is_missing(v)}
 
 
 def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final", metrics=None,
