@@ -40,6 +40,10 @@ def format_table(rows: list[dict], columns) -> str:
     return aligned(list(columns), [list(row) for row in zip(*texts)])
 
 
+_COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".format), "params": (int, "{:,}".format),
+           "train_s": (float, "{:.1f}".format), "started": (str, str)}
+
+
 def run_table(infos: list[RunInfo]) -> str:
     """The listing of ``infos`` as text (RUN_COLUMNS, then tags and note where some run
     has them), built column by column: a listing of 10,000 runs spent a third of its
@@ -50,13 +54,15 @@ def run_table(infos: list[RunInfo]) -> str:
     notes = [short_note(s.get("note")) or "-" for s in summaries]
     texts = [
         [i.id for i in infos],
-        [cell("name", s.get("name")) for s in summaries],
-        [cell("status", live_status(s)) for s in summaries],
+        [v if type(v) is str else cell("name", v) for v in (s.get("name") for s in summaries)],
+        [v if type(v) is str else cell("status", v) for v in map(live_status, summaries)],
         [f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}" for s in summaries],
     ]
     for key, column in (("final_val_accuracy", "val_acc"), ("test_accuracy", "test_acc"), ("params", "params"),
                         ("train_seconds", "train_s"), ("started", "started")):
-        texts.append([cell(column, s.get(key)) for s in summaries])
+        values = [s.get(key) for s in summaries]
+        common = _COMMON[column]  # the usual type, formatted without a call per cell
+        texts.append([common[1](v) if type(v) is common[0] else cell(column, v) for v in values])
     columns = list(RUN_COLUMNS)
     for column, values in (("tags", tags), ("note", notes)):
         if any(v != "-" for v in values):

@@ -528,7 +528,8 @@ class RunIndex:
         index damaged by a crash) is rebuilt from its folder."""
         needs_rest = [part == RECORD or r[4] for r in reused]
         summaries = _decode([r[2] for r in reused])
-        rests = _decode([r[3] if need else "null" for r, need in zip(reused, needs_rest)])
+        rests = _decode([r[3] if need else "null" for r, need in zip(reused, needs_rest)]) if any(needs_rest) \
+            else needs_rest
         if summaries is None or rests is None:  # rare: find the bad rows one by one
             summaries = [_decode_one(r[2]) for r in reused]
             rests = [_decode_one(r[3]) if need else None for r, need in zip(reused, needs_rest)]
