@@ -46,8 +46,7 @@ _COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".for
 
 def run_table(infos: list[RunInfo]) -> str:
     """The listing of ``infos`` as text (RUN_COLUMNS, then tags and note where some run
-    has them), built column by column: a listing of 10,000 runs spent a third of its
-    time formatting cell by cell."""
+    has them), built column by column: a listing may have 10,000 rows."""
     summaries = [i.summary for i in infos]
     tags = [s.get("tags") for s in summaries]
     tags = [",".join(map(str, t)) if isinstance(t, list) and t else "-" for t in tags]

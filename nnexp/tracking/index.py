@@ -9,14 +9,14 @@ signature changed, so a listing sees per-epoch changes without the trainer
 writing to the index. The folder's mtime changes whenever a file in it is
 replaced, which is how nnexp writes config.yaml and annotations.json (and
 summary.json, which has its own entry because it is the file people edit by
-hand); metrics.csv grows in place and needs its own. Three stats per run, a
-third of a listing's time on 10,000 runs.
+hand); metrics.csv grows in place and needs its own: three stats per run.
 
 A row keeps the record as three JSON texts: the listing's few summary fields
 (``brief``), the whole summary, and the params and metrics (``rest``); a
-listing parses only what it shows. A filter can look at a few fields of each
-row before anything is parsed (a :class:`Selection`, read with SQLite's JSON
-operators), so that a comparison of 700 runs out of 10,000 parses 700.
+listing parses only what it shows. A filter looks at each row before it is
+parsed (a :class:`Selection`: its conditions searched for in the row's JSON
+text, or its fields read with SQLite's JSON operators), so that a comparison
+of 700 runs out of 10,000 parses about 700.
 
 Several trainers and listings may use one store at once. SQLite's WAL mode
 lets readers read while one process writes; every write is one short
@@ -192,8 +192,9 @@ class Selection:
     and says whether the run is wanted. Only wanted runs are parsed whole.
     ``necessary`` lists conditions every wanted run meets, ([(section, key),
     ...], op, literal): the value at one of the locations compares to the
-    literal as ``op`` says (==, <, <=, >, >=). SQLite tests them first, so
-    that ``keep`` sees only the runs that pass them.
+    literal as ``op`` says (==, <, <=, >, >=). They are searched for in the
+    rows' stored JSON text first, so that only the runs that may meet them
+    are parsed and given to ``keep``.
     """
 
     fields: dict

@@ -38,7 +38,7 @@ class RunInfo:
     __slots__ = ("_path", "summary", "_id")
 
     def __init__(self, path, summary: dict, run_id: str | None = None):
-        self._path = path  # a str stays one until asked for: a Path each costs a listing of 10,000 runs 50 ms
+        self._path = path  # a str stays one until asked for: listings make thousands of these
         self.summary = summary
         self._id = run_id
 
