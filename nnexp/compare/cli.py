@@ -75,6 +75,9 @@ def tests_note(result: Comparison) -> str:
     ref = result.reference
     shown = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "runs" and k in result.columns[:len(result.varied)])
     tested = result.tested
+    if not tested:
+        return (f"tests against the reference ({shown or 'row 1'}): none, each needs two runs or more in both "
+                "groups (--baseline names another reference)")
     return (f"diff, 95% CI, p: each group minus the reference ({shown or 'row 1'}; test '{REFERENCE}'), "
             f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
             f"{tested} group{'s' if tested != 1 else ''} tested; effect: Hedges' g (welch) or d_z (paired); "
