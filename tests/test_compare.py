@@ -241,3 +241,15 @@ def test_the_comparison_keeps_its_statistics_for_other_callers(three_groups):
     full = compare(select_records(three_groups)[0])
     assert [t["test"] if t else None for t in full.tests] == [None, "welch", "paired"]
     assert list(full.table.columns) == full.columns and len(full.runs) == 10
+
+
+def test_a_best_group_of_one_run_tests_nothing_and_says_so(nnexp, three_groups):
+    fake_run(three_groups, "solo", 0.5, 0, [0.5, 0.99])  # the best, with a single seed
+    code, out, err = nnexp("compare", "--json", "--store", three_groups)
+    rows = json.loads(out)
+    assert rows[0]["optimizer.lr"] == 0.5 and rows[0]["test"] == "ref"
+    assert all(r["p"] is None for r in rows)
+    code, out, err = nnexp("compare", "--store", three_groups)
+    assert "none, each needs two runs or more in both groups" in err
+    code, out, err = nnexp("compare", "--baseline", "lr=0.01", "--json", "--store", three_groups)
+    assert sum(r["p"] is not None for r in json.loads(out)) == 2  # the single run is still not tested
