@@ -5,6 +5,8 @@ stale lock behind."""
 from __future__ import annotations
 
 import fcntl
+import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -51,3 +53,26 @@ def is_locked(path) -> bool:
         return True
     except OSError:
         return False
+
+
+@contextmanager
+def waiting(path, timeout: float = 10.0, poll: float = 0.01) -> Iterator[int]:
+    """Hold an exclusive lock on the folder or file ``path`` (which must exist) for
+    the with-block, waiting up to ``timeout`` seconds for another holder; yields
+    the open descriptor (``os.fstat`` of it tells whether ``path`` was replaced
+    meanwhile). Raises LockHeld after the timeout, FileNotFoundError if ``path``
+    does not exist."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeld(Path(path), "") from None
+                time.sleep(poll)
+        yield fd
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

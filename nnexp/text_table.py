@@ -9,9 +9,10 @@ from __future__ import annotations
 
 def aligned(header: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns two spaces apart, the header first; no trailing spaces."""
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header)]
-    lines = [header] + rows
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+    columns = list(zip(*rows)) if rows else [()] * len(header)
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(header, columns)]
+    line = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format  # one C call per line
+    return "\n".join([line(*header).rstrip()] + [line(*row).rstrip() for row in rows])
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:

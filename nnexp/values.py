@@ -12,10 +12,14 @@ import numbers
 import sys
 
 _CONTAINERS = (str, bytes, list, tuple, dict, set, frozenset)
+_PLAIN = {str, int, float, bool, type(None), list, dict}
 
 
 def is_number(value) -> bool:
     """A real number (Python's or NumPy's, NaN and inf included), not a bool: True is not 1 in a table."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, without the slower abstract-class check
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -31,6 +35,11 @@ def is_missing(value) -> bool:
     """
     if value is None:
         return True
+    kind = type(value)
+    if kind is float:
+        return value != value
+    if kind is str or kind is int or kind is bool:
+        return False
     if isinstance(value, _CONTAINERS):
         return False
     if isinstance(value, numbers.Number):
@@ -46,6 +55,8 @@ def is_missing(value) -> bool:
 
 def plain(value):
     """NumPy scalars as Python scalars and NumPy arrays as lists; anything else as it is."""
+    if type(value) in _PLAIN:
+        return value
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.generic):

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_where_filters_on_params_metrics_and_tags(nnexp, store):
     code, out, _ = nnexp("compare", "--where", "'baseline' in tags or optimizer.lr >= 1e-1", "--csv",
                          "--store", store)
     lines = out.strip().splitlines()
-    assert lines[0].startswith("id,status,optimizer.lr,optimizer.name") and len(lines) == 3
+    assert lines[0].startswith("id,status,tags,optimizer.lr,optimizer.name") and len(lines) == 3
 
 
 @pytest.mark.parametrize("where, message", [
@@ -139,22 +140,22 @@ def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
     assert {"learning_curves.png", "best_so_far.png"} <= pngs and any(n.startswith("metric_vs_") for n in pngs)
     html = report.read_text()
     assert html.count("data:image/png;base64,") == len(pngs) and "s-aaaa" in html
+    assert ">p_holm<" in html and ">paired<" in html and "adjusted over the 1 group tested" in html
 
 
 def test_varied_params_skip_keys_that_only_follow_another():
-    import pandas as pd
-
     from nnexp.compare.table import varied_params
 
-    runs = pd.DataFrame({
+    columns = {
         "param.optimizer.name": ["adam", "sgd", "adam"],
         "param.optimizer.beta1": [0.9, None, 0.9],  # exists for adam only: not a difference of its own
         "param.optimizer.lr": [0.1, 0.1, 0.1],
         "param.train.seed": [0, 1, 2],
         "param.model.layers.1.units": [16, 32, 64],
         "param.model.layers": ["dense(16)", "dense(32)", "dense(64)"],  # text of the line above
-    })
-    assert varied_params(runs) == ["param.optimizer.name", "param.model.layers.1.units"]
+    }
+    rows = [{k: v[i] for k, v in columns.items() if v[i] is not None} for i in range(3)]
+    assert varied_params(rows) == ["param.model.layers.1.units", "param.optimizer.name"]
 
 
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
@@ -164,3 +165,91 @@ def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
     assert code == 0 and len(out.strip().splitlines()) == 1 + 6
     code, _, err = nnexp("runs", "--where", "optimizer.lr ==", "--store", grid_store)
     assert code == 2 and "expected a value" in err
+
+
+@pytest.fixture
+def three_groups(store):
+    """lr 0.01 (best, seeds 0-2), 0.001 (the same seeds: paired) and 0.1 (seeds 0-3: Welch)."""
+    finals = {(0.01, 0): 0.95, (0.01, 1): 0.96, (0.01, 2): 0.975, (0.001, 0): 0.90, (0.001, 1): 0.92,
+              (0.001, 2): 0.94, (0.1, 0): 0.93, (0.1, 1): 0.96, (0.1, 2): 0.94, (0.1, 3): 0.955}
+    for i, ((lr, seed), acc) in enumerate(finals.items()):
+        fake_run(store, f"g-{i:02d}", lr, seed, [0.5, acc])
+    return store
+
+
+def test_every_group_is_tested_against_the_best(nnexp, three_groups):
+    from scipy import stats
+
+    code, out, err = nnexp("compare", "--json", "--store", three_groups)
+    assert code == 0, err
+    rows = {r["optimizer.lr"]: r for r in json.loads(out)}
+    assert rows[0.01]["test"] == "ref" and rows[0.01]["p"] is None
+    paired = stats.ttest_rel([0.90, 0.92, 0.94], [0.95, 0.96, 0.975])
+    assert rows[0.001]["test"] == "paired" and rows[0.001]["p"] == pytest.approx(paired.pvalue, rel=1e-9)
+    low, high = paired.confidence_interval()
+    assert (rows[0.001]["val_accuracy diff_low"], rows[0.001]["val_accuracy diff_high"]) == (
+        pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    welch = stats.ttest_ind([0.93, 0.96, 0.94, 0.955], [0.95, 0.96, 0.975], equal_var=False)
+    assert rows[0.1]["test"] == "welch" and rows[0.1]["p"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert rows[0.1]["val_accuracy diff"] == pytest.approx(0.94625 - 0.961666666, abs=1e-8)
+    smaller, larger = sorted([rows[0.001]["p"], rows[0.1]["p"]])
+    assert sorted([rows[0.001]["p_holm"], rows[0.1]["p_holm"]]) == pytest.approx([2 * smaller, max(2 * smaller,
+                                                                                                    larger)])
+    assert isinstance(rows[0.1]["seeds_80"], int) and rows[0.1]["seeds_80"] > 3
+
+    code, out, err = nnexp("compare", "--store", three_groups)
+    header = re.split(r"\s{2,}", out.splitlines()[0])
+    assert header[-7:] == ["test", "diff", "diff 95% CI", "p", "p (Holm)", "effect", "seeds@80%"]
+    assert "ref" in out and "paired" in out and "welch" in err and "Holm" in err
+    code, out, _ = nnexp("compare", "--csv", "--store", three_groups)
+    assert "val_accuracy diff_low" in out.splitlines()[0] and ",paired," in out
+    code, out, _ = nnexp("compare", "--markdown", "--store", three_groups)
+    assert "| diff 95% CI |" in out.splitlines()[0]
+
+
+@pytest.mark.parametrize("baseline, reference", [("3", 0.001), ("lr=0.001", 0.001), ("optimizer.lr=0.1", 0.1),
+                                                 ("param.optimizer.lr=1e-1", 0.1)])
+def test_baseline_names_the_reference_by_row_or_values(nnexp, three_groups, baseline, reference):
+    code, out, err = nnexp("compare", "--baseline", baseline, "--json", "--store", three_groups)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["optimizer.lr"] for r in rows if r["test"] == "ref"] == [reference]
+    assert all(r["test"] in ("paired", "welch") for r in rows if r["optimizer.lr"] != reference)
+
+
+@pytest.mark.parametrize("baseline, message", [
+    ("9", "rows 1 to 3"), ("lr=0.5", "matches no group"), ("seed=1", "not a parameter that differs"),
+    ("lr", "row number or key=value"),
+])
+def test_an_unknown_baseline_is_one_line_and_exit_2(nnexp, three_groups, baseline, message):
+    code, out, err = nnexp("compare", "--baseline", baseline, "--store", three_groups)
+    assert code == 2 and message in err and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_baseline_needs_groups(nnexp, three_groups):
+    code, _, err = nnexp("compare", "--baseline", "1", "--no-group", "--store", three_groups)
+    assert code == 2 and "not grouped" in err
+
+
+def test_the_comparison_keeps_its_statistics_for_other_callers(three_groups):
+    from nnexp.compare.select import select_records
+    from nnexp.compare.table import compare
+
+    result = compare(select_records(three_groups)[0], limit=1)
+    assert len(result.table_rows) == 1 and len(result.tests) == 1 and result.tests[0] is None and result.tested == 2
+    assert result.reference["optimizer.lr"] == 0.01 and result.reference["test"] == "ref"
+    full = compare(select_records(three_groups)[0])
+    assert [t["test"] if t else None for t in full.tests] == [None, "welch", "paired"]
+    assert list(full.table.columns) == full.columns and len(full.runs) == 10
+
+
+def test_a_best_group_of_one_run_tests_nothing_and_says_so(nnexp, three_groups):
+    fake_run(three_groups, "solo", 0.5, 0, [0.5, 0.99])  # the best, with a single seed
+    code, out, err = nnexp("compare", "--json", "--store", three_groups)
+    rows = json.loads(out)
+    assert rows[0]["optimizer.lr"] == 0.5 and rows[0]["test"] == "ref"
+    assert all(r["p"] is None for r in rows)
+    code, out, err = nnexp("compare", "--store", three_groups)
+    assert "none, each needs two runs or more in both groups" in err
+    code, out, err = nnexp("compare", "--baseline", "lr=0.01", "--json", "--store", three_groups)
+    assert sum(r["p"] is not None for r in json.loads(out)) == 2  # the single run is still not tested

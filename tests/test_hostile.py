@@ -257,17 +257,19 @@ json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st
                            max_leaves=8)
 SUMMARY_KEYS = ["status", "name", "start_time", "started", "params", "epochs_completed", "epochs_planned",
                 "test_accuracy", "train_seconds", "seed", "pid", "host", "sweep", "trial", "trial_params",
-                "tags", "final_val_accuracy", "kind", "members"]
+                "tags", "final_val_accuracy", "kind", "members", "note"]
 
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(SUMMARY_KEYS), json_values, max_size=8),
-       st.binary(max_size=80), st.text(max_size=80))
-def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config):
+       st.binary(max_size=80), st.text(max_size=80),
+       st.one_of(st.none(), st.binary(max_size=40),
+                 st.dictionaries(st.sampled_from(["tags", "note", "updated"]), json_values, max_size=3)))
+def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config, annotations):
     """Whatever a run folder holds, `runs`, `compare` and load_runs list the
     others: a folder is a run, or skipped with a warning naming it."""
     import nnexp
-    from nnexp.commands.listing import RUN_COLUMNS, format_table, run_row
+    from nnexp.commands.listing import run_table
     from nnexp.compare.select import select_records
     from nnexp.tracking import RunStore
 
@@ -283,13 +285,16 @@ def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config):
         (run / "summary.json").write_text(json.dumps(summary))
         (run / "metrics.csv").write_bytes(metrics)
         (run / "config.yaml").write_text(config, encoding="utf-8", errors="surrogatepass")
+        if annotations is not None:
+            (run / "annotations.json").write_bytes(annotations if isinstance(annotations, bytes)
+                                                   else json.dumps(annotations).encode())
 
         warnings = []
         infos = RunStore(tmp).runs(warn=warnings.append)
         listed = [i.id for i in infos]
         assert "good-run" in listed and len(set(listed)) == len(listed) <= 2
         assert "weird-run" in listed or any("weird-run" in w for w in warnings), warnings
-        table = format_table([run_row(i) for i in infos], RUN_COLUMNS)
+        table = run_table(infos)
         assert all(i in table for i in listed)
 
         warnings = []

@@ -36,7 +36,7 @@ def write_run(root, name, start=1000.0, status="completed", epochs=2, age=True):
 
 def make_old(path, seconds=10):
     old = time.time() - seconds
-    for name in ("config.yaml", "metrics.csv", "summary.json"):
+    for name in ("config.yaml", "metrics.csv", "summary.json", ""):  # "": the folder, part of the signature
         if (path / name).exists():
             os.utime(path / name, (old, old))
 
@@ -345,3 +345,39 @@ def test_runs_reindex_says_how_many_runs_and_keeps_the_listing(nnexp, tmp_path):
     assert out2 == out  # same table as before
     code, out, err = nnexp("runs", "--reindex", "--json", "--store", store)
     assert [r["id"] for r in json.loads(out)] == ["20260101-000000-a-0001", "20260101-000001-b-0002"]
+
+
+@pytest.mark.parametrize("in_sqlite", [True, False])
+def test_a_selection_parses_only_the_runs_it_keeps(tmp_path, monkeypatch, in_sqlite):
+    """SQLite's JSON operators look at the fields; without them (an older SQLite) the same runs
+    are chosen from whole records."""
+    from nnexp.tracking.index import Selection
+
+    monkeypatch.setattr(index_module, "_JSON_ARROW", in_sqlite)
+    for i, name in enumerate("abcd"):
+        write_run(tmp_path, name, start=float(i), epochs=i + 1)
+    index = RunIndex(tmp_path)
+    index.sync()
+    seen = []
+
+    def keep(record):
+        seen.append(sorted(record["metrics"]) if in_sqlite else None)
+        return record["metrics"].get("epochs", 0) >= 3 and record["summary"].get("status") == "completed"
+
+    selection = Selection({"summary": {"status"}, "params": set(), "metrics": {"epochs", "no_such"}}, keep)
+    records = index.sync(selection=selection)
+    assert ids(records) == ["c", "d"] and records[0]["params"]["optimizer.lr"] == 0.001
+    if in_sqlite:
+        assert seen == [["epochs"]] * 4  # only the fields asked for, and only those the runs have
+    assert ids(index.sync(full=False, brief=True, selection=selection)) == ["c", "d"]
+    write_run(tmp_path, "e", start=9.0, epochs=5)  # a new folder: read whole, then chosen the same way
+    assert ids(index.sync(selection=selection)) == ["c", "d", "e"]
+
+
+def test_brief_listings_hold_the_listed_fields(tmp_path):
+    path = write_run(tmp_path, "a")
+    (path / "summary.json").write_text(json.dumps({"id": "a", "status": "completed", "start_time": 1.0,
+                                                   "test_accuracy": 0.9, "versions": {"numpy": "2"}}))
+    make_old(path)
+    brief = RunIndex(tmp_path).sync(full=False, brief=True)[0]["summary"]
+    assert brief == {"status": "completed", "start_time": 1.0, "test_accuracy": 0.9}

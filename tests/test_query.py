@@ -4,6 +4,7 @@ FilterError, never anything else)."""
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 
@@ -378,3 +379,55 @@ def test_token_soups_parse_or_raise_and_never_crash_on_evaluation(parts, spaced,
         assert flt.matches(lookup) in (True, False)
         for r in RECORDS:
             assert flt.matches(record_lookup(r)) in (True, False)
+
+
+# --------------------------------------------------------------------------- in the store's index
+
+ODD_VALUES = [0.5, 1, 1.0, 2.5, -3, True, False, None, "a", "b", "1", [1, 2], {"k": 1}, float("inf"), float("-inf"),
+              "Infinity", 0.1 + 0.2, 1e-300]
+
+
+@pytest.fixture(scope="module")
+def odd_store(tmp_path_factory):
+    """Runs whose param ``p.x`` and summary field ``sweep`` take every kind of value,
+    and one with a NaN in its summary (which SQLite's JSON functions refuse)."""
+    import yaml
+
+    store = tmp_path_factory.mktemp("odd") / "runs"
+    for i, value in enumerate(ODD_VALUES):
+        path = store / f"run-{i:02d}"
+        path.mkdir(parents=True)
+        (path / "config.yaml").write_text(yaml.safe_dump({"p": {"x": value, "i": i}}))
+        (path / "metrics.csv").write_text(f"epoch,val_accuracy\n1,{0.1 * (i % 10)}\n")
+        summary = {"status": "completed", "start_time": float(i), "sweep": value if isinstance(value, str) else None}
+        if i == 3:
+            summary["test_loss"] = float("nan")
+        (path / "summary.json").write_text(json.dumps(summary))
+    return store
+
+
+@pytest.mark.parametrize("where", [
+    "p.x > 0.5", "p.x >= 1", "p.x == 1", "1 == p.x", "p.x < 0", "p.x <= -3", "0.3 < p.x", "p.x == 0.30000000000000004",
+    "p.x == 'a'", "p.x > 'a'", "p.x < 'b'", "p.x == '1'", "p.x == true", "p.x > 1e300", "p.x < -1e300",
+    "p.x == 1e-300", "p.x > 0 and val_accuracy >= 0.3", "(p.x > 0 and p.i < 10) and not p.x == 1",
+    "p.x > 0 or p.x == 'a'", "sweep == 'a' and p.i >= 0", "sweep > 'A'", "status == 'completed' and p.x == 2.5",
+    "param.p.x == 'b'", "p.x != 1 and p.i > 3", "'1' in p.x", "p.x", "sweep != null", "not sweep == 'a'",
+])
+def test_the_index_chooses_what_the_filter_chooses(odd_store, where):
+    """Whatever the index decides before parsing (searching the stored JSON, SQLite's JSON
+    operators, or neither when a row holds a NaN), the runs are those the filter itself picks."""
+    from nnexp.compare.select import select_records
+    from nnexp.tracking import RunStore
+
+    chosen = [r["id"] for r in select_records(odd_store, where=where)[0]]
+    flt = parse(where)
+    assert chosen == [r["id"] for r in RunStore(odd_store).records() if flt.matches(record_lookup(r))]
+
+
+def test_a_name_no_run_has_is_still_a_typo_when_the_index_decides_first(odd_store):
+    from nnexp.compare.select import select_records
+
+    with pytest.raises(FilterError, match="unknown field 'x' in --where"):
+        select_records(odd_store, where="x > 0.5")
+    with pytest.raises(FilterError, match="unknown field 'nope'"):
+        select_records(odd_store, where="p.x == 'a' and nope > 1")

@@ -98,12 +98,14 @@ def test_pareto_front_on_a_hand_made_example():
 
 
 def test_the_pareto_column_of_a_comparison_table():
-    import pandas as pd
+    from types import SimpleNamespace
 
-    table = pd.DataFrame({"id": ["a", "b", "c"], "val_accuracy": [0.9, 0.8, 0.7], "n_params": [10, 5, 7]})
+    rows = [{"id": "a", "val_accuracy": 0.9, "n_params": 10}, {"id": "b", "val_accuracy": 0.8, "n_params": 5},
+            {"id": "c", "val_accuracy": 0.7, "n_params": 7}]
+    table = SimpleNamespace(columns=["id", "val_accuracy", "n_params"], table_rows=rows)
     mark_front(table, [("metric.val_accuracy", "maximize"), ("metric.n_params", "minimize")])
-    assert list(table.columns) == ["id", "pareto", "val_accuracy", "n_params"]
-    assert table["pareto"].tolist() == [True, True, False]
+    assert table.columns == ["id", "pareto", "val_accuracy", "n_params"]
+    assert [row["pareto"] for row in rows] == [True, True, False]
 
 
 # ----------------------------------------------------------------- pruning --

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnexp.compare.stats import group_summary, importance, summarize, t_quantile
+from nnexp.compare.significance import t_quantile
+from nnexp.compare.stats import group_summary, importance, summarize
 from nnexp.errors import ConfigError
 
 # ------------------------------------------------------------------ t quantile

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ..compare.fmt import short_note
 from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
@@ -22,35 +23,51 @@ RUN_COLUMNS = ("id", "name", "status", "epochs", "val_acc", "test_acc", "params"
 SWEEP_COLUMNS = ("id", "name", "status", "method", "trials", "done", "failed", "best", "updated")
 
 
-def run_row(info: RunInfo) -> dict:
-    s = info.summary
-    return {
-        "id": info.id,
-        "name": s.get("name"),
-        "status": live_status(s),
-        "epochs": f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}",
-        "val_acc": s.get("final_val_accuracy"),
-        "test_acc": s.get("test_accuracy"),
-        "params": s.get("params"),
-        "train_s": s.get("train_seconds"),
-        "started": s.get("started"),
-    }
+def cell(col: str, value) -> str:
+    """Fractions in [0, 1] named *_acc as percents, other floats with one decimal, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2%}" if col.endswith("acc") else f"{value:.1f}"
+    if isinstance(value, int) and col == "params":
+        return f"{value:,}"
+    return str(value)
 
 
 def format_table(rows: list[dict], columns) -> str:
-    """A plain aligned text table; fractions in [0, 1] named *_acc print as percents."""
-    def cell(col, value):
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            if col.endswith("acc"):
-                return f"{value:.2%}"
-            return f"{value:.1f}"
-        if isinstance(value, int) and col == "params":
-            return f"{value:,}"
-        return str(value)
+    """A plain aligned text table (see ``cell``), one column at a time (a listing of 10,000 runs)."""
+    texts = [[cell(c, r[c] if c in r else None) for r in rows] for c in columns]
+    return aligned(list(columns), [list(row) for row in zip(*texts)])
 
-    return aligned(list(columns), [[cell(c, r.get(c)) for c in columns] for r in rows])
+
+_COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".format), "params": (int, "{:,}".format),
+           "train_s": (float, "{:.1f}".format), "started": (str, str)}
+
+
+def run_table(infos: list[RunInfo]) -> str:
+    """The listing of ``infos`` as text (RUN_COLUMNS, then tags and note where some run
+    has them), built column by column: a listing may have 10,000 rows."""
+    summaries = [i.summary for i in infos]
+    tags = [s.get("tags") for s in summaries]
+    tags = [",".join(map(str, t)) if isinstance(t, list) and t else "-" for t in tags]
+    notes = [short_note(s.get("note")) or "-" for s in summaries]
+    texts = [
+        [i.id for i in infos],
+        [v if type(v) is str else cell("name", v) for v in (s.get("name") for s in summaries)],
+        [v if type(v) is str else cell("status", v) for v in map(live_status, summaries)],
+        [f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}" for s in summaries],
+    ]
+    for key, column in (("final_val_accuracy", "val_acc"), ("test_accuracy", "test_acc"), ("params", "params"),
+                        ("train_seconds", "train_s"), ("started", "started")):
+        values = [s.get(key) for s in summaries]
+        common = _COMMON[column]  # the usual type, formatted without a call per cell
+        texts.append([common[1](v) if type(v) is common[0] else cell(column, v) for v in values])
+    columns = list(RUN_COLUMNS)
+    for column, values in (("tags", tags), ("note", notes)):
+        if any(v != "-" for v in values):
+            columns.append(column)
+            texts.append(values)
+    return aligned(columns, list(zip(*texts)))
 
 
 @click.command()
@@ -70,14 +87,14 @@ def runs(store, as_json, reindex, sweep_ref, where):
     elif reindex:
         infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
     else:
-        infos = RunStore(store).runs()
+        infos = RunStore(store).runs(brief=not as_json)
     if as_json:
         click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
         return
     if not infos:
         click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
         return
-    click.echo(format_table([run_row(i) for i in infos], RUN_COLUMNS))
+    click.echo(run_table(infos))
 
 
 @click.command()
@@ -92,11 +109,17 @@ def show(run_ref, store, as_json):
         return
     click.echo(f"run     {info.id}\npath    {info.path}")
     for key, value in info.summary.items():
+        if key == "note":
+            continue  # last, in full
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
         elif isinstance(value, float):
             value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
         click.echo(f"{key:<22}{value}")
+    if info.summary.get("note"):
+        click.echo("note\n" + "\n".join(f"  {line}" for line in str(info.summary["note"]).splitlines()))
     click.echo("files")
     for path in sorted(info.path.rglob("*")):
         if path.is_file():

@@ -7,20 +7,16 @@ import tempfile
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from ..errors import NnexpError
 from ..tracking.run import METRICS
-from .best_so_far import best_so_far_table
-from .frame import records_frame
 from .pareto import mark_front, sweep_objectives
-from .report import write_report
 from .select import select_records
-from .table import DEFAULT_METRICS, compare, render
+from .table import DEFAULT_METRICS, REFERENCE, Comparison, compare, render, render_table
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
-                plots_dir, report_path, argv, best_so_far=False) -> None:
+                plots_dir, report_path, argv, baseline=None, best_so_far=False) -> None:
     records, sweep = select_records(store, run_refs, sweep_ref, where)
     sweep_refs = [sweep_ref] if isinstance(sweep_ref, str) else list(sweep_ref or ())
     if not records:
@@ -38,35 +34,40 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
     if objectives and wanted is None:
         wanted = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
                                           if c.removeprefix("metric.") not in DEFAULT_METRICS]
-    result = compare(records_frame(records), sort=sort, agg=agg, metrics=wanted, group=group, goal=goal,
-                     limit=limit)
+    result = compare(records, sort=sort, agg=agg, metrics=wanted, group=group, goal=goal, limit=limit,
+                     baseline=baseline)
     if objectives:
-        mark_front(result.table, objectives)
+        mark_front(result, objectives)
     if best_so_far:
-        table = best_so_far_table(result.runs, result.metric, result.goal)
-        if table.empty:
-            raise NnexpError("--best-so-far needs the runs of a sweep (--sweep): these runs belong to none")
-        click.echo(render(table, fmt))
-        if fmt == "text":
-            click.echo(f"best {result.metric.removeprefix('metric.')} ({result.goal}) among each sweep's first n "
-                       "trials, pruned trials not counted", err=True)
+        _print_best_so_far(result, fmt)
     else:
-        _print_table(result, fmt)
+        click.echo(render(result, fmt))
+        if fmt == "text":
+            how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
+            click.echo(f"{len(result.records)} runs, {len(result.table_rows)} rows ({how}); sorted by "
+                       f"{result.metric} ({result.goal})", err=True)
+            if result.reference is not None:
+                click.echo(tests_note(result), err=True)
     if plots_dir or report_path:
         _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv,
                           objectives)
 
 
-def _print_table(result, fmt) -> None:
-    click.echo(render(result.table, fmt))
+def _print_best_so_far(result: Comparison, fmt: str) -> None:
+    from .best_so_far import best_so_far_table  # pandas: only for this table
+
+    table = best_so_far_table(result.runs, result.metric, result.goal)
+    if table.empty:
+        raise NnexpError("--best-so-far needs the runs of a sweep (--sweep): these runs belong to none")
+    click.echo(render_table(list(table.columns), table.to_dict("records"), fmt))
     if fmt == "text":
-        how = ("grouped over seeds: mean, std, 95% CI of the mean, n" if result.grouped else "one row per run")
-        click.echo(f"{len(result.runs)} runs, {len(result.table)} rows ({how}); sorted by {result.metric} "
-                   f"({result.goal})", err=True)
+        click.echo(f"best {result.metric.removeprefix('metric.')} ({result.goal}) among each sweep's first n "
+                   "trials, pruned trials not counted", err=True)
 
 
 def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv, objectives=()) -> None:
-    from .plots import comparison_plots  # matplotlib (heavy): only for --plots and --report
+    from .plots import comparison_plots  # matplotlib and pandas (heavy): only for --plots and --report
+    from .report import write_report
 
     curves = _curves(result.runs)
     with tempfile.TemporaryDirectory(prefix="nnexp-compare-") as tmp:
@@ -82,7 +83,9 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv,
         if report_path:
             title = f"nnexp: sweep {sweep['name']}" if sweep else f"nnexp: {len(result.runs)} runs compared"
             notes = [f"command: nnexp {' '.join(shlex.quote(a) for a in argv[1:])}", f"store: {store}",
-                     f"{len(result.runs)} runs; sorted by {result.metric} ({result.goal})"]
+                     f"{len(result.records)} runs; sorted by {result.metric} ({result.goal})"]
+            if result.reference is not None:
+                notes.append(tests_note(result))
             if where:
                 notes.append(f"filter: {where}")
             if sweep:
@@ -92,8 +95,24 @@ def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv,
             click.echo(f"report: {report_path}", err=True)
 
 
+def tests_note(result: Comparison) -> str:
+    """What the test columns compare, in one line."""
+    ref = result.reference
+    shown = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "runs" and k in result.columns[:len(result.varied)])
+    tested = result.tested
+    if not tested:
+        return (f"tests against the reference ({shown or 'row 1'}): none, each needs two runs or more in both "
+                "groups (--baseline names another reference)")
+    return (f"diff, 95% CI, p: each group minus the reference ({shown or 'row 1'}; test '{REFERENCE}'), "
+            f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
+            f"{tested} group{'s' if tested != 1 else ''} tested; effect: Hedges' g (welch) or d_z (paired); "
+            f"seeds@80%: seeds per group for 80% power at alpha 0.05")
+
+
 def _curves(runs, limit: int = 2000) -> dict:
     """metrics.csv of each run (the first ``limit`` in the comparison's order)."""
+    import pandas as pd  # with matplotlib, only for --plots and --report
+
     curves = {}
     for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
         try:

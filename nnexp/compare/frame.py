@@ -12,24 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tracking import RunStore, live_status
-from .query import filter_records
-
-TOP_COLUMNS = ("id", "name", "status", "sweep", "trial", "seed", "tags", "dataset", "start_time", "started", "path")
+from .rows import TOP_COLUMNS, flat_row
+from .select import select_records
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """Records (see ``nnexp.tracking.records``) as a DataFrame, in their order."""
-    rows = []
-    for r in records:
-        s = r.get("summary") or {}
-        row = {"id": r["id"], "name": s.get("name"), "status": live_status(s), "sweep": s.get("sweep"),
-               "trial": s.get("trial"), "seed": s.get("seed"), "tags": s.get("tags") or [],
-               "dataset": s.get("dataset"), "start_time": s.get("start_time"), "started": s.get("started"),
-               "path": r.get("path")}
-        row.update({f"param.{k}": v for k, v in (r.get("params") or {}).items()})
-        row.update({f"metric.{k}": v for k, v in (r.get("metrics") or {}).items()})
-        rows.append(row)
+    rows = [flat_row(r) for r in records]
     frame = pd.DataFrame(rows, columns=None if rows else list(TOP_COLUMNS))
     params = sorted(c for c in frame.columns if c.startswith("param."))
     metrics = sorted(c for c in frame.columns if c.startswith("metric."))
@@ -42,7 +31,4 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 def load_runs(store: str | Path = "runs", where: str | None = None) -> pd.DataFrame:
     """Every readable run of ``store`` (oldest first), optionally filtered by a
     ``--where`` expression (same grammar as ``nnexp compare --where``)."""
-    records = RunStore(store).records()
-    if where:
-        records = filter_records(records, where)
-    return records_frame(records)
+    return records_frame(select_records(store, where=where)[0])

@@ -52,16 +52,19 @@ def sweep_objectives(sweep: dict | None) -> list[tuple[str, str]]:
     return out
 
 
-def mark_front(table, objectives: list[tuple[str, str]], column: str = "pareto") -> None:
-    """Add ``column`` (True on the front) to a comparison table (short column
-    names: one row per run, or per group with the mean); after the parameters."""
+def mark_front(result, objectives: list[tuple[str, str]], column: str = "pareto") -> None:
+    """Add ``column`` (True on the front) to a comparison (``table.Comparison``:
+    one row per run, or per group with the mean), before its first metric."""
     names = [c.removeprefix("metric.") for c, _ in objectives]
-    if any(n not in table.columns for n in names):
+    if any(n not in result.columns for n in names):
         return
-    values = np.column_stack([np.asarray(table[n].map(_number).tolist(), dtype=float) for n in names])
-    front = pareto_front(values, [g for _, g in objectives]) if len(table) else np.zeros(0, dtype=bool)
-    first_metric = min(table.columns.get_loc(n) for n in names)
-    table.insert(first_metric, column, [bool(f) for f in front])
+    rows = result.table_rows
+    values = np.array([[_number(row.get(n)) for n in names] for row in rows], dtype=float).reshape(len(rows),
+                                                                                                  len(names))
+    front = pareto_front(values, [g for _, g in objectives]) if rows else np.zeros(0, dtype=bool)
+    for row, on in zip(rows, front):
+        row[column] = bool(on)
+    result.columns.insert(min(result.columns.index(n) for n in names), column)
 
 
 def _number(value) -> float:

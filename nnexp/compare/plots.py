@@ -35,7 +35,8 @@ from ..values import is_missing
 from .best_so_far import running_best
 from .fmt import format_cell
 from .pareto import pareto_front
-from .stats import group_summary, importance, summarize, t_quantile
+from .significance import t_quantile
+from .stats import group_summary, importance, summarize
 
 logger = logging.getLogger(__name__)
 

@@ -58,7 +58,8 @@ class _Missing:
 MISSING = _Missing()
 
 # The fields every record has at top level (possibly with a missing value).
-TOP_LEVEL = ("id", "name", "status", "sweep", "trial", "seed", "tags", "dataset", "start_time", "started", "path")
+TOP_LEVEL = ("id", "name", "status", "sweep", "trial", "seed", "tags", "note", "dataset", "start_time", "started",
+             "path")
 
 MAX_DEPTH = 64  # nesting of parentheses and 'not'; deeper is an error, not a RecursionError
 
@@ -382,9 +383,41 @@ class Filter:
         self.text = text
         self.tree = tree
         self.names = set(names)
+        self._test = None  # the tree as nested closures, made on first use (a filter tests thousands of runs)
 
     def __repr__(self) -> str:
         return f"Filter({self.text!r})"
+
+    def fields(self) -> dict[str, set[str]]:
+        """The record fields ``record_lookup`` may read to resolve this filter's
+        names: {"summary": keys, "params": keys, "metrics": keys}."""
+        out: dict[str, set[str]] = {"summary": set(), "params": set(), "metrics": set()}
+        for name in self.names:
+            for section, key in _locations(name):
+                out[section].add(key)
+        return out
+
+    def necessary(self) -> list[tuple[list[tuple[str, str]], str, Any]]:
+        """Conditions every matching run meets, for a store's index to test before
+        parsing records: (locations, op, literal) for each top-level ``and`` part
+        of the form ``name op literal`` (op ==, <, <=, > or >=; literal a string
+        or a number). The value a run has at one of the locations (section,
+        key) satisfies ``op literal``; the filter itself still decides."""
+        parts = []
+        for node in _conjuncts(self.tree):
+            if node[0] != "cmp" or node[1] not in _FLIPPED:
+                continue
+            op, a, b = node[1], node[2], node[3]
+            if a[0] == "lit" and b[0] == "name":
+                op, a, b = _FLIPPED[op], b, a
+            if a[0] != "name" or b[0] != "lit" or isinstance(b[1], bool) or not isinstance(b[1], (str, int, float)):
+                continue
+            if isinstance(b[1], float) and b[1] != b[1]:
+                continue
+            locations = _locations(a[1])
+            if locations and a[1] not in _COMPUTED:
+                parts.append((locations, op, b[1]))
+        return parts
 
     def matches(self, lookup: Callable[[str], Any]) -> bool:
         cache: dict[str, Any] = {}
@@ -394,7 +427,37 @@ class Filter:
                 cache[name] = _normalize(lookup(name))
             return cache[name]
 
-        return _evaluate(self.tree, get)
+        if self._test is None:
+            self._test = _compile(self.tree)
+        return self._test(get)
+
+
+_FLIPPED = {"==": "==", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_COMPUTED = ("status", "id", "path")  # not stored as such: live_status, the folder's name and path
+
+
+def _conjuncts(node) -> list:
+    """The parts of a top-level ``and`` (nested ones flattened), or the node itself."""
+    if node[0] != "and":
+        return [node]
+    return [part for child in node[1] for part in _conjuncts(child)]
+
+
+def _locations(name: str) -> list[tuple[str, str]]:
+    """Where record_lookup may find ``name``: (section, key) pairs."""
+    if name.startswith("param."):
+        return [("params", name[len("param."):])]
+    if name.startswith("metric."):
+        return [("metrics", name[len("metric."):])]
+    if name == "status":
+        return [("summary", "status"), ("summary", "pid"), ("summary", "host")]  # what live_status looks at
+    if name == "dataset":
+        return [("summary", "dataset"), ("params", "data.dataset")]
+    if name in ("id", "path"):
+        return []
+    if name in TOP_LEVEL:
+        return [("summary", name)]
+    return [("metrics", name), ("params", name)]
 
 
 def parse(text: str) -> Filter:
@@ -483,35 +546,38 @@ def _truthy(x) -> bool:
     return True
 
 
-def _operand(node, get):
+def _compile(node) -> Callable:
+    """The tree as a function of ``get`` (name -> normalized value), literals
+    normalized once: ``or``/``and``/``not`` as in Python, a value alone by
+    _truthy, comparisons by _equal, _contains and _ordered."""
     kind = node[0]
-    if kind == "name":
-        return get(node[1])
-    if kind == "lit":
-        return _normalize(node[1])
-    return [_normalize(v) for v in node[1]]
-
-
-def _evaluate(node, get) -> bool:
-    kind = node[0]
-    if kind == "or":
-        return any(_evaluate(child, get) for child in node[1])
-    if kind == "and":
-        return all(_evaluate(child, get) for child in node[1])
+    if kind in ("or", "and"):
+        parts = [_compile(child) for child in node[1]]
+        return (lambda get: any(p(get) for p in parts)) if kind == "or" else (lambda get: all(p(get) for p in parts))
     if kind == "not":
-        return not _evaluate(node[1], get)
+        inner = _compile(node[1])
+        return lambda get: not inner(get)
     if kind == "truth":
-        return _truthy(_operand(node[1], get))
-    op, a, b = node[1], _operand(node[2], get), _operand(node[3], get)
+        value = _compiled_operand(node[1])
+        return lambda get: _truthy(value(get))
+    op, a, b = node[1], _compiled_operand(node[2]), _compiled_operand(node[3])
     if op == "==":
-        return _equal(a, b)
+        return lambda get: _equal(a(get), b(get))
     if op == "!=":
-        return not _equal(a, b)
+        return lambda get: not _equal(a(get), b(get))
     if op == "in":
-        return _contains(b, a)
+        return lambda get: _contains(b(get), a(get))
     if op == "not in":
-        return not _contains(b, a)
-    return _ordered(op, a, b)
+        return lambda get: not _contains(b(get), a(get))
+    return lambda get: _ordered(op, a(get), b(get))
+
+
+def _compiled_operand(node) -> Callable:
+    if node[0] == "name":
+        name = node[1]
+        return lambda get: get(name)
+    value = _normalize(node[1]) if node[0] == "lit" else [_normalize(v) for v in node[1]]
+    return lambda get: value
 
 
 # --------------------------------------------------------------------------- records
@@ -556,6 +622,12 @@ def record_lookup(record: Mapping) -> Callable[[str], Any]:
         return params.get(name, MISSING)
 
     return lookup
+
+
+def unknown_names(flt: Filter, record: Mapping) -> set[str]:
+    """The names of ``flt`` that ``record`` does not have (it may have them with a null value)."""
+    lookup = record_lookup(record)
+    return {name for name in flt.names if name not in TOP_LEVEL and lookup(name) is MISSING}
 
 
 def known_names(records: Iterable[Mapping]) -> set[str]:

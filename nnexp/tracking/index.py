@@ -3,9 +3,20 @@
 The run folders stay the source of truth; the index (``<store>/.index.sqlite``)
 is a cache of their records (see ``records.py``) that any process may throw
 away and rebuild. Each row keeps the stat signature (mtime in ns and size) of
-the folder's summary.json, metrics.csv and config.yaml; :meth:`RunIndex.sync`
-stats every folder and re-reads only those whose signature changed, so a
-listing sees per-epoch changes without the trainer writing to the index.
+the folder's summary.json and metrics.csv and of the folder itself;
+:meth:`RunIndex.sync` stats every folder and re-reads only those whose
+signature changed, so a listing sees per-epoch changes without the trainer
+writing to the index. The folder's mtime changes whenever a file in it is
+replaced, which is how nnexp writes config.yaml and annotations.json (and
+summary.json, which has its own entry because it is the file people edit by
+hand); metrics.csv grows in place and needs its own: three stats per run.
+
+A row keeps the record as three JSON texts: the listing's few summary fields
+(``brief``), the whole summary, and the params and metrics (``rest``); a
+listing parses only what it shows. A filter looks at each row before it is
+parsed (a :class:`Selection`: its conditions searched for in the row's JSON
+text, or its fields read with SQLite's JSON operators), so that a comparison
+of 700 runs out of 10,000 parses about 700.
 
 Several trainers and listings may use one store at once. SQLite's WAL mode
 lets readers read while one process writes; every write is one short
@@ -26,40 +37,53 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from ..errors import NnexpError
 from ..values import is_number
-from .records import RECORD_VERSION, make_record
-from .run import CONFIG, METRICS, SUMMARY, DamagedRun, Run, RunObserver
+from .records import RECORD_VERSION, brief, make_record
+from .run import METRICS, SUMMARY, DamagedRun, Run, RunObserver
 
 INDEX_NAME = ".index.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RACY_NS = 2_000_000_000  # files changed this recently may change again within one mtime tick
 
-# The three files a record is built from, in signature order.
-SIGNATURE_FILES = (SUMMARY, METRICS, CONFIG)
+# What a record's signature stats, in order: two files and the folder ("" is the folder itself).
+SIGNATURE_FILES = (SUMMARY, METRICS, "")
 MISSING = (-1, -1)  # the (mtime_ns, size) of a file that does not exist
+_SUFFIXES = tuple(os.sep + name if name else "" for name in SIGNATURE_FILES)
+
+# What a listing reads of each row: the whole record, the summary, or its brief fields.
+RECORD, SUMMARY_ONLY, BRIEF = "record", "summary", "brief"
+# SQLite's -> operator (3.38) returns a JSON value as JSON text, keeping true apart from 1.
+_JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)
+_REJECTED = object()  # a row the selection's necessary conditions rule out
+_LATE = object()  # a row the selection decides on once it is parsed whole
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,          -- the run folder's name
     summary_mtime INTEGER NOT NULL, summary_size INTEGER NOT NULL,
     metrics_mtime INTEGER NOT NULL, metrics_size INTEGER NOT NULL,
-    config_mtime INTEGER NOT NULL, config_size INTEGER NOT NULL,
+    folder_mtime INTEGER NOT NULL, folder_size INTEGER NOT NULL,
     start_time REAL,              -- summary start_time, for ordering
     error TEXT,                   -- why the folder is damaged (the JSON columns are NULL then)
+    brief TEXT,                   -- the summary fields a listing shows, as JSON
     summary TEXT,                 -- the record's summary as JSON
     rest TEXT                     -- the record's params and metrics as JSON
 ) WITHOUT ROWID
 """
-_COLUMNS = ("id, summary_mtime, summary_size, metrics_mtime, metrics_size, config_mtime, config_size, "
-            "start_time, error, summary, rest")
-_UPSERT = f"INSERT OR REPLACE INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SIGNATURE_COLUMNS = "summary_mtime, summary_size, metrics_mtime, metrics_size, folder_mtime, folder_size"
+_COLUMNS = f"id, {_SIGNATURE_COLUMNS}, start_time, error, brief, summary, rest"
+_UPSERT = f"INSERT OR REPLACE INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_SIG_LEN = 2 * len(SIGNATURE_FILES)
 
 
 def _stderr_warn(message: str) -> None:
@@ -73,18 +97,22 @@ def _format_version() -> int:
 
 
 def signature(run_dir: str) -> tuple[int, ...] | None:
-    """(mtime_ns, size) of summary.json, metrics.csv and config.yaml, flattened
-    to 6 ints (-1, -1 for a missing file); None if ``run_dir`` has no summary.json.
+    """(mtime_ns, size) of summary.json, metrics.csv and the folder, flattened
+    to 6 ints (-1, -1 for a missing file); None if ``run_dir`` has no
+    summary.json.
 
     OSError other than a missing file (permissions) propagates.
     """
-    sig: list[int] = []
-    for name in SIGNATURE_FILES:
+    run_dir = os.fspath(run_dir)
+    try:
+        st = os.stat(run_dir + _SUFFIXES[0])  # plain concatenation: os.path.join costs as much as the stat
+    except FileNotFoundError:
+        return None
+    sig = [st.st_mtime_ns, st.st_size]
+    for suffix in _SUFFIXES[1:]:
         try:
-            st = os.stat(os.path.join(run_dir, name))
+            st = os.stat(run_dir + suffix)
         except FileNotFoundError:
-            if name == SUMMARY:
-                return None
             sig += MISSING
             continue
         sig += (st.st_mtime_ns, st.st_size)
@@ -118,12 +146,21 @@ def _build(run_dir: str, run_id: str, sig: tuple[int, ...], now_ns: int) -> tupl
     try:
         record = make_record(run_dir)
     except DamagedRun as exc:
-        return None, (run_id, *_trusted(sig, now_ns), None, str(exc), None, None)
+        return None, (run_id, *_trusted(sig, now_ns), None, str(exc), None, None, None)
     start = _order(record)[0]
     # Kept apart so that a listing that shows only summaries parses only those.
+    short = json.dumps(brief(record["summary"]), separators=(",", ":"), default=str)
     summary = json.dumps(record["summary"], separators=(",", ":"), default=str)
     rest = json.dumps({"params": record["params"], "metrics": record["metrics"]}, separators=(",", ":"))
-    return record, (run_id, *_trusted(sig, now_ns), start, None, summary, rest)
+    return record, (run_id, *_trusted(sig, now_ns), start, None, short, summary, rest)
+
+
+def _part(record: dict, part: str) -> dict:
+    """The ``part`` of a whole record that a listing asked for."""
+    if part == RECORD:
+        return record
+    summary = brief(record["summary"]) if part == BRIEF else record["summary"]
+    return {"id": record["id"], "path": record["path"], "summary": summary}
 
 
 def _decode(texts: list[str]) -> list | None:
@@ -145,6 +182,112 @@ def _decode_one(text) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+@dataclass
+class Selection:
+    """Which runs a listing wants, decided before their records are parsed.
+
+    ``fields`` maps "summary", "params" and "metrics" to the keys ``keep``
+    looks at; ``keep(record)`` is called with a record (id, path, summary,
+    params, metrics) that holds at least those keys where the run has them,
+    and says whether the run is wanted. Only wanted runs are parsed whole.
+    ``necessary`` lists conditions every wanted run meets, ([(section, key),
+    ...], op, literal): the value at one of the locations compares to the
+    literal as ``op`` says (==, <, <=, >, >=). They are searched for in the
+    rows' stored JSON text first, so that only the runs that may meet them
+    are parsed and given to ``keep``.
+    """
+
+    fields: dict
+    keep: Callable[[dict], bool]
+    necessary: list = field(default_factory=list)  # (locations, op, literal): see Filter.necessary in compare/query.py
+
+
+def _column(section: str) -> str:
+    return "summary" if section == "summary" else "rest"
+
+
+def _json_path(section: str, key: str) -> str:
+    return f'$."{key}"' if section == "summary" else f'$.{section}."{key}"'
+
+
+_NUMBER = re.compile(r"-?(?:Infinity|NaN|[0-9][0-9.eE+-]*)")
+
+
+def _searchable(necessary) -> bool:
+    """Whether the keys can be searched for as the index writes them (see _may_pass)."""
+    return all(isinstance(key, str) for locations, _, _ in necessary for _, key in locations)
+
+
+def _search_patterns(necessary) -> list[list[tuple]]:
+    """The necessary conditions as what to look for in a row's JSON texts, as
+    the index writes them (compact and ASCII: a key and its value are the
+    text ``"key":value``): for each condition, (column, text before the
+    value, op, literal) for each location (see _may_pass)."""
+    conditions = []
+    for locations, op, literal in necessary:
+        options = []
+        for section, key in locations:
+            head = json.dumps(key) + ":"
+            if isinstance(literal, str):
+                options.append((_column(section), head + json.dumps(literal) if op == "==" else head + '"', None, None))
+            else:
+                options.append((_column(section), head, op, literal))
+        conditions.append(options)
+    return conditions
+
+
+def _may_pass(patterns: list[list[tuple]], texts: dict) -> bool:
+    """Whether a row ({column: JSON text}) may meet every necessary condition:
+    False only when no location holds a value that meets it. A string may
+    meet any ordered condition, and a match anywhere in the text counts
+    (params and metrics share one text); the filter decides afterwards."""
+    for options in patterns:
+        for column, head, op, literal in options:
+            text = texts.get(column)
+            if text is None:
+                continue
+            if op is None:
+                if head in text:
+                    break
+            elif head in text and _number_may_pass(text, head, op, literal):
+                break
+        else:
+            return False
+    return True
+
+
+def _number_may_pass(text: str, head: str, op: str, literal) -> bool:
+    """Whether a number written after ``head`` in ``text`` meets ``op literal``
+    (Python writes floats so that they read back exactly)."""
+    at = text.find(head)
+    while at >= 0:
+        match = _NUMBER.match(text, at + len(head))
+        if match:
+            try:
+                value = float(match.group())
+            except ValueError:
+                value = None
+            if value is not None and ((op == "==" and value == literal) or (op in (">", ">=") and value >= literal)
+                                      or (op in ("<", "<=") and value <= literal)):
+                return True
+        at = text.find(head, at + len(head))
+    return False
+
+
+def _extracts(selection: Selection) -> list[tuple[str, str, str]] | None:
+    """(section, key, JSON path) for each field of ``selection``; None where SQLite
+    cannot extract them (too old, or a key no JSON path can name)."""
+    if not _JSON_ARROW:
+        return None
+    out = []
+    for section, keys in selection.fields.items():
+        for key in sorted(keys):
+            if not isinstance(key, str) or '"' in key or "\\" in key:
+                return None
+            out.append((section, key, _json_path(section, key)))
+    return out
+
+
 class IndexUnavailable(Exception):
     """The index file cannot be opened for reading (listings then read the folders)."""
 
@@ -155,6 +298,7 @@ class RunIndex:
     sync(warn)       -> every valid record, oldest first (re-reads changed folders)
     rebuild(warn)    -> the same, after throwing the index's contents away
     upsert(run_dir)  -> (re)index one folder now; for writers, at status changes
+    forget(run_ids)  -> drop the rows of removed folders
 
     A RunIndex holds no open connection between calls, so it is cheap to make
     and safe to use from several processes.
@@ -169,7 +313,8 @@ class RunIndex:
 
     # ------------------------------------------------------------ reading --
 
-    def sync(self, warn=None, force: bool = False, full: bool = True) -> list[dict]:
+    def sync(self, warn=None, force: bool = False, full: bool = True, brief: bool = False,
+             selection: Selection | None = None) -> list[dict]:
         """Bring the index up to date with the folders and return every valid record.
 
         A run folder is a non-hidden directory holding summary.json. Folders
@@ -179,8 +324,11 @@ class RunIndex:
         sorted by (summary start_time, id); their ``path`` is under
         ``store_root`` as given. With ``full=False`` they hold only ``id``,
         ``path`` and ``summary``, which is all a run listing shows and about
-        half the parsing.
+        half the parsing; with ``brief`` too, the summary holds only the
+        BRIEF_FIELDS of ``records.py``. With a ``selection``, only the runs it
+        keeps are returned.
         """
+        part = RECORD if full else (BRIEF if brief else SUMMARY_ONLY)
         warn = warn or _stderr_warn
         if not self.root.is_dir():
             if self.root.exists() and not self.root.is_dir():  # is_dir again: another process may just have made it
@@ -195,11 +343,12 @@ class RunIndex:
             known = {}
             if conn is not None:
                 try:
-                    known = self._load(conn, full)
+                    known = self._load(conn, part, selection)
                 except sqlite3.DatabaseError as exc:  # opened, but its pages are damaged
                     conn.close()
                     conn, writable = self._reopen_damaged(exc, warn)
-            records, changed, gone = self._scan(known, warn, force, full)
+            records, changed, gone = self._scan(known, warn, force, part, selection,
+                                                lambda names, whole: self._texts(conn, names, whole, part))
             if conn is not None and writable and (changed or gone):
                 self._write(conn, changed, gone, warn)
             elif changed and conn is not None and not writable:
@@ -229,12 +378,75 @@ class RunIndex:
                     conn.close()
         return self.sync(warn, force=True)
 
-    def _load(self, conn, full: bool) -> dict:
-        """{id: (signature, error, summary JSON, rest JSON or None)} of every row."""
-        rest = "rest" if full else "NULL"
-        rows = conn.execute(f"SELECT id, summary_mtime, summary_size, metrics_mtime, metrics_size, "
-                            f"config_mtime, config_size, error, summary, {rest} FROM runs").fetchall()
-        return {row[0]: (row[1:7], row[7], row[8], row[9]) for row in rows}
+    def _load(self, conn, part: str, selection: Selection | None) -> dict:
+        """{id: (signature, error, summary JSON, rest JSON, verdict)} of every row.
+
+        The verdict says what the ``selection`` makes of an unchanged row:
+        None (no selection: take it), _REJECTED (it fails a necessary
+        condition), _LATE (decide on the whole record, once parsed), or a
+        partial record holding the selection's fields (decide on it now).
+        JSON texts that are None are fetched later (``_texts``), for the rows
+        that are taken.
+        """
+        n = 1 + _SIG_LEN
+        if selection is not None and selection.necessary and _searchable(selection.necessary):
+            return self._load_searching(conn, selection.necessary)
+        extracts = _extracts(selection) if selection is not None else None
+        if extracts is not None:
+            wanted = "".join(f", {_column(section)} -> ?" for section, _, _ in extracts)
+            try:
+                rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error{wanted} FROM runs",
+                                    [path for _, _, path in extracts]).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "JSON" not in str(exc):
+                    raise
+                rows = None  # a row SQLite's JSON parser refuses (a NaN Python wrote): parse them all here
+            if rows is not None:
+                return self._partials(rows, extracts)
+        summary = "brief" if part == BRIEF and selection is None else "summary"
+        rest = "rest" if part == RECORD or selection is not None else "NULL"
+        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {summary}, {rest} FROM runs").fetchall()
+        verdict = None if selection is None else _LATE
+        return {row[0]: (row[1:n], row[n], row[n + 1], row[n + 2], verdict) for row in rows}
+
+    @staticmethod
+    def _partials(rows: list[tuple], extracts: list) -> dict:
+        """Verdicts from the JSON texts SQLite extracted (after the signature and error)."""
+        n = 1 + _SIG_LEN
+        texts = [t for row in rows for t in row[n + 1:] if t is not None]
+        values = iter(_decode(texts) or [None] * len(texts))  # a damaged text reads as null: the row is kept
+        known = {}
+        for row in rows:
+            partial = {"id": row[0], "summary": {}, "params": {}, "metrics": {}}
+            for (section, key, _), text in zip(extracts, row[n + 1:]):
+                if text is not None:
+                    partial[section][key] = next(values)
+            known[row[0]] = (row[1:n], row[n], None, None, partial)
+        return known
+
+    @staticmethod
+    def _load_searching(conn, necessary) -> dict:
+        """Verdicts from searching each row's JSON text for the values the necessary
+        conditions need (see _may_pass): _REJECTED or _LATE."""
+        n = 1 + _SIG_LEN
+        patterns = _search_patterns(necessary)
+        columns = sorted({_column(section) for locations, _, _ in necessary for section, _ in locations})
+        rows = conn.execute(f"SELECT id, {_SIGNATURE_COLUMNS}, error, {', '.join(columns)} FROM runs").fetchall()
+        known = {}
+        for row in rows:
+            texts = dict(zip(columns, row[n + 1:]))
+            verdict = _LATE if row[n] is not None or _may_pass(patterns, texts) else _REJECTED
+            known[row[0]] = (row[1:n], row[n], texts.get("summary"), texts.get("rest"), verdict)
+        return known
+
+    def _texts(self, conn, names: list[str], whole: bool, part: str) -> dict:
+        """{id: (summary JSON, rest JSON)} of the rows ``names`` (ids without a row
+        are missing): the whole summary and the rest, or what ``part`` needs."""
+        summary = "brief" if part == BRIEF and not whole else "summary"
+        rest = "rest" if part == RECORD or whole else "NULL"
+        rows = conn.execute(f"SELECT id, {summary}, {rest} FROM runs WHERE id IN (SELECT value FROM json_each(?))",
+                            (json.dumps(names),)).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def _reopen_damaged(self, exc, warn) -> tuple[sqlite3.Connection | None, bool]:
         """After a read failed: start a fresh index, or go on without one."""
@@ -248,13 +460,14 @@ class RunIndex:
         warn(f"run index {self.path} unreadable ({exc}); reading the run folders directly")
         return None, False
 
-    def _scan(self, known: dict, warn, force: bool, full: bool):
+    def _scan(self, known: dict, warn, force: bool, part: str, selection: Selection | None, texts):
         """Stat every run folder; reuse known records whose signature matches.
 
         Returns (records, changed rows to write, ids of vanished folders).
         Rows are only deleted if they were in ``known`` (loaded before the
         scan), so a folder created by another process while this scan runs is
-        never deleted from the index.
+        never deleted from the index. ``texts(ids, whole)`` fetches the JSON of
+        rows loaded without it.
         """
         now_ns = time.time_ns()
         root = os.fspath(self.root)
@@ -274,44 +487,66 @@ class RunIndex:
                 continue  # not a run folder (or one being created): no summary.json yet
             seen.add(name)
             row = known.get(name)
-            if row is not None and not force and row[0] == sig and (row[1] is not None or not full or row[3]):
+            if row is not None and not force and row[0] == sig:
+                verdict = row[4]
                 if row[1] is not None:
                     warn(f"skipping {row[1]}")
-                else:
-                    reused.append((name, sig, row[2], row[3]))
+                elif verdict is None or verdict is _LATE:
+                    reused.append([name, sig, row[2], row[3], verdict is _LATE])
+                elif verdict is not _REJECTED and selection.keep(dict(verdict, path=run_dir)):
+                    reused.append([name, sig, None, None, False])
                 continue
-            self._read_folder(run_dir, name, sig, now_ns, full, records, changed, warn)
-        records += self._reuse(reused, root, now_ns, full, changed, warn)
+            self._read_folder(run_dir, name, sig, now_ns, part, selection, records, changed, warn)
+        for whole in (False, True):  # fetch the JSON of rows loaded without it, for these only
+            missing = [r[0] for r in reused if r[4] == whole and (r[2] is None or (r[3] is None and
+                                                                                 (whole or part == RECORD)))]
+            if missing:
+                fetched = texts(missing, whole)
+                for r in reused:
+                    if r[0] in fetched and r[4] == whole:
+                        r[2], r[3] = fetched[r[0]][0], fetched[r[0]][1] if r[3] is None else r[3]
+        records += self._reuse(reused, root, now_ns, part, selection, changed, warn)
         gone = [run_id for run_id in known if run_id not in seen]
         return records, changed, gone
 
-    def _read_folder(self, run_dir, name, sig, now_ns, full, records, changed, warn) -> None:
-        """Build a folder's record (appended to ``records``) and its new index row."""
+    def _read_folder(self, run_dir, name, sig, now_ns, part, selection, records, changed, warn) -> None:
+        """Build a folder's record (appended to ``records`` if the selection keeps
+        it) and its new index row."""
         record, new_row = _build(run_dir, name, sig, now_ns)
+        if record is None and not os.path.isdir(run_dir):
+            return  # removed (nnexp rm) between the stat and the read: gone, not damaged
         changed.append(new_row)
         if record is None:
             warn(f"skipping {new_row[8]}")
-        else:
-            records.append(record if full else {"id": name, "path": run_dir, "summary": record["summary"]})
+        elif selection is None or selection.keep(record):
+            records.append(_part(record, part))
 
-    def _reuse(self, reused: list[tuple], root: str, now_ns: int, full: bool, changed: list, warn) -> list[dict]:
-        """Records from the index rows of unchanged folders: (name, sig, summary
-        JSON, rest JSON) each. A row whose JSON does not parse (an index damaged
-        by a crash) is rebuilt from its folder."""
+    def _reuse(self, reused: list[list], root: str, now_ns: int, part: str, selection, changed: list,
+               warn) -> list[dict]:
+        """Records from the index rows of unchanged folders: [name, sig, summary
+        JSON, rest JSON, late] each; the selection decides on the ``late`` ones
+        here, once they are parsed whole. A row whose JSON does not parse (an
+        index damaged by a crash) is rebuilt from its folder."""
+        needs_rest = [part == RECORD or r[4] for r in reused]
         summaries = _decode([r[2] for r in reused])
-        rests = _decode([r[3] for r in reused]) if full else [None] * len(reused)
+        rests = _decode([r[3] if need else "null" for r, need in zip(reused, needs_rest)]) if any(needs_rest) \
+            else needs_rest
         if summaries is None or rests is None:  # rare: find the bad rows one by one
             summaries = [_decode_one(r[2]) for r in reused]
-            rests = [_decode_one(r[3]) for r in reused] if full else [None] * len(reused)
+            rests = [_decode_one(r[3]) if need else None for r, need in zip(reused, needs_rest)]
         records = []
-        for (name, sig, _, _), summary, rest in zip(reused, summaries, rests):
+        for (name, sig, _, _, late), summary, rest, need in zip(reused, summaries, rests, needs_rest):
             run_dir = f"{root}{os.sep}{name}"
-            if not isinstance(summary, dict) or (full and not isinstance(rest, dict)):
-                self._read_folder(run_dir, name, sig, now_ns, full, records, changed, warn)
+            if not isinstance(summary, dict) or (need and not isinstance(rest, dict)):
+                self._read_folder(run_dir, name, sig, now_ns, part, selection, records, changed, warn)
                 continue
             record = {"id": name, "path": run_dir, "summary": summary}
-            if full:
+            if need:
                 record.update(rest)
+            if late:
+                if not selection.keep(record):
+                    continue
+                record = _part(record, part)
             records.append(record)
         return records
 
@@ -336,6 +571,20 @@ class RunIndex:
             if not writable:
                 raise sqlite3.OperationalError(f"run index {self.path} is read-only")
             self._transaction(conn, lambda c: c.execute(_UPSERT, row))
+        finally:
+            conn.close()
+
+    def forget(self, run_ids) -> None:
+        """Delete the rows of runs whose folders were removed (by ``nnexp rm``); best
+        effort like upsert: sqlite3.Error, OSError or IndexUnavailable propagate,
+        and a row left behind is deleted by the next listing anyway."""
+        ids = [(run_id,) for run_id in run_ids]
+        if not ids or not self.path.exists():
+            return
+        conn, writable = self._open(_stderr_warn)
+        try:
+            if writable:
+                self._transaction(conn, lambda c: c.executemany("DELETE FROM runs WHERE id = ?", ids))
         finally:
             conn.close()
 

@@ -1,11 +1,11 @@
 """Run records: one flat, JSON-serialisable dict per run folder.
 
 A record is what listings, filters and comparisons work on, built from the
-three small files of a run folder::
+small files of a run folder::
 
     {"id": "20261125-044804-mlp-0155",          # the folder name
      "path": "runs/20261125-044804-mlp-0155",
-     "summary": {...},                           # summary.json as parsed
+     "summary": {...},                           # summary.json, with annotations.json's tags and note
      "params": {"optimizer.lr": 0.002,           # config.yaml, flattened
                 "model.layers": "flatten | dense(512) | relu | dense(10)", ...},
      "metrics": {"val_accuracy": 0.985, "best_val_loss": 0.06,
@@ -33,7 +33,8 @@ import os
 import yaml
 
 from ..values import is_missing, is_number
-from .run import CONFIG, METRICS, DamagedRun, read_summary
+from .annotations import annotated_summary
+from .run import CONFIG, METRICS, DamagedRun
 
 # The C parser is much faster than the pure-Python one; PyYAML ships without it
 # on some platforms, and both read the resolved configs the same way.
@@ -41,7 +42,12 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Bump when the record layout changes, so that indexes built by an older nnexp
 # are rebuilt instead of serving records in the old layout.
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+
+# The summary fields a run listing shows (``nnexp runs``, resolving a run by
+# name): the index keeps them apart, so that a listing parses only these.
+BRIEF_FIELDS = ("name", "status", "pid", "host", "start_time", "started", "epochs_completed", "epochs_planned",
+                "final_val_accuracy", "test_accuracy", "params", "train_seconds", "sweep", "tags", "note", "kind")
 
 CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "train_seconds", "total_seconds")
@@ -59,13 +65,13 @@ def make_record(run_dir) -> dict:
     """Build the record of the run folder ``run_dir`` (a str or Path).
 
     Raises DamagedRun when summary.json is missing, unreadable or not a JSON
-    object, or when config.yaml exists but cannot be read or is not a YAML
-    mapping. A missing config.yaml gives empty params (plus the sweep's
+    object, when annotations.json or config.yaml exists but cannot be read or
+    is not of the expected shape. A missing config.yaml gives empty params (plus the sweep's
     trial_params); a missing metrics.csv gives no curve metrics and epochs 0.
     """
     run_dir = os.fspath(run_dir)
     run_id = os.path.basename(os.path.normpath(run_dir))
-    summary = read_summary(run_dir, run_id)
+    summary = annotated_summary(run_dir, run_id)
     cfg = _read_config(run_dir, run_id)
     layers = summary.get("layers")
     params = flatten_config(cfg, layers if isinstance(layers, str) else None) if cfg else {}
@@ -73,11 +79,16 @@ def make_record(run_dir) -> dict:
     if isinstance(trial_params, dict):
         for key, value in trial_params.items():
             _add_param(params, str(key), value)
-    metrics = curve_metrics(_read_metric_rows(run_dir, run_id))
+    metrics = curve_metrics(read_metric_rows(run_dir, run_id))
     for key in SUMMARY_METRICS:
         _add_metric(metrics, key, summary.get(key))
     _add_metric(metrics, "n_params", summary.get("params"))
     return {"id": run_id, "path": run_dir, "summary": summary, "params": params, "metrics": metrics}
+
+
+def brief(summary: dict) -> dict:
+    """The BRIEF_FIELDS of a summary (those it has)."""
+    return {k: summary[k] for k in BRIEF_FIELDS if k in summary}
 
 
 def _read_config(run_dir: str, run_id: str) -> dict | None:
@@ -184,13 +195,15 @@ def _number_text(v) -> str:
 # ---------------------------------------------------------------- metrics --
 
 
-def _read_metric_rows(run_dir: str, run_id: str) -> list[dict]:
-    """metrics.csv as a list of {column: float} (NaN for empty cells).
+def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) -> list[dict]:
+    """metrics.csv as a list of {column: float} for ``columns`` (NaN for empty cells).
 
     The trainer appends a row per epoch, so a reader may catch the last line
     half-written: a final line without its newline is ignored, and so is any
-    row that does not parse (wrong field count, not a number).
+    row that does not parse (wrong field count, not a number). No file: [].
     """
+    run_dir = os.fspath(run_dir)
+    run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     path = os.path.join(run_dir, METRICS)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -204,7 +217,7 @@ def _read_metric_rows(run_dir: str, run_id: str) -> list[dict]:
     if not lines:
         return []
     header = [h.strip() for h in lines[0].split(",")]
-    wanted = [(i, h) for i, h in enumerate(header) if h in CURVE_COLUMNS]
+    wanted = [(i, h) for i, h in enumerate(header) if h in columns]
     rows = []
     for line in lines[1:]:
         fields = line.rstrip("\r").split(",")

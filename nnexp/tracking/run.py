@@ -9,13 +9,16 @@ A run folder holds::
     checkpoint.npz     while training: the state after the last epoch (see nnexp/checkpoint.py)
     predictions.npz    an ensemble's averaged probabilities (see nnexp/ensemble.py)
     error.txt          the traceback of a crash; error.before-resume-N.txt: of a resumed attempt
+    annotations.json   tags and a note added after the fact (``nnexp tag``, ``nnexp note``; see annotations.py)
     plots/             learning curves, confusion matrix, misclassified images, ...
     attempts/N/        a sweep trial's earlier attempt, set aside when it started again from scratch
     .lock              held while ``nnexp resume`` trains the run
 
 This module is the one place that names them. Who writes what: the trainer
 writes the weights and checkpoints (this module only names those files),
-everything else goes through :class:`Run`.
+annotations.json is written only by ``annotations.py``, never by
+:class:`Run`, so a trainer rewriting summary.json cannot lose a tag added
+while it runs; everything else goes through :class:`Run`.
 
 A run's status (summary.json's ``status``) changes only through the
 lifecycle methods of :class:`Run`::
@@ -61,6 +64,7 @@ MODEL = "model.npz"
 CHECKPOINT = "checkpoint.npz"
 PREDICTIONS = "predictions.npz"
 ERROR = "error.txt"
+ANNOTATIONS = "annotations.json"
 PLOTS = "plots"
 ATTEMPTS = "attempts"
 LOCK = ".lock"
@@ -342,13 +346,19 @@ def live_status(summary: dict) -> str | None:
     pid = summary.get("pid")
     if status != RUNNING or summary.get("host") != socket.gethostname() or not isinstance(pid, int):
         return status
+    return status if process_alive(pid) else DEAD
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists and is not a zombie (a process
+    of another user counts as alive)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
-        return DEAD
+        return False
     except (PermissionError, OverflowError, OSError):
         pass
-    return DEAD if _is_zombie(pid) else status
+    return not _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -8,14 +8,15 @@ date; every run the store hands out re-indexes itself at each status change.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NnexpError
 from ..timestamps import run_id_stamp
-from .index import IndexObserver, RunIndex
+from .annotations import KEEP, annotate, annotated_summary
+from .index import IndexObserver, RunIndex, Selection
 from .records import make_record
 from .run import DamagedRun, Run
 
@@ -31,16 +32,33 @@ def slugify(name: str) -> str:
     return slug or "run"
 
 
-@dataclass
 class RunInfo:
     """What a listing knows about a run: its folder and its parsed summary."""
 
-    path: Path
-    summary: dict
+    __slots__ = ("_path", "summary", "_id")
+
+    def __init__(self, path, summary: dict, run_id: str | None = None):
+        self._path = path  # a str stays one until asked for: listings make thousands of these
+        self.summary = summary
+        self._id = run_id
+
+    @property
+    def path(self) -> Path:
+        if not isinstance(self._path, Path):
+            self._path = Path(self._path)
+        return self._path
 
     @property
     def id(self) -> str:
-        return self.path.name
+        if self._id is None:
+            self._id = os.path.basename(self._path) if isinstance(self._path, str) else self._path.name
+        return self._id
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunInfo) and (str(self._path), self.summary) == (str(other._path), other.summary)
+
+    def __repr__(self) -> str:
+        return f"RunInfo({str(self._path)!r}, {self.summary!r})"
 
 
 class RunStore:
@@ -90,26 +108,47 @@ class RunStore:
         except (DamagedRun, FileNotFoundError):
             return False
 
-    def records(self, warn=None, reindex: bool = False) -> list[dict]:
-        """The record (see ``records.py``) of every readable run, oldest first.
+    def records(self, warn=None, reindex: bool = False, selection: Selection | None = None) -> list[dict]:
+        """The record (see ``records.py``) of every readable run, oldest first
+        (with a ``selection``: of the runs it keeps, see index.py).
 
         Read through the store's index, which is brought up to date first
         (``reindex``: rebuilt from scratch). Damaged runs are skipped with
         one ``warn(message)`` each (default: a line on stderr).
         """
         index = RunIndex(self.root)
-        return index.rebuild(warn) if reindex else index.sync(warn)
+        if reindex:
+            records = index.rebuild(warn)
+            if selection is None:
+                return records
+        return index.sync(warn, selection=selection)
 
-    def runs(self, warn=None) -> list[RunInfo]:
+    def runs(self, warn=None, brief: bool = True) -> list[RunInfo]:
         """Every readable run as (folder, summary), oldest first; damaged ones
-        are skipped with a warning."""
-        return [RunInfo(Path(r["path"]), r["summary"]) for r in RunIndex(self.root).sync(warn, full=False)]
+        are skipped with a warning. ``brief``: only the summary fields a
+        listing shows (records.BRIEF_FIELDS), which is quicker to read."""
+        return [RunInfo(r["path"], r["summary"], r["id"])
+                for r in RunIndex(self.root).sync(warn, full=False, brief=brief)]
+
+    def annotate(self, run_id: str, add=(), remove=(), note=KEEP) -> dict:
+        """Change run ``run_id``'s tags and note (see annotations.py) and re-index it."""
+        annotations = annotate(self.root / run_id, add, remove, note)
+        self.reindex(run_id)
+        return annotations
 
     def resolve(self, ref: str) -> RunInfo:
-        """Find a run by id, unique id prefix, name (newest wins) or ``latest``."""
+        """Find a run by id, unique id prefix, name (newest wins) or ``latest``;
+        its summary is read from its folder (with its annotations)."""
+        info = self.find(ref)
+        return RunInfo(info.path, annotated_summary(info.path, info.id))
+
+    def find(self, ref: str, runs: list[RunInfo] | None = None) -> RunInfo:
+        """Like resolve, with the brief summary the listing has (quicker: for
+        commands that need only the run's id and folder). ``runs``: the
+        listing to look in (default: the store's now; one listing for many refs)."""
         if not _REF_RE.match(ref or "") or ".." in ref:
             raise RunNotFound(f"{ref!r} is not a valid run id or name (letters, digits, '.', '_', '-')")
-        runs = self.runs()
+        runs = self.runs() if runs is None else runs
         if not runs and not (self.root / ref).is_dir():
             raise RunNotFound(f"no runs in store {self.root}")
         if ref in ("latest", "last"):

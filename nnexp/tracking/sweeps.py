@@ -63,6 +63,10 @@ class SweepFolder:
             raise SweepLocked(f"sweep {self.id} is already running ({exc.holder or 'another process'}); "
                               "wait for it to finish or stop it first") from None
 
+    def is_running(self) -> bool:
+        """Whether a driver holds the sweep's lock now."""
+        return (self.path / LOCK).exists() and is_locked(self.path / LOCK)
+
     def write_spec(self, text: str) -> None:
         """Keep the spec as first given (running it again does not replace it)."""
         if not (self.path / SPEC).exists():

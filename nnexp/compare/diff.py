@@ -1,0 +1,95 @@
+"""``nnexp diff``: how two runs differ: config keys, metrics, curves.
+
+Works on run records (see nnexp/tracking/records.py) and the runs'
+metrics.csv; no pandas. ``plot_curves`` (matplotlib, loaded only for it)
+draws both runs' curves on one figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..tracking.records import read_metric_rows
+from ..values import is_missing, is_number
+from .rows import group_key
+
+RUN_FIELDS = ("name", "status", "started", "epochs_completed", "tags", "note", "sweep", "trial")
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+def diff_records(a: dict, b: dict) -> dict:
+    """{"a", "b": ids; "run": [{field, a, b}] of the summary fields that differ;
+    "params": [{key, a, b}] of the config keys that differ (a key only one run
+    has shows None on the other side); "equal_params": how many keys are equal;
+    "metrics": [{name, a, b, diff}] of every metric either has (diff = b - a);
+    "curves": {"a": {column: [[epoch, value], ...]}, "b": ...}}."""
+    sa, sb = a.get("summary") or {}, b.get("summary") or {}
+    run = [{"field": f, "a": sa.get(f), "b": sb.get(f)} for f in RUN_FIELDS
+           if group_key(sa.get(f)) != group_key(sb.get(f))]
+    pa, pb = a.get("params") or {}, b.get("params") or {}
+    keys = sorted(set(pa) | set(pb))
+    params = [{"key": k, "a": pa.get(k), "b": pb.get(k)} for k in keys if group_key(pa.get(k)) != group_key(pb.get(k))]
+    ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
+    metrics = []
+    names = set(ma) | set(mb)
+    names -= {n for n in names if n.startswith("final_") and n[len("final_"):] in names}  # the same value twice
+    for name in sorted(names, key=_metric_order):
+        x, y = ma.get(name), mb.get(name)
+        both = all(is_number(v) and not is_missing(v) for v in (x, y))
+        metrics.append({"name": name, "a": x, "b": y, "diff": y - x if both else None})
+    return {"a": a["id"], "b": b["id"], "run": run, "params": params, "equal_params": len(keys) - len(params),
+            "metrics": metrics, "curves": {"a": curves(a["path"]), "b": curves(b["path"])}}
+
+
+def _metric_order(name: str) -> tuple:
+    """Validation, test, then the rest; final before best before mean."""
+    rank = 0 if "val_" in name else 1 if name.startswith("test_") else 2
+    return (rank, name.replace("final_", "").replace("best_", "~").replace("mean_", "~~"), name)
+
+
+def curves(run_dir) -> dict:
+    """{column: [[epoch, value], ...]} of a run's metrics.csv (finite values only)."""
+    rows = read_metric_rows(run_dir, columns=("epoch",) + CURVES)
+    out = {}
+    for column in CURVES:
+        points = [[row.get("epoch", i + 1.0), row[column]] for i, row in enumerate(rows)
+                  if column in row and math.isfinite(row[column])]
+        if points:
+            out[column] = points
+    return out
+
+
+def curve_table(result: dict, columns=("val_accuracy", "val_loss"), max_rows: int = 15) -> tuple[list, list]:
+    """The curves side by side, one row per epoch (at most ``max_rows``, evenly
+    spaced, the last epoch always): (header, rows of values or None)."""
+    present = [c for c in columns if c in result["curves"]["a"] or c in result["curves"]["b"]]
+    by_epoch = {side: {c: dict((e, v) for e, v in result["curves"][side].get(c, [])) for c in present}
+                for side in ("a", "b")}
+    epochs = sorted({e for side in by_epoch.values() for points in side.values() for e in points})
+    if len(epochs) > max_rows:
+        step = (len(epochs) - 1) / (max_rows - 1)
+        epochs = sorted({epochs[round(i * step)] for i in range(max_rows)})
+    header = ["epoch"] + [f"{c} {side}" for c in present for side in ("a", "b")]
+    rows = [[e] + [by_epoch[side][c].get(e) for c in present for side in ("a", "b")] for e in epochs]
+    return header, rows
+
+
+def plot_curves(result: dict, path, labels: tuple[str, str]) -> None:
+    """Both runs' loss and accuracy curves on one PNG (train dashed, validation solid)."""
+    from matplotlib.ticker import MaxNLocator  # matplotlib: only for --plot
+
+    from ..figure import saved_figure
+
+    with saved_figure(path, ncols=2, figsize=(11, 4.5), layout="constrained") as (fig, axes):
+        for ax, kind in zip(axes, ("accuracy", "loss")):
+            for side, color in (("a", "tab:blue"), ("b", "tab:orange")):
+                for split, style in (("train", "--"), ("val", "-")):
+                    points = result["curves"][side].get(f"{split}_{kind}")
+                    if points:
+                        ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color,
+                                label=f"{labels[0 if side == 'a' else 1]} {split}")
+            ax.set(title=kind, xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"a: {result['a']}   b: {result['b']}", fontsize=10)
