@@ -100,6 +100,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "ema": Field(float, None, _decay, nullable=True),
         # shards each batch is cut into, computed by parallel processes (see nnexp/nn/fast/data_parallel.py)
         "data_parallel": Field(int, 1, _positive),
+        # per-layer statistics once per epoch into diagnostics.csv (see nnexp/diagnostics.py)
+        "diagnostics": Field(bool, True),
     },
     "tracking": {
         "store": Field(str, "runs"),
