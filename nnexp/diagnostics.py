@@ -36,6 +36,7 @@ import numpy as np
 
 from .nn import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, LeakyReLU, MaxPool2D,
                  ReLU, Sigmoid, Tanh)
+from .nn.fast.threads import one_blas_thread
 
 #: how many training images (the first ones) the activation statistics are measured on
 PROBE_SIZE = 256
@@ -78,6 +79,11 @@ class Diagnostics:
 
     def rows(self, epoch: int) -> list[tuple]:
         """(epoch, layer, name, stat, value) for every layer's output and every parameter."""
+        # small products: waking idle BLAS threads on a busy machine costs more than they save
+        with one_blas_thread():
+            return self._rows(epoch)
+
+    def _rows(self, epoch: int) -> list[tuple]:
         rows = []
         x = self.model.xp.asarray(self.probe)
         for i, layer in enumerate(self.model.layers):

@@ -373,13 +373,14 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     """Write the run's PNGs into plots/.
 
     Always the learning curves, the test confusion matrix and misclassified
-    test images. For a model with a Conv2D layer also conv_filters.png (the
-    first conv layer's kernels) and feature_maps.png (what each conv block
-    makes of test image ``image_index``).
+    test images; diagnostics.png when the run recorded diagnostics.csv. For a
+    model with a Conv2D layer also conv_filters.png (the first conv layer's
+    kernels) and feature_maps.png (what each conv block makes of test image
+    ``image_index``).
 
-    The conv plots are extras drawn from the trained model: if one fails, the
-    reason is logged and recorded in summary.json under ``plot_errors``, and
-    the run still ends as it would have without it.
+    The diagnostics and conv plots are extras: if one fails, the reason is
+    logged and recorded in summary.json under ``plot_errors``, and the run
+    still ends as it would have without it.
     """
     from .tracking import plots  # matplotlib (heavy): loaded by the runs that draw
 
@@ -391,15 +392,16 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
                                 title="Test set confusion matrix")
     plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
                              run.plots_dir / "misclassified.png")
-    if model is not None:
-        _conv_plots(plots, run, data, model, image_index, log)
+    _extra_plots(plots, run, data, model, image_index, log)
 
 
-def _conv_plots(plots, run: Run, data, model, image_index: int, log) -> None:
-    """conv_filters.png and feature_maps.png for a model with a Conv2D layer; nothing otherwise."""
-    weights = first_conv_weights(model)
-    if weights is None:
-        return
+def _extra_plots(plots, run: Run, data, model, image_index: int, log) -> None:
+    """diagnostics.png for a run with diagnostics.csv; conv_filters.png and
+    feature_maps.png for a model with a Conv2D layer."""
+    weights = first_conv_weights(model) if model is not None else None
+
+    def diagnostics(path):
+        plots.plot_diagnostics(pd.read_csv(run.diagnostics_path), path)
 
     def filters(path):
         plots.plot_conv_filters(weights, path)
@@ -412,8 +414,11 @@ def _conv_plots(plots, run: Run, data, model, image_index: int, log) -> None:
         plots.plot_feature_maps(seen.image, seen.rows, seen.probs, data.y_test[image_index], path,
                                 classes=data.classes, title=f"Feature maps of test image {image_index}")
 
+    planned = [("diagnostics.png", diagnostics)] if run.diagnostics_path.exists() else []
+    if weights is not None:
+        planned += [("conv_filters.png", filters), ("feature_maps.png", maps)]
     errors = {}
-    for name, draw in (("conv_filters.png", filters), ("feature_maps.png", maps)):
+    for name, draw in planned:
         try:
             draw(run.plots_dir / name)
         except Exception as exc:  # noqa: BLE001 -- an extra plot must not fail a trained run

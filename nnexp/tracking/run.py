@@ -71,6 +71,9 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accu
 #: diagnostics.csv, long format: one row per (epoch, layer, statistic); ``name`` is the layer's
 #: type (``relu``) or the parameter's name (``3.W``)
 DIAGNOSTIC_COLUMNS = ("epoch", "layer", "name", "stat", "value")
+#: the statistics diagnostics.csv holds (docs/diagnostics.md defines each)
+DIAGNOSTIC_STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "grad_norm", "weight_norm",
+                    "update_ratio")
 
 # -- the statuses -------------------------------------------------------------
 
