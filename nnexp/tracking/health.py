@@ -133,7 +133,7 @@ def _vanishing_gradients(series, last: int) -> list[dict]:
     if since is None:
         return []
     value = ratios[last]
-    times = f"{1 / value:,.0f} times" if value > 0 else "infinitely"
+    times = f"{float(f'{1 / value:.2g}'):,.0f} times" if value > 0 else "infinitely"  # two significant digits
     return [_warning("vanishing_gradients", layer, name, last, since, value,
                      f"vanishing gradients: the first layer's weights ({name}) get a gradient {times} smaller "
                      f"than the last layer's ({last_name}): norm {first[last]:.2g} against {final[last]:.2g} "

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
 from ..figure import float_column, saved, saved_figure, widen_short_axes
 from .health import RULES
@@ -148,45 +148,50 @@ def plot_diagnostics(diagnostics: pd.DataFrame, path, title: str | None = None) 
     epochs = np.sort(df["epoch"].unique())
     units = _diagnostic_lines(df, ("dead_fraction", "saturated_fraction"))
     weights = df[df["name"].astype(str).str.endswith(".W")]
+    kinds = {int(layer): str(name) for layer, name in zip(df["layer"], df["name"]) if "." not in str(name)}
     grads = _diagnostic_lines(weights, ("grad_norm",))
     updates = _diagnostic_lines(weights, ("update_ratio",))
     style = dict(marker="o", markersize=3 if len(epochs) <= 50 else 0, linewidth=1.5)
 
-    with saved_figure(path, ncols=3, figsize=(15, 4.6), layout="constrained") as (fig, (ax_u, ax_g, ax_r)):
+    with saved_figure(path, ncols=3, figsize=(15, 5.4), layout="constrained") as (fig, (ax_u, ax_g, ax_r)):
         for (layer, name, stat), line, color in _colored(units):
-            label = f"layer {layer} {name}" + (" (saturated)" if stat == "saturated_fraction" else "")
-            ax_u.plot(line.index, line.to_numpy(), color=color, label=label,
+            ax_u.plot(line.index, line.to_numpy(), color=color, label=f"layer {layer} {name}",
                       linestyle="--" if stat == "saturated_fraction" else "-", **style)
-        ax_u.axhline(RULES["dead_units"].threshold, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2,
-                     label="warning: more dead")
-        ax_u.set(title="Dead / saturated units", xlabel="epoch", ylabel="fraction of the layer's units",
+        dead = RULES["dead_units"].threshold
+        ax_u.axhline(dead, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {dead:.0%}")
+        ax_u.set(title="Dead (ReLU, solid) / saturated (sigmoid, tanh, dashed)", xlabel="epoch", ylabel="fraction of the layer's units",
                  ylim=(-0.03, 1.03))
         ax_u.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         if not units:
             ax_u.text(0.5, 0.62, "no ReLU, LeakyReLU,\nsigmoid or tanh layer", transform=ax_u.transAxes,
                       ha="center", va="center", color="0.4")
-        for (layer, name, _), line, color in _colored(grads):
-            ax_g.plot(line.index, line.to_numpy(), color=color, label=name, **style)
-        ax_g.set(title="Gradient norm of the weights", xlabel="epoch", ylabel="L2 norm (log scale)")
-        for (layer, name, _), line, color in _colored(updates):
-            ax_r.plot(line.index, line.to_numpy(), color=color, label=name, **style)
-        ax_r.axhline(RULES["large_updates"].threshold, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2,
-                     label="warning: larger")
-        ax_r.set(title="Update ratio of the weights", xlabel="epoch",
-                 ylabel="|last step's change| / |weights| (log scale)")
         for ax, lines in ((ax_g, grads), (ax_r, updates)):
+            for (layer, name, _), line, color in _colored(lines):
+                label = f"{name} ({kinds[layer]})" if layer in kinds else name
+                ax.plot(line.index, line.to_numpy(), color=color, label=label, **style)
+        large = RULES["large_updates"].threshold
+        ax_r.axhline(large, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {large:g}")
+        ax_g.set(title="Gradient norm of the weights", xlabel="epoch", ylabel="L2 norm")
+        ax_r.set(title="Update ratio of the weights", xlabel="epoch", ylabel="|last step's change| / |weights|")
+        for ax, lines, nothing in ((ax_g, grads, "every gradient is 0"), (ax_r, updates, "no step changed a weight")):
             if _positive_values(lines):
                 ax.set_yscale("log", nonpositive="mask")  # a zero gradient is left out, not drawn at the bottom
+                ax.set_ylabel(ax.get_ylabel() + " (log scale)")
+                plain = FuncFormatter(lambda v, _: f"{v:.2g}")  # 0.01 rather than 10^-2
+                low, high = ax.get_ylim()
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(plain if high < 10 * low else NullFormatter())
             else:
-                ax.text(0.5, 0.5, "no dense or conv weights", transform=ax.transAxes, ha="center",
-                        va="center", color="0.4")
+                ax.text(0.5, 0.62, nothing if lines else "no dense or conv weights", transform=ax.transAxes,
+                        ha="center", va="center", color="0.3", fontsize=12)
         for ax in (ax_u, ax_g, ax_r):
             if len(epochs):
                 widen_short_axes(ax, epochs.astype(float))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, alpha=0.35, which="major")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(loc="best", fontsize=8, ncol=2 if len(ax.get_lines()) > 8 else 1)
+            if ax.get_legend_handles_labels()[0]:  # below the panel: a deep network's lines fill it
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=3, frameon=False,
+                          columnspacing=1.0, handlelength=1.6)
         fig.suptitle(f"{title}  —  {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}", fontsize=13)
 
 
