@@ -102,8 +102,12 @@ def output_stats(layer, y) -> list[tuple[str, float]]:
     """(stat, value) of a layer's output ``y`` (batch on axis 0, units on axis 1)."""
     flat = y.ravel(order="K")  # a view whatever the memory layout (the fast engine's are channels last)
     mean = flat.mean(dtype=np.float64)
-    centred = flat - flat.dtype.type(mean)
-    stats = [("act_mean", float(mean)), ("act_std", math.sqrt(float((centred * centred).mean(dtype=np.float64))))]
+    with np.errstate(over="ignore"):
+        centred = flat - flat.dtype.type(mean)
+        variance = float((centred * centred).mean(dtype=np.float64))
+    if math.isinf(variance) and math.isfinite(mean):  # squares beyond float32 (a diverging network)
+        variance = float(flat.var(dtype=np.float64))
+    stats = [("act_mean", float(mean)), ("act_std", math.sqrt(variance))]
     if len(y) == 0:
         return stats
     per_unit = (0, *range(2, y.ndim))  # every image, and every pixel of a channel

@@ -187,7 +187,7 @@ def plot_diagnostics(diagnostics: pd.DataFrame, path, title: str | None = None) 
         for ax in (ax_u, ax_g, ax_r):
             if len(epochs):
                 widen_short_axes(ax, epochs.astype(float))
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
             ax.grid(True, alpha=0.35, which="major")
             if ax.get_legend_handles_labels()[0]:  # below the panel: a deep network's lines fill it
                 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=3, frameon=False,
