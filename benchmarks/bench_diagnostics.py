@@ -44,12 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     cases = [(args.config, args.overrides)] if args.config else DEFAULT_CASES
     machine.print_header("bench_diagnostics.py", ceiling=False, torch=False)
-    print(f"{'config':<20}{'overrides':<24}{'epochs':>7}{'epoch s':>10}{'diagnostics s':>15}{'fraction':>10}")
+    print(f"{'config':<26}{'overrides':<24}{'epochs':>7}{'epoch s':>10}{'diagnostics s':>15}{'fraction':>10}")
     for config, overrides in cases:
         s = measure(config, overrides)
         epochs = s["epochs_completed"]
         per_epoch, diagnostics = s["train_seconds"] / epochs, s["diagnostics_seconds"] / epochs
-        print(f"{config:<20}{' '.join(overrides):<24}{epochs:>7}{per_epoch:>10.2f}{diagnostics:>15.4f}"
+        print(f"{config:<26}{' '.join(overrides):<24}{epochs:>7}{per_epoch:>10.2f}{diagnostics:>15.4f}"
               f"{diagnostics / per_epoch:>10.2%}")
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from nnexp import checkpoint
 from nnexp.config import validate
-from nnexp.diagnostics import PROBE_SIZE, Diagnostics, layer_type
-from nnexp.nn import build_model
+from nnexp.diagnostics import PROBE_SIZE, Diagnostics, layer_type, output_stats
+from nnexp.nn import Dense, build_model
 from nnexp.nn.fast import build_fast_model
 from nnexp.tracking import RunStore
 from nnexp.tracking.health import RULES, diagnose, read_diagnostics
@@ -421,3 +421,11 @@ def test_diagnostics_png_without_rows_or_with_missing_columns(tmp_path):
     with pytest.raises(ValueError, match="lacks columns: stat"):
         plot_diagnostics(diagnostics_frame(2).drop(columns="stat"), tmp_path / "bad.png")
 
+
+
+def test_the_spread_of_activations_beyond_float32_squares_is_still_measured():
+    """A diverging network's outputs (1e20 and more) square beyond float32's range."""
+    y = np.array([[1e20, -1e20], [3e20, -3e20]], np.float32)
+    stats = dict(output_stats(Dense(2, 2), y))
+    assert stats["act_mean"] == 0.0
+    assert stats["act_std"] == pytest.approx(math.sqrt(5) * 1e20, rel=1e-6)
