@@ -429,3 +429,15 @@ def test_the_spread_of_activations_beyond_float32_squares_is_still_measured():
     stats = dict(output_stats(Dense(2, 2), y))
     assert stats["act_mean"] == 0.0
     assert stats["act_std"] == pytest.approx(math.sqrt(5) * 1e20, rel=1e-6)
+
+
+def test_show_reads_the_diagnostics_without_numpy_or_pandas(store):
+    import subprocess
+    import sys
+
+    run = crafted_run(store, rows_for(3, **HEALTHY | {"1|relu|dead_fraction": [0.6, 0.6, 0.6]}))
+    code = ("import sys\nfrom nnexp.command import main\n"
+            f"main(['show', {run.id!r}, '--store', {str(store)!r}])\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "units are dead" in out and out.strip().splitlines()[-1] == "[]"
