@@ -6,7 +6,8 @@
     optim/<key>    the optimizer's internal buffers, exactly as they are
     best/<name>    the best epoch's weights (only with train.restore_best)
     ema/<name>     the moving average of the weights and its step count (only with train.ema)
-    meta           JSON text: epoch, step, seconds so far, the early-stopping
+    meta           JSON text: epoch, step, seconds so far (training, logging,
+                   diagnostics), the early-stopping
                    state, every metrics.csv row so far, the random generators'
                    states and a digest of the config it belongs to
 
@@ -63,16 +64,19 @@ class Checkpoint:
     optim: dict = field(default_factory=dict)
     best: dict | None = None
     ema: dict | None = None
+    diagnostics_seconds: float = 0.0
 
 
 def config_digest(cfg: dict) -> str:
     """What a checkpoint must match: everything that shapes training, not where
     files live or how the run is filed."""
     data = {k: v for k, v in cfg["data"].items() if k not in ("cache_dir", "local_dir", "mirrors")}
-    # the default engine is left out, so that configs written without the key keep their digest
+    # keys at the defaults they had before they existed are left out, so that configs
+    # written without them keep their digest (and their checkpoints)
     model = {k: v for k, v in cfg["model"].items() if not (k == "engine" and v == "fast")}
-    # the device is not part of it: a run may go on on another device (bit for bit only on the same one)
-    train = {k: v for k, v in cfg["train"].items() if k != "device"}
+    # neither the device nor the diagnostics shape the numbers: a run may go on on another device
+    # (bit for bit only on the same one) and with or without diagnostics
+    train = {k: v for k, v in cfg["train"].items() if k not in ("device", "diagnostics")}
     shaping = {k: cfg[k] for k in ("optimizer", "schedule")} | {"data": data, "model": model, "train": train}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -81,7 +85,8 @@ def save(run_dir: Path, ckpt: Checkpoint) -> None:
     """Write ``run_dir/checkpoint.npz`` atomically and durably."""
     meta = {"format": FORMAT, "epoch": ckpt.epoch, "step": ckpt.step, "train_seconds": ckpt.train_seconds,
             "log_seconds": ckpt.log_seconds, "rows": ckpt.rows, "stopper": ckpt.stopper,
-            "rng_states": ckpt.rng_states, "config_digest": ckpt.config_digest, "stop": ckpt.stop}
+            "rng_states": ckpt.rng_states, "config_digest": ckpt.config_digest, "stop": ckpt.stop,
+            "diagnostics_seconds": ckpt.diagnostics_seconds}
     arrays = {f"model/{k}": v for k, v in ckpt.model.items()}
     arrays |= {f"optim/{k}": v for k, v in ckpt.optim.items()}
     arrays |= {f"best/{k}": v for k, v in (ckpt.best or {}).items()}
@@ -123,7 +128,7 @@ def load(run_dir: Path) -> Checkpoint | None:
                           train_seconds=float(meta["train_seconds"]), log_seconds=float(meta["log_seconds"]),
                           rows=list(meta["rows"]), stopper=dict(meta["stopper"]),
                           rng_states=dict(meta["rng_states"]), config_digest=str(meta["config_digest"]),
-                          stop=meta.get("stop"))
+                          stop=meta.get("stop"), diagnostics_seconds=float(meta.get("diagnostics_seconds", 0.0)))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: its metadata is damaged ({type(exc).__name__}: {exc})") from None
     problem = _check_meta(ckpt)

@@ -102,6 +102,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "data_parallel": Field(int, 1, _positive),
         # where the network computes: cpu (NumPy) or gpu (CuPy; see nnexp/devices.py)
         "device": Field(str, "cpu", choices=("cpu", "gpu")),
+        # per-layer statistics once per epoch into diagnostics.csv (see nnexp/diagnostics.py)
+        "diagnostics": Field(bool, True),
     },
     "tracking": {
         "store": Field(str, "runs"),

@@ -23,6 +23,7 @@ from . import checkpoint, devices
 from .augment import Augmenter
 from .config import describe_layers, dump_yaml
 from .data import load_dataset
+from .diagnostics import Diagnostics
 from .ema import WeightEMA
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
@@ -121,7 +122,7 @@ class EarlyStopping:
 
 
 def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
-                    augment=None, ema=None):
+                    augment=None, ema=None, before_last_step=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
 
     ``steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
@@ -129,6 +130,8 @@ def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, s
     (``train.data_parallel``). ``augment`` (an
     Augmenter or None) transforms each training batch, drawing from its own
     random stream; ``ema`` (a WeightEMA or None) is updated after every step.
+    ``before_last_step()``, if given, is called just before the epoch's last
+    optimizer step (the diagnostics copy the weights there).
     """
     n = len(x)
     order = rngs["shuffle"].permutation(n)
@@ -145,6 +148,8 @@ def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, s
             loss, right = steps.step(xb, yb, step)
             if not math.isfinite(loss):
                 raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
+            if before_last_step is not None and start + batch_size >= n:
+                before_last_step()
             optimizer.step(schedule(step))
             if ema is not None:
                 ema.update()
@@ -253,13 +258,17 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
     # on the model's device once, not per batch (the same arrays on the CPU)
     x_train, y_train, x_val, y_val = (model.xp.asarray(a) for a in (data.x_train, data.y_train, data.x_val,
                                                                      data.y_val))
+    diagnostics = Diagnostics(model, data.x_train) if t["diagnostics"] else None
     # Everything below is what a checkpoint carries from one process to the next.
     done, step, train_seconds, log_seconds, rows, best_state, stop = 0, 0, 0.0, 0.0, [], None, None
+    diagnostics_seconds = 0.0
     if ckpt is not None:
         done, step, train_seconds, log_seconds = ckpt.epoch, ckpt.step, ckpt.train_seconds, ckpt.log_seconds
         rows, best_state, stop = ckpt.rows, ckpt.best, ckpt.stop
+        diagnostics_seconds = ckpt.diagnostics_seconds
         stopper.__dict__.update(ckpt.stopper)
     run.rewrite_metrics(rows)  # a resumed run drops rows logged after its checkpoint
+    run.truncate_diagnostics(done)
     ckpt_seconds = 0.0
     for epoch in range(done + 1, t["epochs"] + 1):
         if stop is not None:
@@ -268,8 +277,9 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
         lr = schedule(step)
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
                   disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            train_loss, train_acc, step = train_one_epoch(steps, optimizer, schedule, x_train, y_train, batch_size,
-                                                          rngs, epoch, step, bar, augment, ema)
+            train_loss, train_acc, step = train_one_epoch(
+                steps, optimizer, schedule, x_train, y_train, batch_size, rngs, epoch, step, bar, augment,
+                ema, before_last_step=diagnostics.before_last_step if diagnostics is not None else None)
         with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
             val_loss, val_acc, _ = evaluate(model, x_val, y_val, t["eval_batch_size"])
             improved = has_val and stopper.update(epoch, dict(val_loss=val_loss, val_accuracy=val_acc))
@@ -280,13 +290,18 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
         row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
                    val_accuracy=val_acc, lr=lr, seconds=seconds)
         rows.append(row)
+        if diagnostics is not None:  # outside the epoch's seconds: its cost is diagnostics_seconds
+            t_diag = time.perf_counter()
+            run.log_diagnostics(diagnostics.rows(epoch))
+            diagnostics_seconds += time.perf_counter() - t_diag
         t_log = time.perf_counter()
         run.log_epoch(row)
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
                                            best_val_metric=es_cfg.get("metric", "val_accuracy"),
                                            best_val_value=stopper.sign * stopper.best)
         run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
-                           rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}), **best)
+                           rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}), **best,
+                           **({"diagnostics_seconds": diagnostics_seconds} if diagnostics is not None else {}))
         log_seconds += time.perf_counter() - t_log
         val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
         log(f"epoch {epoch:3d}/{t['epochs']}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}"
@@ -305,7 +320,7 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
             stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
             model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
-            ema=ema.state_dict() if ema is not None else None))
+            ema=ema.state_dict() if ema is not None else None, diagnostics_seconds=diagnostics_seconds))
         run.notify_file(CHECKPOINT)
         ckpt_seconds += time.perf_counter() - t_ckpt
     if best_state is not None:
@@ -370,13 +385,14 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     """Write the run's PNGs into plots/.
 
     Always the learning curves, the test confusion matrix and misclassified
-    test images. For a model with a Conv2D layer also conv_filters.png (the
-    first conv layer's kernels) and feature_maps.png (what each conv block
-    makes of test image ``image_index``).
+    test images; diagnostics.png when the run recorded diagnostics.csv. For a
+    model with a Conv2D layer also conv_filters.png (the first conv layer's
+    kernels) and feature_maps.png (what each conv block makes of test image
+    ``image_index``).
 
-    The conv plots are extras drawn from the trained model: if one fails, the
-    reason is logged and recorded in summary.json under ``plot_errors``, and
-    the run still ends as it would have without it.
+    The diagnostics and conv plots are extras: if one fails, the reason is
+    logged and recorded in summary.json under ``plot_errors``, and the run
+    still ends as it would have without it.
     """
     from .tracking import plots  # matplotlib (heavy): loaded by the runs that draw
 
@@ -388,15 +404,16 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
                                 title="Test set confusion matrix")
     plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
                              run.plots_dir / "misclassified.png")
-    if model is not None:
-        _conv_plots(plots, run, data, model, image_index, log)
+    _extra_plots(plots, run, data, model, image_index, log)
 
 
-def _conv_plots(plots, run: Run, data, model, image_index: int, log) -> None:
-    """conv_filters.png and feature_maps.png for a model with a Conv2D layer; nothing otherwise."""
-    weights = first_conv_weights(model)
-    if weights is None:
-        return
+def _extra_plots(plots, run: Run, data, model, image_index: int, log) -> None:
+    """diagnostics.png for a run with diagnostics.csv; conv_filters.png and
+    feature_maps.png for a model with a Conv2D layer."""
+    weights = first_conv_weights(model) if model is not None else None
+
+    def diagnostics(path):
+        plots.plot_diagnostics(pd.read_csv(run.diagnostics_path), path)
 
     def filters(path):
         plots.plot_conv_filters(weights, path)
@@ -409,8 +426,11 @@ def _conv_plots(plots, run: Run, data, model, image_index: int, log) -> None:
         plots.plot_feature_maps(seen.image, seen.rows, seen.probs, data.y_test[image_index], path,
                                 classes=data.classes, title=f"Feature maps of test image {image_index}")
 
+    planned = [("diagnostics.png", diagnostics)] if run.diagnostics_path.exists() else []
+    if weights is not None:
+        planned += [("conv_filters.png", filters), ("feature_maps.png", maps)]
     errors = {}
-    for name, draw in (("conv_filters.png", filters), ("feature_maps.png", maps)):
+    for name, draw in planned:
         try:
             draw(run.plots_dir / name)
         except Exception as exc:  # noqa: BLE001 -- an extra plot must not fail a trained run

@@ -26,9 +26,9 @@ def test_run_writes_a_readable_run_folder(nnexp, tiny_config, store):
     run = only_run(store)
     assert "test accuracy" in out and str(run) in out
     names = {p.name for p in run.iterdir()}
-    assert {"config.yaml", "metrics.csv", "summary.json", "model.npz", "plots"} <= names
+    assert {"config.yaml", "metrics.csv", "diagnostics.csv", "summary.json", "model.npz", "plots"} <= names
     assert {p.name for p in (run / "plots").iterdir()} == {
-        "learning_curves.png", "confusion_matrix.png", "misclassified.png"}
+        "learning_curves.png", "confusion_matrix.png", "misclassified.png", "diagnostics.png"}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert 0.8 < summary["test_accuracy"] <= 1.0  # a fraction, not a percent

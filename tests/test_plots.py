@@ -382,7 +382,7 @@ def test_cli_runs_write_the_conv_plots_for_a_cnn_only(nnexp, tiny_config, store)
     assert code == 0, err
     runs = {json.loads((p / "summary.json").read_text())["name"]: p
             for p in store.iterdir() if (p / "summary.json").exists()}
-    base = {"learning_curves.png", "confusion_matrix.png", "misclassified.png"}
+    base = {"learning_curves.png", "confusion_matrix.png", "misclassified.png", "diagnostics.png"}
     assert {p.name for p in (runs["mlp"] / "plots").iterdir()} == base
     assert {p.name for p in (runs["cnn"] / "plots").iterdir()} == base | {"conv_filters.png", "feature_maps.png"}
     summary = json.loads((runs["cnn"] / "summary.json").read_text())

@@ -15,6 +15,7 @@ from ..compare.fmt import short_note
 from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
+from ..tracking.health import diagnose, read_diagnostics
 from ..tracking.run import COMPLETED, FAILED, PRUNED
 from ..tracking.sweeps import list_sweeps
 from .options import JSON_OPTION, STORE_OPTION
@@ -102,10 +103,12 @@ def runs(store, as_json, reindex, sweep_ref, where):
 @STORE_OPTION
 @JSON_OPTION
 def show(run_ref, store, as_json):
-    """Show a run's summary and files (RUN: id, id prefix, name or 'latest')."""
+    """Show a run's summary, what its diagnostics warn of, and its files (RUN: id, id prefix, name or 'latest')."""
     info = RunStore(store).resolve(run_ref)
+    warnings = diagnose(read_diagnostics(info.path))
     if as_json:
-        click.echo(json.dumps({"id": info.id, "path": str(info.path), **info.summary}, indent=2))
+        click.echo(json.dumps({"id": info.id, "path": str(info.path), **info.summary, "warnings": warnings},
+                              indent=2))
         return
     click.echo(f"run     {info.id}\npath    {info.path}")
     for key, value in info.summary.items():
@@ -120,6 +123,10 @@ def show(run_ref, store, as_json):
         click.echo(f"{key:<22}{value}")
     if info.summary.get("note"):
         click.echo("note\n" + "\n".join(f"  {line}" for line in str(info.summary["note"]).splitlines()))
+    if warnings:
+        click.echo("diagnostics")
+        for warning in warnings:
+            click.echo(f"  {warning['message']}")
     click.echo("files")
     for path in sorted(info.path.rglob("*")):
         if path.is_file():

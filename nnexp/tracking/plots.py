@@ -1,5 +1,5 @@
-"""PNG plots written into a run folder: learning curves, confusion matrix, errors,
-and for convolutional networks the first layer's filters and one image's feature maps.
+"""PNG plots written into a run folder: learning curves, per-layer diagnostics, confusion
+matrix, errors, and for convolutional networks the first layer's filters and one image's feature maps.
 
 The plots take plain arrays: the trainer computes what a network makes of an
 image (``nnexp/feature_maps.py``), so this module knows nothing of layers.
@@ -14,9 +14,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
 from ..figure import float_column, saved, saved_figure, widen_short_axes
+from .health import RULES
 
 TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
@@ -117,6 +118,100 @@ def _curves_subtitle(title: str, df: pd.DataFrame, best) -> str:
         parts.append(f"best val acc {_as_fraction(best[1], df['val_accuracy']):.2%} "
                      f"at epoch {best[0]:g}")
     return f"{title}  —  " + ", ".join(parts)
+
+
+# ----------------------------------------------------------------- diagnostics
+
+REFERENCE_COLOR = "tab:red"
+
+
+def plot_diagnostics(diagnostics: pd.DataFrame, path, title: str | None = None) -> None:
+    """Per-layer diagnostics over the epochs, in three panels: dead (ReLU) and
+    saturated (sigmoid, tanh) fractions, the weights' gradient norms (log scale)
+    and the weights' update ratios (log scale), one line per layer, darker for
+    earlier layers. Dashed red lines mark the thresholds of the rules
+    (nnexp/tracking/health.py): half the units dead, an update ratio of 0.1.
+
+    Args:
+        diagnostics: diagnostics.csv's long table (epoch, layer, name, stat, value).
+        path: PNG file to write.
+        title: figure title; default "Per-layer diagnostics".
+    """
+    title = title or "Per-layer diagnostics"
+    if len(diagnostics) == 0:
+        _message_png(path, "no diagnostics recorded", title)
+        return
+    missing = set(("epoch", "layer", "name", "stat", "value")) - set(diagnostics.columns)
+    if missing:
+        raise ValueError(f"diagnostics table lacks columns: {', '.join(sorted(missing))}")
+    df = diagnostics.assign(value=pd.to_numeric(diagnostics["value"], errors="coerce"))
+    epochs = np.sort(df["epoch"].unique())
+    units = _diagnostic_lines(df, ("dead_fraction", "saturated_fraction"))
+    weights = df[df["name"].astype(str).str.endswith(".W")]
+    kinds = {int(layer): str(name) for layer, name in zip(df["layer"], df["name"]) if "." not in str(name)}
+    grads = _diagnostic_lines(weights, ("grad_norm",))
+    updates = _diagnostic_lines(weights, ("update_ratio",))
+    style = dict(marker="o", markersize=3 if len(epochs) <= 50 else 0, linewidth=1.5)
+
+    with saved_figure(path, ncols=3, figsize=(15, 5.4), layout="constrained") as (fig, (ax_u, ax_g, ax_r)):
+        for (layer, name, stat), line, color in _colored(units):
+            ax_u.plot(line.index, line.to_numpy(), color=color, label=f"layer {layer} {name}",
+                      linestyle="--" if stat == "saturated_fraction" else "-", **style)
+        dead = RULES["dead_units"].threshold
+        ax_u.axhline(dead, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {dead:.0%}")
+        ax_u.set(title="Dead (ReLU, solid) / saturated (sigmoid, tanh, dashed)", xlabel="epoch", ylabel="fraction of the layer's units",
+                 ylim=(-0.03, 1.03))
+        ax_u.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        if not units:
+            ax_u.text(0.5, 0.62, "no ReLU, LeakyReLU,\nsigmoid or tanh layer", transform=ax_u.transAxes,
+                      ha="center", va="center", color="0.4")
+        for ax, lines in ((ax_g, grads), (ax_r, updates)):
+            for (layer, name, _), line, color in _colored(lines):
+                label = f"{name} ({kinds[layer]})" if layer in kinds else name
+                ax.plot(line.index, line.to_numpy(), color=color, label=label, **style)
+        large = RULES["large_updates"].threshold
+        ax_r.axhline(large, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {large:g}")
+        ax_g.set(title="Gradient norm of the weights", xlabel="epoch", ylabel="L2 norm")
+        ax_r.set(title="Update ratio of the weights", xlabel="epoch", ylabel="|last step's change| / |weights|")
+        for ax, lines, nothing in ((ax_g, grads, "every gradient is 0"), (ax_r, updates, "no step changed a weight")):
+            if _positive_values(lines):
+                ax.set_yscale("log", nonpositive="mask")  # a zero gradient is left out, not drawn at the bottom
+                ax.set_ylabel(ax.get_ylabel() + " (log scale)")
+                plain = FuncFormatter(lambda v, _: f"{v:.2g}")  # 0.01 rather than 10^-2
+                low, high = ax.get_ylim()
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(plain if high < 10 * low else NullFormatter())
+            else:
+                ax.text(0.5, 0.62, nothing if lines else "no dense or conv weights", transform=ax.transAxes,
+                        ha="center", va="center", color="0.3", fontsize=12)
+        for ax in (ax_u, ax_g, ax_r):
+            if len(epochs):
+                widen_short_axes(ax, epochs.astype(float))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
+            ax.grid(True, alpha=0.35, which="major")
+            if ax.get_legend_handles_labels()[0]:  # below the panel: a deep network's lines fill it
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=3, frameon=False,
+                          columnspacing=1.0, handlelength=1.6)
+        fig.suptitle(f"{title}  —  {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}", fontsize=13)
+
+
+def _diagnostic_lines(df: pd.DataFrame, stats: tuple) -> list[tuple[tuple, pd.Series]]:
+    """((layer, name, stat), values indexed by epoch) for each stat in ``stats``, in layer order."""
+    chosen = df[df["stat"].isin(stats)]
+    return [((int(layer), str(name), str(stat)), group.set_index("epoch")["value"].sort_index())
+            for (layer, name, stat), group in chosen.groupby(["layer", "name", "stat"], sort=True)]
+
+
+def _colored(lines):
+    """(key, line, color): earlier layers darker, on one colour scale per panel."""
+    cmap = plt.get_cmap("viridis")
+    n = len(lines)
+    return [(key, line, cmap(0.85 * i / max(n - 1, 1))) for i, (key, line) in enumerate(lines)]
+
+
+def _positive_values(lines) -> bool:
+    """Whether any line has a finite value above 0 (a log axis needs one)."""
+    return any(np.any(np.isfinite(v) & (v > 0)) for v in (line.to_numpy(float) for _, line in lines))
 
 
 # ----------------------------------------------------------------- confusion matrix

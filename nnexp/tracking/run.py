@@ -4,6 +4,7 @@ A run folder holds::
 
     config.yaml        the resolved config (every default filled in)
     metrics.csv        one row per epoch, appended as the epoch ends
+    diagnostics.csv    per-layer statistics, one set of rows per epoch (see nnexp/diagnostics.py)
     summary.json       status, best/final/test metrics, durations, versions, host
     model.npz          trained weights
     checkpoint.npz     while training: the state after the last epoch (see nnexp/checkpoint.py)
@@ -35,8 +36,8 @@ listings and sweeps see it (see index.py), and the Ray executor's ships the
 run's files to the driver.
 
 Small files are replaced atomically, so a crash leaves the old or the new
-version, never half of one. metrics.csv rows are written through to the OS
-at once and fsynced at the next status change.
+version, never half of one. metrics.csv and diagnostics.csv rows are
+written through to the OS at once and fsynced at the next status change.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from ..timestamps import timestamp
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
+DIAGNOSTICS = "diagnostics.csv"
 SUMMARY = "summary.json"
 MODEL = "model.npz"
 CHECKPOINT = "checkpoint.npz"
@@ -70,6 +72,12 @@ ATTEMPTS = "attempts"
 LOCK = ".lock"
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+#: diagnostics.csv, long format: one row per (epoch, layer, statistic); ``name`` is the layer's
+#: type (``relu``) or the parameter's name (``3.W``)
+DIAGNOSTIC_COLUMNS = ("epoch", "layer", "name", "stat", "value")
+#: the statistics diagnostics.csv holds (docs/diagnostics.md defines each)
+DIAGNOSTIC_STATS = ("act_mean", "act_std", "dead_fraction", "saturated_fraction", "grad_norm", "weight_norm",
+                    "update_ratio")
 
 # -- the statuses -------------------------------------------------------------
 
@@ -125,7 +133,7 @@ class Run:
         self.id = self.path.name
         self.observers = list(observers)
         self._summary: dict = {}
-        self._unsynced_metrics = False
+        self._unsynced: set[Path] = set()  # appended-to files to fsync at the next status change
 
     @classmethod
     def open(cls, path, observers=()) -> "Run":
@@ -143,6 +151,10 @@ class Run:
     @property
     def metrics_path(self) -> Path:
         return self.path / METRICS
+
+    @property
+    def diagnostics_path(self) -> Path:
+        return self.path / DIAGNOSTICS
 
     @property
     def summary_path(self) -> Path:
@@ -208,7 +220,7 @@ class Run:
             if new:
                 writer.writerow(METRIC_COLUMNS)
             writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
-        self._unsynced_metrics = True
+        self._unsynced.add(self.metrics_path)
         self.notify_file(METRICS)
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
@@ -223,7 +235,44 @@ class Run:
             atomic_write_text(self.metrics_path, buf.getvalue())
         else:
             self.metrics_path.unlink(missing_ok=True)
+        self._unsynced.discard(self.metrics_path)  # replaced durably, or gone
         self.notify_file(METRICS)
+
+    def log_diagnostics(self, rows) -> None:
+        """Append one epoch's diagnostics, each row ``(epoch, layer, name, stat, value)``
+        (DIAGNOSTIC_COLUMNS); the header is written with the first rows. Written through
+        and synced as metrics.csv is (see log_epoch)."""
+        new = not self.diagnostics_path.exists()
+        with open(self.diagnostics_path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(DIAGNOSTIC_COLUMNS)
+            writer.writerows([_csv_value(v) for v in row] for row in rows)
+        self._unsynced.add(self.diagnostics_path)
+        self.notify_file(DIAGNOSTICS)
+
+    def truncate_diagnostics(self, epochs: int) -> None:
+        """Keep only the diagnostics of epochs 1..``epochs`` (a resumed run goes back
+        to its checkpoint's epochs, as rewrite_metrics does); rows that cannot be
+        read (the half-written end of a killed process's file) go too."""
+        try:
+            with open(self.diagnostics_path, newline="", encoding="utf-8") as f:
+                lines = list(csv.reader(f))
+        except FileNotFoundError:
+            return
+        kept = [row for row in lines[1:] if len(row) == len(DIAGNOSTIC_COLUMNS) and _epoch_at_most(row[0], epochs)]
+        if len(kept) == len(lines) - 1 and lines[:1] == [list(DIAGNOSTIC_COLUMNS)]:
+            return  # nothing to drop: the file stays as it is
+        if kept:
+            buf = io.StringIO(newline="")
+            writer = csv.writer(buf)
+            writer.writerow(DIAGNOSTIC_COLUMNS)
+            writer.writerows(kept)
+            atomic_write_text(self.diagnostics_path, buf.getvalue())
+        else:
+            self.diagnostics_path.unlink()
+        self._unsynced.discard(self.diagnostics_path)  # replaced durably, or gone
+        self.notify_file(DIAGNOSTICS)
 
     def update_summary(self, **fields) -> dict:
         """Merge ``fields`` (anything but the status) into summary.json.
@@ -298,7 +347,7 @@ class Run:
     # -- writing --
     def _change(self, status: str, fields: dict) -> dict:
         self._summary.update(fields)
-        self._sync_metrics()
+        self._sync_appended()
         self._write_summary(durable=True)  # a status change survives a power cut
         for observer in self.observers:
             observer.status_changed(self, status)
@@ -309,11 +358,11 @@ class Run:
                           durable=durable)
         self.notify_file(SUMMARY)
 
-    def _sync_metrics(self) -> None:
-        """fsync the metrics rows appended since the last status change."""
-        if self._unsynced_metrics:
-            fsync_file(self.metrics_path)
-            self._unsynced_metrics = False
+    def _sync_appended(self) -> None:
+        """fsync the metrics and diagnostics rows appended since the last status change."""
+        for path in sorted(self._unsynced):
+            fsync_file(path)
+        self._unsynced.clear()
 
 
 def prepare_attempt(path) -> int:
@@ -367,6 +416,13 @@ def _is_zombie(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except (OSError, IndexError):
+        return False
+
+
+def _epoch_at_most(text: str, epochs: int) -> bool:
+    try:
+        return int(text) <= epochs
+    except ValueError:
         return False
 
 
