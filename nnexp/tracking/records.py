@@ -73,7 +73,7 @@ def make_record(run_dir) -> dict:
     if isinstance(trial_params, dict):
         for key, value in trial_params.items():
             _add_param(params, str(key), value)
-    metrics = curve_metrics(_read_metric_rows(run_dir, run_id))
+    metrics = curve_metrics(read_metric_rows(run_dir, run_id))
     for key in SUMMARY_METRICS:
         _add_metric(metrics, key, summary.get(key))
     _add_metric(metrics, "n_params", summary.get("params"))
@@ -184,13 +184,17 @@ def _number_text(v) -> str:
 # ---------------------------------------------------------------- metrics --
 
 
-def _read_metric_rows(run_dir: str, run_id: str) -> list[dict]:
-    """metrics.csv as a list of {column: float} (NaN for empty cells).
+def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) -> list[dict]:
+    """metrics.csv as a list of {column: float} (NaN for empty cells), one per epoch.
 
+    ``columns``: the columns to keep (those the file has), or None for all.
     The trainer appends a row per epoch, so a reader may catch the last line
     half-written: a final line without its newline is ignored, and so is any
-    row that does not parse (wrong field count, not a number).
+    row that does not parse (wrong field count, not a number). A missing file
+    gives []; an unreadable one raises DamagedRun.
     """
+    run_dir = os.fspath(run_dir)
+    run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     path = os.path.join(run_dir, METRICS)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -204,7 +208,7 @@ def _read_metric_rows(run_dir: str, run_id: str) -> list[dict]:
     if not lines:
         return []
     header = [h.strip() for h in lines[0].split(",")]
-    wanted = [(i, h) for i, h in enumerate(header) if h in CURVE_COLUMNS]
+    wanted = [(i, h) for i, h in enumerate(header) if columns is None or h in columns]
     rows = []
     for line in lines[1:]:
         fields = line.rstrip("\r").split(",")

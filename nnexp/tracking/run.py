@@ -9,6 +9,7 @@ A run folder holds::
     checkpoint.npz     while training: the state after the last epoch (see nnexp/checkpoint.py)
     predictions.npz    an ensemble's averaged probabilities (see nnexp/ensemble.py)
     error.txt          the traceback of a crash; error.before-resume-N.txt: of a resumed attempt
+    diagnostics.csv    per-layer statistics per epoch: epoch,layer,name,stat,value (long format)
     plots/             learning curves, confusion matrix, misclassified images, ...
     attempts/N/        a sweep trial's earlier attempt, set aside when it started again from scratch
     .lock              held while ``nnexp resume`` trains the run
@@ -61,6 +62,7 @@ MODEL = "model.npz"
 CHECKPOINT = "checkpoint.npz"
 PREDICTIONS = "predictions.npz"
 ERROR = "error.txt"
+DIAGNOSTICS = "diagnostics.csv"
 PLOTS = "plots"
 ATTEMPTS = "attempts"
 LOCK = ".lock"
