@@ -1,5 +1,5 @@
 """The ``nnexp`` command line: run, resume, gradcheck, runs, show, evaluate, predict, ensemble, data, sweep,
-sweeps, compare.
+sweeps, compare, ui.
 
 Each command lives in a module of ``nnexp/commands``, loaded only when the
 command runs (click's pattern for lazily loaded subcommands): ``nnexp runs``
@@ -21,7 +21,7 @@ COMMANDS = {
     "run": "training", "resume": "training", "gradcheck": "checking",
     "runs": "listing", "show": "listing", "sweeps": "listing",
     "evaluate": "models", "predict": "models", "ensemble": "models",
-    "data": "datasets", "sweep": "sweeping", "compare": "comparing",
+    "data": "datasets", "sweep": "sweeping", "compare": "comparing", "ui": "dashboard",
 }
 
 

@@ -95,6 +95,7 @@ def base_layout(title: str, subtitle: str = "", height: int = 440, legend: list[
         "height": height + 20 * rows, "margin": {"l": 64, "r": 24, "t": 78 if subtitle else 56, "b": 60 + 20 * rows},
         "font": {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12},
         "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff", "hovermode": "closest",
+        "uirevision": "keep",  # a redraw with new data (a live page) keeps the reader's zoom and hidden series
         "showlegend": bool(rows),
         "legend": {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left",
                    "font": {"size": 11}},
@@ -318,7 +319,7 @@ def _hover(groups: Groups, group: int) -> str:
     ci = ""
     if np.isfinite(row["ci95"]):
         ci = f" ± {format_cell(groups.metric + ' ci95', float(row['ci95']))}"
-    lines = [groups.label(group), f"{metric_name(groups.metric)} {score}{ci} (n={row['n']})"]
+    lines = [groups.label(group), f"{metric_name(groups.metric)} {score}{ci} (n={int(row['n'])})"]
     if row["runs"] == 1:
         lines.append(f"run {groups.frame['id'].iloc[groups.members(group)[0]]}")
     return "<br>".join(plot_text(line) for line in lines)

@@ -333,7 +333,7 @@ class Groups:
         if label == "all runs" and row["runs"] == 1:
             label = str(self.frame["id"].iloc[self.members(group)[0]])
         score = format_cell(self.metric, float(row["mean"])) if np.isfinite(row["mean"]) else "-"
-        repeats = f", n={row['n']}" if row["n"] >= 2 else ""
+        repeats = f", n={int(row['n'])}" if row["n"] >= 2 else ""
         prefix = "" if few else f"#{rank + 1} "
         return f"{prefix}{label}  ({metric_name(self.metric)} {score}{repeats})"
 
