@@ -44,6 +44,7 @@ MAX_ERROR_CHARS = 20_000  # the end of a long traceback is the part that says wh
 SORT_ALIASES = {"epochs": "epochs_completed", "val_acc": "final_val_accuracy", "test_acc": "test_accuracy",
                 "train_s": "train_seconds", "started": "start_time"}
 STATUS_TTL = 2.0  # seconds a status filter's result is reused (a run's process may die meanwhile)
+SWEEP_REDRAW = 2.0  # seconds a sweep's comparison and charts are reused while its trials change
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -222,10 +223,20 @@ class Api:
         metric, goal = state.get("metric") or "val_accuracy", state.get("goal") or "maximize"
         records = [r for r in self.snapshot.records if r["summary"].get("sweep") == sweep_id]
         trials = self._trials(sweep_id, records, metric, goal)
-        shown = self.snapshot.cached(("sweep", sweep_id, metric, goal),
-                                     lambda: self._compared(records, state) if records else None)
+        # A running sweep's trials change every epoch: its charts are drawn again at most every 2 s.
+        shown = self.snapshot.cached(("sweep", sweep_id, metric, goal), lambda: self._sweep_comparison(records, state),
+                                     at_most_every=SWEEP_REDRAW)
         shown = shown or {"tables": [], "charts": [], "varied": [], "grouped": False, "runs": [], "extra": {}}
         return {**shown, "sweep": state, "metric": metric, "goal": goal, "trials": trials}
+
+    def _sweep_comparison(self, records: list[dict], state: dict) -> dict | None:
+        """The comparison of a sweep's trials; None until one has its metric (a sweep just started)."""
+        if not records:
+            return None
+        try:
+            return self._compared(records, state)
+        except NnexpError:  # no trial has recorded the sweep's metric yet
+            return None
 
     def _trials(self, sweep_id: str, records: list[dict], metric: str, goal: str) -> list[dict]:
         plan = _read_plan(self.root / SWEEPS / sweep_id / PLAN)

@@ -27,6 +27,7 @@ import importlib.resources
 import ipaddress
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -309,7 +310,10 @@ class Dashboard:
         return self._answer(self.api.sweeps)
 
     def api_sweep(self, query: dict, sweep_id: str) -> Response:
-        return self._named(sweep_id, self.api.sweep)
+        # Every client of a sweep's page polls this: one answer a second serves them all.
+        key = ("sweep answer", sweep_id, int(time.monotonic()))
+        shared = self.snapshot.cached(key, lambda: self._named(sweep_id, self.api.sweep))
+        return Response(shared.status, shared.body, shared.content_type, dict(shared.headers))
 
     def api_compare(self, query: dict) -> Response:
         return self._answer(lambda: self.api.compare(query))

@@ -60,8 +60,9 @@ class StoreSnapshot:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
-        self._cache: dict = {}
-        self._cache_version = -1
+        self._cache: dict = {}  # key -> (version, when computed, value)
+        self._cache_lock = threading.Lock()
+        self._key_locks: dict = {}
 
     # ------------------------------------------------------------ reading --
 
@@ -137,17 +138,32 @@ class StoreSnapshot:
 
     # ---------------------------------------------------------- derived --
 
-    def cached(self, key, compute):
-        """``compute()``, remembered until the records change (``key`` names what it is)."""
-        cache = self._cache
-        if self._cache_version != self.version:
-            cache = self._cache = {}
-            self._cache_version = self.version
-        if key not in cache:
-            if len(cache) > 256:  # many distinct filters: forget them rather than grow
-                cache.clear()
-            cache[key] = compute()
-        return cache[key]
+    def cached(self, key, compute, at_most_every: float = 0.0):
+        """``compute()``, remembered until the records change (``key`` names what it is).
+
+        With ``at_most_every`` seconds, a result is kept that long even if the
+        records changed meanwhile (a sweep's charts while its trials log epochs
+        every second). Concurrent requests for one key compute it once: the
+        others wait for that result.
+        """
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None and (found[0] == self.version or time.monotonic() - found[1] < at_most_every):
+                return found[2]
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                found = self._cache.get(key)
+                if found is not None and (found[0] == self.version or time.monotonic() - found[1] < at_most_every):
+                    return found[2]
+            version = self.version
+            value = compute()
+            with self._cache_lock:
+                if len(self._cache) > 512:  # many distinct filters: forget them rather than grow
+                    self._cache.clear()
+                    self._key_locks.clear()
+                self._cache[key] = (version, time.monotonic(), value)
+            return value
 
     # -------------------------------------------------------- background --
 

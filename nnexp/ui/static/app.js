@@ -413,7 +413,7 @@
       var q = new URLSearchParams(params);
       return getJSON("/api/compare?" + q.toString()).then(function (c) {
         showError(null);
-        var what = c.runs.length + " run" + (c.runs.length === 1 ? "" : "s") + "; sorted by " + c.metric +
+        var what = c.runs.length + " run" + (c.runs.length === 1 ? "" : "s") + "; sorted by " + c.metric.replace(/^metric\./, "") +
           " (" + c.goal + ")" + (c.grouped ? "; grouped over seeds: mean, std, 95% CI of the mean, n" : "; one row per run");
         if (c.varied.length) { what += "; differing: " + c.varied.join(", "); }
         Object.keys(c.extra || {}).forEach(function (k) { what += "; " + k + ": " + valueText(k, c.extra[k]); });
