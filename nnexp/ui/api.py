@@ -107,9 +107,9 @@ class Api:
         offset = _int(query, "offset", 0, 0, None)
         limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         live = bool(status) or sort == "status"  # results that depend on whether processes still run
-        bucket = int(time.monotonic() // STATUS_TTL) if live else 0
-        chosen = self.snapshot.cached(("runs", where, tag, status, sweep, text, sort, order, bucket),
-                                      lambda: self._select(where, tag, status, sweep, text, sort, order))
+        chosen = self.snapshot.cached(("runs", where, tag, status, sweep, text, sort, order),
+                                      lambda: self._select(where, tag, status, sweep, text, sort, order),
+                                      ttl=STATUS_TTL if live else None)
         rows = [run_row(r) for r in chosen[offset:offset + limit]]
         return {"total": len(chosen), "in_store": len(self.snapshot.records), "offset": offset, "limit": limit,
                 "sort": sort, "order": order, "runs": rows}
@@ -145,7 +145,7 @@ class Api:
                 s = live_status(r["summary"]) or "unknown"
                 statuses[s] = statuses.get(s, 0) + 1
             return {"tags": dict(sorted(tags.items())), "statuses": dict(sorted(statuses.items()))}
-        return self.snapshot.cached(("tags", int(time.monotonic() // STATUS_TTL)), count)
+        return self.snapshot.cached("tags", count, ttl=STATUS_TTL)
 
     def _folder(self, run_id: str) -> Path:
         path = run_folder(self.root, run_id)

@@ -27,7 +27,6 @@ import importlib.resources
 import ipaddress
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -311,8 +310,8 @@ class Dashboard:
 
     def api_sweep(self, query: dict, sweep_id: str) -> Response:
         # Every client of a sweep's page polls this: one answer a second serves them all.
-        key = ("sweep answer", sweep_id, int(time.monotonic()))
-        shared = self.snapshot.cached(key, lambda: self._named(sweep_id, self.api.sweep))
+        shared = self.snapshot.cached(("sweep answer", sweep_id), lambda: self._named(sweep_id, self.api.sweep),
+                                      at_most_every=1.0, ttl=1.0)
         return Response(shared.status, shared.body, shared.content_type, dict(shared.headers))
 
     def api_compare(self, query: dict) -> Response:

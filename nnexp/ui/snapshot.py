@@ -138,23 +138,29 @@ class StoreSnapshot:
 
     # ---------------------------------------------------------- derived --
 
-    def cached(self, key, compute, at_most_every: float = 0.0):
+    def cached(self, key, compute, at_most_every: float = 0.0, ttl: float | None = None):
         """``compute()``, remembered until the records change (``key`` names what it is).
 
         With ``at_most_every`` seconds, a result is kept that long even if the
         records changed meanwhile (a sweep's charts while its trials log epochs
-        every second). Concurrent requests for one key compute it once: the
-        others wait for that result.
+        every second); with ``ttl``, never longer than that (a result that
+        depends on more than the records: whether a process still runs).
+        Concurrent requests for one key compute it once: the others wait for
+        that result.
         """
+        def fresh(found) -> bool:
+            age = time.monotonic() - found[1]
+            return (found[0] == self.version or age < at_most_every) and (ttl is None or age < ttl)
+
         with self._cache_lock:
             found = self._cache.get(key)
-            if found is not None and (found[0] == self.version or time.monotonic() - found[1] < at_most_every):
+            if found is not None and fresh(found):
                 return found[2]
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
             with self._cache_lock:
                 found = self._cache.get(key)
-                if found is not None and (found[0] == self.version or time.monotonic() - found[1] < at_most_every):
+                if found is not None and fresh(found):
                     return found[2]
             version = self.version
             value = compute()
