@@ -138,6 +138,11 @@ class Dashboard:
         finally:
             conn.close()
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -325,6 +330,7 @@ def load(args) -> None:
               f"{args.subset:,} images, {args.workers} worker{'s' if args.workers != 1 else ''} x 1 BLAS thread) "
               f"three times; {args.clients} clients poll the second one's pages for {args.seconds} s", flush=True)
         results = {}
+        cpu = {}
         for name in ("quiet", "dashboard", "quiet-again"):
             clients, dashboard = [], None
             if name == "dashboard":  # already open when the sweep starts, as it would be for someone watching
@@ -334,6 +340,7 @@ def load(args) -> None:
             process, store = run_sweep(workdir, name, args)
             if dashboard is not None:
                 sweep_id = wait_for_sweep(store, process)
+                cpu_start, own_start, wall_start = dashboard.cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
                 deadline = time.monotonic() + args.seconds
                 roles = ("sweep", "run", "runs")
                 clients = [Client(dashboard, roles[i % 3], sweep_id, deadline, i) for i in range(args.clients)]
@@ -346,6 +353,9 @@ def load(args) -> None:
             for client in clients:
                 client.join()
             if dashboard is not None:
+                span = time.perf_counter() - wall_start
+                cpu = {"server": (dashboard.cpu_seconds() - cpu_start) / span,
+                       "clients": (sum(os.times()[:2]) - own_start) / span}
                 dashboard.stop()
             results[name] = (wall, trial_seconds(store), clients)
             print(f"  {name}: sweep {wall:.1f} s", flush=True)
@@ -364,6 +374,8 @@ def load(args) -> None:
     print(f"  page loads  {stats_ms(loads)}  (HTML and scripts, plotly.js among them, gzip)")
     for error in errors[:10]:
         print(f"  error: {error}")
+    print(f"  CPU while they polled: the dashboard's process {100 * cpu['server']:.0f}% of a core, the "
+          f"{args.clients} client threads (this process) {100 * cpu['clients']:.0f}% of a core")
     quiet = statistics.mean(results["quiet"][1] + results["quiet-again"][1])
     loaded = statistics.mean(results["dashboard"][1])
     drift = abs(statistics.mean(results["quiet"][1]) - statistics.mean(results["quiet-again"][1]))
