@@ -22,4 +22,5 @@ def ui(store, host, port, open_browser, log_requests):
     """Serve a read-only dashboard of the store's runs and sweeps (and its JSON API) until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("nnexp.ui.access").setLevel(logging.INFO if log_requests else logging.WARNING)
-    serve(store, host=host, port=port, open_browser=open_browser, echo=lambda message, err: click.echo(message, err=err))
+    serve(store, host=host, port=port, open_browser=open_browser,
+          echo=lambda message, err: click.echo(message, err=err))

@@ -10,7 +10,7 @@ a sweep the best value so far and parameter importance. The HTML report of
 figures; ``layout.py`` decides what they show, as it does for the PNG plots.
 
 The figures are written as JSON by hand (plotly.js's figure format), not
-with plotly's Python API: building a dict costs nothing to import, and the
+with plotly's Python API: building a dict needs no import, and the
 only thing nnexp takes from the ``plotly`` package is its bundled
 ``plotly.min.js`` (see :func:`plotly_js_path`).
 

@@ -58,7 +58,7 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         # Headers and body leave in separate writes: without this, Nagle's algorithm holds the body
-        # back until the client's delayed ACK, about 40 ms on every answer of a kept-alive connection.
+        # back until the client's delayed ACK (docs/benchmarks.md, "The dashboard").
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def version_string(self) -> str:

@@ -43,6 +43,13 @@
 
   function isNumber(v) { return typeof v === "number" && isFinite(v); }
 
+  function present(v) { return v !== null && v !== undefined; }
+
+  /* "done/planned" epochs, "?" for an unknown part. */
+  function epochsText(done, planned) {
+    return (present(done) ? done : "?") + "/" + (present(planned) ? planned : "?");
+  }
+
   function percent(v) { return isNumber(v) ? (v * 100).toFixed(2) + "%" : "-"; }
 
   function number(v) {
@@ -184,13 +191,13 @@
       case "name": return document.createTextNode(run.name === undefined || run.name === null ? "-" : String(run.name));
       case "status": return badge(run.status);
       case "epochs":
-        return document.createTextNode((run.epochs_completed === undefined || run.epochs_completed === null ? "?" : run.epochs_completed) +
-                                       "/" + (run.epochs_planned === undefined || run.epochs_planned === null ? "?" : run.epochs_planned));
+        return document.createTextNode(epochsText(run.epochs_completed, run.epochs_planned));
       case "val_acc": return document.createTextNode(percent(run.final_val_accuracy));
       case "test_acc": return document.createTextNode(percent(run.test_accuracy));
       case "params": return document.createTextNode(number(run.params));
       case "train_s": return document.createTextNode(isNumber(run.train_seconds) ? run.train_seconds.toFixed(1) : "-");
-      case "started": return document.createTextNode(run.started ? String(run.started).replace("T", " ").replace(/[+-]\d{4}$/, "") : "-");
+      case "started":  // 2026-01-02T03:04:05+0000 -> 2026-01-02 03:04:05
+        return document.createTextNode(run.started ? String(run.started).replace("T", " ").replace(/[+-]\d{4}$/, "") : "-");
       case "tags": return tagList(run.tags);
       case "sweep": return run.sweep ? el("a", { href: sweepHref(run.sweep), text: run.sweep }) : document.createTextNode("-");
       default: return document.createTextNode("-");
@@ -359,7 +366,8 @@
         });
         var files = clear($("files"));
         run.files.forEach(function (f) {
-          files.appendChild(el("li", {}, [el("a", { href: f.url, text: f.path }), " ", el("span", { "class": "meta", text: "(" + f.size.toLocaleString("en-US") + " bytes)" })]));
+          files.appendChild(el("li", {}, [el("a", { href: f.url, text: f.path }), " ",
+                                          el("span", { "class": "meta", text: "(" + f.size.toLocaleString("en-US") + " bytes)" })]));
         });
         if (!run.diagnostics) {
           $("diagnostics-note").hidden = false;
@@ -492,16 +500,19 @@
           var paramsText = t.params && typeof t.params === "object"
             ? Object.keys(t.params).map(function (k) { return k + "=" + valueText(k, t.params[k]); }).join(", ") : "-";
           body.appendChild(el("tr", { "data-status": t.status }, [
-            el("td", { "class": "num", text: t.index === null || t.index === undefined ? "-" : String(t.index) }),
-            el("td", {}, [t.exists ? el("a", { href: runHref(t.run), text: t.run }) : document.createTextNode(String(t.run || "-"))]),
-            el("td", { text: paramsText }), el("td", { "class": "num", text: t.seed === null || t.seed === undefined ? "-" : String(t.seed) }),
+            el("td", { "class": "num", text: present(t.index) ? String(t.index) : "-" }),
+            el("td", {}, [t.exists ? el("a", { href: runHref(t.run), text: t.run })
+                                   : document.createTextNode(String(t.run || "-"))]),
+            el("td", { text: paramsText }),
+            el("td", { "class": "num", text: present(t.seed) ? String(t.seed) : "-" }),
             el("td", {}, [badge(t.status)]),
-            el("td", { "class": "num", text: t.exists ? (t.epochs_completed === null || t.epochs_completed === undefined ? "?" : t.epochs_completed) + "/" + (t.epochs_planned === null || t.epochs_planned === undefined ? "?" : t.epochs_planned) : "-" }),
+            el("td", { "class": "num", text: t.exists ? epochsText(t.epochs_completed, t.epochs_planned) : "-" }),
             el("td", { "class": "num", text: valueText(s.metric, t.value) }),
             el("td", { "class": "num", text: valueText(s.metric, t.best_so_far) })]));
         });
-        if (!s.charts.length && !Object.keys(drawn).length) { clear($("charts")).appendChild(el("p", { "class": "meta", text: "no trial has a value yet" })); }
-        else {
+        if (!s.charts.length && !Object.keys(drawn).length) {
+          clear($("charts")).appendChild(el("p", { "class": "meta", text: "no trial has a value yet" }));
+        } else {
           if (!Object.keys(drawn).length) { clear($("charts")); }
           drawCharts($("charts"), s.charts, drawn);
         }
