@@ -44,9 +44,13 @@ def exclusive(path, note: str | None = None) -> Iterator[None]:
 
 
 def is_locked(path) -> bool:
-    """Whether some process holds the lock on ``path`` now (False if the file cannot be opened)."""
+    """Whether some process holds the lock on ``path`` now (False if the file cannot be opened).
+
+    Opened read-only: asking creates no file (a listing of a read-only store,
+    or the dashboard, changes nothing); a missing file is a free lock.
+    """
     try:
-        with open(path, "a+", encoding="utf-8") as f:
+        with open(path, "rb") as f:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return False
     except BlockingIOError:

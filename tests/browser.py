@@ -333,6 +333,25 @@ class Page:
         return [e["params"]["request"]["url"] for e in self.browser.events(self.session)
                 if e["method"] == "Network.requestWillBeSent"]
 
+    def move_mouse(self, x: float, y: float) -> None:
+        """Move the mouse to (x, y) in CSS pixels of the viewport, as a user would (hover)."""
+        self.browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y}, session=self.session)
+
+    def click(self, x: float, y: float) -> None:
+        """Press and release the left mouse button at (x, y), as a user would."""
+        self.move_mouse(x, y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                           "clickCount": 1}, session=self.session)
+
+    def center_of(self, selector: str) -> tuple[float, float]:
+        """The viewport coordinates of the middle of the first element matching ``selector``,
+        scrolled into view first."""
+        box = self.evaluate(f"""(() => {{ const e = document.querySelector({json.dumps(selector)});
+            e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect();
+            return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
+        return box[0], box[1]
+
     def screenshot(self, path, full_page: bool = True) -> Path:
         """Save the page as a PNG (for looking at a failure); returns the path."""
         reply = self.browser.send("Page.captureScreenshot",

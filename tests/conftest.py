@@ -1,11 +1,12 @@
-"""Shared fixtures: a tiny real-MNIST config, a CLI runner, a temporary store;
-and the strict skip check (see tests/expected_skips.txt)."""
+"""Shared fixtures: a tiny real-MNIST config, a CLI runner, a temporary store, one
+headless Chromium for every browser test; and the strict skip check (see tests/expected_skips.txt)."""
 
 from __future__ import annotations
 
 import textwrap
 
 import pytest
+from browser import INSTALL_HINT, Browser, find_browser
 from strict_skips import EXPECTED_SKIPS, read_expected_skips, skip_is_expected, skip_reason, strict_skips
 
 from nnexp.cli import main
@@ -52,6 +53,15 @@ def nnexp(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium shared by the browser tests (report, dashboard); each opens its own tabs."""
+    if find_browser() is None:
+        pytest.skip(f"no headless browser for the browser tests: {INSTALL_HINT}")
+    with Browser(timeout=120) as browser:  # a deadline for a loaded machine
+        yield browser
 
 
 # ------------------------------------------------------------ strict skips --

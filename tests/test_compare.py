@@ -139,7 +139,10 @@ def test_plots_and_report_are_written(nnexp, grid_store, tmp_path):
     pngs = {p.name for p in (tmp_path / "plots").iterdir()}
     assert {"learning_curves.png", "best_so_far.png"} <= pngs and any(n.startswith("metric_vs_") for n in pngs)
     html = report.read_text()
-    assert html.count("data:image/png;base64,") == len(pngs) and "s-aaaa" in html
+    charts = json.loads(re.search(r'<script type="application/json" id="nnexp-charts">(.*?)</script>', html,
+                                  re.DOTALL).group(1))
+    assert {"curves", "best-so-far", "metric-vs-optimizer.lr"} <= {c["id"] for c in charts} and "s-aaaa" in html
+    assert "<img" not in html  # interactive charts, not images
     assert ">p_holm<" in html and ">paired<" in html and "adjusted over the 1 group tested" in html
 
 

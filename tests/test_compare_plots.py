@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnexp.compare import plots
-from nnexp.compare.plots import comparison_plots, running_best, short_names, use_log_axis
+from nnexp.compare import layout, plots
+from nnexp.compare.layout import running_best, short_names, use_log_axis
+from nnexp.compare.plots import comparison_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LR = "param.optimizer.lr"
@@ -264,7 +265,7 @@ def test_mean_band_matches_summarize_per_epoch():
     pieces = [(np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.7, 0.8])),
               (np.array([1.0, 2.0]), np.array([0.6, 0.6])),
               (np.array([1.0, 2.0, 3.0]), np.array([0.4, 0.9, 0.85]))]
-    epoch, mean, low, high, n = plots._mean_band(pieces)
+    epoch, mean, low, high, n = layout.mean_band(pieces)
     np.testing.assert_array_equal(epoch, [1, 2, 3])
     assert n == 3
     for i, at in enumerate([[0.5, 0.6, 0.4], [0.7, 0.6, 0.9], [0.8, 0.85]]):

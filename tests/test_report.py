@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
-import base64
+import json
 import re
 from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
-from browser import INSTALL_HINT, Browser, find_browser
-from test_compare_plots import ACC, LAYERS, LR, SEED, SMALL, BIG, synthetic_runs
+from test_compare_plots import ACC, LAYERS, LR, SEED, SMALL, synthetic_runs
 
-from nnexp.compare.plots import comparison_plots
+from nnexp.compare.charts import comparison_charts
 from nnexp.compare.report import write_report
 
 HOSTILE = "<script>alert(1)</script>"
+HOSTILE_LAYERS = "<img src=x onerror=alert(2)> & dense(10)"  # a param value drawn in the charts' legends
 COLUMNS = ["id", "name", "status", LR, LAYERS, SEED, ACC, "metric.val_loss"]
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    """(report path, table, plots): a sweep over a decade-spanning lr x 2 layer stacks x 3 seeds."""
+    """(report path, table, charts): a sweep over a decade-spanning lr x 2 layer stacks x 3 seeds."""
     folder = tmp_path_factory.mktemp("report")
-    runs, curves = synthetic_runs({LR: [1e-4, 1e-3, 1e-2], LAYERS: [SMALL, BIG]})
-    plots = comparison_plots(runs, curves, [LR, LAYERS], ACC, "maximize", folder / "plots", sweep=True)
+    runs, curves = synthetic_runs({LR: [1e-4, 1e-3, 1e-2], LAYERS: [SMALL, HOSTILE_LAYERS]})
+    charts = comparison_charts(runs, [LR, LAYERS], ACC, "maximize", sweep=True, curves=curves)
     table = runs[COLUMNS].copy()
     table.loc[0, "name"] = HOSTILE
     table.loc[[3, 7], ACC] = np.nan  # two runs without a value: sorted last
-    path = write_report(folder / "report.html", "Sweep <lr & layers>", table, plots,
+    path = write_report(folder / "report.html", "Sweep <lr & layers>", table, charts,
                         notes=["nnexp compare sweep=s1 --report report.html", f"store: {folder} & co",
                                f"{len(table)} runs"])
-    return path, table, plots
+    return path, table, charts
+
+
+def without_scripts(text: str) -> str:
+    """The page's markup with every script element's content left out (plotly.js names URLs in its code)."""
+    return SCRIPT.sub("<script></script>", text)
 
 
 @pytest.fixture(scope="module")
@@ -75,26 +81,31 @@ def test_tags_are_balanced(html_text):
     assert checker.problems == [] and checker.stack == []
 
 
-def test_self_contained_no_external_urls(made, html_text):
-    _, _, plots = made
-    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html_text)
+def test_self_contained_no_external_urls(html_text):
+    markup = without_scripts(html_text)
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", markup)
     assert links and all(link.startswith("data:") for link in links)
-    assert "http:" not in html_text and "https:" not in html_text
+    assert "http:" not in markup and "https:" not in markup
     assert "<link rel=\"stylesheet\"" not in html_text and "<script src" not in html_text
 
 
-def test_plots_are_embedded_byte_for_byte(made, html_text):
-    _, _, plots = made
-    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html_text)
-    assert [base64.b64decode(data) for data in embedded] == [path.read_bytes() for _, path in plots]
+def test_plotly_and_the_charts_are_inline(made, html_text):
+    _, _, charts = made
+    assert "plotly.js v" in html_text  # the bundled library's banner: one inline copy
+    assert html_text.count("plotly.js v") == 1
+    embedded = re.search(r'<script type="application/json" id="nnexp-charts">(.*?)</script>', html_text, re.DOTALL)
+    assert json.loads(embedded.group(1)) == json.loads(json.dumps(charts))
+    assert [c["id"] for c in charts][:2] == ["curves", "metric-vs-optimizer.lr"]
+    assert {"heatmap", "best-so-far", "importance"} <= {c["id"] for c in charts}
 
 
 def test_run_values_are_escaped(html_text):
-    assert HOSTILE not in html_text
+    assert HOSTILE not in html_text and "<img" not in html_text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
     assert "<title>Sweep &lt;lr &amp; layers&gt;</title>" in html_text
     assert "&amp; co" in html_text
-    assert html_text.count("<script>") == 1  # only the page's own sorting code
+    # plotly.js, its drawing code, the code that draws the charts and the table's sorting code; the figures as data
+    assert html_text.count("<script>") == 4 and html_text.count('<script type="application/json"') == 1
 
 
 def test_cells_show_formatted_values_and_sort_on_raw_ones(made, html_text):
@@ -105,22 +116,21 @@ def test_cells_show_formatted_values_and_sort_on_raw_ones(made, html_text):
 
 
 def test_rewriting_is_atomic_and_keeps_the_old_file_on_error(tmp_path, made):
-    _, table, plots = made
-    path = write_report(tmp_path / "r.html", "first", table, plots[:1])
+    _, table, charts = made
+    path = write_report(tmp_path / "r.html", "first", table, charts[:1])
     before = path.read_bytes()
-    with pytest.raises(FileNotFoundError):
-        write_report(path, "second", table, [("gone", tmp_path / "missing.png")])
+    with pytest.raises(ValueError, match="a chart must be"):
+        write_report(path, "second", table, [{"title": "no figure"}])
     assert path.read_bytes() == before
     write_report(path, "third", table.iloc[:2], [])
     assert "<title>third</title>" in path.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left behind
 
 
-def test_not_a_png_is_refused(tmp_path):
-    fake = tmp_path / "plot.png"
-    fake.write_text("not an image")
-    with pytest.raises(ValueError, match="not a PNG"):
-        write_report(tmp_path / "r.html", "t", pd.DataFrame({"a": [1]}), [("fake", fake)])
+def test_a_script_end_tag_inside_inlined_code_cannot_end_the_element():
+    from nnexp.compare.report import inline_script
+
+    assert str(inline_script('var s = "</script><b>";')) == 'var s = "<\\/script><b>";'
 
 
 def test_odd_cell_values(tmp_path):
@@ -137,12 +147,10 @@ def test_odd_cell_values(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def page(made):
-    if find_browser() is None:
-        pytest.skip(f"no headless browser for the report test: {INSTALL_HINT}")
-    with Browser(timeout=120) as browser:  # a deadline for a loaded machine
-        page = browser.open(made[0].as_uri())
-        yield page
+def page(chromium, made):
+    page = chromium.open(made[0].as_uri())
+    yield page
+    page.close()
 
 
 def column_index(page, name: str) -> int:
@@ -169,20 +177,38 @@ def test_table_has_every_row_and_column(page, made):
     assert set(cells) == {len(table.columns)}
 
 
-def test_every_plot_is_shown(page, made):
-    _, _, plots = made
-    images = page.evaluate("""Array.from(document.images, img => ({
-        ok: img.complete && img.naturalWidth > 0, alt: img.alt, shown: img.getBoundingClientRect().width > 0}))""")
-    assert len(images) == len(plots)
-    assert all(image["ok"] and image["shown"] for image in images)
-    assert [image["alt"] for image in images] == [title for title, _ in plots]
+def test_every_chart_is_drawn(page, made):
+    _, _, charts = made
+    drawn = page.evaluate("""Array.from(document.querySelectorAll('[data-chart]'), div => ({
+        title: div.getAttribute('aria-label'), svg: div.querySelectorAll('svg.main-svg').length,
+        traces: (div._fullData || []).length, width: div.getBoundingClientRect().width,
+        points: div.querySelectorAll('.scatterlayer .point, .barlayer .point, .heatmaplayer image').length}))""")
+    assert [d["title"] for d in drawn] == [c["title"] for c in charts]
+    assert all(d["svg"] >= 1 and d["traces"] >= 1 and d["width"] > 200 and d["points"] >= 1 for d in drawn), drawn
 
 
-def test_hostile_name_is_text_not_markup(page):
-    assert page.evaluate("document.scripts.length") == 1
+def test_a_legend_click_hides_a_series_and_hover_shows_values(page):
+    """The charts are interactive: clicking a legend entry hides its series, hovering a point labels it."""
+    curves = "document.querySelector('[data-chart=\"0\"]')"
+    hidden = f"{curves}._fullData.filter(t => t.visible === 'legendonly').length"
+    assert page.evaluate(hidden) == 0
+    page.click(*page.center_of("[data-chart='0'] .legend .traces"))
+    page.evaluate("new Promise(r => setTimeout(r, 800))")  # plotly waits to tell a click from a double-click
+    assert page.evaluate(hidden) >= 1
+    page.move_mouse(*page.center_of("[data-chart='1'] .scatterlayer .trace:first-child .point"))
+    page.evaluate("new Promise(r => setTimeout(r, 300))")
+    assert "n=3" in page.evaluate("document.querySelector('[data-chart=\"1\"] .hoverlayer').textContent")
+
+
+def test_hostile_values_are_text_not_markup(page):
+    assert page.evaluate("document.querySelectorAll('script:not([type])').length") == 4
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
     names = page.evaluate(
         "Array.from(document.querySelectorAll('#runs-table tbody tr'), tr => tr.cells[1].textContent)")
     assert HOSTILE in names
+    legend = page.evaluate("Array.from(document.querySelectorAll('.legendtext'), t => t.textContent).join(' ')")
+    assert "<img src=x onerror=alert(2)> & dense(10)" in legend
+    assert [m for m in page.console() if m["kind"] == "dialog"] == []
 
 
 def test_clicking_a_numeric_header_sorts_ascending_then_descending_missing_last(page, made):

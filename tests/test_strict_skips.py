@@ -58,7 +58,7 @@ def run_sample(tmp_path: Path, strict: str) -> subprocess.CompletedProcess:
     tests = tmp_path / "tests"
     if not tests.exists():
         tests.mkdir()
-        for name in ("conftest.py", "strict_skips.py"):
+        for name in ("conftest.py", "strict_skips.py", "browser.py"):
             shutil.copy(HERE / name, tests / name)
         (tests / EXPECTED_SKIPS.name).write_text(LISTED)
         (tests / "test_sample.py").write_text(SAMPLE)

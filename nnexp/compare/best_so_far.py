@@ -11,22 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-GOALS = ("maximize", "minimize")
-
-
-def running_best(values, pruned, goal: str) -> np.ndarray:
-    """(N,) best value among the first i+1 trials, NaN until the first counted one.
-
-    Args:
-        values: (N,) metric per trial, in trial order (NaN: no value).
-        pruned: (N,) bool; pruned trials stopped early and do not count.
-        goal: "maximize" or "minimize".
-    """
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
-    counted = pd.Series(np.where(np.asarray(pruned, dtype=bool), np.nan, np.asarray(values, dtype=float)))
-    return (counted.cummax() if goal == "maximize" else counted.cummin()).ffill().to_numpy()
-
+from .layout import running_best
 
 def trial_counts(n: int, every: int) -> list[int]:
     """The trial counts a table shows: every ``every`` trials, and the last."""

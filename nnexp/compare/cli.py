@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import tempfile
 from pathlib import Path
 
 import click
@@ -25,19 +24,9 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
             f"sweep {', '.join(sweep_refs)}" if sweep_refs else "",
             f"--where {where!r}" if where else ""])) or "the store"
         raise NnexpError(f"no runs to compare: nothing in {store} matches {what}")
-    goal = None if ascending is None else ("minimize" if ascending else "maximize")
-    sort = sort or (sweep or {}).get("metric") or "val_accuracy"
-    if goal is None and sweep and sort == sweep.get("metric"):
-        goal = sweep.get("goal")
     wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    objectives = sweep_objectives(sweep)  # a multi-objective sweep: its metrics shown, its front marked
-    if objectives and wanted is None:
-        wanted = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
-                                          if c.removeprefix("metric.") not in DEFAULT_METRICS]
-    result = compare(records, sort=sort, agg=agg, metrics=wanted, group=group, goal=goal, limit=limit,
-                     baseline=baseline)
-    if objectives:
-        mark_front(result, objectives)
+    result = comparison(records, sweep, sort=sort, agg=agg, metrics=wanted, group=group, ascending=ascending,
+                        limit=limit, baseline=baseline)
     if best_so_far:
         _print_best_so_far(result, fmt)
     else:
@@ -48,9 +37,38 @@ def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, as
                        f"{result.metric} ({result.goal})", err=True)
             if result.reference is not None:
                 click.echo(tests_note(result), err=True)
-    if plots_dir or report_path:
-        _plots_and_report(result, sweep, Path(plots_dir) if plots_dir else None, report_path, store, where, argv,
-                          objectives)
+    if plots_dir:
+        _plots(result, sweep, Path(plots_dir))
+    if report_path:
+        _report(result, sweep, report_path, store, where, argv)
+
+
+def comparison(records: list[dict], sweep: dict | None = None, sort: str | None = None, agg: str = "final",
+               metrics: list[str] | None = None, group: bool | None = None, ascending: bool | None = None,
+               limit: int | None = None, baseline: str | None = None) -> Comparison:
+    """What ``nnexp compare`` shows for these records (and the sweep's state, when
+    they are a sweep's): the dashboard's compare and sweep pages call this too,
+    so that both show the same table, tests and Pareto front.
+
+    ``sort`` defaults to the sweep's metric, else val_accuracy; ``ascending``
+    None: best first (the sweep's goal for its metric, else from the name). A
+    multi-objective sweep's metrics are shown and its Pareto front marked
+    (``objectives`` on the result).
+    """
+    goal = None if ascending is None else ("minimize" if ascending else "maximize")
+    sort = sort or (sweep or {}).get("metric") or "val_accuracy"
+    if goal is None and sweep and sort == sweep.get("metric"):
+        goal = sweep.get("goal")
+    objectives = sweep_objectives(sweep)
+    if objectives and metrics is None:
+        metrics = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
+                                           if c.removeprefix("metric.") not in DEFAULT_METRICS]
+    result = compare(records, sort=sort, agg=agg, metrics=metrics, group=group, goal=goal, limit=limit,
+                     baseline=baseline)
+    result.objectives = objectives
+    if objectives:
+        mark_front(result, objectives)
+    return result
 
 
 def _print_best_so_far(result: Comparison, fmt: str) -> None:
@@ -65,34 +83,36 @@ def _print_best_so_far(result: Comparison, fmt: str) -> None:
                    "trials, pruned trials not counted", err=True)
 
 
-def _plots_and_report(result, sweep, plots_dir, report_path, store, where, argv, objectives=()) -> None:
-    from .plots import comparison_plots  # matplotlib and pandas (heavy): only for --plots and --report
+def _plots(result: Comparison, sweep, plots_dir: Path) -> None:
+    from .plots import comparison_plots  # matplotlib (heavy): only for --plots
+
+    try:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnexpError(f"cannot create the plots directory {plots_dir}: {exc.strerror or exc}") from None
+    plots = comparison_plots(result.runs, _curves(result.runs), result.varied, result.metric, result.goal, plots_dir,
+                             sweep=sweep is not None, objectives=result.objectives)
+    click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
+
+
+def _report(result: Comparison, sweep, report_path, store, where, argv) -> None:
+    from .charts import comparison_charts  # pandas: only for --report
     from .report import write_report
 
-    curves = _curves(result.runs)
-    with tempfile.TemporaryDirectory(prefix="nnexp-compare-") as tmp:
-        out = plots_dir or Path(tmp)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NnexpError(f"cannot create the plots directory {out}: {exc.strerror or exc}") from None
-        plots = comparison_plots(result.runs, curves, result.varied, result.metric, result.goal, out,
-                                 sweep=sweep is not None, objectives=objectives)
-        if plots_dir:
-            click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
-        if report_path:
-            title = f"nnexp: sweep {sweep['name']}" if sweep else f"nnexp: {len(result.runs)} runs compared"
-            notes = [f"command: nnexp {' '.join(shlex.quote(a) for a in argv[1:])}", f"store: {store}",
-                     f"{len(result.records)} runs; sorted by {result.metric} ({result.goal})"]
-            if result.reference is not None:
-                notes.append(tests_note(result))
-            if where:
-                notes.append(f"filter: {where}")
-            if sweep:
-                notes.append(f"sweep {sweep['id']}: {sweep.get('method')}, {sweep.get('trials')} trials, "
-                             f"status {sweep.get('status')}")
-            write_report(report_path, title, result.table, plots, notes)
-            click.echo(f"report: {report_path}", err=True)
+    charts = comparison_charts(result.runs, result.varied, result.metric, result.goal, sweep=sweep is not None,
+                               objectives=result.objectives)
+    title = f"nnexp: sweep {sweep['name']}" if sweep else f"nnexp: {len(result.records)} runs compared"
+    notes = [f"command: nnexp {' '.join(shlex.quote(a) for a in argv[1:])}", f"store: {store}",
+             f"{len(result.records)} runs; sorted by {result.metric} ({result.goal})"]
+    if result.reference is not None:
+        notes.append(tests_note(result))
+    if where:
+        notes.append(f"filter: {where}")
+    if sweep:
+        notes.append(f"sweep {sweep['id']}: {sweep.get('method')}, {sweep.get('trials')} trials, "
+                     f"status {sweep.get('status')}")
+    write_report(report_path, title, result.table, charts, notes)
+    click.echo(f"report: {report_path}", err=True)
 
 
 def tests_note(result: Comparison) -> str:

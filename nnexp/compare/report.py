@@ -1,11 +1,14 @@
-"""One self-contained HTML file comparing runs: a sortable table and the plots.
+"""One self-contained HTML file comparing runs: a sortable table and interactive charts.
 
 The page is the Jinja2 template ``templates/report.html`` (autoescaped: a run
 name like ``<script>`` shows as text); this module computes what it shows.
-The file needs no server and no network: the PNGs are embedded as base64
-data URIs and the CSS and JavaScript are inline, so it can be opened from
-disk or mailed. A Content-Security-Policy in the page forbids loading
-anything else, so a stray external reference fails loudly instead of leaking.
+The charts are the figures of ``charts.py``, drawn by plotly.js, the same as
+the dashboard's (``nnexp ui``): hover for values, zoom, click a legend entry
+to hide a series. The file needs no server and no network: plotly.js (the
+copy bundled with the ``plotly`` package), the figures (as JSON), the CSS
+and the page's JavaScript are inline, so it can be opened from disk or
+mailed. A Content-Security-Policy in the page forbids loading anything else,
+so a stray external reference fails loudly instead of leaking.
 
 The table shows each value through `format_cell` (97.12%, 0.001, -) but sorts
 on the raw value, kept in the cell's ``data-sort`` attribute: numbers
@@ -14,20 +17,20 @@ numerically, text lexicographically, missing values (no attribute) always last.
 
 from __future__ import annotations
 
-import base64
 import math
+import re
 from pathlib import Path
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from .. import __version__
 from ..atomic import atomic_write_text
 from ..timestamps import timestamp
 from ..values import is_missing, is_number, plain
+from .charts import plotly_js_path
 from .fmt import format_cell
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Nothing may be fetched: images only from data: URIs, style and script only inline.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -36,39 +39,40 @@ TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("nnexp.compare", "tem
                                undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def write_report(path, title: str, table: pd.DataFrame, plots: list[tuple[str, Path]],
-                 notes: list[str] = ()) -> Path:
+def write_report(path, title: str, table: pd.DataFrame, charts: list[dict], notes: list[str] = ()) -> Path:
     """Write the comparison as one self-contained HTML5 file; returns its path.
 
     Args:
         path: the .html file to write (replaced atomically; its folder is created).
         title: page title and heading.
         table: one row per run or group; every column is shown, the index is not.
-        plots: (caption, PNG path) pairs, embedded in this order.
+        charts: ``{"id", "title", "figure"}`` dicts (``charts.comparison_charts``), drawn in this order.
         notes: lines shown under the title (command line, store, counts, ...).
 
     Raises:
-        ValueError: a plot is not a PNG file.
-        FileNotFoundError: a plot file does not exist.
+        ValueError: the table is not a DataFrame, or a chart has no figure.
     """
     if not isinstance(table, pd.DataFrame):
         raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    for chart in charts:
+        if not isinstance(chart, dict) or not isinstance(chart.get("figure"), dict) or "title" not in chart:
+            raise ValueError(f"a chart must be a dict with a title and a figure, got {chart!r:.80}")
     path = Path(path)
-    figures = [{"caption": caption, "uri": _png_uri(Path(png))} for caption, png in plots]
     columns, rows = _table(table)
     page = TEMPLATES.get_template("report.html").render(
-        title=title, csp=CSP, notes=list(notes), columns=columns, rows=rows, figures=figures,
+        title=title, csp=CSP, notes=list(notes), columns=columns, rows=rows, charts=list(charts),
+        plotly_js=inline_script(plotly_js_path().read_text(encoding="utf-8")),
+        charts_js=inline_script(TEMPLATES.loader.get_source(TEMPLATES, "charts.js")[0]),
         generated=timestamp(), version=__version__)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, page)
     return path
 
 
-def _png_uri(png: Path) -> str:
-    data = png.read_bytes()
-    if not data.startswith(PNG_SIGNATURE):
-        raise ValueError(f"plot {png} is not a PNG file")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+def inline_script(code: str):
+    """JavaScript to put between <script> tags as it is: a '</script' inside it
+    (in a string) would end the element early, so its '/' is escaped."""
+    return Markup(re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE))
 
 
 def _table(table: pd.DataFrame) -> tuple[list[dict], list[list[dict]]]:

@@ -68,6 +68,7 @@ class Comparison:
     tests: list[dict | None] = field(default_factory=list)
     reference: dict | None = None
     tested: int = 0  # groups tested against the reference (Holm's m), whether or not ``limit`` cut them
+    objectives: list = field(default_factory=list)  # [(metric column, goal)] of a multi-objective sweep
 
     @cached_property
     def runs(self):

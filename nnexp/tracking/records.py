@@ -196,11 +196,13 @@ def _number_text(v) -> str:
 
 
 def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) -> list[dict]:
-    """metrics.csv as a list of {column: float} for ``columns`` (NaN for empty cells).
+    """metrics.csv as a list of {column: float} (NaN for empty cells), one per epoch.
 
+    ``columns``: the columns to keep (those the file has), or None for all.
     The trainer appends a row per epoch, so a reader may catch the last line
     half-written: a final line without its newline is ignored, and so is any
-    row that does not parse (wrong field count, not a number). No file: [].
+    row that does not parse (wrong field count, not a number). A missing file
+    gives []; an unreadable one raises DamagedRun.
     """
     run_dir = os.fspath(run_dir)
     run_id = run_id or os.path.basename(os.path.normpath(run_dir))
@@ -217,7 +219,7 @@ def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) 
     if not lines:
         return []
     header = [h.strip() for h in lines[0].split(",")]
-    wanted = [(i, h) for i, h in enumerate(header) if h in columns]
+    wanted = [(i, h) for i, h in enumerate(header) if columns is None or h in columns]
     rows = []
     for line in lines[1:]:
         fields = line.rstrip("\r").split(",")
