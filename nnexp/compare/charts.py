@@ -38,9 +38,9 @@ from ..tracking.records import CURVE_COLUMNS, read_metric_rows
 from ..tracking.run import DamagedRun
 from .fmt import format_cell
 from .layout import (HIGHLIGHTED_GROUPS, MAX_BACKGROUND_CURVES, MAX_HEATMAP_VALUES, MAX_LABELLED_GROUPS,
-                     MAX_RUNS_PER_BAND, MAX_SERIES, Groups, Scale, abbreviate, check_arguments, clean_frame,
-                     curve_points, grid_categories, is_fraction, mean_band, metric_name, panel_column, running_best,
-                     sample, series_of, short_names, trial_order, unit_positions, value_label)
+                     MAX_RUNS_PER_BAND, abbreviate, check_arguments, clean_frame, curve_points, grid_categories,
+                     Groups, is_fraction, mean_band, metric_name, panel_column, parallel_axes, param_series,
+                     running_best, sample, short_names, trial_order, value_label)
 from .pareto import pareto_front
 from .stats import importance, summarize
 
@@ -337,31 +337,18 @@ def _hover_texts(groups: Groups, positions) -> list[str]:
 
 def _metric_vs_param(groups: Groups, column: str) -> dict | None:
     """Group means against one param with 95% CI bars; one line per setting of the others if few."""
-    table = groups.table
-    scale = Scale.of(table[column])
-    if scale is None:
+    ps = param_series(groups, column)
+    if ps is None:
         return None
-    x = scale.positions(table[column])
-    y = table["mean"].to_numpy()
-    keep = np.isfinite(x) & np.isfinite(y)
-    if not keep.any():
-        return None
-    error = np.nan_to_num(table["ci95"].to_numpy(), nan=0.0)
-    others = [c for c in groups.varied if c != column]
-    series = series_of(table, others)
-    n_series = len(set(series[keep]))
+    table, scale, x, y, error, keep, others, best = (groups.table, ps.scale, ps.x, ps.y, ps.error, ps.keep,
+                                                      ps.others, ps.best)
     metric = groups.metric
-    best = int(groups.ranked[0])
     data, stars = [], []
-    if n_series <= MAX_SERIES:
-        keys = list(dict.fromkeys(series[keep]))
-        firsts = [int(np.flatnonzero(keep & (series == key))[0]) for key in keys]
+    if ps.lines:
         legend = abbreviate([", ".join(f"{groups.names[c]}={value_label(table[c].iloc[g], 200)}" for c in others)
-                             for g in firsts], 70)
-        for k, key in enumerate(keys):
-            at = np.flatnonzero(keep & (series == key))
-            at = at[np.argsort(x[at], kind="stable")]
-            shift = 0.0 if scale.numeric or n_series == 1 else (k - (n_series - 1) / 2) * 0.6 / n_series
+                             for g in ps.firsts()], 70)
+        for k, _, at in ps.line_members():
+            shift = ps.shift(k)
             data.append({"type": "scatter", "mode": "lines+markers", "x": finite_list(x[at] + shift),
                          "y": finite_list(y[at]), "name": plot_text(legend[k]) if others else metric_name(metric),
                          "showlegend": bool(others), "line": {"color": PALETTE[k % len(PALETTE)], "width": 1.6},
@@ -479,26 +466,11 @@ def _parallel_coordinates(groups: Groups) -> dict | None:
     Drawn as ordinary lines (SVG), not plotly's WebGL ``parcoords``, so that
     the chart needs no graphics acceleration; hovering a point names its group.
     """
-    if len(groups.varied) < 3:
+    axes = parallel_axes(groups)
+    if axes is None:
         return None
-    table = groups.table
-    columns, coords, ticks = [], [], []
-    for column in groups.varied:
-        placed = unit_positions(table[column])
-        if placed is None:
-            continue
-        columns.append(groups.names[column] + (" (log)" if placed[2] else ""))
-        coords.append(placed[0])
-        ticks.append(placed[1])
-    mean = table["mean"].to_numpy()
-    if len(columns) < 2 or not np.isfinite(mean).any():
-        return None
+    columns, points, ticks, mean = axes   # points (G, P+1)
     metric = groups.metric
-    metric_pos, metric_ticks, _ = unit_positions(pd.Series(mean, dtype=float), metric=metric)
-    columns.append(metric_name(metric))
-    coords.append(metric_pos)
-    ticks.append(metric_ticks)
-    points = np.column_stack(coords)  # (G, P+1)
     finite = mean[np.isfinite(mean)]
     low, high = float(finite.min()), float(max(finite.max(), finite.min() + 1e-12))
     better = (mean - low) / (high - low) if groups.goal == "maximize" else (high - mean) / (high - low)

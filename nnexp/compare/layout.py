@@ -459,3 +459,83 @@ def trial_order(frame: pd.DataFrame, metric: str):
     pruned = status == "pruned"
     order = np.argsort(trial, kind="stable")
     return trial[order], y[order], pruned[order], order
+
+
+@dataclass
+class ParamSeries:
+    """What a metric-against-one-parameter chart draws, whatever draws it.
+
+    x, y, error: per group (the param's position on its scale, the mean, the
+    95% half-width, 0 where unknown); keep: groups with both; series: each
+    group's setting of the other varied params; lines: whether there are few
+    enough of those to draw one line each; best: the best group.
+    """
+
+    scale: "Scale"
+    x: np.ndarray
+    y: np.ndarray
+    error: np.ndarray
+    keep: np.ndarray
+    others: list
+    series: np.ndarray
+    n_series: int
+    lines: bool
+    best: int
+
+    def line_members(self):
+        """(k, key, group positions sorted by x) of each line, in order of first appearance."""
+        keys = list(dict.fromkeys(self.series[self.keep]))
+        for k, key in enumerate(keys):
+            at = np.flatnonzero(self.keep & (self.series == key))
+            yield k, key, at[np.argsort(self.x[at], kind="stable")]
+
+    def firsts(self) -> list[int]:
+        """The first group of each line (whose other params label the line)."""
+        return [int(at[0]) for _, _, at in self.line_members()]
+
+    def shift(self, k: int) -> float:
+        """Categorical x: line k's sideways offset, so that the lines' bars do not overlap."""
+        return 0.0 if self.scale.numeric or self.n_series == 1 else (k - (self.n_series - 1) / 2) * 0.6 / self.n_series
+
+
+def param_series(groups: "Groups", column: str) -> ParamSeries | None:
+    """The groups' mean metric against ``column``; None when the column has no scale or no point shows."""
+    table = groups.table
+    scale = Scale.of(table[column])
+    if scale is None:
+        return None
+    x = scale.positions(table[column])
+    y = table["mean"].to_numpy()
+    keep = np.isfinite(x) & np.isfinite(y)
+    if not keep.any():
+        return None
+    others = [c for c in groups.varied if c != column]
+    series = series_of(table, others)
+    n_series = len(set(series[keep]))
+    return ParamSeries(scale, x, y, np.nan_to_num(table["ci95"].to_numpy(), nan=0.0), keep, others, series,
+                       n_series, n_series <= MAX_SERIES, int(groups.ranked[0]))
+
+
+def parallel_axes(groups: "Groups"):
+    """(axis titles, points (G, P+1) in [0, 1], tick (positions, labels) per axis, mean) of a
+    parallel-coordinates chart: one axis per varied param that has a scale, then the
+    metric; None with fewer than three varied params, two axes or no metric value."""
+    if len(groups.varied) < 3:
+        return None
+    table = groups.table
+    columns, coords, ticks = [], [], []
+    for column in groups.varied:
+        placed = unit_positions(table[column])
+        if placed is None:
+            continue
+        columns.append(groups.names[column] + (" (log)" if placed[2] else ""))
+        coords.append(placed[0])
+        ticks.append(placed[1])
+    mean = table["mean"].to_numpy()
+    if len(columns) < 2 or not np.isfinite(mean).any():
+        return None
+    metric_pos, metric_ticks, _ = unit_positions(pd.Series(mean, dtype=float), metric=groups.metric)
+    columns.append(metric_name(groups.metric))
+    coords.append(metric_pos)
+    ticks.append(metric_ticks)
+    return columns, np.column_stack(coords), ticks, mean

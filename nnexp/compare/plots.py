@@ -32,9 +32,9 @@ from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 from ..figure import saved_figure, widen_short_axes
 from .fmt import format_cell
 from .layout import (HIGHLIGHTED_GROUPS, MAX_BACKGROUND_CURVES, MAX_HEATMAP_VALUES, MAX_LABELLED_GROUPS,
-                     MAX_RUNS_PER_BAND, MAX_SERIES, Groups, Scale, abbreviate, check_arguments, clean_frame,
-                     curve_points, grid_categories, is_fraction, mean_band, metric_name, panel_column, running_best,
-                     sample, series_of, short_names, trial_order, unit_positions, use_log_axis, value_label)
+                     MAX_RUNS_PER_BAND, abbreviate, check_arguments, clean_frame, curve_points, grid_categories,
+                     Groups, is_fraction, mean_band, metric_name, panel_column, parallel_axes, param_series,
+                     running_best, sample, short_names, trial_order, use_log_axis, value_label)
 from .pareto import pareto_front
 from .stats import importance, summarize
 
@@ -256,34 +256,20 @@ def _clip_outliers(ax, values: np.ndarray) -> None:
 
 def _plot_metric_vs_param(groups: Groups, column: str, path: Path) -> bool:
     """Group means against one param, 95% CI bars; one line per setting of the others if few."""
-    table = groups.table
-    scale = Scale.of(table[column])
-    if scale is None:
+    ps = param_series(groups, column)
+    if ps is None:
         return False
-    x = scale.positions(table[column])
-    y = table["mean"].to_numpy()
-    keep = np.isfinite(x) & np.isfinite(y)
-    if not keep.any():
-        return False
-    error = np.nan_to_num(table["ci95"].to_numpy(), nan=0.0)
-    others = [c for c in groups.varied if c != column]
-    series = series_of(table, others)
-    n_series = len(set(series[keep]))
+    table, scale, x, y, error, keep, others, best = (groups.table, ps.scale, ps.x, ps.y, ps.error, ps.keep,
+                                                      ps.others, ps.best)
     metric = groups.metric
-    best = int(groups.ranked[0])  # table positions are group numbers
 
     with saved_figure(path, figsize=(8, 5), layout="constrained") as (fig, ax):
-        if n_series <= MAX_SERIES:
+        if ps.lines:
             colors = colormaps["tab10"].colors
-            keys = list(dict.fromkeys(series[keep]))
-            firsts = [int(np.flatnonzero(keep & (series == key))[0]) for key in keys]
             legend = abbreviate([", ".join(value_label(table[c].iloc[g], 200) for c in others)
-                                  for g in firsts], 70)
-            for k, key in enumerate(keys):
-                at = np.flatnonzero(keep & (series == key))
-                at = at[np.argsort(x[at], kind="stable")]
-                # Categorical x: spread the series a little so their bars do not overlap.
-                shift = 0.0 if scale.numeric or n_series == 1 else (k - (n_series - 1) / 2) * 0.6 / n_series
+                                 for g in ps.firsts()], 70)
+            for k, _, at in ps.line_members():
+                shift = ps.shift(k)
                 label = legend[k] if others else None
                 ax.errorbar(x[at] + shift, y[at], yerr=error[at], color=colors[k % len(colors)], marker="o",
                             markersize=5, capsize=3, linewidth=1.4, label=label)
@@ -400,25 +386,10 @@ def _plot_parallel_coordinates(groups: Groups, path: Path) -> bool:
     Each axis is scaled to [0, 1]: numbers min-max (in log10 where they span
     decades), categories by their index; missing values sit just below the axis.
     """
-    if len(groups.varied) < 3:
+    axes = parallel_axes(groups)
+    if axes is None:
         return False
-    table = groups.table
-    columns, coords, ticks = [], [], []
-    for column in groups.varied:
-        placed = unit_positions(table[column])
-        if placed is None:
-            continue
-        columns.append(groups.names[column] + (" (log)" if placed[2] else ""))
-        coords.append(placed[0])
-        ticks.append(placed[1])
-    mean = table["mean"].to_numpy()
-    if len(columns) < 2 or not np.isfinite(mean).any():
-        return False
-    metric_pos, metric_ticks, _ = unit_positions(pd.Series(mean, dtype=float), metric=groups.metric)
-    columns.append(metric_name(groups.metric))
-    coords.append(metric_pos)
-    ticks.append(metric_ticks)
-    points = np.column_stack(coords)  # (G, P+1)
+    columns, points, ticks, mean = axes   # points (G, P+1)
     x = np.arange(points.shape[1], dtype=float)
 
     cmap = _goal_cmap(groups.goal)
