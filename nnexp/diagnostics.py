@@ -101,7 +101,7 @@ class Diagnostics:
 def output_stats(layer, y) -> list[tuple[str, float]]:
     """(stat, value) of a layer's output ``y`` (batch on axis 0, units on axis 1)."""
     flat = y.ravel(order="K")  # a view whatever the memory layout (the fast engine's are channels last)
-    mean = flat.mean(dtype=np.float64)
+    mean = float(flat.mean(dtype=np.float64))   # one number to the host (a 0-d array on a GPU)
     with np.errstate(over="ignore"):
         centred = flat - flat.dtype.type(mean)
         variance = float((centred * centred).mean(dtype=np.float64))

@@ -1,11 +1,15 @@
 """The reference network on a GPU through CuPy (train.device: gpu).
 
-These run only where CuPy imports and sees a GPU; elsewhere they skip with
-the reason (tests/expected_skips.txt lists them).  The CPU side of the device
-handling (the messages without CuPy or without a GPU) is tested in
-test_device.py, which runs everywhere.
+Every test runs twice: on CuPy's CPU stand-in (tests/cupy_standin.py, which
+refuses implicit copies to the host and NumPy arrays mixed into device
+computations, as CuPy does), everywhere; and on the real CuPy where it sees
+a GPU, skipped elsewhere with the reason (tests/expected_skips.txt).  The
+messages without CuPy or without a GPU are tested in test_device.py.
 """
 
+import sys
+
+import cupy_standin
 import numpy as np
 import pytest
 
@@ -33,10 +37,16 @@ from nnexp.nn.optim import SGD, Adam
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def cupy():
+@pytest.fixture(scope="module", params=["standin", "cuda"])
+def cupy(request):
+    """CuPy's CPU stand-in (tests/cupy_standin.py), then the real CuPy where a GPU is present."""
+    if request.param == "standin":
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(sys.modules, "cupy", cupy_standin)
+            yield gpu_module()
+        return
     try:
-        return gpu_module()
+        yield gpu_module()
     except ValueError as exc:
         pytest.skip(f"no GPU for CuPy here: {exc}")
 
@@ -144,3 +154,54 @@ def test_a_gpu_run_records_its_gpu_evaluates_and_resumes_on_the_cpu(cupy, nnexp,
     code, out, err = nnexp("evaluate", run.name, "--store", store, "--json")
     assert code == 0, err
     assert abs(json.loads(out)["test_accuracy"] - s["test_accuracy"]) < 1e-9   # evaluated on the CPU both times
+
+
+CNN_CONFIG = """\
+data:
+  dataset: mnist
+  val_size: 500
+  batch_size: 64
+  train_subset: 1500
+  augment: {{rotate: 12, scale: 0.1, shift: 2, shear: 5, elastic_alpha: 16, elastic_sigma: 4}}
+model:
+  deskew: true
+  layers:
+    - {{type: conv2d, out_channels: 8, kernel_size: 3}}
+    - {{type: batchnorm}}
+    - {{type: relu}}
+    - {{type: maxpool2d, kernel_size: 2}}
+    - {{type: conv2d, out_channels: 8, kernel_size: 3, padding: 1}}
+    - {{type: leaky_relu}}
+    - {{type: avgpool2d, kernel_size: 2}}
+    - {{type: dropout, p: 0.2}}
+    - {{type: dense, units: 10}}
+optimizer: {{name: sgd, lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.0005}}
+schedule: {{name: onecycle}}
+train: {{epochs: 2, seed: 3, label_smoothing: 0.1, ema: 0.9, eval_batch_size: 200}}
+tracking: {{store: {store}, name: cnn}}
+"""
+
+
+def test_a_cnn_run_with_every_device_feature_on_the_gpu(cupy, nnexp, tmp_path, store):
+    """Augmentation and deskewing on the device, batch-norm, dropout, EMA, a schedule: the run completes,
+    and on CuPy's CPU stand-in (the same NumPy arithmetic) it gives the CPU reference engine's numbers."""
+    import json
+
+    config = tmp_path / "cnn.yaml"
+    config.write_text(CNN_CONFIG.format(store=store))
+    summaries = {}
+    for device in ("gpu", "cpu"):
+        code, _, err = nnexp("run", config, "-q", f"train.device={device}", "model.engine=reference",
+                             f"tracking.name=cnn-{device}")
+        assert code == 0, err
+        [run] = [p for p in store.iterdir() if p.is_dir() and f"-cnn-{device}-" in p.name]
+        summaries[device] = json.loads((run / "summary.json").read_text())
+        rows = (run / "metrics.csv").read_text().splitlines()
+        summaries[device]["metrics"] = [row.rsplit(",", 1)[0] for row in rows]   # all but the seconds
+    gpu, cpu = summaries["gpu"], summaries["cpu"]
+    assert gpu["status"] == "completed" and gpu["device"] == "gpu" and gpu["test_accuracy"] > 0.5
+    if cupy.__version__ == cupy_standin.__version__:
+        assert gpu["metrics"] == cpu["metrics"]
+        assert gpu["test_accuracy"] == cpu["test_accuracy"] and gpu["test_loss"] == cpu["test_loss"]
+    else:
+        assert abs(gpu["test_accuracy"] - cpu["test_accuracy"]) < 0.02
