@@ -31,12 +31,12 @@ def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
 
-class Rungs:
-    """Asynchronous successive halving (ASHA-style) over the epochs ``rungs``."""
+class EpochValues:
+    """The finite values recorded at each of ``epochs``, in arrival order; ``sign`` makes larger better."""
 
-    def __init__(self, rungs: list[int], eta: int, goal: str):
-        self.eta, self.sign = eta, (1.0 if goal == "maximize" else -1.0)
-        self.values: dict[int, list[float]] = {r: [] for r in rungs}
+    def __init__(self, epochs: list[int], goal: str):
+        self.sign = 1.0 if goal == "maximize" else -1.0
+        self.values: dict[int, list[float]] = {e: [] for e in epochs}
 
     def epochs(self, trial: int | None = None) -> list[int]:
         """The epochs at which ``trial`` reports its value."""
@@ -45,6 +45,14 @@ class Rungs:
     def record(self, epoch: int, value: float, trial: int | None = None) -> None:
         if epoch in self.values and _finite(value):
             self.values[epoch].append(value)
+
+
+class Rungs(EpochValues):
+    """Asynchronous successive halving (ASHA-style) over the epochs ``rungs``."""
+
+    def __init__(self, rungs: list[int], eta: int, goal: str):
+        super().__init__(rungs, goal)
+        self.eta = eta
 
     def decide(self, epoch: int, value: float, trial: int | None = None) -> str | None:
         """Record ``value`` at rung ``epoch``; the reason to prune, or None."""
@@ -58,19 +66,12 @@ class Rungs:
                 f"trials at this rung (halving, eta {self.eta})")
 
 
-class MedianRule:
+class MedianRule(EpochValues):
     """The median stopping rule at every epoch of ``epochs``."""
 
     def __init__(self, epochs: list[int], min_trials: int, goal: str):
-        self.min_trials, self.sign = min_trials, (1.0 if goal == "maximize" else -1.0)
-        self.values: dict[int, list[float]] = {e: [] for e in epochs}
-
-    def epochs(self, trial: int | None = None) -> list[int]:
-        return list(self.values)
-
-    def record(self, epoch: int, value: float, trial: int | None = None) -> None:
-        if epoch in self.values and _finite(value):
-            self.values[epoch].append(value)
+        super().__init__(epochs, goal)
+        self.min_trials = min_trials
 
     def decide(self, epoch: int, value: float, trial: int | None = None) -> str | None:
         others = list(self.values.get(epoch, []))
