@@ -205,3 +205,37 @@ def test_a_cnn_run_with_every_device_feature_on_the_gpu(cupy, nnexp, tmp_path, s
         assert gpu["test_accuracy"] == cpu["test_accuracy"] and gpu["test_loss"] == cpu["test_loss"]
     else:
         assert abs(gpu["test_accuracy"] - cpu["test_accuracy"]) < 0.02
+
+
+def test_a_cpu_run_interrupted_goes_on_on_the_gpu(cupy, nnexp, tmp_path, store, monkeypatch):
+    """nnexp resume --device gpu: the checkpoint goes up to the device and training continues; on the
+    stand-in the result is the uninterrupted CPU run's, bit for bit."""
+    import json
+
+    import nnexp.train as train_module
+
+    config = tmp_path / "cnn.yaml"
+    config.write_text(CNN_CONFIG.format(store=store))
+    real = train_module.train_one_epoch
+
+    def interrupt_second(*args, **kwargs):
+        if args[7] > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupt_second)
+    assert nnexp("run", config, "-q", "model.engine=reference", "tracking.name=moved")[0] == 130
+    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    [moved] = [p for p in store.iterdir() if p.is_dir()]
+    code, _, err = nnexp("resume", moved.name, "--store", store, "--device", "gpu")
+    assert code == 0, err
+    assert nnexp("run", config, "-q", "model.engine=reference", "tracking.name=whole")[0] == 0
+    [whole] = [p for p in store.iterdir() if p.is_dir() and "-whole-" in p.name]
+    s, w = (json.loads((run / "summary.json").read_text()) for run in (moved, whole))
+    assert s["status"] == "completed" and s["device"] == "gpu" and s["epochs_completed"] == 2
+    assert "device: gpu" in (moved / "config.yaml").read_text()
+    if cupy.__version__ == cupy_standin.__version__:
+        assert (moved / "model.npz").read_bytes() == (whole / "model.npz").read_bytes()
+        assert (s["test_accuracy"], s["test_loss"]) == (w["test_accuracy"], w["test_loss"])
+    else:
+        assert abs(s["test_accuracy"] - w["test_accuracy"]) < 0.02
