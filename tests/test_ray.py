@@ -217,6 +217,40 @@ def test_trials_on_a_local_ray_instance_equal_local_workers_and_halving_prunes(n
     assert not any((ray_store / n / "checkpoint.npz").exists() for n in on_ray)
 
 
+def test_a_tpe_sweep_on_ray_proposes_and_trains_as_local_workers(nnexp, tmp_path, ray_env):
+    """method: tpe with batch: 2 (proposals independent of timing): Ray's tasks get the points the local
+    workers get, train them to the same numbers, and the study is told each one."""
+    require("optuna", 'Optuna is not installed (pip install "nnexp[tpe]")')
+    spec = write_spec(tmp_path, """
+        method: tpe
+        n_trials: 5
+        batch: 2
+        startup_trials: 2
+        seed: 3
+        parameters:
+          optimizer.lr: {distribution: loguniform, low: 1.0e-4, high: 0.05}
+          model.layers.1.units: {distribution: int, low: 8, high: 64, log: true}
+    """, subset=1000, epochs=2)
+    ray_store, local_store = tmp_path / "ray", tmp_path / "local"
+    done = subprocess.run([sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray", "-q",
+                           "--store", str(ray_store)], env=ray_env, capture_output=True, text=True,
+                          timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    assert nnexp("sweep", spec, "--workers", "2", "-q", "--store", local_store)[0] == 0
+
+    def plan(store):
+        (path,) = (store / "sweeps").glob("*/plan.json")
+        return [(t["index"], t["params"], t["seed"]) for t in json.loads(path.read_text())]
+
+    assert plan(ray_store) == plan(local_store) and len(plan(ray_store)) == 5
+    assert len({json.dumps(p, sort_keys=True) for _, p, _ in plan(ray_store)}) == 5   # five different points
+    on_ray, local = summaries(ray_store), summaries(local_store)
+    assert sorted(on_ray) == sorted(local) and {s["status"] for s in on_ray.values()} == {"completed"}
+    assert all(s["executor"] == "ray" for s in on_ray.values())
+    for name in on_ray:
+        assert without_seconds(ray_store / name) == without_seconds(local_store / name)
+
+
 def test_a_worker_node_that_dies_mid_sweep_loses_nothing(cluster, tmp_path):
     """Six trials on a head (1 CPU) and a worker node (2 CPUs); the worker
     node is killed once two of its trials have checkpoints. Its trials are
