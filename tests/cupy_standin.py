@@ -16,10 +16,16 @@ are a type of their own and refuse what CuPy refuses:
 So a code path that would reach the host by accident, or mix a host array
 into a device one, fails here as it would on a GPU.  What it cannot show is
 CUDA's own numerics and any function CuPy lacks.
+
+``OPERATIONS`` counts the operations on device arrays by name (ufuncs,
+functions, methods, indexing): each is at least one call into CuPy, whose
+host-side cost per call bounds how fast a network of small layers can go
+(benchmarks/device_ops.py).
 """
 
 from __future__ import annotations
 
+import collections
 import types
 
 import numpy as np
@@ -28,7 +34,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 __version__ = "stand-in"
 
 UPLOADS = {"asarray", "array", "asanyarray", "ascontiguousarray"}
-HOST_SCALARS = (bool, int, float, complex, np.generic)
+OPERATIONS: collections.Counter = collections.Counter()
 
 
 def _is_host_array(value) -> bool:
@@ -48,6 +54,12 @@ def _unwrap(value, where: str, allow_host: bool = False):
         raise TypeError(f"Unsupported type {type(value)} in {where}: a NumPy array given to CuPy "
                         "(upload it with cupy.asarray first)")
     return value
+
+
+def _has_array(index) -> bool:
+    """Whether an index gathers (an array in it) rather than slices."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, (ndarray, np.ndarray, list)) for i in items)
 
 
 def _wrap(value):
@@ -101,22 +113,26 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 -- CuPy's name
 
     # NumPy's functions called on a device array
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        OPERATIONS[ufunc.__name__] += 1
         args = _unwrap(inputs, f"numpy.{ufunc.__name__}")
         kwargs = _unwrap(kwargs, f"numpy.{ufunc.__name__}")
         return _wrap(getattr(ufunc, method)(*args, **kwargs))
 
     def __array_function__(self, func, types_, args, kwargs):
         where = f"numpy.{func.__name__}"
+        OPERATIONS[func.__name__] += 1
         return _wrap(func(*_unwrap(args, where), **_unwrap(kwargs, where)))
 
     # indexing
     def __getitem__(self, index):
+        OPERATIONS["getitem" if not _has_array(index) else "take"] += 1
         return _wrap(self._a[_unwrap(index, "an index")])
 
     def __setitem__(self, index, value):
         if _is_host_array(value) and value.ndim > 0:
             raise TypeError("non-scalar numpy.ndarray cannot be assigned into a CuPy array "
                             "(upload it with cupy.asarray first)")
+        OPERATIONS["setitem"] += 1
         self._a[_unwrap(index, "an index")] = _unwrap(value, "an item assignment")
 
     # attributes and methods: NumPy's, with device arrays in and out
@@ -133,6 +149,7 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801 -- CuPy's name
 
         def method(*args, **kwargs):
             where = f"ndarray.{name}"
+            OPERATIONS[name] += 1
             return _wrap(value(*_unwrap(args, where), **_unwrap(kwargs, where)))
         return method
 
@@ -142,6 +159,7 @@ def _function(name: str, func):
 
     def call(*args, **kwargs):
         where = f"cupy.{name}"
+        OPERATIONS[name] += 1
         return _wrap(func(*_unwrap(args, where, allow_host), **_unwrap(kwargs, where, allow_host)))
     call.__name__ = name
     return call

@@ -239,3 +239,22 @@ def test_a_cpu_run_interrupted_goes_on_on_the_gpu(cupy, nnexp, tmp_path, store, 
         assert (s["test_accuracy"], s["test_loss"]) == (w["test_accuracy"], w["test_loss"])
     else:
         assert abs(s["test_accuracy"] - w["test_accuracy"]) < 0.02
+
+
+def test_the_operation_count_benchmark_runs_on_the_stand_in():
+    """benchmarks/device_ops.py runs, its phases add up to the whole, and an MLP has no augmentation."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script, config = root / "benchmarks" / "device_ops.py", root / "configs" / "mlp.yaml"
+    done = subprocess.run([sys.executable, str(script), str(config), "--batches", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    rows = dict(re.findall(r"^(augmentation|forward \+ loss \+ backward|optimizer|rest of the loop|all)\s+([\d.]+)$",
+                           done.stdout, re.M))
+    assert len(rows) == 5, done.stdout
+    values = {k: float(v) for k, v in rows.items()}
+    assert values["all"] == sum(v for k, v in values.items() if k != "all")
+    assert values["augmentation"] == 0 and values["optimizer"] > 0 and values["forward + loss + backward"] > 0
