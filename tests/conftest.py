@@ -3,12 +3,14 @@ headless Chromium for every browser test; and the strict skip check (see tests/e
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 
 import pytest
 from browser import INSTALL_HINT, Browser, find_browser
 from strict_skips import EXPECTED_SKIPS, read_expected_skips, skip_is_expected, skip_reason, strict_skips
 
+import nnexp.train as train_module
 from nnexp.cli import main
 
 TINY = """\
@@ -53,6 +55,22 @@ def nnexp(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture
+def ctrl_c_at_epoch(monkeypatch):
+    """``ctrl_c_at_epoch(k)``: from now on training stops with KeyboardInterrupt (as
+    Ctrl-C does) when epoch k starts; ``ctrl_c_at_epoch(None)`` lets it run again."""
+    real = train_module.train_one_epoch
+    signature = inspect.signature(real)
+
+    def arm(epoch):
+        def interrupted(*args, **kwargs):
+            if signature.bind(*args, **kwargs).arguments["epoch"] >= epoch:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        monkeypatch.setattr(train_module, "train_one_epoch", real if epoch is None else interrupted)
+    return arm
 
 
 @pytest.fixture(scope="session")

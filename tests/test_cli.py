@@ -154,19 +154,8 @@ def test_small_cnn_on_real_mnist_learns_and_draws_its_conv_plots(nnexp, store):
         assert (run / "plots" / name).stat().st_size > 1000, name
 
 
-def test_ctrl_c_leaves_the_run_marked_interrupted(nnexp, tiny_config, store, monkeypatch):
-    import nnexp.train as train_module
-
-    real_epoch = train_module.train_one_epoch
-    calls = []
-
-    def interrupted_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_second_epoch)
+def test_ctrl_c_leaves_the_run_marked_interrupted(nnexp, tiny_config, store, ctrl_c_at_epoch):
+    ctrl_c_at_epoch(2)
     code, _, err = nnexp("run", tiny_config, "-q")
     assert code == 130 and "interrupted" in err
     run = only_run(store)

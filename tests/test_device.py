@@ -82,23 +82,14 @@ def test_a_run_records_its_device(nnexp, tiny_config, store):
     assert "device: cpu" in (run / "config.yaml").read_text()
 
 
-def test_resume_on_a_gpu_without_one_changes_nothing(nnexp, tiny_config, store, monkeypatch):
-    import nnexp.train as train_module
-
-    real = train_module.train_one_epoch
-
-    def interrupt_second(*args, **kwargs):
-        if args[7] > 1:   # the epoch: the second one is interrupted
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupt_second)
+def test_resume_on_a_gpu_without_one_changes_nothing(nnexp, tiny_config, store, monkeypatch, ctrl_c_at_epoch):
+    ctrl_c_at_epoch(2)
     runs = {}
     for engine in ("fast", "reference"):
         assert nnexp("run", tiny_config, "-q", f"model.engine={engine}", f"tracking.name={engine}")[0] == 130
         [runs[engine]] = [p for p in store.iterdir() if p.is_dir() and p.name not in
                           {r.name for r in runs.values()}]
-    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    ctrl_c_at_epoch(None)
     # the fast engine is CPU-only: going on on a GPU is a config error
     code, _, err = nnexp("resume", runs["fast"].name, "--store", store, "--device", "gpu")
     assert code == 2 and "runs on the CPU only" in err

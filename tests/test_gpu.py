@@ -128,25 +128,16 @@ def test_gpu_training_steps_follow_the_cpu(cupy, optimizer):
     np.testing.assert_allclose(cpu.predict_proba(x), gpu.predict_proba(x), rtol=1e-4, atol=1e-5)
 
 
-def test_a_gpu_run_records_its_gpu_evaluates_and_resumes_on_the_cpu(cupy, nnexp, tiny_config, store, monkeypatch):
+def test_a_gpu_run_records_its_gpu_evaluates_and_resumes_on_the_cpu(cupy, nnexp, tiny_config, store, ctrl_c_at_epoch):
     import json
 
-    import nnexp.train as train_module
-
-    real = train_module.train_one_epoch
-
-    def interrupt_second(*args, **kwargs):
-        if args[7] > 1:   # the epoch: the second one is interrupted
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupt_second)
+    ctrl_c_at_epoch(2)
     assert nnexp("run", tiny_config, "-q", "train.device=gpu", "train.epochs=3")[0] == 130
     [run] = [p for p in store.iterdir() if p.is_dir()]
     s = json.loads((run / "summary.json").read_text())
     assert s["device"] == "gpu" and s["gpu"] and s["cupy"] and s["cuda_runtime"]
     assert "engine: reference" in (run / "config.yaml").read_text()
-    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    ctrl_c_at_epoch(None)
     code, _, err = nnexp("resume", run.name, "--store", store, "--device", "cpu")
     assert code == 0, err
     s = json.loads((run / "summary.json").read_text())
@@ -207,25 +198,16 @@ def test_a_cnn_run_with_every_device_feature_on_the_gpu(cupy, nnexp, tmp_path, s
         assert abs(gpu["test_accuracy"] - cpu["test_accuracy"]) < 0.02
 
 
-def test_a_cpu_run_interrupted_goes_on_on_the_gpu(cupy, nnexp, tmp_path, store, monkeypatch):
+def test_a_cpu_run_interrupted_goes_on_on_the_gpu(cupy, nnexp, tmp_path, store, ctrl_c_at_epoch):
     """nnexp resume --device gpu: the checkpoint goes up to the device and training continues; on the
     stand-in the result is the uninterrupted CPU run's, bit for bit."""
     import json
 
-    import nnexp.train as train_module
-
     config = tmp_path / "cnn.yaml"
     config.write_text(CNN_CONFIG.format(store=store))
-    real = train_module.train_one_epoch
-
-    def interrupt_second(*args, **kwargs):
-        if args[7] > 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupt_second)
+    ctrl_c_at_epoch(2)
     assert nnexp("run", config, "-q", "model.engine=reference", "tracking.name=moved")[0] == 130
-    monkeypatch.setattr(train_module, "train_one_epoch", real)
+    ctrl_c_at_epoch(None)
     [moved] = [p for p in store.iterdir() if p.is_dir()]
     code, _, err = nnexp("resume", moved.name, "--store", store, "--device", "gpu")
     assert code == 0, err
