@@ -120,6 +120,27 @@ def test_nothing_selected_and_unknown_sweep_are_clear_errors(nnexp, store):
     assert code == 2 and "val_acuracy" in err
 
 
+@pytest.mark.parametrize("lrs", [(0.001, 0.01), (0.001, 0.001)], ids=["two settings", "one setting twice"])
+def test_runs_before_their_first_epoch_compare_without_an_error(nnexp, store, lrs):
+    """Freshly started runs have no val_accuracy yet: the default sort has nothing
+    to sort on and keeps their order; only a --sort the user wrote must exist."""
+    for i, lr in enumerate(lrs):
+        path = fake_run(store, f"r{i}", lr, i, [0.9])
+        (path / "metrics.csv").write_text("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n")
+        summary = json.loads((path / "summary.json").read_text())
+        summary.update(status="running", test_accuracy=None)
+        (path / "summary.json").write_text(json.dumps(summary))
+    code, out, err = nnexp("compare", "--json", "--store", store)
+    assert code == 0, err
+    rows = json.loads(out)
+    if lrs[0] == lrs[1]:  # one setting over two seeds: one group of two runs
+        assert [r["runs"] for r in rows] == [2]
+    else:
+        assert [r["id"] for r in rows] == ["r0", "r1"]
+    code, _, err = nnexp("compare", "--sort", "val_accuracy", "--store", store)
+    assert code == 2 and "--sort: no metric or parameter 'val_accuracy'" in err
+
+
 def test_load_runs_gives_flat_param_and_metric_columns(grid_store):
     df = nnexp.load_runs(grid_store)
     assert len(df) == 6 and list(df["id"]) == sorted(df["id"])

@@ -25,7 +25,8 @@ from .options import JSON_OPTION, STORE_OPTION
 @click.option("--where", default=None,
               help="Filter, e.g. \"optimizer.name == 'adam' and val_accuracy > 0.97\".")
 @click.option("--sort", default=None, help="Metric (or parameter) to sort and plot by [default: the sweep's "
-              "metric, else val_accuracy].")
+              "metric, else val_accuracy; runs that lack it, such as runs before their first epoch, keep their "
+              "order].")
 @click.option("--agg", type=click.Choice(["final", "best", "mean"]), default="final", show_default=True,
               help="Per-epoch metrics as the last epoch's value, the best epoch's or the mean over epochs.")
 @click.option("--metrics", default=None, help="Comma-separated metrics to show "

@@ -56,15 +56,15 @@ def comparison(records: list[dict], sweep: dict | None = None, sort: str | None 
     (``objectives`` on the result).
     """
     goal = None if ascending is None else ("minimize" if ascending else "maximize")
-    sort = sort or (sweep or {}).get("metric") or "val_accuracy"
-    if goal is None and sweep and sort == sweep.get("metric"):
+    default_sort = (sweep or {}).get("metric") or "val_accuracy"
+    if goal is None and sweep and (sort or default_sort) == sweep.get("metric"):
         goal = sweep.get("goal")
     objectives = sweep_objectives(sweep)
     if objectives and metrics is None:
         metrics = list(DEFAULT_METRICS) + [c.removeprefix("metric.") for c, _ in objectives
                                            if c.removeprefix("metric.") not in DEFAULT_METRICS]
     result = compare(records, sort=sort, agg=agg, metrics=metrics, group=group, goal=goal, limit=limit,
-                     baseline=baseline)
+                     baseline=baseline, default_sort=default_sort)
     result.objectives = objectives
     if objectives:
         mark_front(result, objectives)

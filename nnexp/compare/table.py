@@ -121,10 +121,14 @@ def _distinct(rows: list[dict], key: str) -> set:
     return {group_key(v) for v in values if not is_missing(v)}
 
 
-def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final", metrics=None,
+def compare(records: list[dict], sort: str | None = None, agg: str = "final", metrics=None,
             group: bool | None = None, goal: str | None = None, limit: int | None = None,
-            baseline: str | None = None) -> Comparison:
+            baseline: str | None = None, default_sort: str = "val_accuracy") -> Comparison:
     """Build the comparison of ``records`` (run records, see ``nnexp.tracking.records``).
+
+    ``sort`` must name a metric or parameter of the runs; without it they are
+    sorted by ``default_sort``, which runs that have not finished an epoch yet
+    may lack (they keep their order then).
 
     ``group`` None groups when some parameter setting was run with several
     seeds; ``goal`` None infers it from the metric's name (losses and times
@@ -136,7 +140,7 @@ def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final",
     rows = [flat_row(r) for r in records]
     present = {k for row in rows for k in row}
     shown = [metric_column(m, agg) for m in (metrics or DEFAULT_METRICS)]
-    sort_col = _sort_column(rows, present, sort, agg)
+    sort_col = _sort_column(rows, present, sort or default_sort, agg, required=sort is not None)
     if sort_col.startswith("metric.") and sort_col not in shown:
         shown.insert(0, sort_col)
     shown = [m for m in shown if m in present]
@@ -164,11 +168,11 @@ def compare(records: list[dict], sort: str = "val_accuracy", agg: str = "final",
     return Comparison(records, rows, varied, sort_col, goal, columns, table_rows, group, tests, reference, tested)
 
 
-def _sort_column(rows: list[dict], present: set, sort: str, agg: str) -> str:
+def _sort_column(rows: list[dict], present: set, sort: str, agg: str, required: bool) -> str:
     for candidate in (metric_column(sort, agg), sort, f"param.{sort}"):
         if candidate in present:
             return candidate
-    if not rows:
+    if not rows or not required:
         return metric_column(sort, agg)
     known = sorted(_short(c) for c in present if c.startswith("metric."))
     raise ConfigError(f"--sort: no metric or parameter {sort!r} in the selected runs "
