@@ -120,25 +120,55 @@ def test_nothing_selected_and_unknown_sweep_are_clear_errors(nnexp, store):
     assert code == 2 and "val_acuracy" in err
 
 
-@pytest.mark.parametrize("lrs", [(0.001, 0.01), (0.001, 0.001)], ids=["two settings", "one setting twice"])
-def test_runs_before_their_first_epoch_compare_without_an_error(nnexp, store, lrs):
-    """Freshly started runs have no val_accuracy yet: the default sort has nothing
-    to sort on and keeps their order; only a --sort the user wrote must exist."""
+def started_sweep(store, lrs):
+    """A sweep whose trials are training their first epoch: no metric recorded yet."""
     for i, lr in enumerate(lrs):
-        path = fake_run(store, f"r{i}", lr, i, [0.9])
+        path = fake_run(store, f"s-aaaa-t{i:03d}", lr, i, [0.9], sweep="s-aaaa")
         (path / "metrics.csv").write_text("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n")
         summary = json.loads((path / "summary.json").read_text())
         summary.update(status="running", test_accuracy=None)
         (path / "summary.json").write_text(json.dumps(summary))
+    sweeps = store / "sweeps" / "s-aaaa"
+    sweeps.mkdir(parents=True)
+    (sweeps / "sweep.json").write_text(json.dumps({"id": "s-aaaa", "name": "s", "metric": "val_accuracy",
+                                                   "goal": "maximize", "status": "running", "trials": len(lrs)}))
+
+
+@pytest.mark.parametrize("lrs", [(0.001, 0.01), (0.001, 0.001)], ids=["two settings", "one setting twice"])
+def test_runs_before_their_first_epoch_compare_without_an_error(nnexp, store, tmp_path, lrs):
+    """Freshly started runs have no val_accuracy yet: the default sort has nothing
+    to sort on and keeps their order; only a --sort the user wrote must exist."""
+    started_sweep(store, lrs)
     code, out, err = nnexp("compare", "--json", "--store", store)
     assert code == 0, err
     rows = json.loads(out)
     if lrs[0] == lrs[1]:  # one setting over two seeds: one group of two runs
         assert [r["runs"] for r in rows] == [2]
     else:
-        assert [r["id"] for r in rows] == ["r0", "r1"]
+        assert [r["id"] for r in rows] == ["s-aaaa-t000", "s-aaaa-t001"]
+    code, out, err = nnexp("compare", "--sweep", "s", "--best-so-far", "--json", "--store", store)
+    assert code == 0, err
+    assert json.loads(out) == [{"sweep": "s-aaaa", "trials": 2, "val_accuracy@2": None}]
+    code, _, err = nnexp("compare", "--sweep", "s", "--plots", tmp_path / "plots", "--report", tmp_path / "r.html",
+                         "--store", store)
+    assert code == 0 and "Traceback" not in err, err
+    assert "2 runs; sorted by metric.val_accuracy" in (tmp_path / "r.html").read_text()
     code, _, err = nnexp("compare", "--sort", "val_accuracy", "--store", store)
     assert code == 2 and "--sort: no metric or parameter 'val_accuracy'" in err
+
+
+def test_the_dashboard_shows_a_sweep_before_its_first_epoch(store):
+    from nnexp.ui.api import Api
+    from nnexp.ui.snapshot import StoreSnapshot
+
+    started_sweep(store, (0.001, 0.01))
+    snapshot = StoreSnapshot(store)
+    snapshot.load()
+    api = Api(store, snapshot)
+    sweep = api.sweep("s-aaaa")
+    assert [t["status"] for t in sweep["trials"]] == ["running", "running"]
+    assert sweep["runs"] == ["s-aaaa-t000", "s-aaaa-t001"]  # the trials' parameters, nothing to rank yet
+    assert api.compare({"sweep": "s-aaaa"})["runs"] == ["s-aaaa-t000", "s-aaaa-t001"]
 
 
 def test_load_runs_gives_flat_param_and_metric_columns(grid_store):

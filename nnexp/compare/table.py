@@ -72,10 +72,14 @@ class Comparison:
 
     @cached_property
     def runs(self):
-        """The runs as a pandas DataFrame (``records_frame``), in this order."""
+        """The runs as a pandas DataFrame (``records_frame``), in this order, with
+        the sorting metric's column even where no run has it yet (all missing)."""
         from .frame import records_frame  # pandas: only for plots, reports and notebooks
 
-        return records_frame(self.records)
+        frame = records_frame(self.records)
+        if self.metric not in frame.columns:
+            frame[self.metric] = float("nan")
+        return frame
 
     @cached_property
     def table(self):

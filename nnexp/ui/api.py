@@ -229,13 +229,8 @@ class Api:
         return {**shown, "sweep": state, "metric": metric, "goal": goal, "trials": trials}
 
     def _sweep_comparison(self, records: list[dict], state: dict) -> dict | None:
-        """The comparison of a sweep's trials; None until one has its metric (a sweep just started)."""
-        if not records:
-            return None
-        try:
-            return self._compared(records, state)
-        except NnexpError:  # no trial has recorded the sweep's metric yet
-            return None
+        """The comparison of a sweep's trials (before any has its metric: their parameters); None before the first."""
+        return self._compared(records, state) if records else None
 
     def _trials(self, sweep_id: str, records: list[dict], metric: str, goal: str) -> list[dict]:
         plan = _read_plan(self.root / SWEEPS / sweep_id / PLAN)
