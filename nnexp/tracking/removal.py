@@ -50,7 +50,10 @@ def why_kept(root: Path, run_dir: Path, summary: dict) -> str | None:
     """The reason run folder ``run_dir`` must not be removed now, or None."""
     status = live_status(summary)
     if status == RUNNING:
-        return f"running (pid {summary.get('pid')} on {summary.get('host')})"
+        pid, host = summary.get("pid"), summary.get("host")
+        if pid is None:
+            return "running"
+        return f"running (pid {pid} on {host})" if host else f"running (pid {pid})"
     if (run_dir / LOCK).exists() and is_locked(run_dir / LOCK):
         return "being resumed"
     sweep = summary.get("sweep")
