@@ -92,7 +92,9 @@ def _plots(result: Comparison, sweep, plots_dir: Path) -> None:
         raise NnexpError(f"cannot create the plots directory {plots_dir}: {exc.strerror or exc}") from None
     plots = comparison_plots(result.runs, _curves(result.runs), result.varied, result.metric, result.goal, plots_dir,
                              sweep=sweep is not None, objectives=result.objectives)
-    click.echo(f"{len(plots)} plots in {plots_dir}", err=True)
+    missing = "" if result.runs[result.metric].notna().any() else \
+        f" (no run has {result.metric.removeprefix('metric.')} yet: its plots are left out)"
+    click.echo(f"{len(plots)} plots in {plots_dir}{missing}", err=True)
 
 
 def _report(result: Comparison, sweep, report_path, store, where, argv) -> None:
