@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,16 +48,27 @@ def is_locked(path) -> bool:
     """Whether some process holds the lock on ``path`` now (False if the file cannot be opened).
 
     Opened read-only: asking creates no file (a listing of a read-only store,
-    or the dashboard, changes nothing); a missing file is a free lock.
+    or the dashboard, changes nothing); a missing file is a free lock. Only a
+    regular file is a lock: a named pipe in its place is never opened in a way
+    that could block, and holds no lock.
     """
     try:
-        with open(path, "rb") as f:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not stat.S_ISREG(os.stat(path).st_mode):
             return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
     except BlockingIOError:
         return True
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -188,3 +188,17 @@ def test_augmented_training_is_deterministic_and_changes_the_run(nnexp, tiny_con
                          key=lambda s: s["start_time"])
     assert a["final_train_loss"] == b["final_train_loss"] and a["test_accuracy"] == b["test_accuracy"]
     assert a["final_train_loss"] != plain["final_train_loss"]
+
+
+def test_a_quiet_scheduled_run_logs_each_epoch_s_rate_and_its_memory(nnexp, tiny_config, store):
+    code, _, err = nnexp("run", tiny_config, "-q", "tracking.plots=false", "train.epochs=3",
+                         "schedule.name=cosine", "schedule.min_lr=0.0005")
+    assert code == 0 and err == ""  # quiet: no progress bars either
+    run = only_run(store)
+    # each row's lr is the schedule's at the epoch's first step, over all 3 epochs' steps
+    # (epoch e starts at step (e - 1) * steps_per_epoch of 3 * steps_per_epoch)
+    expected = [0.0005 + (0.002 - 0.0005) / 2 * (1 + np.cos(np.pi * e / 3)) for e in range(3)]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-12)
+    summary = json.loads((run / "summary.json").read_text())
+    assert 20 < summary["rss_mib"] <= summary["peak_rss_mib"]  # MiB, like the peak

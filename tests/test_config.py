@@ -1,9 +1,15 @@
 """Config loading, overrides and validation messages."""
 
-import pytest
+import copy
 
-from nnexp.config import apply_overrides, load_config, parse_override, validate
+import pytest
+import yaml
+
+from nnexp.augment import AUGMENT_SPECS
+from nnexp.commands import training as training_commands
+from nnexp.config import EARLY_STOPPING, SCHEMA, apply_overrides, load_config, parse_override, set_path, validate
 from nnexp.errors import ConfigError
+from nnexp.nn import LAYER_SPECS, OPTIMIZER_SPECS, REQUIRED, SCHEDULE_SPECS
 
 BASE = {
     "model": {"layers": [{"type": "dense", "units": 32}, {"type": "relu"}, {"type": "dense", "units": 10}]},
@@ -234,3 +240,92 @@ def test_several_mistakes_exit_2_with_all_of_them(nnexp, tmp_path):
     assert err.startswith(f"error: {path}: 3 problems:\n")
     assert "unknown key 'model.layers[0].unit'" in err and "'train.epochs' must be an integer" in err
     assert "missing required key 'model.layers[0].units'" in err
+
+
+def _number_keys():
+    """(raw config, dotted key, the key as messages name it) for every integer and
+    number key of every section, layer, optimizer, schedule and augmentation."""
+    layers = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+    cases = []
+
+    def add(raw, parts, shown):
+        cases.append(pytest.param(raw, parts, shown, id=".".join(map(str, parts))))
+
+    def number(spec_type):
+        return spec_type in (int, float)
+
+    for section, fields in SCHEMA.items():
+        for key, spec in fields.items():
+            if number(spec.type):
+                add({"model": {"layers": layers}}, [section, key], f"{section}.{key}")
+    for key, spec in EARLY_STOPPING.items():
+        if number(spec.type):
+            add({"model": {"layers": layers}, "data": {"val_size": 100}, "train": {"early_stopping": {}}},
+                ["train", "early_stopping", key], f"train.early_stopping.{key}")
+    for key, (typ, _) in AUGMENT_SPECS.items():
+        if number(typ):
+            add({"model": {"layers": layers}, "data": {"augment": {}}}, ["data", "augment", key], f"data.augment.{key}")
+    for name, spec in OPTIMIZER_SPECS.items():
+        for key, (typ, _) in {"lr": (float, None), **spec}.items():
+            if number(typ):
+                add({"model": {"layers": layers}, "optimizer": {"name": name}}, ["optimizer", key], f"optimizer.{key}")
+    for name, spec in SCHEDULE_SPECS.items():
+        required = {k: 2 for k, (_, default) in spec.items() if default is REQUIRED}
+        for key, (typ, _) in spec.items():
+            if number(typ):
+                add({"model": {"layers": layers}, "schedule": {"name": name, **required}}, ["schedule", key],
+                    f"schedule.{key}")
+    for kind, spec in LAYER_SPECS.items():
+        layer = {"type": kind, **{k: 2 for k, (_, default) in spec.items() if default is REQUIRED}}
+        for key, (typ, _) in spec.items():
+            if number(typ):
+                raw = {"model": {"layers": [layer, *layers] if kind != "dense" else [layer]}}
+                add(raw, ["model", "layers", "0", key], f"model.layers[0].{key}")
+    return cases
+
+
+@pytest.mark.parametrize("raw, parts, shown", _number_keys())
+@pytest.mark.parametrize("value", ["true", "false"])
+@pytest.mark.parametrize("how", ["file", "override"])
+def test_a_boolean_is_not_a_number(nnexp, tmp_path, monkeypatch, raw, parts, shown, value, how):
+    """true and false are not 1 and 0: in the file or as KEY=VALUE, exit 2 with
+    the key named, before anything is trained."""
+    trained = []
+    monkeypatch.setattr(training_commands, "train", lambda cfg, **kw: trained.append(cfg))
+    raw = {**copy.deepcopy(raw), "tracking": {"store": str(tmp_path / "runs")}}
+    overrides = []
+    if how == "file":
+        set_path(raw, parts, value == "true", "test")
+    else:
+        overrides.append(f"{'.'.join(parts)}={value}")
+    path = write(tmp_path, yaml.safe_dump(raw))
+    code, _, err = nnexp("run", path, *overrides)
+    assert code == 2 and trained == [], err
+    [line] = [line for line in err.splitlines() if f"'{shown}'" in line]
+    assert "must be" in line and f"got {value == 'true'} (bool)" in line
+
+
+def test_malformed_yaml_names_the_line_and_column_of_the_mistake(tmp_path):
+    # "seed" is indented one space more than "epochs": the ':' at line 3, column 8 is the mistake
+    path = write(tmp_path, "train:\n  epochs: 3\n   seed: 1\n")
+    with pytest.raises(ConfigError, match="malformed YAML at line 3, column 8: "):
+        load_config(path)
+
+
+def test_early_stopping_and_restore_best_with_a_validation_set_are_valid():
+    cfg = validate({**BASE, "data": {"val_size": 1000},
+                    "train": {"early_stopping": {"patience": 2}, "restore_best": True}})
+    assert cfg["train"]["restore_best"] is True and cfg["train"]["early_stopping"]["patience"] == 2
+    assert "val_size" in error_of({**BASE, "data": {"val_size": 0}, "train": {"restore_best": True}})
+
+
+def test_null_ema_means_no_average_and_plots_are_drawn_by_default():
+    cfg = validate({**BASE, "train": {"ema": None}})
+    assert cfg["train"]["ema"] is None and cfg["tracking"]["plots"] is True
+    assert validate({**BASE, "train": {"ema": 0.99}})["train"]["ema"] == 0.99
+
+
+def test_mirrors_must_be_strings():
+    assert "'data.mirrors' must be a list of base URLs" in error_of({**BASE, "data": {"mirrors": [1, 2]}})
+    cfg = validate({**BASE, "data": {"mirrors": ["http://127.0.0.1:8000/mnist/"]}})
+    assert cfg["data"]["mirrors"] == ["http://127.0.0.1:8000/mnist/"]

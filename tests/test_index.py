@@ -13,6 +13,7 @@ import traceback
 import pytest
 
 import nnexp.tracking.index as index_module
+from nnexp.compare.select import select_records
 from nnexp.tracking import RunIndex, RunStore
 from nnexp.tracking.index import INDEX_NAME
 
@@ -381,3 +382,38 @@ def test_brief_listings_hold_the_listed_fields(tmp_path):
     make_old(path)
     brief = RunIndex(tmp_path).sync(full=False, brief=True)[0]["summary"]
     assert brief == {"status": "completed", "start_time": 1.0, "test_accuracy": 0.9}
+
+
+@pytest.mark.parametrize("name, old, new, where", [
+    ("config.yaml", CONFIG, CONFIG.replace("0.001", "0.003"), "optimizer.lr == 0.003"),
+    ("annotations.json", json.dumps({"tags": ["first"], "note": "lr too low"}),
+     json.dumps({"tags": ["other"], "note": "lr too big"}), "note == 'lr too big'"),
+])
+def test_a_file_replaced_in_a_trusted_folder_is_seen(nnexp, tmp_path, reads, name, old, new, where):
+    """config.yaml or annotations.json replaced by a new file of the same size that
+    keeps the old one's modification time (an editor or a copy that writes a new
+    file and renames it over the old one), in a folder the index trusts: the
+    listing and --where show the new content."""
+    store = tmp_path / "runs"
+    path = write_run(store, "20260101-000000-a-0001", start=1.0)
+    (path / name).write_text(old)
+    make_old(path)
+    write_run(store, "20260101-000001-b-0002", start=2.0)
+    RunStore(store).records()
+    reads.clear()
+    assert len(RunStore(store).records()) == 2 and reads == []       # both rows trusted
+    before = os.stat(path / name)
+    (path / (name + ".new")).write_text(new)
+    os.utime(path / (name + ".new"), ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(path / (name + ".new"), path / name)
+    after = os.stat(path / name)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    record = {r["id"]: r for r in RunStore(store).records()}[path.name]
+    if name == "config.yaml":
+        assert record["params"]["optimizer.lr"] == 0.003
+    else:
+        assert record["summary"]["note"] == "lr too big" and record["summary"]["tags"] == ["other"]
+    assert reads == [path.name]                                       # the other run is still trusted
+    assert ids(select_records(store, where=where)[0]) == [path.name]
+    code, out, err = nnexp("runs", "--store", store, "--where", where, "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == [path.name], err

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nnexp.nn import SoftmaxCrossEntropy, forward_backward
+from nnexp.nn.batchnorm import BatchNorm as ReferenceBatchNorm
 from nnexp.nn.fast import build_fast_model as build_model
 from nnexp.nn.fast import data_parallel
 from nnexp.nn.fast.batchnorm import FastBatchNorm as BatchNorm
@@ -66,7 +67,7 @@ def test_the_number_of_processes_changes_no_bit(processes, shards, n):
     assert len(processes.pids) == (min(shards, 2) - 1) + (min(shards, 3) - 1)
     assert all(reaped(pid) for pid in processes.pids)
     (ref_state, ref_out), *others = results
-    for state, out in others:
+    for state, out in others:   # the same shards, each on one BLAS thread, combined in shard order: exact
         assert out == ref_out
         for key in ref_state:
             assert np.array_equal(state[key], ref_state[key]), key
@@ -140,7 +141,7 @@ def test_one_shard_is_the_plain_step_and_needs_no_shared_memory():
             out = parallel.step(x, y, 0) if one_shard else forward_backward(model, loss_fn, x, y)
         results.append((out, model.state_dict(), [g.copy() for _, _, g in model.parameters()]))
     (out, state, grads), (plain_out, plain_state, plain_grads) = results
-    assert out == plain_out
+    assert out == plain_out   # one shard is forward_backward itself: exact
     assert all(np.array_equal(state[k], plain_state[k]) for k in state)
     assert all(np.array_equal(a, b) for a, b in zip(grads, plain_grads))
 
@@ -223,3 +224,42 @@ def test_batches_must_not_grow(processes):
         parallel.step(x[:3], y[:3], 1)             # smaller (an epoch's last batch): fine
         with pytest.raises(ValueError, match="must not grow"):
             parallel.step(x, y, 2)
+
+
+@pytest.mark.parametrize("shards, sizes", [(3, [7, 4, 2, 1]), (4, [3, 2, 1])])
+def test_running_statistics_when_a_batch_has_fewer_images_than_shards(processes, shards, sizes):
+    """An epoch's last batch can be smaller than the shard count: the empty
+    shards take no part, so the running statistics are the mean of the
+    non-empty shards' updates -- computed here by plain BatchNorm layers, one
+    per shard -- and the same bits with 1, 2 or 3 processes."""
+    layers = [{"type": "batchnorm", "momentum": 0.3}, {"type": "flatten"}, {"type": "dense", "units": 10}]
+    rng = np.random.default_rng(4)
+    # batch-norm sees the images themselves, so its statistics do not depend on the weights
+    batches = [(rng.standard_normal((n, 1, 6, 6)) * 2 + 1, rng.integers(0, 10, n)) for n in sizes]
+    expected = {"running_mean": np.zeros(1), "running_var": np.ones(1)}
+    for x, _ in batches:
+        parts = [part for part in np.array_split(x, shards) if len(part)]   # sizes differ by at most 1
+        updates = []
+        for part in parts:
+            alone = ReferenceBatchNorm(1, momentum=0.3, dtype=np.float64)
+            alone.buffers = {key: value.copy() for key, value in expected.items()}
+            alone.forward(part, training=True)
+            updates.append(alone.buffers)
+        expected = {key: sum(u[key] for u in updates) / len(updates) for key in expected}
+    results = []
+    for count in (1, 2, 3):
+        processes.n = count
+        model = build_model(layers, input_shape=(1, 6, 6), rng=np.random.default_rng(0), dtype=np.float64)
+        model.share_memory()
+        opt = SGD(model.parameters(), momentum=0.9)
+        with DataParallel(model, SoftmaxCrossEntropy(), shards) as parallel:
+            for step, (x, y) in enumerate(batches):
+                parallel.step(x, y, step)
+                opt.step(0.05)
+        results.append(model.state_dict())
+    bn = model.layers[0]
+    for key, value in expected.items():
+        np.testing.assert_allclose(bn.buffers[key], value, rtol=1e-10, err_msg=key)
+    for state in results[:-1]:
+        for key in state:
+            assert np.array_equal(state[key], results[-1][key]), key

@@ -1,5 +1,6 @@
 """Evaluation batches shared among forked processes (nnexp/nn/fast/forked.py)."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from nnexp.nn.fast import build_fast_model as build_model
 from nnexp.nn.fast import forked
+from nnexp.nn.fast.threads import one_blas_thread
 from nnexp.train import evaluate
 from process_helpers import Children, reaped
 
@@ -105,13 +107,15 @@ def test_predict_and_evaluate_are_bit_identical_in_any_number_of_processes(forki
     results = {}
     for n in (1, 2, 3):
         forking.n = n
-        results[n] = (model.predict_proba(x, batch_size=16), *evaluate(model, x, y, batch_size=16))
+        # one process means one core, one BLAS thread; forked batches run on one BLAS thread each
+        with one_blas_thread() if n == 1 else contextlib.nullcontext():
+            results[n] = (model.predict_proba(x, batch_size=16), *evaluate(model, x, y, batch_size=16))
     assert len(forking.pids) == 2 * (1 + 2)     # predict and evaluate: n = 2 forked once, n = 3 twice
     serial = np.concatenate([model.forward(x[s:s + 16], training=False) for s in range(0, 70, 16)])
     probs, loss, acc, eval_probs = results[1]
     assert probs.dtype == np.float32 and probs.shape == (70, 10)
     assert np.array_equal(probs.argmax(1), serial.argmax(1))
-    for n in (2, 3):
+    for n in (2, 3):   # each batch the same shapes on one BLAS thread: the same bits on any kernel
         assert np.array_equal(results[n][0], probs)
         assert results[n][1] == loss and results[n][2] == acc
         assert np.array_equal(results[n][3], eval_probs)

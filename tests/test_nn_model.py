@@ -155,7 +155,7 @@ def test_state_dict_round_trip_via_weight_files(tmp_path, build):
     optimizer_view = b.parameters()[0][1]  # loading must keep optimizers' references valid
     save_weights(tmp_path / "w.npz", a)
     load_weights(tmp_path / "w.npz", b)
-    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))   # the same weights through the same code
     assert b.parameters()[0][1] is optimizer_view
     assert set(a.state_dict()) == {"1.W", "1.b", "3.W", "3.b", "5.W", "5.b"}
 
@@ -206,7 +206,7 @@ def test_same_seed_same_run_bit_for_bit(engine):
     specs = [{"type": "dense", "units": 16}, {"type": "relu"}, {"type": "dropout", "p": 0.3},
              {"type": "dense", "units": 3}]
     m1, m2 = _train(7, x, y, specs, 20, engine=engine), _train(7, x, y, specs, 20, engine=engine)
-    for (n1, p1, _), (n2, p2, _) in zip(m1.parameters(), m2.parameters()):
+    for (n1, p1, _), (n2, p2, _) in zip(m1.parameters(), m2.parameters()):   # one process, one path
         np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(m1.predict_proba(x), m2.predict_proba(x))
     m3 = _train(8, x, y, specs, 20, engine=engine)
@@ -224,7 +224,7 @@ def test_predict_proba_batched_eval_mode(build):
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
     # dropout is off in eval mode, so batching and repetition change nothing
     np.testing.assert_allclose(p, model.predict_proba(x), rtol=1e-6)
-    np.testing.assert_array_equal(model.predict(x), p.argmax(axis=1))
+    np.testing.assert_array_equal(model.predict(x, batch_size=7), p.argmax(axis=1))   # same batches, same bits
 
 
 def test_sequential_by_hand():
@@ -259,3 +259,14 @@ def test_backward_after_an_evaluation_forward_is_refused(build):
     model.forward(np.zeros((2, 4), np.float32), training=False)
     with pytest.raises(RuntimeError, match="training=True"):
         model.backward(np.zeros((2, 3), np.float32))
+
+
+def test_layers_made_directly_check_their_arguments():
+    with pytest.raises(ValueError, match="must be a positive integer, got 2.5"):
+        Dense(4, 2.5)
+    with pytest.raises(ValueError, match="must be a positive integer, got 3.0"):
+        Dense(3.0, 4)
+    for p in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+            Dropout(p)
+    assert Dropout().p == LAYER_SPECS["dropout"]["p"][1]  # the class and the config agree

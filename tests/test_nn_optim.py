@@ -182,7 +182,7 @@ def test_float32_stays_float32_and_state_round_trip(name, O):
         o.params[0][2][...] = grads[2]
         o.params[1][2][...] = grads[2][0]
         o.step(0.01)
-    for (_, p, _), (_, q, _) in zip(opt.params, clone.params):
+    for (_, p, _), (_, q, _) in zip(opt.params, clone.params):   # element-wise updates, no BLAS: exact
         np.testing.assert_array_equal(p, q)
 
 
@@ -291,3 +291,18 @@ def test_fast_rules_follow_the_reference(name, weight_decay):
     assert set(s1) == set(s2)
     for key in s1:
         np.testing.assert_allclose(s1[key], s2[key], rtol=1e-10, atol=1e-14, err_msg=key)
+
+
+def test_each_optimizer_keeps_the_state_of_its_rule(O):
+    # a checkpoint stores exactly these buffers: plain SGD none, SGD with momentum one per parameter
+    assert set(O["sgd"](tiny_params()).state_dict()) == {"t"}
+    assert set(O["sgd"](tiny_params(), momentum=0.9).state_dict()) == {"t", "buf.0.W", "buf.0.b"}
+    assert set(O["rmsprop"](tiny_params()).state_dict()) == {"t", "v.0.W", "v.0.b"}
+
+
+def test_a_grad_that_is_not_an_array_is_refused(O):
+    W = np.ones((2, 2))
+    with pytest.raises(ValueError, match="'0.W' and its grad must be arrays"):
+        O["sgd"]([("0.W", W, [[0.0, 0.0], [0.0, 0.0]])])
+    with pytest.raises(ValueError, match="'0.W' and its grad must be arrays"):
+        O["sgd"]([("0.W", [[1.0, 1.0], [1.0, 1.0]], np.zeros((2, 2)))])

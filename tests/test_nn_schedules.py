@@ -112,3 +112,59 @@ def test_specs():
     assert SCHEDULE_SPECS["onecycle"]["pct_start"] == (float, 0.3)
     assert "warmup_epochs" not in SCHEDULE_SPECS["onecycle"]
     assert all("warmup_epochs" in SCHEDULE_SPECS[n] for n in ("constant", "step", "cosine"))
+
+
+@pytest.mark.parametrize("warmup_epochs, steps_per_epoch, warmup_steps", [
+    (0.5, 7, 4),     # 3.5 steps: rounded up
+    (0.7, 7, 5),     # 4.9 steps
+    (0.3, 7, 2),     # 2.1 steps: rounded down
+    (1.3, 3, 4),     # 3.9 steps, over more than one epoch
+])
+def test_fractional_warmup_follows_the_formula_at_every_step(warmup_epochs, steps_per_epoch, warmup_steps):
+    """S = round(warmup_epochs * steps_per_epoch) steps of warm-up (docs/math.md):
+    lr(step) = cosine(step) * step / S for step < S, cosine(step) from step S on."""
+    total = 4 * steps_per_epoch
+    lr = make_schedule("cosine", 0.8, total_steps=total, steps_per_epoch=steps_per_epoch,
+                       min_lr=0.1, warmup_epochs=warmup_epochs)
+
+    def cosine(step):
+        return 0.1 + 0.7 * (1 + math.cos(math.pi * step / total)) / 2
+
+    for step in range(total):
+        ramp = step / warmup_steps if step < warmup_steps else 1.0
+        assert lr(step) == approx(cosine(step) * ramp), step
+    assert lr(warmup_steps - 1) < cosine(warmup_steps - 1)   # the last step of the ramp is still below
+    assert lr(warmup_steps) == approx(cosine(warmup_steps))  # the first one at the schedule's own value
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULE_SPECS))
+def test_the_declared_defaults_are_the_schedule_s_own(name):
+    # the config validator fills in SCHEDULE_SPECS' defaults: passing them must change nothing
+    required = {"step_epochs": 3}
+    given = {k: required.get(k, default) for k, (_, default) in SCHEDULE_SPECS[name].items()}
+    implied = {k: v for k, v in given.items() if k in required}
+    explicit, default = make_schedule(name, 0.5, 60, 6, **given), make_schedule(name, 0.5, 60, 6, **implied)
+    assert [explicit(s) for s in range(60)] == [default(s) for s in range(60)]
+
+
+@pytest.mark.parametrize("total", range(4, 12))
+def test_onecycle_starts_at_base_lr_over_div_factor_at_any_length(total):
+    # from 4 steps on (pct_start * total >= 1) step 0 is the initial lr, also where a short
+    # run puts the peak between steps 0 and 1 (as PyTorch's peak_step = pct_start * total - 1)
+    lr = make_schedule("onecycle", 1.0, total, 1, pct_start=0.3, div_factor=25.0)
+    assert lr(0) == approx(1.0 / 25.0)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("step", {"step_epochs": 0}, "step_epochs must be a positive integer"),
+    ("step", {"step_epochs": -2}, "step_epochs must be a positive integer"),
+    ("cosine", {"min_lr": -0.1}, "min_lr must be in"),
+    ("onecycle", {"pct_start": 1.0}, "pct_start must be in"),
+    ("onecycle", {"pct_start": 1.5}, "pct_start must be in"),
+    ("onecycle", {"pct_start": 0.0}, "pct_start must be in"),
+    ("onecycle", {"final_div_factor": -10.0}, "must be positive"),
+    ("onecycle", {"div_factor": 0.0}, "must be positive"),
+])
+def test_options_out_of_range_are_refused_when_the_schedule_is_made(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_schedule(name, 1.0, 100, 10, **options)

@@ -37,13 +37,18 @@ def test_blas_thread_count_is_restored(monkeypatch):
         pytest.skip("OpenBLAS's thread controls are not reachable here")
     get, set_ = controls
     before = get()
-    monkeypatch.setattr(threads, "workers", lambda: 2)
-    inside = threads.map_chunks(lambda s, k: get(), [0, 1, 2, 3])
-    assert inside == [1, 1, 1, 1]          # one BLAS thread while the chunks run
-    assert get() == before
-    with pytest.raises(ZeroDivisionError):  # and after an exception, too
-        threads.map_chunks(lambda s, k: 1 / 0, [0, 1])
-    assert get() == before
+    set_(2)                                 # as in a process started with two BLAS threads
+    try:
+        monkeypatch.setattr(threads, "workers", lambda: 2)
+        inside = threads.map_chunks(lambda s, k: get(), [0, 1, 2, 3])
+        assert inside == [1, 1, 1, 1]          # one BLAS thread while the chunks run
+        assert threads.map_chunks(lambda s, k: get(), [0]) == [1]   # a lone chunk too: the same bits
+        assert get() == 2
+        with pytest.raises(ZeroDivisionError):  # and after an exception, too
+            threads.map_chunks(lambda s, k: 1 / 0, [0, 1])
+        assert get() == 2
+    finally:
+        set_(before)
 
 
 @pytest.mark.parametrize("n_workers", [1, 2])
@@ -86,6 +91,6 @@ def test_winograd_results_do_not_depend_on_the_thread_count(monkeypatch):
         dx = layer.backward(dout).copy()
         results.append((y, dx, layer.grads["W"].copy(), layer.grads["b"].copy(),
                         layer.forward(x, training=False).copy()))
-    for other in results[1:]:
+    for other in results[1:]:   # every chunk on one BLAS thread, dL/dW summed in chunk order: exact
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import socket
+import time
 
 import numpy as np
 import pandas as pd
@@ -26,7 +29,11 @@ from nnexp.compare.query import (
     record_lookup,
     row_lookup,
 )
+from nnexp.compare.select import select_records
 from nnexp.errors import ConfigError
+from nnexp.tracking import RunStore
+from nnexp.tracking import index as index_module
+from nnexp.tracking.records import make_record
 
 
 def record(run_id, params=None, metrics=None, **summary):
@@ -431,3 +438,79 @@ def test_a_name_no_run_has_is_still_a_typo_when_the_index_decides_first(odd_stor
         select_records(odd_store, where="x > 0.5")
     with pytest.raises(FilterError, match="unknown field 'nope'"):
         select_records(odd_store, where="p.x == 'a' and nope > 1")
+
+
+@pytest.fixture(scope="module")
+def aged_odd_store(odd_store, tmp_path_factory):
+    """The odd store's runs written an hour ago and indexed once: the index trusts
+    every row (none is in its racy window), so --where is decided by searching the
+    stored JSON before anything is read or parsed."""
+    store = tmp_path_factory.mktemp("aged") / "runs"
+    shutil.copytree(odd_store, store, ignore=shutil.ignore_patterns(".index.sqlite*"))
+    old = time.time() - 3600
+    for folder in store.iterdir():
+        for path in [*folder.iterdir(), folder]:
+            os.utime(path, (old, old))
+    RunStore(store).records()
+    return store
+
+
+AGED_WHERES = [
+    "p.i == 3", "p.i >= 15", "p.i > 15", "p.i <= 2", "p.i < 2", "15 <= p.i", "2 > p.i", "p.x == 1", "p.x >= 1",
+    "p.x <= -3", "p.x > 2.5", "p.x == 'b'", "p.x == 'Infinity'", "p.x > 1e300", "p.x == 0.30000000000000004",
+    "p.x == 1e-300", "sweep == 'a'", "val_accuracy >= 0.5 and p.i < 12", "p.i > 3 and p.x == 'a'",
+    "p.x < 0 and p.i >= 0", "p.i == 99", "status == 'completed' and p.i >= 10",
+]
+
+
+@pytest.mark.parametrize("where", AGED_WHERES)
+def test_a_trusted_index_chooses_what_the_filter_chooses(aged_odd_store, where, monkeypatch, nnexp):
+    """`--where` on rows the index trusts: the runs are those the filter picks from
+    records read from the folders themselves, nothing is read again, and the
+    search in the stored JSON looked at every row."""
+    folders = sorted(p for p in aged_odd_store.iterdir() if not p.name.startswith("."))
+    flt = parse(where)
+    expected = [r["id"] for r in map(make_record, folders) if flt.matches(record_lookup(r))]
+    searched, reads = [], []
+    may_pass, read = index_module._may_pass, index_module.make_record
+    monkeypatch.setattr(index_module, "_may_pass", lambda patterns, texts: searched.append(may_pass(patterns, texts))
+                        or searched[-1])
+    monkeypatch.setattr(index_module, "make_record", lambda run_dir: reads.append(run_dir) or read(run_dir))
+    assert [r["id"] for r in select_records(aged_odd_store, where=where)[0]] == expected
+    assert reads == [] and len(searched) == len(folders) and flt.necessary()
+    assert sum(searched) >= len(expected)
+    code, out, err = nnexp("runs", "--store", aged_odd_store, "--where", where, "--json")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == expected
+
+
+@pytest.mark.parametrize("where, parsed", [("p.i == 3", 1), ("p.i >= 15", 3), ("p.x == 'b'", 1), ("p.i == 99", 0)])
+def test_a_trusted_index_parses_only_the_runs_that_can_match(aged_odd_store, where, parsed, monkeypatch):
+    """The search in the stored JSON lets through only rows whose text holds a value
+    meeting the condition: a selective filter parses that many runs of all of them."""
+    searched = []
+    may_pass = index_module._may_pass
+    monkeypatch.setattr(index_module, "_may_pass", lambda patterns, texts: searched.append(may_pass(patterns, texts))
+                        or searched[-1])
+    chosen = select_records(aged_odd_store, where=where)[0]
+    assert len(chosen) == parsed and sum(searched) == parsed and len(searched) == len(ODD_VALUES)
+
+
+def test_python_spellings_of_the_literal_words_mean_the_same():
+    for true, false, null in (("true", "false", "null"), ("True", "False", "None")):
+        assert parse(f"flag == {false}").matches(values(flag=False)) is True
+        assert parse(f"flag == {false}").matches(values(flag=True)) is False
+        assert parse(f"flag == {true}").matches(values(flag=True)) is True
+        assert parse(f"x == {null}").matches(values()) is True
+
+
+def test_the_conditions_an_index_may_test_before_parsing_a_record():
+    flt = parse('sweep == "abc" and metric.loss < 0.5 and 0.9 < val_accuracy and (lr > 1 or lr < 0)')
+    assert flt.necessary() == [([("summary", "sweep")], "==", "abc"), ([("metrics", "loss")], "<", 0.5),
+                               ([("metrics", "val_accuracy"), ("params", "val_accuracy")], ">", 0.9)]
+    # the folder's name and path are not stored as fields: nothing to test before parsing
+    assert parse('id == "x" and path == "y"').necessary() == []
+    # a dataset is in the summary or, for older runs, only in the params
+    assert parse('dataset == "mnist" and acc > 0.5').necessary() == [
+        ([("summary", "dataset"), ("params", "data.dataset")], "==", "mnist"),
+        ([("metrics", "acc"), ("params", "acc")], ">", 0.5)]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from nnexp import checkpoint
+from nnexp.config import validate
 
 DEADLINE = 600  # seconds a wait for a run's progress may take on a loaded machine
 
@@ -57,7 +58,8 @@ def summary(run: Path) -> dict:
 
 
 def assert_same_result(a: Path, b: Path) -> None:
-    """Same weights, same metrics (all but wall-clock seconds), same test figures."""
+    """Same weights, same metrics (all but wall-clock seconds), same test figures: exact, since a
+    resumed run takes the same path on the same shapes (same machine, same BLAS threads)."""
     with np.load(a / "model.npz") as wa, np.load(b / "model.npz") as wb:
         assert wa.files == wb.files
         for key in wa.files:
@@ -318,3 +320,52 @@ def snapshot_tree(folder: Path) -> dict:
     """Every file under ``folder`` (the resume lock file aside, which holds nothing)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != ".lock"}
+
+
+def _save_with_meta(tmp_path, edit):
+    """A checkpoint whose metadata ``edit(meta)`` changed, written as save() writes one."""
+    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d", model={"w": np.zeros(2)}))
+    with np.load(tmp_path / "checkpoint.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    np.savez(tmp_path / "checkpoint.npz", **{**arrays, "meta": np.array(json.dumps(meta))})
+
+
+def test_a_checkpoint_from_before_the_diagnostics_loads_with_no_diagnostics_time(tmp_path):
+    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d"))
+    assert checkpoint.load(tmp_path).diagnostics_seconds == 0.0
+    _save_with_meta(tmp_path, lambda meta: meta.pop("diagnostics_seconds"))
+    assert checkpoint.load(tmp_path).diagnostics_seconds == 0.0
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("step"), lambda m: m.update(rows=5), lambda m: m.update(epoch="x")],
+                         ids=["a-field-missing", "rows-not-a-list", "epoch-not-a-number"])
+def test_damaged_metadata_is_one_clear_error(tmp_path, edit):
+    _save_with_meta(tmp_path, edit)
+    with pytest.raises(checkpoint.CheckpointError, match="its metadata is damaged"):
+        checkpoint.load(tmp_path)
+
+
+def test_an_unreadable_checkpoint_is_named(tmp_path):
+    (tmp_path / "checkpoint.npz").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read .*checkpoint.npz"):
+        checkpoint.load(tmp_path)
+
+
+def test_removing_a_checkpoint_that_is_not_there_is_fine(tmp_path):
+    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d"))
+    checkpoint.remove(tmp_path)
+    checkpoint.remove(tmp_path)
+    assert checkpoint.load(tmp_path) is None
+
+
+def test_the_engine_is_part_of_what_a_checkpoint_must_match():
+    layers = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+    digest = {engine: checkpoint.config_digest(validate({"model": {"layers": layers, "engine": engine}}))
+              for engine in ("fast", "reference")}
+    assert digest["fast"] != digest["reference"]
+    # a config from before model.engine existed (the fast engine then) keeps its digest
+    cfg = validate({"model": {"layers": layers, "engine": "fast"}})
+    del cfg["model"]["engine"]
+    assert checkpoint.config_digest(cfg) == digest["fast"]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +18,7 @@ from nnexp.sweep.executor import TrialEvent
 from nnexp.sweep.runner import SweepRunner
 from nnexp.tracking import RunObserver, RunStore
 from nnexp.tracking.index import INDEX_NAME
-from nnexp.tracking.run import ATTEMPTS, ERROR, SUMMARY, prepare_attempt
+from nnexp.tracking.run import ATTEMPTS, DIAGNOSTIC_COLUMNS, ERROR, SUMMARY, prepare_attempt, process_alive
 
 
 def indexed(store: RunStore, run_id: str) -> dict | None:
@@ -182,3 +187,57 @@ def test_status_changes_shipped_from_a_remote_node_are_indexed_as_they_arrive(tm
     assert indexed(store, "r1")["status"] == "running"
     write_files(tmp_path, [("r1", SUMMARY, json.dumps({**summary, "status": "completed"}).encode())])
     assert indexed(store, "r1")["status"] == "completed"
+
+
+def test_a_run_s_files_are_the_documented_names_in_its_folder(tmp_path):
+    run = RunStore(tmp_path).create("files")
+    assert (run.model_path, run.checkpoint_path, run.plots_dir, run.summary_path) == (
+        run.path / "model.npz", run.path / "checkpoint.npz", run.path / "plots", run.path / SUMMARY)
+
+
+def test_start_records_the_given_start_time_or_now(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.create("then").start("then", started_at=1234567890.5)["start_time"] == 1234567890.5
+    before = time.time()
+    assert before <= store.create("now").start("now")["start_time"] <= time.time()
+
+
+def test_rewritten_metrics_hold_exactly_the_rows_given(tmp_path):
+    run = RunStore(tmp_path).create("metrics")
+    run.start("metrics")
+    rows = [{"epoch": e, "train_loss": 1 / 3 + e, "val_accuracy": 0.1 * e} for e in (1, 2)]
+    run.rewrite_metrics(rows)
+    read = list(csv.DictReader(run.metrics_path.open()))
+    assert [int(r["epoch"]) for r in read] == [1, 2]
+    assert [float(r["train_loss"]) for r in read] == [1 / 3 + 1, 1 / 3 + 2]  # every bit of a float
+    assert [r["seconds"] for r in read] == ["", ""]  # a value not given is empty
+    run.rewrite_metrics([])
+    assert not run.metrics_path.exists()
+
+
+def test_truncated_diagnostics_keep_the_epochs_up_to_the_checkpoint(tmp_path):
+    run = RunStore(tmp_path).create("diagnostics")
+    run.start("diagnostics")
+    for epoch in (1, 2, 3):
+        run.log_diagnostics([(epoch, 0, "dense", "weight_norm", 0.5 * epoch)])
+    with open(run.diagnostics_path, "a") as f:
+        f.write("4,0,den")  # the half-written end of a killed process's file
+    run.truncate_diagnostics(2)
+    lines = list(csv.reader(run.diagnostics_path.open()))
+    assert lines == [list(DIAGNOSTIC_COLUMNS), ["1", "0", "dense", "weight_norm", "0.5"],
+                     ["2", "0", "dense", "weight_norm", "1.0"]]
+    run.truncate_diagnostics(0)
+    assert not run.diagnostics_path.exists()
+
+
+def test_a_zombie_process_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{child.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        assert not process_alive(child.pid)  # exited, not yet reaped
+    finally:
+        child.wait()
+    assert process_alive(os.getpid())

@@ -17,6 +17,7 @@ import pytest
 from nnexp.compare.pareto import mark_front, pareto_front
 from nnexp.sweep import SweepRunner, load_spec, plan
 from nnexp.sweep.pruning import Hyperband, MedianRule, make_pruner
+from nnexp.sweep.space import Param, Space, ZipGroup
 from nnexp.sweep.spec import base_lookup
 from nnexp.sweep.tpe import COMPLETE, FAILED, PRUNED, RUNNING, TpeSearch, Told
 
@@ -374,3 +375,43 @@ def test_best_so_far_of_several_sweeps_side_by_side():
     assert table["sweep"].tolist() == ["a", "b"]
     assert table.iloc[1, 2:].tolist() == [0.4, 0.3, 0.1]  # b: the pruned 0.01 does not count
     assert table.iloc[0, 2] == 0.2 and np.isnan(table.iloc[0, 3:]).all()  # a has 3 trials: not 4 or 6
+
+
+def test_a_trial_whose_metric_is_not_finite_does_not_count_toward_the_median():
+    rule = MedianRule([1], min_trials=2, goal="maximize")
+    assert rule.decide(1, float("nan")) is not None  # pruned, and not one of the trials to compare with
+    assert rule.decide(1, 0.5) is None and rule.decide(1, 0.7) is None  # fewer than 2 finite others
+    reason = rule.decide(1, 0.4)
+    assert reason and "median 0.6 of the 2 trials" in reason
+
+
+def test_a_hyperband_reason_is_the_halving_reason_with_its_bracket():
+    band = Hyperband([1, 3], eta=3, goal="maximize")
+    band.decide(3, 0.1, trial=9)
+    assert band.decide(3, 0.05, trial=10) == ("pruned at epoch 3: 0.05 is not in the best 1 of 2 trials at this "
+                                              "rung (halving, eta 3, hyperband bracket 1)")
+
+
+def test_make_pruner_gives_each_trial_its_own_bracket_without_repeats(sweep_dir):
+    spec = load_spec(sweep_dir("parameters: {optimizer.lr: [0.1]}\nhalving: {rule: hyperband, eta: 2}\n",
+                               epochs=8))
+    band = make_pruner(spec.halving, spec.goal)
+    assert [band.bracket(i) for i in range(len(band.cycle))] == band.cycle
+
+
+def test_the_sampler_is_told_only_values_the_space_can_hold():
+    space = Space((Param("lr", "uniform", low=0.0, high=1.0), Param("bs", "choice", values=(32, 64)),
+                   Param("units", "int", low=1, high=4)), (ZipGroup(("a", "b"), ((1, 2), (3, 4))),))
+    search = TpeSearch(space, ["maximize"], 0, lambda key: None, startup=0)
+    params, dists = search.encode({"a": 3, "b": 4, "lr": 0.5, "bs": 64, "units": 2})
+    assert params == {"zip[0]": 1, "lr": 0.5, "bs": 1, "units": 2} and set(dists) == set(params)
+    # a zip row, a choice, a range the space does not have; a flag or a text where a number goes
+    assert search.encode({"a": 3, "b": 5, "lr": 1.5, "bs": 48, "units": True})[0] == {}
+    assert search.encode({"lr": "0.5", "units": 9})[0] == {}
+
+
+def test_a_pruned_trial_is_told_with_its_values_per_epoch():
+    space = Space((Param("lr", "uniform", low=0.0, high=1.0),))
+    search = TpeSearch(space, ["maximize"], 0, lambda key: None, startup=0)
+    told = search._frozen(Told({"lr": 0.5}, PRUNED, intermediate={1: 0.2, 2: 0.3}))
+    assert told.state == search.optuna.trial.TrialState.PRUNED and told.intermediate_values == {1: 0.2, 2: 0.3}

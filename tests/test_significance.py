@@ -127,3 +127,32 @@ def test_groups_without_spread_have_no_p_value():
     out = against_reference([[(0, 1.0), (1, 1.0)], [(2, 0.5), (3, 0.5)]], 0)
     assert out[1]["diff"] == -0.5 and math.isnan(out[1]["p"]) and out[1]["seeds_80"] is None
     assert math.isnan(out[1]["p_holm"])
+
+
+def test_each_test_refuses_samples_it_cannot_compare():
+    with pytest.raises(ValueError, match="at least two values"):
+        welch([0.9, 0.8, 0.7], [0.5])
+    with pytest.raises(ValueError, match="at least two values"):
+        welch([0.9], [0.5, 0.6, 0.7])
+    with pytest.raises(ValueError, match="same length"):
+        paired([0.9, 0.8, 0.7], [0.5, 0.6])
+    with pytest.raises(ValueError, match="same length"):
+        paired([0.9, 0.8], [0.5, 0.6, 0.7])
+
+
+def test_runs_without_a_known_seed_are_never_paired():
+    nan_seeds = [(math.nan, 1.0), (0, 2.0)], [(math.nan, 4.0), (0, 5.0)]
+    assert pairs_by_seed(*nan_seeds) is None
+    out = against_reference([nan_seeds[1], nan_seeds[0]], 0)
+    assert out[1]["test"] == WELCH
+
+
+def test_a_value_that_is_not_a_number_is_left_out_of_its_group():
+    # a run whose metric was recorded as text ("diverged") counts as missing, not as a value
+    groups = [[(0, 0.95), (1, 0.96), (2, 0.97)], [(0, 0.90), (1, 0.92), (2, "diverged")],
+              [(0, 0.90), (1, "diverged")]]
+    out = against_reference(groups, 0)
+    assert out[2] is None  # one value left: nothing to test
+    ref = stats.ttest_ind([0.90, 0.92], [0.95, 0.96, 0.97], equal_var=False)
+    assert out[1]["test"] == WELCH and out[1]["n"] == 2
+    assert out[1]["p"] == pytest.approx(ref.pvalue, rel=1e-9)

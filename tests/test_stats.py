@@ -249,3 +249,31 @@ def test_importance_validates_its_arguments():
         importance(df, ["opt"], "z")
     with pytest.raises(ValueError, match="bins must be an integer >= 2, got 1"):
         importance(df, ["opt"], "y", bins=1)
+
+
+def test_group_summary_groups_dict_values_whatever_their_key_order():
+    df = pd.DataFrame({"opt": [{"name": "adam", "lr": 0.1}, {"lr": 0.1, "name": "adam"}, {"name": "sgd", "lr": 0.1}],
+                       "acc": [0.8, 0.9, 0.5]})
+    g = group_summary(df, ["opt"], ["acc"])
+    assert g["runs"].tolist() == [2, 1]
+    assert g["acc"].tolist() == [pytest.approx(0.85), pytest.approx(0.5)]
+
+
+def test_importance_of_a_numeric_parameter_depends_only_on_the_order_of_its_values():
+    # binning goes by quantiles, so any increasing map of a parameter's values (ranks, a shift
+    # below zero, weight decays with several runs at 0, five decades) groups the runs alike
+    ranks = np.array([1.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    y = [0.3, 0.1, 0.2, 0.8, 0.5, 0.9, 0.7, 0.6]
+    expected = importance(pd.DataFrame({"p": ranks, "y": y}), ["p"], "y", bins=3)["p"]
+    assert 0.0 < expected < 1.0
+    decays = np.r_[0.0, 0.0, 0.0, 10.0 ** np.arange(-5.0, 0.0)]
+    for values in (ranks - 100.0, decays, 10.0 ** (ranks - 7.0)):
+        got = importance(pd.DataFrame({"p": values, "y": y}), ["p"], "y", bins=3)["p"]
+        assert got == pytest.approx(expected), values
+
+
+def test_importance_refuses_a_bins_that_is_not_an_integer():
+    df = pd.DataFrame({"opt": ["a", "b"], "y": [1.0, 2.0]})
+    for bins in (2.5, 3.0, True):
+        with pytest.raises(ValueError, match="bins must be an integer >= 2"):
+            importance(df, ["opt"], "y", bins=bins)

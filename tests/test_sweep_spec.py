@@ -8,7 +8,7 @@ import pytest
 from nnexp.errors import ConfigError
 from nnexp.sweep import load_spec, plan
 from nnexp.sweep.runner import Rungs
-from nnexp.sweep.space import Param, Space
+from nnexp.sweep.space import Param, Space, ZipGroup, point_key
 
 BASE = """\
 data: {dataset: mnist, val_size: 100, batch_size: 32, train_subset: 300}
@@ -218,3 +218,35 @@ def test_int_and_continuous_grids_with_n_points():
     rng = np.random.default_rng(0)
     logs = [Param("c", "int", low=1, high=1000, log=True).sample(rng) for _ in range(200)]
     assert min(logs) >= 1 and max(logs) <= 1000 and np.median(logs) < 100  # log scale favours small values
+
+
+def test_an_int_grid_on_a_log_scale_is_geometric():
+    assert Param("units", "int", low=1, high=1000, log=True, n=4).grid_values() == [1, 10, 100, 1000]
+    assert Param("units", "int", low=1, high=1000, n=4).grid_values() == [1, 334, 667, 1000]
+
+
+def test_random_ints_reach_both_ends_of_their_range():
+    # next to a continuous parameter the int is drawn, not enumerated: high is included too
+    space = Space((Param("layers", "int", low=1, high=2), Param("lr", "uniform", low=0.0, high=1.0)))
+    points, _ = space.sample(40, seed=0, base_lookup=lambda k: None)
+    assert {p["layers"] for p in points} == {1, 2}
+
+
+def test_random_points_of_a_continuous_space_take_a_zip_group_s_row_together():
+    rows = ((16, 0.1), (64, 0.2), (256, 0.3))
+    space = Space((Param("lr", "uniform", low=0.0, high=1.0),), (ZipGroup(("units", "dropout"), rows),))
+    points, _ = space.sample(30, seed=0, base_lookup=lambda k: None)
+    assert {(p["units"], p["dropout"]) for p in points} == set(rows)
+
+
+def test_the_size_of_a_discrete_space_counts_every_parameter_and_zip_group():
+    ten = Param("a", "int", low=0, high=9), Param("b", "int", low=0, high=9)
+    assert Space(ten).size_at_most(100) and not Space(ten).size_at_most(99)
+    zipped = Space(ten, (ZipGroup(("c", "d"), ((1, 2), (3, 4), (5, 6))),))
+    assert zipped.size_at_most(300) and not zipped.size_at_most(299)
+    assert not Space(ten).size_at_most(5)
+
+
+def test_equal_points_have_one_key_whatever_their_order():
+    assert point_key({"a": 1, "b": [2, 3]}) == point_key({"b": [2, 3], "a": 1})
+    assert point_key({"a": 1}) != point_key({"a": 1.5})

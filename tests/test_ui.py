@@ -1,4 +1,5 @@
-"""nnexp ui: the JSON API over a small store, the security rules, and the pages in a real headless Chromium."""
+"""nnexp ui: the JSON API over a small store, the security rules, and the pages in a real headless Chromium;
+then a store made to hurt its readers (tests/hostile_store.py) and slow clients."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ import threading
 import time
 from urllib.parse import quote
 
+import hostile_store
 import pytest
 import ui_store
+from test_hostile import assert_chart_texts_escaped
 from ui_store import HOSTILE, SWEEP_ID
 
 from nnexp.tracking import RunStore
 from nnexp.ui.app import loopback_name
 from nnexp.ui.diagnostics import read_diagnostics
-from nnexp.ui.folders import decode_parts
+from nnexp.ui.folders import decode_parts, run_file, run_folder
 from nnexp.ui.server import make_server
 
 # ----------------------------------------------------------------- the store and the server
@@ -520,3 +523,311 @@ def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
     values = page.evaluate(f"Array.from(document.querySelectorAll('#tables tbody tr'), tr => tr.cells[{column}]"
                            ".textContent)")
     assert [float(v.rstrip('%')) for v in values] == sorted(float(v.rstrip('%')) for v in values)
+
+
+# ----------------------------------------------------------------- a store made to hurt its readers
+# tests/hostile_store.py: named pipes, links to /dev/zero, sparse 40 GB files, a YAML alias bomb, deep JSON,
+# a summary claiming another run's id, a run folder linked out of the store, sweeps whose lock is a pipe.
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    made = hostile_store.build(tmp / "runs", tmp / "outside")
+    server = make_server(tmp / "runs", "127.0.0.1", 0)
+    server.dashboard.snapshot.max_age = 0.2
+    started = []
+    starting = threading.Thread(target=lambda: started.append(server.dashboard.start()), daemon=True)
+    starting.start()  # reads every record
+    starting.join(120)
+    if not started:
+        hostile_store.release(tmp / "runs")
+        pytest.fail("nnexp ui did not start on the hostile store (a reader waits on a named pipe, or failed)")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server, tmp / "runs", made
+    hostile_store.release(tmp / "runs")
+    server.shutdown()
+    server.server_close()
+    server.dashboard.stop()
+
+
+def hostile_json(server, path: str, status: int = 200):
+    code, _, body = request(server, path)
+    assert code == status, (path, body[:300])
+    return json.loads(body)
+
+
+def test_the_dashboard_lists_a_hostile_store_and_names_each_damaged_run(hostile):
+    server, root, made = hostile
+    page = hostile_json(server, "/api/runs?limit=1000")
+    assert sorted(r["id"] for r in page["runs"]) == sorted(made["good"] + made["shown"])
+    for name, why in made["damaged"].items():
+        error = hostile_json(server, f"/api/runs/{name}", 422)["error"]
+        assert error.startswith(f"run {name}: ") and why in error
+        assert request(server, f"/runs/{name}")[0] == 200  # its page says what is wrong (from the API)
+    assert hostile_json(server, "/api/runs/pipe-metrics/metrics", 422)["error"].endswith("a named pipe)")
+    assert hostile_json(server, "/api/runs/zero-metrics/charts", 422)["error"].endswith("a symbolic link)")
+    assert hostile_store.release(root) == 0  # no reader waits on a pipe
+
+
+def test_the_files_a_run_page_shows_are_refused_when_hostile(hostile):
+    server, root, made = hostile
+    assert hostile_json(server, "/api/runs/pipe-error")["error"] is None
+    assert hostile_json(server, "/api/runs/zero-error")["error"] is None
+    for name, why in (("pipe-diagnostics", "not a regular file but a named pipe"), ("huge-diagnostics", "too large")):
+        run = hostile_json(server, f"/api/runs/{name}")
+        assert run["diagnostics"] is False and why in run["diagnostics_problem"]
+        diagnostics = hostile_json(server, f"/api/runs/{name}/diagnostics")
+        assert diagnostics["available"] is False and why in diagnostics["problem"]
+        assert [c["id"] for c in hostile_json(server, f"/api/runs/{name}/charts")["charts"]] == ["curves"]
+    run = hostile_json(server, "/api/runs/huge-plot")
+    [big] = [f for f in run["files"] if f["path"] == "plots/big.png"]
+    assert big["too_large"] is True and big["size"] == hostile_store.HUGE and run["plots"] == []
+    status, _, body = request(server, big["url"])
+    assert status == 403 and b"too large" in body
+    assert hostile_store.release(root) == 0
+
+
+def test_a_file_linked_into_a_sibling_folder_that_shares_the_runs_prefix_is_refused(hostile):
+    """runs/abc/leak.txt -> ../abcdef/secret.txt: inside 'runs/abc' as a string prefix, outside as a path."""
+    server, root, made = hostile
+    assert made["prefix"] == "abc" and (root / "abcdef" / "secret.txt").is_file()
+    status, _, body = request(server, "/files/abc/leak.txt")
+    assert status == 404 and b"secret" not in body
+    assert "leak.txt" not in [f["path"] for f in hostile_json(server, "/api/runs/abc")["files"]]
+    assert request(server, "/files/abc/summary.json")[0] == 200
+
+
+def test_a_run_is_the_folder_it_is_in_whatever_its_summary_claims_on_the_dashboard(hostile):
+    server, root, made = hostile
+    impostor, claimed = made["impostor"], made["claimed"]
+    rows = [r for r in hostile_json(server, "/api/runs?limit=1000")["runs"] if r.get("name") == impostor]
+    assert [(r["id"], r["path"]) for r in rows] == [(impostor, str(root / impostor))]
+    assert hostile_json(server, f"/api/compare?ids={impostor}")["runs"] == [impostor]
+    both = hostile_json(server, f"/api/compare?ids={impostor},{claimed}")["runs"]
+    assert sorted(both) == sorted([impostor, claimed])
+    assert [r["id"] for r in hostile_json(server, f"/api/runs?q={impostor}")["runs"]] == [impostor]
+
+
+def test_a_run_folder_linked_out_of_the_store_is_neither_listed_nor_compared(hostile):
+    server, root, made = hostile
+    assert (root / "linked").is_symlink() and (root / "linked" / "summary.json").is_file()
+    ids = [r["id"] for r in hostile_json(server, "/api/runs?limit=1000")["runs"]]
+    assert "linked" not in ids and hostile_json(server, "/api/tags")["tags"].get("outside") is None
+    assert request(server, "/api/compare?ids=linked")[0] == 404
+    compared = hostile_json(server, "/api/compare?where=" + quote("test_accuracy > 0.95"), 404)
+    assert "nothing in the store matches" in compared["error"]  # the linked run alone has 0.99
+    assert request(server, "/api/runs/linked")[0] == 404 and request(server, "/files/linked/summary.json")[0] == 404
+
+
+def test_a_number_too_long_to_convert_in_a_filter_is_a_400(hostile):
+    server, _, _ = hostile
+    where = quote("optimizer.lr < " + "9" * 5000)
+    for path in (f"/api/runs?where={where}", f"/api/compare?where={where}"):
+        status, _, body = request(server, path)
+        assert status == 400 and "has too many digits (5,000)" in json.loads(body)["error"]
+
+
+def test_sweeps_whose_lock_state_or_plan_is_a_pipe_are_answered(hostile):
+    server, root, made = hostile
+    states = {s["id"]: s["status"] for s in hostile_json(server, "/api/sweeps")}
+    assert states["pipe-lock-0a0a0a0a"] == "dead" and "pipe-state-0a0a0a0a" not in states
+    assert hostile_json(server, "/api/sweeps/pipe-lock-0a0a0a0a")["sweep"]["status"] == "dead"
+    assert hostile_json(server, "/api/sweeps/pipe-plan-0a0a0a0a")["trials"] == []
+    assert request(server, "/api/sweeps/pipe-state-0a0a0a0a")[0] == 404
+    assert hostile_store.release(root) == 0
+
+
+def test_every_chart_text_from_a_hostile_store_is_escaped(hostile):
+    server, _, made = hostile
+    sweep = hostile_json(server, f"/api/sweeps/{made['sweep']}")
+    assert {"best-so-far", "importance", "curves"} <= {c["id"] for c in sweep["charts"]}
+    figures = [c["figure"] for c in sweep["charts"]]
+    figures += [c["figure"] for c in hostile_json(server, f"/api/compare?sweep={made['sweep']}&group=0")["charts"]]
+    figures += [c["figure"] for c in hostile_json(server, "/api/runs/markup-diagnostics/charts")["charts"]]
+    assert_chart_texts_escaped(figures, hostile_store.MARKUP)
+
+
+def test_a_run_added_later_with_a_pipe_for_a_file_does_not_stop_the_refresh(hostile):
+    server, root, made = hostile
+    later = ui_store.make_run(RunStore(root), "later-pipe", 0.002, 0, 2, 0.9, 1_767_000_500.0, run_id="later-pipe")
+    hostile_store.fifo(later.path / "metrics.csv")
+    ui_store.make_run(RunStore(root), "later-good", 0.002, 0, 2, 0.9, 1_767_000_501.0, run_id="later-good")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ids = [r["id"] for r in hostile_json(server, "/api/runs?limit=1000")["runs"]]
+        if "later-good" in ids:
+            break
+        time.sleep(0.1)
+    assert "later-good" in ids and "later-pipe" not in ids
+    assert hostile_store.release(root) == 0
+
+
+# ----------------------------------------------------------------- slow clients
+
+
+@pytest.fixture
+def own_server(made):
+    """A server of the small store that no other test (no browser page) connects to."""
+    root, _ = made
+    server = make_server(root, "127.0.0.1", 0)
+    server.dashboard.start()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    server.dashboard.stop()
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(own_server, monkeypatch):
+    server = own_server
+    monkeypatch.setattr(server, "head_seconds", 1.0)
+    with socket.create_connection(server.server_address[:2], timeout=30) as slow:
+        slow.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        assert request(server, "/api/sweeps")[0] == 200  # the others are answered meanwhile
+        deadline = time.monotonic() + 30
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                slow.sendall(b"x")  # a byte a while, as slowloris does
+                slow.settimeout(0.5)
+                closed = slow.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        assert closed
+
+
+def open_slow(server, count: int) -> list:
+    """``count`` connections that sent the start of a request's head and nothing more, once the
+    server serves them all."""
+    slow = []
+    for _ in range(count):
+        sock = socket.create_connection(server.server_address[:2], timeout=30)
+        sock.sendall(b"GET /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        slow.append(sock)
+    deadline = time.monotonic() + 30
+    while len(server._deadlines) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return slow
+
+
+def closed_by_server(sock) -> bool:
+    sock.settimeout(10)
+    try:
+        return sock.recv(1024) == b""
+    except OSError:
+        return True
+
+
+def test_at_the_connection_limit_the_longest_waiting_slow_client_makes_room(own_server, monkeypatch):
+    server = own_server
+    monkeypatch.setattr(server, "max_connections", 3)
+    slow = open_slow(server, 3)
+    try:
+        assert request(server, "/api/sweeps")[0] == 200
+        assert closed_by_server(slow[0])  # the first to wait for its head, no longer
+        slow[1].settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            slow[1].recv(1024)  # still waiting for the rest of its request
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_connections_beyond_the_limit_all_answering_are_answered_busy_at_once(own_server, monkeypatch):
+    server = own_server
+    monkeypatch.setattr(server, "max_connections", 3)
+    release = threading.Event()
+    answering = threading.Semaphore(0)
+
+    def slow_answer():
+        answering.release()
+        release.wait(30)
+        return {"tags": {}, "statuses": {}}
+
+    monkeypatch.setattr(server.dashboard.api, "tags", slow_answer)
+    busy = [threading.Thread(target=request, args=(server, "/api/tags")) for _ in range(3)]
+    for thread in busy:
+        thread.start()
+    try:
+        for _ in range(3):
+            assert answering.acquire(timeout=30)
+        status, headers, body = request(server, "/api/sweeps")
+        assert status == 503 and headers["retry-after"] == "1" and b"too many connections" in body
+    finally:
+        release.set()
+        for thread in busy:
+            thread.join(30)
+    deadline = time.monotonic() + 30
+    while server._connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert request(server, "/api/sweeps")[0] == 200
+
+
+def test_a_hover_label_shows_a_metric_named_with_markup_as_its_text(chromium, hostile):
+    """The best-so-far chart of a sweep whose metric is named '<a href=...>click%{y}</a>': hovering a
+    trial shows that name as written, with no link in the label and no template field filled in."""
+    server, _, made = hostile
+    page = chromium.open("http://127.0.0.1:%d/sweeps/%s" % (server.server_address[1], made["sweep"]))
+    try:
+        wait_for(page, "window.nnexpReady")
+        chart = "document.querySelector('[data-chart-id=best-so-far]')"
+        wait_for(page, f"!!({chart} && {chart}._fullLayout)")
+        x, y = page.evaluate(f"""(() => {{ const gd = {chart}; gd.scrollIntoView({{block: 'center'}});
+            const box = gd.getBoundingClientRect(), layout = gd._fullLayout, trials = gd._fullData[0];
+            return [box.x + layout._size.l + layout.xaxis.l2p(trials.x[0]),
+                    box.y + layout._size.t + layout.yaxis.l2p(trials.y[0])]; }})()""")
+        page.move_mouse(x, y)
+        label = wait_for(page, f"{chart}.querySelector('.hoverlayer .hovertext') && "
+                               f"{chart}.querySelector('.hoverlayer .hovertext').textContent")
+        assert f"param.{hostile_store.MARKUP}" in label and made["good"][0] in label
+        assert page.evaluate("document.querySelectorAll('.hoverlayer a, .infolayer a, .legend a').length") == 0
+        assert page.errors() == []
+    finally:
+        page.close()
+
+
+def test_a_hostile_runs_page_says_what_is_refused(chromium, hostile):
+    server, _, _ = hostile
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    pages = {name: chromium.open(f"{base}/runs/{name}") for name in ("huge-plot", "pipe-diagnostics", "pipe-metrics")}
+    try:
+        for page in pages.values():
+            wait_for(page, "window.nnexpReady")
+        files = pages["huge-plot"].evaluate("Array.from(document.querySelectorAll('#files li'), li => "
+                                            "[li.textContent, li.querySelectorAll('a').length])")
+        [big] = [f for f in files if f[0].startswith("plots/big.png")]
+        assert "too large to show" in big[0] and big[1] == 0
+        note = pages["pipe-diagnostics"].evaluate("document.getElementById('diagnostics-note').textContent")
+        assert note == "diagnostics not shown: cannot read diagnostics.csv: not a regular file but a named pipe"
+        error = wait_for(pages["pipe-metrics"], "!document.getElementById('error').hidden && "
+                                                "document.getElementById('error').textContent")
+        assert error == "run pipe-metrics: cannot read metrics.csv (not a regular file but a named pipe)"
+    finally:
+        for page in pages.values():
+            page.close()
+
+
+def test_only_a_folder_directly_inside_the_store_is_a_run(tmp_path):
+    for name in ("run-1", "sub/run-2"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "summary.json").write_text("{}")
+    assert run_folder(tmp_path, "run-1") == tmp_path / "run-1"
+    for run_id in ("sub/run-2", "sub", ".hidden", "", None, 7):
+        assert run_folder(tmp_path, run_id) is None, run_id
+
+
+def test_control_characters_end_at_the_printable_ones():
+    assert decode_parts("plots/a~b.png") == ["plots", "a~b.png"] and decode_parts("a%20b") == ["a b"]
+    for bad in ("a%1Fb.png", "a%7Fb.png", "a%00b.png", "a%0Ab.png"):
+        assert decode_parts(bad) is None, bad
+
+
+def test_a_file_name_the_system_cannot_take_is_no_file(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"png")
+    assert run_file(tmp_path, ["a.png"]) == (os.path.realpath(tmp_path / "a.png"), "image/png")
+    assert run_file(tmp_path, ["a\x00.png"]) is None  # os.path refuses a NUL byte: not served, no error

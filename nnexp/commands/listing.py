@@ -16,6 +16,7 @@ from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
 from ..tracking.health import diagnose, read_diagnostics
+from ..tracking.records import listed
 from ..tracking.run import COMPLETED, FAILED, PRUNED
 from ..tracking.sweeps import list_sweeps
 from .options import JSON_OPTION, STORE_OPTION
@@ -90,7 +91,7 @@ def runs(store, as_json, reindex, sweep_ref, where):
     else:
         infos = RunStore(store).runs(brief=not as_json)
     if as_json:
-        click.echo(json.dumps([{"id": i.id, "path": str(i.path), **i.summary} for i in infos], indent=2))
+        click.echo(json.dumps([listed(i.id, i.path, i.summary) for i in infos], indent=2))
         return
     if not infos:
         click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
@@ -105,15 +106,18 @@ def runs(store, as_json, reindex, sweep_ref, where):
 def show(run_ref, store, as_json):
     """Show a run's summary, what its diagnostics warn of, and its files (RUN: id, id prefix, name or 'latest')."""
     info = RunStore(store).resolve(run_ref)
-    warnings = diagnose(read_diagnostics(info.path))
+    try:
+        warnings = diagnose(read_diagnostics(info.path))
+    except OSError as exc:
+        click.echo(f"warning: run {info.id}: cannot read diagnostics.csv ({exc.strerror or exc})", err=True)
+        warnings = []
     if as_json:
-        click.echo(json.dumps({"id": info.id, "path": str(info.path), **info.summary, "warnings": warnings},
-                              indent=2))
+        click.echo(json.dumps({**listed(info.id, info.path, info.summary), "warnings": warnings}, indent=2))
         return
     click.echo(f"run     {info.id}\npath    {info.path}")
     for key, value in info.summary.items():
-        if key == "note":
-            continue  # last, in full
+        if key in ("note", "id", "path"):
+            continue  # the note last, in full; the run is its folder, whatever the summary says
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         elif isinstance(value, list):

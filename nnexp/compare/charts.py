@@ -14,9 +14,12 @@ with plotly's Python API: building a dict needs no import, and the
 only thing nnexp takes from the ``plotly`` package is its bundled
 ``plotly.min.js`` (see :func:`plotly_js_path`).
 
-Every text that comes from a run (names, parameter values, tags) goes
-through :func:`plot_text`: plotly.js reads a few HTML-like tags in its texts,
-so ``<`` and ``&`` are written as entities and show as themselves.
+Every text that comes from a run or a sweep (names, parameter names and
+values, metric names, tags) goes through :func:`plot_text`, in labels,
+legends, titles and hover templates alike: plotly.js reads a few HTML-like
+tags in its texts (``<a href>`` makes a link) and ``%{...}`` in its
+templates, so ``<``, ``>``, ``&`` and ``%`` are written as entities and
+show as themselves.
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ def plotly_js_path() -> Path:
 
 
 def plot_text(value) -> str:
-    """Text for a plotly.js label or hover: ``<``, ``>`` and ``&`` as entities, so they show as written."""
-    return html.escape(str(value), quote=False)
+    """Text for a plotly.js label, title or hover template: ``<``, ``>``, ``&`` and ``%``
+    as entities, so that they show as written (no markup, no template field)."""
+    return html.escape(str(value), quote=False).replace("%", "&#37;")
 
 
 def finite_list(values) -> list:
@@ -295,7 +299,7 @@ def _learning_curves(frame: pd.DataFrame, curves: Mapping | None, groups: Groups
                          "x": epoch.tolist(), "y": finite_list(mean), "xaxis": xaxis, "yaxis": yaxis,
                          "name": label, "legendgroup": key, "showlegend": panel == 0,
                          "line": {"color": color, "width": 2}, "marker": {"size": 5},
-                         "hovertemplate": f"epoch %{{x}}<br>{column} %{{y:{fmt}}}"})
+                         "hovertemplate": f"epoch %{{x}}<br>{plot_text(column)} %{{y:{fmt}}}"})
             values.append(mean)
         merged = np.concatenate(values) if values else np.array([])
         y_axis = metric_axis(column, merged, f"{split} {kind}", anchor=xaxis)
@@ -350,7 +354,7 @@ def _metric_vs_param(groups: Groups, column: str) -> dict | None:
         for k, _, at in ps.line_members():
             shift = ps.shift(k)
             data.append({"type": "scatter", "mode": "lines+markers", "x": finite_list(x[at] + shift),
-                         "y": finite_list(y[at]), "name": plot_text(legend[k]) if others else metric_name(metric),
+                         "y": finite_list(y[at]), "name": plot_text(legend[k] if others else metric_name(metric)),
                          "showlegend": bool(others), "line": {"color": PALETTE[k % len(PALETTE)], "width": 1.6},
                          "marker": {"size": 7},
                          "error_y": {"type": "data", "array": finite_list(error[at]), "visible": True, "width": 4},
@@ -539,27 +543,28 @@ def _best_so_far(frame: pd.DataFrame, metric: str, goal: str) -> dict | None:
     running = running_best(y, pruned, goal)
     fmt = value_format(metric, y)
     name = metric_name(metric)
+    label = plot_text(name)  # in the hover templates; titles are escaped where they are laid out
     done = ~pruned & np.isfinite(y)
     data = [{"type": "scatter", "mode": "markers", "x": trial[done].tolist(), "y": finite_list(y[done]),
              "name": "trial", "marker": {"color": PALETTE[0], "size": 7, "opacity": 0.75},
              "text": [plot_text(i) for i in ids[done]],
-             "hovertemplate": f"trial %{{x}}<br>{name} %{{y:{fmt}}}<br>%{{text}}<extra></extra>"}]
+             "hovertemplate": f"trial %{{x}}<br>{label} %{{y:{fmt}}}<br>%{{text}}<extra></extra>"}]
     if (pruned & np.isfinite(y)).any():
         shown = pruned & np.isfinite(y)
         data.append({"type": "scatter", "mode": "markers", "x": trial[shown].tolist(), "y": finite_list(y[shown]),
                      "name": "pruned trial (metric when stopped)",
                      "marker": {"symbol": "x", "color": PRUNED_COLOR, "size": 7},
                      "text": [plot_text(i) for i in ids[shown]],
-                     "hovertemplate": f"trial %{{x}} (pruned)<br>{name} %{{y:{fmt}}}<br>%{{text}}<extra></extra>"})
+                     "hovertemplate": f"trial %{{x}} (pruned)<br>{label} %{{y:{fmt}}}<br>%{{text}}<extra></extra>"})
     if np.isfinite(running).any():
         data.append({"type": "scatter", "mode": "lines", "x": trial.tolist(), "y": finite_list(running),
                      "name": "best so far", "line": {"shape": "hv", "color": BEST_COLOR, "width": 2.5},
-                     "hovertemplate": f"after trial %{{x}}: best {name} %{{y:{fmt}}}<extra></extra>"})
+                     "hovertemplate": f"after trial %{{x}}: best {label} %{{y:{fmt}}}<extra></extra>"})
         counted = np.where(pruned, np.nan, y)
         at = int(np.nanargmax(counted) if goal == "maximize" else np.nanargmin(counted))
         star = _star(trial[at], y[at])
         star.update(name=f"best: trial {trial[at]:g}", hoverinfo=None,
-                    hovertemplate=f"best: trial %{{x}}<br>{name} %{{y:{fmt}}}<extra></extra>")
+                    hovertemplate=f"best: trial %{{x}}<br>{label} %{{y:{fmt}}}<extra></extra>")
         data.append(star)
     failed = int((~np.isfinite(y)).sum())
     note = f"; {failed} trial{'s' if failed != 1 else ''} without a value not shown" if failed else ""
@@ -584,8 +589,8 @@ def _best_so_far_of_sweeps(frame: pd.DataFrame, metric: str, goal: str) -> dict 
         label = re.sub(r"-[0-9a-f]{8}$", "", sweep)   # the sweep's name: its id without the hash
         data.append({"type": "scatter", "mode": "lines", "x": list(range(1, len(best) + 1)), "y": finite_list(best),
                      "name": plot_text(label), "line": {"shape": "hv", "color": PALETTE[k % len(PALETTE)], "width": 2},
-                     "hovertemplate": f"{plot_text(label)}<br>after %{{x}} trials: best {name} %{{y:{fmt}}}"
-                                      "<extra></extra>"})
+                     "hovertemplate": f"{plot_text(label)}<br>after %{{x}} trials: best {plot_text(name)} "
+                                      f"%{{y:{fmt}}}<extra></extra>"})
     if not data:
         return None
     layout = base_layout(f"Best {name} so far ({goal})", f"{len(data)} sweeps", legend=[t["name"] for t in data],
@@ -606,8 +611,8 @@ def _pareto(runs: pd.DataFrame, objectives: list[tuple[str, str]]) -> dict | Non
     x, y = values[:, 0], values[:, 1]
     ids = runs["id"].astype(str).to_numpy()
     shown = np.isfinite(x) & np.isfinite(y)
-    hover = (f"%{{text}}<br>{metric_name(x_col)} %{{x:{value_format(x_col, x)}}}"
-             f"<br>{metric_name(y_col)} %{{y:{value_format(y_col, y)}}}<extra></extra>")
+    hover = (f"%{{text}}<br>{plot_text(metric_name(x_col))} %{{x:{value_format(x_col, x)}}}"
+             f"<br>{plot_text(metric_name(y_col))} %{{y:{value_format(y_col, y)}}}<extra></extra>")
     data = []
     rest = shown & ~front
     if rest.any():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shlex
 from pathlib import Path
 
 import click
 
 from ..errors import NnexpError
+from ..tracking.reading import MAX_TABLE_FILE, read_bytes
 from ..tracking.run import METRICS
 from .pareto import mark_front, sweep_objectives
 from .select import select_records
@@ -132,13 +134,14 @@ def tests_note(result: Comparison) -> str:
 
 
 def _curves(runs, limit: int = 2000) -> dict:
-    """metrics.csv of each run (the first ``limit`` in the comparison's order)."""
+    """metrics.csv of each run (the first ``limit`` in the comparison's order), read as
+    the records read it (see tracking/reading.py)."""
     import pandas as pd  # with matplotlib, only for --plots and --report
 
     curves = {}
     for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
         try:
-            curves[run_id] = pd.read_csv(Path(path) / METRICS)
+            curves[run_id] = pd.read_csv(io.BytesIO(read_bytes(Path(path) / METRICS, MAX_TABLE_FILE)))
         except (OSError, ValueError, pd.errors.ParserError):
             continue
     return curves

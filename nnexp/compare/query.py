@@ -184,7 +184,10 @@ def _read_number(text: str, start: int, tokens: list[Token]) -> int:
         while end < n and (text[end] in _NAME_CHARS or text[end] in ".+-"):
             end += 1
         raise _error(text, start, f"invalid number {text[start:end]!r}")
-    value = float(word) if is_float else int(word)
+    try:
+        value = float(word) if is_float else int(word)
+    except ValueError:  # an integer longer than Python converts (4,300 digits)
+        raise _error(text, start, f"the number {word[:20]}... has too many digits ({len(word):,})") from None
     tokens.append(Token("NUMBER", word, start, value))
     return i
 

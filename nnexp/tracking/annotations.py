@@ -26,6 +26,7 @@ from ..atomic import atomic_write_text
 from ..errors import ConfigError, NnexpError
 from ..filelock import LockHeld, waiting
 from ..timestamps import timestamp
+from .reading import MAX_SMALL_FILE, parse_json, read_bytes
 from .run import ANNOTATIONS, DamagedRun, read_summary
 
 TAGS, NOTE, UPDATED = "tags", "note", "updated"
@@ -59,8 +60,7 @@ def read_annotations(run_dir, run_id: str | None = None) -> dict:
     run_dir = os.fspath(run_dir)
     run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     try:
-        with open(os.path.join(run_dir, ANNOTATIONS), "rb") as f:
-            data = json.loads(f.read())
+        data = parse_json(read_bytes(os.path.join(run_dir, ANNOTATIONS), MAX_SMALL_FILE))
     except FileNotFoundError:
         return {}
     except OSError as exc:

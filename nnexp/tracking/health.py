@@ -10,10 +10,12 @@ reads the file with the csv module only: ``show`` loads neither NumPy nor pandas
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .reading import MAX_TABLE_FILE, read_bytes
 from .run import DIAGNOSTIC_COLUMNS, DIAGNOSTICS
 
 
@@ -41,15 +43,21 @@ RULES = {rule.name: rule for rule in (
 def read_diagnostics(path) -> list[dict]:
     """The rows of a diagnostics.csv (a run folder or the file itself) as dicts
     {epoch: int, layer: int, name, stat, value: float}; [] if there is none.
-    Rows that cannot be read (the half-written end of a killed run's file) are left out."""
+    Rows that cannot be read (the half-written end of a killed run's file) are left out.
+    A file that cannot be read (see reading.py: a regular file of at most 32 MiB) raises OSError."""
     path = Path(path)
     if path.is_dir():
         path = path / DIAGNOSTICS
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = list(csv.reader(f))
+        text = read_bytes(path, MAX_TABLE_FILE).decode("utf-8", errors="replace")
     except (FileNotFoundError, NotADirectoryError):
         return []
+    return parse_diagnostics(text)
+
+
+def parse_diagnostics(text: str) -> list[dict]:
+    """The rows of a diagnostics.csv's text (see read_diagnostics); [] without its header."""
+    lines = list(csv.reader(io.StringIO(text, newline="")))
     if not lines or tuple(lines[0]) != DIAGNOSTIC_COLUMNS:
         return []
     rows = []

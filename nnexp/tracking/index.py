@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 from ..errors import NnexpError
 from ..values import is_number
-from .records import RECORD_VERSION, brief, make_record
+from .records import RECORD_VERSION, brief, link_problem, make_record
 from .run import METRICS, SUMMARY, DamagedRun, Run, RunObserver
 
 INDEX_NAME = ".index.sqlite"
@@ -119,6 +119,23 @@ def signature(run_dir: str) -> tuple[int, ...] | None:
     return tuple(sig)
 
 
+def folder_names(root: str, warn) -> list[str]:
+    """The names of the store's folders that may be run folders: not hidden, and
+    not symbolic links (one that leads to a run folder, maybe out of the store,
+    is skipped with one ``warn(message)``). OSError of listing ``root`` propagates."""
+    names = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if entry.is_symlink():
+                if os.path.isfile(entry.path + _SUFFIXES[0]):
+                    warn(f"skipping run {entry.name}: {link_problem(entry.path)}")
+                continue
+            names.append(entry.name)
+    return names
+
+
 def _trusted(sig: tuple[int, ...], now_ns: int) -> tuple[int, ...]:
     """The signature to store for a record read at ``now_ns``.
 
@@ -169,7 +186,7 @@ def _decode(texts: list[str]) -> list | None:
     listing. None if any text is invalid (a damaged index)."""
     try:
         values = json.loads("[" + ",".join(texts) + "]")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return values if len(values) == len(texts) else None
 
@@ -177,7 +194,7 @@ def _decode(texts: list[str]) -> list | None:
 def _decode_one(text) -> dict | None:
     try:
         value = json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -317,10 +334,11 @@ class RunIndex:
              selection: Selection | None = None) -> list[dict]:
         """Bring the index up to date with the folders and return every valid record.
 
-        A run folder is a non-hidden directory holding summary.json. Folders
-        that are new or whose signature changed are read again (all of them
-        with ``force``), rows of vanished folders are deleted, and damaged
-        folders are skipped with one ``warn(message)`` each. Records are
+        A run folder is a non-hidden directory (not a symbolic link: see
+        folder_names) holding summary.json. Folders that are new or whose
+        signature changed are read again (all of them with ``force``), rows
+        of vanished folders are deleted, and damaged folders (and linked
+        ones) are skipped with one ``warn(message)`` each. Records are
         sorted by (summary start_time, id); their ``path`` is under
         ``store_root`` as given. With ``full=False`` they hold only ``id``,
         ``path`` and ``summary``, which is all a run listing shows and about
@@ -472,7 +490,7 @@ class RunIndex:
         now_ns = time.time_ns()
         root = os.fspath(self.root)
         try:
-            names = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir())
+            names = sorted(folder_names(root, warn))
         except OSError as exc:
             raise NnexpError(f"cannot list run store {root}: {exc.strerror or exc}") from None
         records, changed, reused, seen = [], [], [], set()

@@ -21,7 +21,11 @@ The folder stays the source of truth: a record can always be rebuilt from it
 where a run is still being written (a half-written last line of metrics.csv
 is ignored) and strict where the folder is broken (an unreadable or invalid
 summary.json or config.yaml raises :class:`DamagedRun`, which listings turn
-into one warning).
+into one warning). The files are read through ``reading.py``: regular files
+only, never through a symbolic link, up to a size limit, and parsed with
+limits on nesting and YAML aliases. A run is the folder it is in: its id is
+the folder's name, whatever summary.json says, and a folder that is a
+symbolic link is damaged (it may lead out of the store).
 """
 
 from __future__ import annotations
@@ -34,15 +38,12 @@ import yaml
 
 from ..values import is_missing, is_number
 from .annotations import annotated_summary
+from .reading import MAX_SMALL_FILE, MAX_TABLE_FILE, parse_yaml, read_bytes
 from .run import CONFIG, METRICS, DamagedRun
 
-# The C parser is much faster than the pure-Python one; PyYAML ships without it
-# on some platforms, and both read the resolved configs the same way.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-# Bump when the record layout changes, so that indexes built by an older nnexp
-# are rebuilt instead of serving records in the old layout.
-RECORD_VERSION = 2
+# Bump when the record layout or what makes a folder damaged changes, so that
+# indexes built by an older nnexp are rebuilt instead of serving old records.
+RECORD_VERSION = 3
 
 # The summary fields a run listing shows (``nnexp runs``, resolving a run by
 # name): the index keeps them apart, so that a listing parses only these.
@@ -64,15 +65,18 @@ EXCLUDED_SECTIONS = ("tracking",)
 def make_record(run_dir) -> dict:
     """Build the record of the run folder ``run_dir`` (a str or Path).
 
-    Raises DamagedRun when summary.json is missing, unreadable or not a JSON
-    object, when annotations.json or config.yaml exists but cannot be read or
+    Raises DamagedRun when the folder is a symbolic link, when summary.json is
+    missing, unreadable or not a JSON object, when annotations.json,
+    config.yaml or metrics.csv exists but cannot be read (see reading.py) or
     is not of the expected shape. A missing config.yaml gives empty params (plus the sweep's
     trial_params); a missing metrics.csv gives no curve metrics and epochs 0.
     """
     run_dir = os.fspath(run_dir)
     run_id = os.path.basename(os.path.normpath(run_dir))
+    if os.path.islink(os.path.normpath(run_dir)):
+        raise DamagedRun(f"run {run_id}: {link_problem(run_dir)}")
     summary = annotated_summary(run_dir, run_id)
-    cfg = _read_config(run_dir, run_id)
+    cfg = read_config(run_dir, run_id)
     layers = summary.get("layers")
     params = flatten_config(cfg, layers if isinstance(layers, str) else None) if cfg else {}
     trial_params = summary.get("trial_params")
@@ -91,11 +95,30 @@ def brief(summary: dict) -> dict:
     return {k: summary[k] for k in BRIEF_FIELDS if k in summary}
 
 
-def _read_config(run_dir: str, run_id: str) -> dict | None:
+def listed(run_id: str, path, summary: dict) -> dict:
+    """A run as listings print it (``nnexp runs --json``, the dashboard): the id and
+    path of its folder, then its summary's fields. The folder says which run it
+    is: an ``id`` or ``path`` that summary.json claims is not shown."""
+    return {"id": run_id, "path": str(path), **{k: v for k, v in summary.items() if k not in ("id", "path")}}
+
+
+def link_problem(run_dir) -> str:
+    """Why a run folder that is a symbolic link is not read: it may lead anywhere."""
+    try:
+        target = os.readlink(os.path.normpath(os.fspath(run_dir)))
+    except OSError:
+        target = "?"
+    return f"its folder is a symbolic link (to {target}), not a folder of the store"
+
+
+def read_config(run_dir, run_id: str | None = None) -> dict | None:
+    """A run's config.yaml as written (a mapping), None if it has none; DamagedRun
+    if it cannot be read, does not parse (see reading.parse_yaml) or is not a mapping."""
+    run_dir = os.fspath(run_dir)
+    run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     path = os.path.join(run_dir, CONFIG)
     try:
-        with open(path, "rb") as f:
-            cfg = yaml.load(f.read(), Loader=_YAML_LOADER)
+        cfg = parse_yaml(read_bytes(path, MAX_SMALL_FILE))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -208,8 +231,7 @@ def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) 
     run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     path = os.path.join(run_dir, METRICS)
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        text = read_bytes(path, MAX_TABLE_FILE).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -55,6 +55,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text, fsync_file
 from ..errors import NnexpError
 from ..timestamps import timestamp
+from .reading import MAX_SMALL_FILE, parse_json, read_bytes
 
 # -- the files --------------------------------------------------------------
 
@@ -108,12 +109,12 @@ class RunObserver:
 
 
 def read_summary(run_dir, run_id: str | None = None) -> dict:
-    """summary.json of ``run_dir`` as a dict; DamagedRun if it cannot be read or is not an object."""
+    """summary.json of ``run_dir`` as a dict; DamagedRun if it cannot be read (see
+    reading.py: a regular file of at most 1 MiB), does not parse or is not an object."""
     run_dir = os.fspath(run_dir)
     run_id = run_id or os.path.basename(os.path.normpath(run_dir))
     try:
-        with open(os.path.join(run_dir, SUMMARY), "rb") as f:
-            summary = json.loads(f.read())
+        summary = parse_json(read_bytes(os.path.join(run_dir, SUMMARY), MAX_SMALL_FILE))
     except FileNotFoundError:
         raise DamagedRun(f"run {run_id}: no {SUMMARY}") from None
     except OSError as exc:

@@ -25,6 +25,7 @@ from ..atomic import atomic_write_text
 from ..errors import NnexpError
 from ..filelock import LockHeld, exclusive, is_locked
 from ..timestamps import timestamp
+from .reading import MAX_SWEEP_FILE, parse_json, read_bytes
 
 SWEEPS = "sweeps"
 SPEC = "spec.yaml"
@@ -78,7 +79,7 @@ class SweepFolder:
     def read_plan(self) -> list:
         """plan.json's entries; empty if it is missing or unreadable."""
         try:
-            plan = json.loads((self.path / PLAN).read_text(encoding="utf-8"))
+            plan = parse_json(read_bytes(self.path / PLAN, MAX_SWEEP_FILE))
         except (OSError, ValueError):
             return []
         return plan if isinstance(plan, list) else []
@@ -90,9 +91,10 @@ class SweepFolder:
 
 
 def read_json(path) -> dict | None:
-    """A JSON object from ``path``; None if it is missing, unreadable or not an object."""
+    """A JSON object from ``path``; None if it is missing, unreadable (see reading.py)
+    or not an object."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json(read_bytes(path, MAX_SWEEP_FILE))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -6,21 +6,21 @@ page), ``read_metric_rows`` for epochs, the sweep folders' states
 (``list_sweeps``, ``find_sweep``), the ``--where`` grammar, and for
 comparisons ``comparison()``, the function behind ``nnexp compare``, whose
 result is shown as it is (every table it returns, every column). Nothing
-here writes to the store.
+here writes to the store, and every file is read through
+``tracking/reading.py`` (regular files only, never blocking, up to a limit).
+A run is named by its folder: what its summary.json says its id is, is not used.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
-import yaml
 
 from ..compare.charts import comparison_charts
 from ..compare.cli import comparison
@@ -28,9 +28,10 @@ from ..compare.fmt import format_cell
 from ..compare.query import compile_filter, known_names, record_lookup
 from ..errors import NnexpError
 from ..tracking import live_status, make_record
-from ..tracking.records import read_metric_rows
-from ..tracking.run import CONFIG, ERROR, PLOTS, DamagedRun, read_summary
-from ..tracking.sweeps import PLAN, SWEEPS, find_sweep, list_sweeps
+from ..tracking.reading import read_tail
+from ..tracking.records import listed, read_config, read_metric_rows
+from ..tracking.run import ERROR, PLOTS, DamagedRun, read_summary
+from ..tracking.sweeps import SweepFolder, find_sweep, list_sweeps
 from ..values import is_missing, is_number, plain
 from .diagnostics import read_diagnostics
 from .folders import RUN_NAME, listed_files, run_folder
@@ -38,13 +39,12 @@ from .run_charts import run_charts
 from .snapshot import StoreSnapshot
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
-MAX_ERROR_CHARS = 20_000  # the end of a long traceback is the part that says what failed
+MAX_ERROR_BYTES = 20_000  # the end of a long traceback is the part that says what failed
 # Short names the runs table sorts by, and the summary field each stands for.
 SORT_ALIASES = {"epochs": "epochs_completed", "val_acc": "final_val_accuracy", "test_acc": "test_accuracy",
                 "train_s": "train_seconds", "started": "start_time"}
 STATUS_TTL = 2.0  # seconds a status filter's result is reused (a run's process may die meanwhile)
 SWEEP_REDRAW = 2.0  # seconds a sweep's comparison and charts are reused while its trials change
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ApiError(Exception):
@@ -157,15 +157,17 @@ class Api:
         run_dir = self._folder(run_id)
         try:
             record = make_record(run_dir)
+            config = read_config(run_dir, run_id)
         except DamagedRun as exc:
             raise ApiError(422, str(exc)) from None
         summary = record["summary"]
         files = listed_files(run_dir)
         for f in files:
             f["url"] = file_url(run_id, f["path"])
-        plots = [f for f in files if f["path"].startswith(f"{PLOTS}/") and f["path"].endswith(".png")]
+        plots = [f for f in files if f["path"].startswith(f"{PLOTS}/") and f["path"].endswith(".png")
+                 and not f["too_large"]]
         return {"id": record["id"], "path": record["path"], "status": live_status(summary), "summary": summary,
-                "config": _read_yaml(run_dir / CONFIG), "params": record["params"], "metrics": record["metrics"],
+                "config": config, "params": record["params"], "metrics": record["metrics"],
                 "files": files, "plots": plots, "error": _tail(run_dir / ERROR),
                 **_diagnostics_brief(read_diagnostics(run_dir))}
 
@@ -233,7 +235,7 @@ class Api:
         return self._compared(records, state) if records else None
 
     def _trials(self, sweep_id: str, records: list[dict], metric: str, goal: str) -> list[dict]:
-        plan = _read_plan(self.root / SWEEPS / sweep_id / PLAN)
+        plan = [e for e in SweepFolder(self.root, sweep_id).read_plan() if isinstance(e, dict)]
         by_run = {r["id"]: r for r in records}
         if not plan:  # no plan.json: the trials found in the store
             plan = [{"index": r["summary"].get("trial"), "run": r["id"], "params": r["summary"].get("trial_params"),
@@ -308,15 +310,17 @@ class Api:
 
 
 def _diagnostics_brief(diagnostics: dict) -> dict:
-    """What the run page says of a run's diagnostics: whether it has them, and the warnings ``nnexp show`` gives."""
-    return {"diagnostics": diagnostics["available"],
+    """What the run page says of a run's diagnostics: whether it has them, why a file it has
+    cannot be used, and the warnings ``nnexp show`` gives."""
+    return {"diagnostics": diagnostics["available"], "diagnostics_problem": diagnostics["problem"],
             "warnings": [w["message"] for w in diagnostics["warnings"]]}
 
 
 def run_row(record: dict) -> dict:
-    """A run as ``nnexp runs --json`` shows it (id, path and summary fields), with its live status."""
+    """A run as ``nnexp runs --json`` shows it (the id and path of its folder, then the
+    summary's fields), with its live status."""
     summary = record["summary"]
-    return {"id": record["id"], "path": record["path"], **summary, "status": live_status(summary)}
+    return {**listed(record["id"], record["path"], summary), "status": live_status(summary)}
 
 
 def table_json(name: str, table: pd.DataFrame) -> dict:
@@ -386,36 +390,14 @@ def _epoch_row(row: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path):
-    """A run's config.yaml as written (a mapping), None if missing; the text if it does not parse."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    try:
-        return yaml.load(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError:
-        return text
-
-
 def _tail(path: Path) -> str | None:
+    """The end of a run's error text; None without one (or when it is not a regular file)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - MAX_ERROR_CHARS))
-            text = f.read().decode("utf-8", errors="replace")
+        data, cut = read_tail(path, MAX_ERROR_BYTES)
     except OSError:
         return None
-    return text if size <= MAX_ERROR_CHARS else "…" + text
-
-
-def _read_plan(path: Path) -> list[dict]:
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [e for e in plan if isinstance(e, dict)] if isinstance(plan, list) else []
+    text = data.decode("utf-8", errors="replace")
+    return "…" + text if cut else text
 
 
 def valid_name(name: str) -> bool:

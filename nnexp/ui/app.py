@@ -36,8 +36,9 @@ import jinja2
 from .. import __version__
 from ..compare.charts import plotly_js_path
 from ..errors import NnexpError
+from ..tracking.reading import FileTooLarge, read_bytes
 from .api import Api, ApiError, encode, valid_name
-from .folders import decode_parts, run_file, run_folder
+from .folders import MAX_SERVED_FILE, decode_parts, run_file, run_folder
 from .snapshot import StoreSnapshot
 
 ALLOWED_METHODS = ("GET", "HEAD")
@@ -338,9 +339,10 @@ class Dashboard:
             return text(404, "no such file in a run folder")
         path, content_type = found
         try:
-            with open(path, "rb") as f:
-                body = f.read()
-        except OSError:
+            body = read_bytes(path, MAX_SERVED_FILE)
+        except FileTooLarge as exc:
+            return text(403, f"refused: this file is too large to show ({exc.strerror})")
+        except OSError:  # gone, or replaced by something else than a regular file since it was checked
             return text(404, "no such file in a run folder")
         return Response(200, body, content_type, {"Content-Security-Policy": FILE_CSP, "Cache-Control": "no-cache",
                                                   "Content-Disposition": "inline"})

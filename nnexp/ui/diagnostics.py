@@ -17,6 +17,7 @@ import math
 import os
 
 from ..tracking import health
+from ..tracking.reading import MAX_TABLE_FILE, read_bytes
 from ..tracking.run import DIAGNOSTIC_COLUMNS as COLUMNS
 from ..tracking.run import DIAGNOSTICS
 
@@ -35,19 +36,21 @@ def read_diagnostics(run_dir) -> dict:
     ``series``: one per (stat, layer, name), ordered by STATS then layer, each
     ``{"stat", "layer", "name", "label", "epochs", "values"}`` (values None
     where missing). ``available`` is False when the file is missing;
-    ``problem`` says why a present file could not be used. ``warnings`` are
-    what ``nnexp show`` warns of (nnexp/tracking/health.py reads the file and
-    applies the rules for both).
+    ``problem`` says why a present file could not be used (one that is not a
+    regular file or is too large is never read, see tracking/reading.py).
+    ``warnings`` are what ``nnexp show`` warns of (nnexp/tracking/health.py
+    parses the file and applies the rules for both).
     """
     empty = {"available": False, "problem": None, "epochs": [], "stats": [], "series": [], "warnings": []}
     path = os.path.join(os.fspath(run_dir), DIAGNOSTICS)
-    if not os.path.exists(path):
-        return empty
     try:
-        rows = health.read_diagnostics(path)
+        text = read_bytes(path, MAX_TABLE_FILE).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return empty
     except OSError as exc:
         return dict(empty, problem=f"cannot read {DIAGNOSTICS}: {exc.strerror or exc}")
-    if not rows and os.path.getsize(path) and not _has_header(path):
+    rows = health.parse_diagnostics(text)
+    if not rows and text and not _has_header(text):
         return dict(empty, problem=f"{DIAGNOSTICS} does not start with the header {','.join(COLUMNS)}")
     series: dict[tuple, dict] = {}
     epochs = set()
@@ -67,9 +70,8 @@ def read_diagnostics(run_dir) -> dict:
             "warnings": health.diagnose(rows)}
 
 
-def _has_header(path: str) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return tuple(h.strip() for h in f.readline().strip().split(",")) == COLUMNS
+def _has_header(text: str) -> bool:
+    return tuple(h.strip() for h in text.split("\n", 1)[0].strip().split(",")) == COLUMNS
 
 
 def _label(layer, name: str) -> str:

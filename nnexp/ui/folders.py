@@ -4,10 +4,12 @@ A URL names a run by its folder name and a file by its path inside the
 folder, percent-encoded. Every part is checked after decoding: no empty,
 ``.`` or ``..`` part, no slash, backslash or NUL hidden in an encoded part
 (``%2e%2e``, ``%2f``), no hidden file (``.lock``, the index); the folder must
-sit directly in the store and hold a summary.json, and the file, once every
-symbolic link is resolved, must still lie inside that folder and be a
-regular file of a listed type. Anything else is "not found", the same
-answer as for a file that does not exist, so probing learns nothing.
+sit directly in the store (not be a link) and hold a summary.json, and the
+file, once every symbolic link is resolved, must still lie inside that
+folder (compared part by part, not as a string prefix) and be a regular file
+of a listed type. Anything else is "not found", the same answer as for a
+file that does not exist, so probing learns nothing. A file larger than
+MAX_SERVED_FILE is listed as too large and never read.
 
 Files are served with a type chosen here, never guessed by the browser, and
 as inert documents (the responses forbid scripts; see ``app.py``).
@@ -20,6 +22,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
+from ..tracking.reading import MIB
 from ..tracking.run import SUMMARY
 
 # The run folder names the store makes, and what ``nnexp show`` accepts.
@@ -36,6 +39,7 @@ FILE_TYPES = {
     ".log": "text/plain; charset=utf-8",
 }
 MAX_LISTED_FILES = 500
+MAX_SERVED_FILE = 64 * MIB  # plots and logs are far smaller; a larger file is refused unread
 
 
 def run_folder(root, run_id: str) -> Path | None:
@@ -49,7 +53,7 @@ def run_folder(root, run_id: str) -> Path | None:
         real_root = os.path.realpath(root)
         if os.path.realpath(path) != os.path.join(real_root, run_id):  # a link to a folder elsewhere
             return None
-        if not os.path.isfile(path / SUMMARY):
+        if not os.path.lexists(path / SUMMARY):  # one that is not a regular file: the run is damaged, not gone
             return None
     except (OSError, ValueError):
         return None
@@ -84,16 +88,23 @@ def run_file(run_dir: Path, parts: list[str]) -> tuple[str, str] | None:
     try:
         base = os.path.realpath(run_dir)
         real = os.path.realpath(os.path.join(base, *parts))
-        if not real.startswith(base + os.sep) or not os.path.isfile(real):
+        if not inside(real, base) or not os.path.isfile(real):
             return None
     except (OSError, ValueError):
         return None
     return real, content_type
 
 
+def inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` lies below the resolved ``folder``, compared part by
+    part (``runs/abcdef/x`` is not inside ``runs/abc``)."""
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
 def listed_files(run_dir: Path) -> list[dict]:
-    """The files a run page may link: {path (relative, '/'-separated), size}, sorted,
-    only those ``run_file`` would serve (hidden ones and earlier attempts left out)."""
+    """The files a run page may link: {path (relative, '/'-separated), size, too_large},
+    sorted, only those ``run_file`` would serve (hidden ones and earlier attempts left
+    out); ``too_large``: above MAX_SERVED_FILE, so not served."""
     out = []
     base = os.fspath(run_dir)
     for folder, dirs, files in os.walk(base):
@@ -106,7 +117,7 @@ def listed_files(run_dir: Path) -> list[dict]:
                 size = os.stat(os.path.join(folder, name)).st_size
             except OSError:
                 continue
-            out.append({"path": "/".join(parts), "size": size})
+            out.append({"path": "/".join(parts), "size": size, "too_large": size > MAX_SERVED_FILE})
             if len(out) >= MAX_LISTED_FILES:
                 return out
     return out

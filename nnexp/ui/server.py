@@ -6,6 +6,15 @@ so a slow client never holds up the others; connections are kept alive
 package is in docs/design.md ("The dashboard's server"). This module only
 carries requests: ``app.Dashboard`` decides every answer.
 
+Threads are bounded. A request's line and headers must arrive within
+``head_seconds`` of the server starting to wait for them (the idle time of
+a kept-alive connection included), else a watchdog thread closes the
+connection: a client that dribbles a header byte a second (slowloris) holds
+a thread for those seconds only. At most ``max_connections`` connections
+are served at once: one more closes the connection that has waited longest
+for a request's head (a slow client's, or an idle kept-alive one), and only
+when every connection is busy answering is it answered 503 at once.
+
 An exception while answering is logged here with its traceback and the
 client gets a plain "internal error" (``Dashboard.internal_error``); the
 server's own errors for malformed requests are plain text too. Ctrl-C (or
@@ -16,10 +25,12 @@ and the background refresher, and returns.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import sys
 import threading
+import time
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,16 +42,109 @@ logger = logging.getLogger(__name__)
 access_log = logging.getLogger("nnexp.ui.access")
 
 
+def _max_connections() -> int:
+    """Connections served at once: 2,048, or half the process's limit of open files if that
+    is lower (the usual 1,024 gives 512), so that files and the listening socket can still open."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 2048 if soft == resource.RLIM_INFINITY else max(16, min(2048, soft // 2))
+
+
+MAX_CONNECTIONS = _max_connections()
+HEAD_SECONDS = 15.0  # for a request's line and headers to arrive; pages poll every 1 to 5 s
+
+
 class DashboardServer(ThreadingHTTPServer):
-    """A threaded HTTP server answering with ``dashboard``."""
+    """A threaded HTTP server answering with ``dashboard``, with bounded connections
+    (``max_connections``, ``head_seconds``: see the module's docstring)."""
 
     daemon_threads = True  # a connection left open does not keep the process alive at exit
     request_queue_size = 128  # many pollers connecting at once wait in the backlog, not refused
+    max_connections = MAX_CONNECTIONS
+    head_seconds = HEAD_SECONDS
 
     def __init__(self, address: tuple, dashboard: Dashboard):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.dashboard = dashboard
+        self._guard = threading.Lock()
+        self._connections = 0
+        self._deadlines: dict = {}  # handler -> when its request's head must have arrived (monotonic)
+        self._closing = threading.Event()
         super().__init__(address, Handler)
+        self._watchdog = threading.Thread(target=self._watch, name="nnexp-ui-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def process_request(self, request, client_address) -> None:
+        with self._guard:
+            full = self._connections >= self.max_connections
+            oldest = min(self._deadlines, key=self._deadlines.get) if full and self._deadlines else None
+            if oldest is not None:  # makes room: its thread ends as soon as its socket is closed
+                del self._deadlines[oldest]
+            if not full or oldest is not None:
+                self._connections += 1
+        if oldest is not None:
+            self._close(oldest)
+        elif full:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread for it (out of threads): not counted; the caller closes it
+            with self._guard:
+                self._connections -= 1
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._guard:
+                self._connections -= 1
+
+    def _refuse(self, request) -> None:
+        """Answer a connection beyond max_connections with a 503, without a thread and without waiting."""
+        response = self.dashboard.finish(text(503, "busy: too many connections at once; try again in a moment",
+                                              **{"Retry-After": "1"}), {})
+        head = ["HTTP/1.1 503 Service Unavailable", f"Content-Type: {response.content_type}",
+                f"Content-Length: {len(response.body)}", "Connection: close"]
+        head += [f"{key}: {value}" for key, value in response.headers.items()]
+        try:
+            request.setblocking(False)
+            request.send(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def expect_head(self, handler, deadline: float | None) -> None:
+        """``handler``'s connection must deliver a request's head by ``deadline`` (None: it has)."""
+        with self._guard:
+            if deadline is None:
+                self._deadlines.pop(handler, None)
+            else:
+                self._deadlines[handler] = deadline
+
+    def _watch(self) -> None:
+        """Close the connections whose request's head is late (their threads then end)."""
+        while not self._closing.wait(min(0.5, self.head_seconds / 4)):
+            now = time.monotonic()
+            with self._guard:
+                late = [h for h, deadline in self._deadlines.items() if deadline < now]
+                for handler in late:
+                    del self._deadlines[handler]
+            for handler in late:
+                self._close(handler)
+
+    @staticmethod
+    def _close(handler) -> None:
+        """End a connection whose request's head has not arrived (its thread then ends)."""
+        handler.expired = True
+        try:
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def server_close(self) -> None:
+        self._closing.set()
+        super().server_close()
 
     def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
@@ -53,7 +157,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"nnexp-ui/{__version__}"
     sys_version = ""
-    timeout = 60  # seconds an idle kept-alive connection (and its thread) waits for another request
+    timeout = 60  # seconds one read or the writing of one answer may take; see head_seconds for the rest
+    expired = False  # the server's watchdog closed the connection: its request's head was late
 
     def setup(self) -> None:
         super().setup()
@@ -63,6 +168,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def handle_one_request(self) -> None:
+        self.server.expect_head(self, time.monotonic() + self.server.head_seconds)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.expect_head(self, None)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.server.expect_head(self, None)
+        if self.expired:  # what arrived before the watchdog closed it is no request to answer
+            self.close_connection = True
+            return False
+        return parsed
 
     def do_GET(self) -> None:
         self._answer()

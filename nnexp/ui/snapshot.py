@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..tracking import RunIndex, make_record
-from ..tracking.index import RACY_NS, signature
+from ..tracking.index import RACY_NS, folder_names, signature
 from ..tracking.run import DamagedRun
 from ..values import is_number
 
@@ -107,9 +107,10 @@ class StoreSnapshot:
             return changed
 
     def _signatures(self) -> dict[str, tuple]:
-        """{folder name: signature} of every run folder (a non-hidden folder with summary.json)."""
+        """{folder name: signature} of every run folder (a non-hidden folder, not a
+        symbolic link, with summary.json)."""
         try:
-            names = [e.name for e in os.scandir(self.root) if not e.name.startswith(".") and e.is_dir()]
+            names = folder_names(os.fspath(self.root), self._warn)
         except FileNotFoundError:
             return {}
         except OSError as exc:

@@ -24,8 +24,8 @@ in the OpenBLAS library this process has loaded (Linux: /proc/self/maps).
 Without it (another BLAS, another OS) everything runs in the calling thread.
 
 Results do not depend on the number of threads: every chunk is computed the
-same way (one BLAS thread) by whichever thread runs it, and callers combine
-the chunks' results in chunk order.
+same way (one BLAS thread, even when there is only one chunk) by whichever
+thread runs it, and callers combine the chunks' results in chunk order.
 """
 from __future__ import annotations
 
@@ -108,9 +108,10 @@ def map_chunks(fn, starts: list[int]) -> list:
         with small_ufunc_buffers():
             return [fn(s, k) for s in starts[k::n]]
 
-    if n <= 1:
-        return run(0)
+    # a single chunk too: two BLAS threads may round a product differently from one
     with one_blas_thread():
+        if n <= 1:
+            return run(0)
         parts = list(_executor(n).map(run, range(n)))
     return [parts[i % n][i // n] for i in range(len(starts))]
 

@@ -366,14 +366,17 @@
         });
         var files = clear($("files"));
         run.files.forEach(function (f) {
-          files.appendChild(el("li", {}, [el("a", { href: f.url, text: f.path }), " ",
-                                          el("span", { "class": "meta", text: "(" + f.size.toLocaleString("en-US") + " bytes)" })]));
+          var size = f.size.toLocaleString("en-US") + " bytes" + (f.too_large ? ", too large to show" : "");
+          files.appendChild(el("li", {}, [f.too_large ? el("span", { text: f.path }) : el("a", { href: f.url, text: f.path }),
+                                          " ", el("span", { "class": "meta", text: "(" + size + ")" })]));
         });
         var warnings = clear($("diagnostics-warnings"));
         (run.warnings || []).forEach(function (text) { warnings.appendChild(el("li", { text: text })); });
         if (!run.diagnostics) {
           $("diagnostics-note").hidden = false;
-          $("diagnostics-note").textContent = "no diagnostics recorded for this run (diagnostics.csv)";
+          $("diagnostics-note").textContent = run.diagnostics_problem
+            ? "diagnostics not shown: " + run.diagnostics_problem
+            : "no diagnostics recorded for this run (diagnostics.csv)";
         } else {
           $("diagnostics-note").hidden = true;
         }
