@@ -31,6 +31,7 @@ import yaml
 from .augment import AUGMENT_SPECS, Augmenter
 from .errors import ConfigError
 from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
+from .nn.user_layers import Stack, class_name, is_user_type, load_class, option_table, resolve_type
 from .tracking.records import layers_text
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
@@ -217,8 +218,10 @@ def _list_index(node: list, part: str, where: str, what: str) -> int:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Load, override and validate: the one entry point the CLI uses."""
-    return validate(apply_overrides(load_yaml(path), list(overrides)), source=str(path))
+    """Load, override and validate: the one entry point the CLI uses.  Layer
+    files (``type: my_layers.py:Swish``) are found relative to the config file."""
+    return validate(apply_overrides(load_yaml(path), list(overrides)), source=str(path),
+                    base_dir=Path(path).parent)
 
 
 # ------------------------------------------------------------- validation --
@@ -258,9 +261,10 @@ def valid(value) -> bool:
     return True
 
 
-def validate(raw: dict, source: str = "config") -> dict:
+def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
     """Check ``raw`` against the schema and return the resolved config; InvalidConfig
-    lists every mistake."""
+    lists every mistake.  ``base_dir``: the folder relative layer files are in
+    (the current one when None); the resolved config names them by absolute path."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(raw).__name__}")
     problems: list[str] = []
@@ -275,7 +279,7 @@ def validate(raw: dict, source: str = "config") -> dict:
     out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
-        model["layers"] = _check_layers(model["layers"], problems)
+        model["layers"] = _check_layers(model["layers"], problems, base_dir)
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
         fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
@@ -469,19 +473,23 @@ def _optimizer_extra() -> dict[str, Field]:
     return {"lr": Field(float, 0.001, _positive)}
 
 
-def _check_layers(layers: list, problems: list[str]) -> list:
+def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
+    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option)."""
     if not layers:
-        problems.append("'model.layers' must list at least one layer")
+        problems.append(f"'{prefix}' must list at least one layer")
         return INVALID
     out = []
     for i, layer in enumerate(layers):
-        where = f"model.layers[{i}]"
+        where = f"{prefix}[{i}]"
         if not isinstance(layer, dict):
             problems.append(f"'{where}' must be a mapping like {{type: dense, units: 128}}, got {_show(layer)}")
             out.append(INVALID)
             continue
         given = dict(layer)
         kind = given.pop("type", None)
+        if is_user_type(kind):
+            out.append(_check_user_layer(kind, given, where, problems, base_dir))
+            continue
         if kind not in LAYER_SPECS:
             hint = difflib.get_close_matches(str(kind), list(LAYER_SPECS), n=1)
             did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
@@ -491,9 +499,28 @@ def _check_layers(layers: list, problems: list[str]) -> list:
         # a None default (pooling stride) means the key may also be given as null
         fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
         out.append({"type": kind, **_check_fields(given, fields, where, problems)})
-    if not any(layer is INVALID or layer["type"] == "dense" for layer in out):
+    if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
+                                            or is_user_type(layer["type"]) for layer in out):
         problems.append("'model.layers' has no dense layer, so the network has nothing to learn")
     return out
+
+
+def _check_user_layer(kind: str, given: dict, where: str, problems: list[str], base_dir):
+    """A layer of the user's own class: its options checked against its constructor's
+    signature, a Stack option's specs as layers of their own; the type resolved
+    (nnexp.nn.user_layers)."""
+    try:
+        kind = resolve_type(kind, base_dir)
+        table = option_table(load_class(kind))
+    except ValueError as exc:
+        problems.append(f"'{where}.type': {exc}")
+        return INVALID
+    fields = {key: Field(list if t is Stack else t, d, nullable=d is None) for key, (t, d) in table.items()}
+    checked = _check_fields(given, fields, f"{where}", problems)
+    for key, (t, _) in table.items():
+        if t is Stack and checked[key] not in (None, INVALID):
+            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}")
+    return {"type": kind, **checked}
 
 
 def _check_cross(cfg: dict, problems: list[str]) -> None:
@@ -561,4 +588,5 @@ def describe_layers(layers: list) -> str:
     """A resolved ``model.layers`` as one line, e.g. ``flatten | dense(512) | relu | dropout(0.2) | dense(10)``:
     each layer's numeric options in order, trailing ones at their defaults left out (see
     ``nnexp.tracking.records.layers_text``). The trainer records it in summary.json as ``layers``."""
-    return layers_text(layers, LAYER_TEXT_DEFAULTS)
+    return layers_text([{**layer, "type": class_name(layer["type"])} if is_user_type(layer.get("type")) else layer
+                        for layer in layers], LAYER_TEXT_DEFAULTS)

@@ -27,6 +27,7 @@ from .diagnostics import Diagnostics
 from .ema import WeightEMA
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
+from .layer_code import save_copies
 from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
@@ -193,12 +194,13 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
                    **(extra_summary or {}))
     else:
         run.write_config(dump_yaml(cfg))
+        save_copies(run.path, cfg)   # the user's layer files, if any, and their sha256
         run.start(
             name, dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
             epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            **provenance(), **devices.facts(xp), **(extra_summary or {}),
+            input_shape=list(data.x_train.shape[1:]), **provenance(), **devices.facts(xp), **(extra_summary or {}),
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
