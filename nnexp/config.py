@@ -29,12 +29,15 @@ import numpy as np
 import yaml
 
 from .augment import AUGMENT_SPECS, Augmenter
-from .errors import ConfigError
+from .data.custom import CUSTOM, peek
+from .errors import ConfigError, DataError
 from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
 from .nn.user_layers import Stack, class_name, is_user_type, load_class, option_table, resolve_type
 from .tracking.records import layers_text
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
+DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv", *CUSTOM)
+#: the input shape and classes of the digit sets, which the check of a config builds its model for
+DIGITS = ((1, 28, 28), 10)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "csv_path": Field(str, None, nullable=True),
         "test_csv_path": Field(str, None, nullable=True),
         "test_size": Field(int, 10000, _positive),
+        # a user's own set: the .npz file (npz) or the folder (image-folder), relative to the config file
+        "path": Field(str, None, nullable=True),
         "augment": Field(dict, None, nullable=True),  # keys: nnexp.augment.AUGMENT_SPECS
     },
     "model": {
@@ -288,8 +293,9 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
     _resolve_engine(raw, out, problems)
-    _check_cross(out, problems)
-    _try_construct(out, problems)
+    shape, n_classes = _data_shape(out["data"], problems, base_dir)
+    _check_cross(out, problems, n_classes)
+    _try_construct(out, problems, shape)
     if problems:
         raise InvalidConfig(source, problems)
     return out
@@ -309,7 +315,28 @@ def _resolve_engine(raw: dict, cfg: dict, problems: list[str]) -> None:
             model["engine"] = "reference"
 
 
-def _try_construct(cfg: dict, problems: list[str]) -> None:
+def _data_shape(data, problems: list[str], base_dir) -> tuple[tuple, int]:
+    """(per-sample input shape, classes) the model is checked for: the digit sets',
+    or those of the user's own set at data.path (made absolute here)."""
+    if data is INVALID or data["dataset"] not in CUSTOM or not data["path"]:
+        return DIGITS
+    path = Path(data["path"]).expanduser()
+    data["path"] = str((path if path.is_absolute() else Path(base_dir or ".") / path).resolve())
+    try:
+        return peek(data["dataset"], data["path"])
+    except DataError as exc:
+        problems.append(f"data.path: {exc}")
+        data["path"] = INVALID
+        return DIGITS
+
+
+def input_shape(cfg: dict) -> tuple:
+    """The per-sample input shape of a resolved config's data (1x28x28 for the digit sets)."""
+    d = cfg["data"]
+    return peek(d["dataset"], d["path"])[0] if d["dataset"] in CUSTOM else DIGITS[0]
+
+
+def _try_construct(cfg: dict, problems: list[str], input_shape=DIGITS[0]) -> None:
     """Let the model, optimizer, schedule and augmenter check their own rules
     (kernel fits the image, beta1 < 1, pct_start in (0, 1), ...) now, on dummy
     inputs, so that a bad value is a config error before anything runs, worded
@@ -332,7 +359,7 @@ def _try_construct(cfg: dict, problems: list[str]) -> None:
             problems.append(f"schedule: {exc}")
     if valid(model):
         try:  # the layers' own rules, and sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
-            ENGINES[model["engine"]].build_model(model["layers"], (1, 28, 28), np.random.default_rng(0),
+            ENGINES[model["engine"]].build_model(model["layers"], input_shape, np.random.default_rng(0),
                                                  np.float32, model["deskew"])
         except ValueError as exc:
             problems.append(f"model.layers: {exc}")
@@ -523,11 +550,14 @@ def _check_user_layer(kind: str, given: dict, where: str, problems: list[str], b
     return {"type": kind, **checked}
 
 
-def _check_cross(cfg: dict, problems: list[str]) -> None:
+def _check_cross(cfg: dict, problems: list[str], n_classes: int = DIGITS[1]) -> None:
     """Checks that involve more than one key; each only when its keys passed their own checks."""
     data, train, tracking, model = cfg["data"], cfg["train"], cfg["tracking"], cfg["model"]
     if valid(data) and data["dataset"] == "kaggle-csv" and not data["csv_path"]:
         problems.append("'data.csv_path' is required when data.dataset is 'kaggle-csv'")
+    if data is not INVALID and data["dataset"] in CUSTOM and data["path"] is None:
+        problems.append(f"'data.path' is required when data.dataset is '{data['dataset']}' "
+                        f"(the {'.npz file' if data['dataset'] == 'npz' else 'folder of images'})")
     if train is not INVALID and data is not INVALID and data["val_size"] == 0 and (
             train["early_stopping"] not in (None, INVALID) or train["restore_best"] is True):
         problems.append("early stopping and restore_best select on the validation set, "
@@ -542,8 +572,9 @@ def _check_cross(cfg: dict, problems: list[str]) -> None:
                         f"{data['batch_size']} images of a batch (data.batch_size)")
     if model is not INVALID and valid(model["layers"]):
         dense = [layer for layer in model["layers"] if layer["type"] == "dense"]
-        if dense and dense[-1]["units"] != 10:
-            problems.append(f"the last dense layer must have 10 units (one per class), got {dense[-1]['units']}")
+        if dense and dense[-1]["units"] != n_classes:
+            problems.append(f"the last dense layer must have {n_classes} units (one per class), "
+                            f"got {dense[-1]['units']}")
     if tracking is not INVALID:
         name = tracking["name"]
         if name not in (None, INVALID) and not NAME_RE.match(name):

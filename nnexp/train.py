@@ -51,7 +51,7 @@ def load_data(cfg: dict, log=print):
     data = load_dataset(d["dataset"], val_size=d["val_size"], split_seed=d["split_seed"],
                         cache_dir=d["cache_dir"], local_dir=d["local_dir"], mirrors=d["mirrors"],
                         csv_path=d["csv_path"], test_csv_path=d["test_csv_path"],
-                        test_size=d["test_size"], log=log)
+                        test_size=d["test_size"], path=d["path"], log=log)
     if d["train_subset"] is not None:
         data.x_train = data.x_train[: d["train_subset"]]
         data.y_train = data.y_train[: d["train_subset"]]
@@ -200,7 +200,7 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
             epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            input_shape=list(data.x_train.shape[1:]), **provenance(), **devices.facts(xp), **(extra_summary or {}),
+            input_shape=list(data.x_train.shape[1:]), **data.facts, **provenance(), **devices.facts(xp), **(extra_summary or {}),
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
