@@ -58,11 +58,14 @@ def read_npz(path) -> Arrays:
     if not path.is_file():
         raise DataError(f"{path}: no such file (data.path of an npz dataset)")
     data = path.read_bytes()
+    if not data.startswith(b"PK"):
+        raise DataError(f"{path}: not a readable .npz file (an .npz is a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except ValueError as exc:   # pickled objects, or not an array file at all
-        raise DataError(f"{path}: not an .npz of plain arrays ({exc})") from None
+    except ValueError:   # an object array: allow_pickle=False refuses to unpickle it
+        raise DataError(f"{path}: not an .npz of plain arrays (it holds pickled objects, "
+                        "which nnexp never loads)") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if not isinstance(arrays, dict):
@@ -197,6 +200,20 @@ def read_image(path: Path) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 -- Pillow's decoders fail in many types; the file is at fault
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def as_input(path, shape: tuple) -> np.ndarray:
+    """One image as a network trained on an image folder takes it: float32 (C, H, W) in [0, 1];
+    DataError naming the file when its size differs from ``shape``'s."""
+    a = read_image(Path(path))
+    channels, h, w = shape
+    if a.shape[:2] != (h, w):
+        raise DataError(f"{path}: the image is {a.shape[1]}x{a.shape[0]}, but the run was trained on {w}x{h} images")
+    if a.ndim == 2:
+        a = a[..., None].repeat(channels, axis=2)
+    elif channels == 1:
+        raise DataError(f"{path}: a colour image, but the run was trained on grayscale ones")
+    return a.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
 def _palette_is_gray(img) -> bool:
