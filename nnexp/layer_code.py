@@ -95,12 +95,12 @@ def check_unchanged(run_dir, run_id: str) -> None:
     for entry in manifest(run_dir):
         source = Path(entry["source"])
         if not source.is_file():
-            raise ConfigChanged(f"run {run_id}: its layer file {source} no longer exists; the run's copy is "
-                                f"{Path(run_dir) / CODE / entry['copy']}; nothing was changed")
+            raise ConfigChanged(f"run {run_id}: its layer file {source} no longer exists (the run's copy is "
+                                f"{Path(run_dir) / CODE / entry['copy']})")
         if sha256(source) != entry["sha256"]:
             raise ConfigChanged(f"run {run_id}: its layer file {source} has changed since the run started "
-                                f"(sha256 {entry['sha256'][:12]}... then, {sha256(source)[:12]}... now); a changed "
-                                "layer is refused as an edited config.yaml is; nothing was changed")
+                                f"(sha256 {entry['sha256'][:12]}... then, {sha256(source)[:12]}... now); a run "
+                                "goes on only with the code it started with, as with its config.yaml")
 
 
 def load_run_config(run_dir, run_id: str) -> dict:

@@ -10,6 +10,7 @@ import shutil
 import sys
 import textwrap
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from nnexp.config import InvalidConfig, load_config
 from nnexp.gradients import TOLERANCE, check_config
 from nnexp.layer_code import CODE, MANIFEST
 from nnexp.nn import ENGINES, user_layers
+from nnexp.sweep.runner import SweepRunner
 from nnexp.tracking import RunStore
 from nnexp.train import train
 from nnexp.ui.server import make_server
@@ -283,7 +285,14 @@ def test_resume_refuses_a_changed_layer_file(folder, nnexp, ctrl_c_at_epoch):
     assert code == 2
     assert f"its layer file {layer_file.resolve()} has changed since the run started" in err
     assert {p.name: p.read_bytes() for p in info.path.iterdir() if p.is_file()} == before   # nothing touched
+    # a sweep finding such a trial trains it again from epoch 1 instead (its old files set aside)
+    notes = []
+    stand_in = types.SimpleNamespace(log=notes.append, _replay_rungs=lambda trial: None)
+    trial = types.SimpleNamespace(label=lambda: "trial 0")
+    assert SweepRunner._resumable(stand_in, trial, info.path) is False
+    assert "has changed since the run started" in notes[0] and notes[0].endswith("training it again from epoch 1")
     layer_file.write_text(original)
+    assert SweepRunner._resumable(stand_in, trial, info.path) is True
     code, out, _ = nnexp("resume", info.id, "--store", folder / "runs")
     assert code == 0 and "test accuracy" in out
 
