@@ -29,11 +29,15 @@ import numpy as np
 import yaml
 
 from .augment import AUGMENT_SPECS, Augmenter
-from .errors import ConfigError
+from .data.custom import CUSTOM, peek
+from .errors import ConfigError, DataError
 from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
+from .nn.user_layers import Stack, class_name, is_user_type, load_class, option_table, resolve_type
 from .tracking.records import layers_text
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv")
+DATASET_NAMES = ("mnist", "fashion-mnist", "kaggle-csv", *CUSTOM)
+#: the input shape and classes of the digit sets, which the check of a config builds its model for
+DIGITS = ((1, 28, 28), 10)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "csv_path": Field(str, None, nullable=True),
         "test_csv_path": Field(str, None, nullable=True),
         "test_size": Field(int, 10000, _positive),
+        # a user's own set: the .npz file (npz) or the folder (image-folder), relative to the config file
+        "path": Field(str, None, nullable=True),
         "augment": Field(dict, None, nullable=True),  # keys: nnexp.augment.AUGMENT_SPECS
     },
     "model": {
@@ -217,8 +223,10 @@ def _list_index(node: list, part: str, where: str, what: str) -> int:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Load, override and validate: the one entry point the CLI uses."""
-    return validate(apply_overrides(load_yaml(path), list(overrides)), source=str(path))
+    """Load, override and validate: the one entry point the CLI uses.  Layer
+    files (``type: my_layers.py:Swish``) are found relative to the config file."""
+    return validate(apply_overrides(load_yaml(path), list(overrides)), source=str(path),
+                    base_dir=Path(path).parent)
 
 
 # ------------------------------------------------------------- validation --
@@ -258,9 +266,10 @@ def valid(value) -> bool:
     return True
 
 
-def validate(raw: dict, source: str = "config") -> dict:
+def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
     """Check ``raw`` against the schema and return the resolved config; InvalidConfig
-    lists every mistake."""
+    lists every mistake.  ``base_dir``: the folder relative layer files are in
+    (the current one when None); the resolved config names them by absolute path."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(raw).__name__}")
     problems: list[str] = []
@@ -275,7 +284,7 @@ def validate(raw: dict, source: str = "config") -> dict:
     out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
-        model["layers"] = _check_layers(model["layers"], problems)
+        model["layers"] = _check_layers(model["layers"], problems, base_dir)
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
         fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
@@ -284,8 +293,9 @@ def validate(raw: dict, source: str = "config") -> dict:
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
     _resolve_engine(raw, out, problems)
-    _check_cross(out, problems)
-    _try_construct(out, problems)
+    shape, n_classes = _data_shape(out["data"], problems, base_dir)
+    _check_cross(out, problems, n_classes)
+    _try_construct(out, problems, shape)
     if problems:
         raise InvalidConfig(source, problems)
     return out
@@ -305,7 +315,28 @@ def _resolve_engine(raw: dict, cfg: dict, problems: list[str]) -> None:
             model["engine"] = "reference"
 
 
-def _try_construct(cfg: dict, problems: list[str]) -> None:
+def _data_shape(data, problems: list[str], base_dir) -> tuple[tuple, int]:
+    """(per-sample input shape, classes) the model is checked for: the digit sets',
+    or those of the user's own set at data.path (made absolute here)."""
+    if data is INVALID or data["dataset"] not in CUSTOM or not data["path"]:
+        return DIGITS
+    path = Path(data["path"]).expanduser()
+    data["path"] = str((path if path.is_absolute() else Path(base_dir or ".") / path).resolve())
+    try:
+        return peek(data["dataset"], data["path"])
+    except DataError as exc:
+        problems.append(f"data.path: {exc}")
+        data["path"] = INVALID
+        return DIGITS
+
+
+def input_shape(cfg: dict) -> tuple:
+    """The per-sample input shape of a resolved config's data (1x28x28 for the digit sets)."""
+    d = cfg["data"]
+    return peek(d["dataset"], d["path"])[0] if d["dataset"] in CUSTOM else DIGITS[0]
+
+
+def _try_construct(cfg: dict, problems: list[str], input_shape=DIGITS[0]) -> None:
     """Let the model, optimizer, schedule and augmenter check their own rules
     (kernel fits the image, beta1 < 1, pct_start in (0, 1), ...) now, on dummy
     inputs, so that a bad value is a config error before anything runs, worded
@@ -328,7 +359,7 @@ def _try_construct(cfg: dict, problems: list[str]) -> None:
             problems.append(f"schedule: {exc}")
     if valid(model):
         try:  # the layers' own rules, and sizes that do not fit the image (a 40x40 kernel on 28x28, ...)
-            ENGINES[model["engine"]].build_model(model["layers"], (1, 28, 28), np.random.default_rng(0),
+            ENGINES[model["engine"]].build_model(model["layers"], input_shape, np.random.default_rng(0),
                                                  np.float32, model["deskew"])
         except ValueError as exc:
             problems.append(f"model.layers: {exc}")
@@ -469,19 +500,23 @@ def _optimizer_extra() -> dict[str, Field]:
     return {"lr": Field(float, 0.001, _positive)}
 
 
-def _check_layers(layers: list, problems: list[str]) -> list:
+def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
+    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option)."""
     if not layers:
-        problems.append("'model.layers' must list at least one layer")
+        problems.append(f"'{prefix}' must list at least one layer")
         return INVALID
     out = []
     for i, layer in enumerate(layers):
-        where = f"model.layers[{i}]"
+        where = f"{prefix}[{i}]"
         if not isinstance(layer, dict):
             problems.append(f"'{where}' must be a mapping like {{type: dense, units: 128}}, got {_show(layer)}")
             out.append(INVALID)
             continue
         given = dict(layer)
         kind = given.pop("type", None)
+        if is_user_type(kind):
+            out.append(_check_user_layer(kind, given, where, problems, base_dir))
+            continue
         if kind not in LAYER_SPECS:
             hint = difflib.get_close_matches(str(kind), list(LAYER_SPECS), n=1)
             did_you_mean = f"; did you mean '{hint[0]}'?" if hint else ""
@@ -491,16 +526,38 @@ def _check_layers(layers: list, problems: list[str]) -> list:
         # a None default (pooling stride) means the key may also be given as null
         fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
         out.append({"type": kind, **_check_fields(given, fields, where, problems)})
-    if not any(layer is INVALID or layer["type"] == "dense" for layer in out):
+    if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
+                                            or is_user_type(layer["type"]) for layer in out):
         problems.append("'model.layers' has no dense layer, so the network has nothing to learn")
     return out
 
 
-def _check_cross(cfg: dict, problems: list[str]) -> None:
+def _check_user_layer(kind: str, given: dict, where: str, problems: list[str], base_dir):
+    """A layer of the user's own class: its options checked against its constructor's
+    signature, a Stack option's specs as layers of their own; the type resolved
+    (nnexp.nn.user_layers)."""
+    try:
+        kind = resolve_type(kind, base_dir)
+        table = option_table(load_class(kind))
+    except ValueError as exc:
+        problems.append(f"'{where}.type': {exc}")
+        return INVALID
+    fields = {key: Field(list if t is Stack else t, d, nullable=d is None) for key, (t, d) in table.items()}
+    checked = _check_fields(given, fields, f"{where}", problems)
+    for key, (t, _) in table.items():
+        if t is Stack and checked[key] not in (None, INVALID):
+            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}")
+    return {"type": kind, **checked}
+
+
+def _check_cross(cfg: dict, problems: list[str], n_classes: int = DIGITS[1]) -> None:
     """Checks that involve more than one key; each only when its keys passed their own checks."""
     data, train, tracking, model = cfg["data"], cfg["train"], cfg["tracking"], cfg["model"]
     if valid(data) and data["dataset"] == "kaggle-csv" and not data["csv_path"]:
         problems.append("'data.csv_path' is required when data.dataset is 'kaggle-csv'")
+    if data is not INVALID and data["dataset"] in CUSTOM and data["path"] is None:
+        problems.append(f"'data.path' is required when data.dataset is '{data['dataset']}' "
+                        f"(the {'.npz file' if data['dataset'] == 'npz' else 'folder of images'})")
     if train is not INVALID and data is not INVALID and data["val_size"] == 0 and (
             train["early_stopping"] not in (None, INVALID) or train["restore_best"] is True):
         problems.append("early stopping and restore_best select on the validation set, "
@@ -515,8 +572,9 @@ def _check_cross(cfg: dict, problems: list[str]) -> None:
                         f"{data['batch_size']} images of a batch (data.batch_size)")
     if model is not INVALID and valid(model["layers"]):
         dense = [layer for layer in model["layers"] if layer["type"] == "dense"]
-        if dense and dense[-1]["units"] != 10:
-            problems.append(f"the last dense layer must have 10 units (one per class), got {dense[-1]['units']}")
+        if dense and dense[-1]["units"] != n_classes:
+            problems.append(f"the last dense layer must have {n_classes} units (one per class), "
+                            f"got {dense[-1]['units']}")
     if tracking is not INVALID:
         name = tracking["name"]
         if name not in (None, INVALID) and not NAME_RE.match(name):
@@ -561,4 +619,5 @@ def describe_layers(layers: list) -> str:
     """A resolved ``model.layers`` as one line, e.g. ``flatten | dense(512) | relu | dropout(0.2) | dense(10)``:
     each layer's numeric options in order, trailing ones at their defaults left out (see
     ``nnexp.tracking.records.layers_text``). The trainer records it in summary.json as ``layers``."""
-    return layers_text(layers, LAYER_TEXT_DEFAULTS)
+    return layers_text([{**layer, "type": class_name(layer["type"])} if is_user_type(layer.get("type")) else layer
+                        for layer in layers], LAYER_TEXT_DEFAULTS)

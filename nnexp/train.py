@@ -27,6 +27,7 @@ from .diagnostics import Diagnostics
 from .ema import WeightEMA
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
+from .layer_code import save_copies
 from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
@@ -50,7 +51,7 @@ def load_data(cfg: dict, log=print):
     data = load_dataset(d["dataset"], val_size=d["val_size"], split_seed=d["split_seed"],
                         cache_dir=d["cache_dir"], local_dir=d["local_dir"], mirrors=d["mirrors"],
                         csv_path=d["csv_path"], test_csv_path=d["test_csv_path"],
-                        test_size=d["test_size"], log=log)
+                        test_size=d["test_size"], path=d["path"], log=log)
     if d["train_subset"] is not None:
         data.x_train = data.x_train[: d["train_subset"]]
         data.y_train = data.y_train[: d["train_subset"]]
@@ -193,12 +194,13 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
                    **(extra_summary or {}))
     else:
         run.write_config(dump_yaml(cfg))
+        save_copies(run.path, cfg)   # the user's layer files, if any, and their sha256
         run.start(
             name, dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
             epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            **provenance(), **devices.facts(xp), **(extra_summary or {}),
+            input_shape=list(data.x_train.shape[1:]), **data.facts, **provenance(), **devices.facts(xp), **(extra_summary or {}),
         )
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))

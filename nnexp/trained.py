@@ -9,12 +9,12 @@ work on it unchanged.
 
 from __future__ import annotations
 
-from .config import load_config
 from .ensemble import KIND, EnsembleModel
 from .errors import NnexpError
+from .layer_code import load_run_config
 from .nn import ENGINES, load_weights
 from .tracking import RunInfo, RunNotFound, RunStore
-from .tracking.run import CONFIG, MODEL
+from .tracking.run import MODEL
 
 
 def load_trained(info: RunInfo) -> tuple[dict, object]:
@@ -23,8 +23,9 @@ def load_trained(info: RunInfo) -> tuple[dict, object]:
         return _load_ensemble(info)
     if not (info.path / MODEL).exists():
         raise NnexpError(f"run {info.id} has no {MODEL} (status: {info.summary.get('status')})")
-    cfg = load_config(info.path / CONFIG)
-    model = ENGINES[cfg["model"]["engine"]].build_model(cfg["model"]["layers"], (1, 28, 28), None,
+    cfg = load_run_config(info.path, info.id)   # user layers from the run's own copies
+    shape = tuple(info.summary.get("input_shape") or (1, 28, 28))
+    model = ENGINES[cfg["model"]["engine"]].build_model(cfg["model"]["layers"], shape, None,
                                                         cfg["model"]["dtype"], cfg["model"]["deskew"])
     try:
         load_weights(info.path / MODEL, model)

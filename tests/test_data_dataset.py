@@ -39,7 +39,7 @@ def fake_mnist(monkeypatch, tmp_path):
 
 
 def test_datasets_names():
-    assert DATASETS == ("mnist", "fashion-mnist", "kaggle-csv")
+    assert DATASETS == ("mnist", "fashion-mnist", "kaggle-csv", "npz", "image-folder")
 
 
 def test_shapes_dtypes_and_scaling(fake_mnist):

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..config import load_config
+from ..config import input_shape, load_config
 from ..gradients import TOLERANCE, check_config
 from ..text_table import aligned
 from .options import JSON_OPTION
@@ -31,7 +31,7 @@ def gradcheck(config, overrides, samples, batch, seed, as_json):
     dL/d(its input) and dL/d(each parameter) from backprop are compared with
     central differences.  Exit status 1 if an error is above the tolerance."""
     cfg = load_config(config, overrides)
-    rows = check_config(cfg, samples=samples, batch=batch, seed=seed)
+    rows = check_config(cfg, samples=samples, batch=batch, seed=seed, input_shape=input_shape(cfg))
     failed = [r for r in rows if r["error"] > TOLERANCE]
     if as_json:
         click.echo(json.dumps({"tolerance": TOLERANCE, "engine": cfg["model"]["engine"], "checks": rows,

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..ensemble import build_ensemble, resolve_members, sweep_members
+from ..data.custom import as_input
 from ..preprocess import load_digit
 from ..tracking import RunStore
 from ..train import evaluate as evaluate_model
@@ -44,11 +45,15 @@ def evaluate(run_ref, store, as_json):
 @STORE_OPTION
 @JSON_OPTION
 def predict(run_ref, images, store, as_json):
-    """Classify PNG images of digits with a trained run's model."""
+    """Classify PNG images of digits (or, for a run on an image folder, images like its own) with a run's model."""
     info = RunStore(store).resolve(run_ref)
     cfg, model = load_trained(info)
     classes = info.summary.get("classes") or [str(i) for i in range(10)]
-    batch = np.stack([load_digit(path) for path in images])[:, None]
+    shape = tuple(info.summary.get("input_shape") or (1, 28, 28))
+    if shape == (1, 28, 28):   # digits: centred and scaled as MNIST's are (nnexp/preprocess.py)
+        batch = np.stack([load_digit(path) for path in images])[:, None]
+    else:   # a run on images of the user's own: taken as its training images were
+        batch = np.stack([as_input(path, shape) for path in images])
     probs = model.predict_proba(batch)
     results = [{"image": str(path), "prediction": classes[int(p.argmax())], "probability": float(p.max()),
                 "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)}}

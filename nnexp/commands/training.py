@@ -9,6 +9,7 @@ from ..devices import DEVICES
 from ..ensemble import KIND as ENSEMBLE
 from ..errors import NnexpError
 from ..filelock import LockHeld, exclusive
+from ..layer_code import check_unchanged
 from ..tracking import RunStore, live_status
 from ..tracking.run import FINISHED, RUNNING
 from ..train import train
@@ -49,6 +50,7 @@ def resume(run_ref, store, quiet, device):
     if status == RUNNING:
         raise NnexpError(f"run {info.id} is still running (pid {info.summary.get('pid')}); stop it first")
     run = runs.open(info.id)
+    check_unchanged(run.path, info.id)   # before its config imports a layer file
     cfg = load_config(run.config_path)
     if device is not None:   # the trainer records it in config.yaml once the checkpoint has been accepted
         cfg = load_config(run.config_path, [f"train.device={device}"])

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnexp.data.custom import CUSTOM, read_folder, read_npz
 from nnexp.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from nnexp.data.kaggle import has_label_column, read_kaggle_csv
-from nnexp.data.sources import Log, fetch
+from nnexp.data.sources import Log, default_cache_dir, fetch
 from nnexp.errors import DataError
 
-DATASETS = ("mnist", "fashion-mnist", "kaggle-csv")
+DATASETS = ("mnist", "fashion-mnist", "kaggle-csv", *CUSTOM)
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
 FASHION_CLASSES = [
@@ -23,8 +24,10 @@ CLASSES = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES, "kaggle-csv
 
 @dataclass
 class Dataset:
-    """Images as float32 ``(N, 1, 28, 28)`` with values pixel/255 in [0, 1];
-    labels as int64 ``(N,)``.  The validation split is carved from the training set."""
+    """Images as float32 ``(N, C, H, W)`` (``(N, 1, 28, 28)`` for the digit sets) with
+    values pixel/255 in [0, 1]; labels as int64 ``(N,)``.  The validation split is
+    carved from the training set.  ``facts``: what the summary records of a
+    user's own set (its path, sha256 and size in bytes)."""
 
     name: str
     x_train: np.ndarray
@@ -34,6 +37,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list[str]
+    facts: dict = field(default_factory=dict)
 
 
 def split_indices(n: int, held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +76,7 @@ def load_dataset(
     csv_path: str | None = None,
     test_csv_path: str | None = None,
     test_size: int = 10000,
+    path: str | None = None,
     log: Log = print,
 ) -> Dataset:
     """Load a dataset by name, fetching it into the cache if needed.
@@ -84,6 +89,9 @@ def load_dataset(
         csv_path: the labelled Kaggle train.csv (``kaggle-csv`` only).
         test_csv_path: an optional labelled test CSV; when absent or unlabelled,
             ``test_size`` rows of ``csv_path`` become the test set instead.
+        path: the .npz file (``npz``) or the folder (``image-folder``) of a
+            user's own set (nnexp/data/custom.py); without a test set of its
+            own, ``test_size`` rows become one, as for the CSV.
         log: receives progress lines.
 
     Raises:
@@ -92,8 +100,19 @@ def load_dataset(
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
     _check_split_size("val_size", val_size, None, minimum=0)  # type check before slow loading
+    facts, classes = {}, CLASSES.get(name)
     if name == "kaggle-csv":
         x_train, y_train, x_test, y_test = _load_kaggle(csv_path, test_csv_path, test_size, split_seed, log)
+    elif name in CUSTOM:
+        if path is None:
+            raise DataError(f"dataset {name!r} needs data.path (the {'.npz file' if name == 'npz' else 'folder'})")
+        own = read_npz(path) if name == "npz" else read_folder(path, cache_dir or default_cache_dir(), log)
+        x_train, y_train, x_test, y_test, classes = own.x_train, own.y_train, own.x_test, own.y_test, own.classes
+        if x_test is None:   # split off as the CSV's test rows are, before the validation split
+            _check_split_size("test_size", test_size, len(x_train), minimum=1)
+            keep, held = split_indices(len(x_train), test_size, split_seed)
+            x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
+        facts = {"dataset_path": str(path), "dataset_sha256": own.digest, "dataset_bytes": own.size_bytes}
     else:
         paths = fetch(name, cache_dir=cache_dir, local_dir=local_dir, mirrors=mirrors, log=log)
         x_train, y_train = _read_pair(paths["train-images"], paths["train-labels"])
@@ -106,7 +125,7 @@ def load_dataset(
         x_train=_to_float(x_train), y_train=y_train,
         x_val=_to_float(x_val), y_val=y_val,
         x_test=_to_float(x_test), y_test=y_test,
-        classes=list(CLASSES[name]),
+        classes=list(classes), facts=facts,
     )
 
 
@@ -153,7 +172,10 @@ def _check_split_size(what: str, size, n: int | None, *, minimum: int) -> None:
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) scaled to [0, 1]."""
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) scaled to [0, 1]; uint8 (N, C, H, W)
+    scaled the same way; float images (a user's npz) as float32, unscaled."""
+    if images.dtype != np.uint8:
+        return images.astype(np.float32, copy=False)
     out = images.astype(np.float32)
     out /= 255.0  # in place: no second float copy of the 188 MB training set
-    return out.reshape(len(images), 1, 28, 28)
+    return out.reshape(len(images), 1, 28, 28) if images.ndim == 3 else out

@@ -13,6 +13,7 @@ whose ``forward`` and ``backward`` read like its docstring:
     schedules.py    learning-rate schedules
     init.py         weight initialisers
     model.py        Sequential, building from config specs, weight files
+    user_layers.py  the user's own layer classes, named in a config by file or module
     deskew.py, warp.py   straightening digits (a parameter-free first layer)
     gradcheck.py    gradients against finite differences
 
@@ -42,11 +43,12 @@ from .optim import OPTIMIZER_SPECS, OPTIMIZERS, SGD, Adam, AdamW, Momentum, Nest
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .schedules import SCHEDULE_SPECS, make_schedule
 from .specs import REQUIRED
+from .user_layers import Stack
 
 __all__ = [
     "INITS", "REQUIRED",
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
-    "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm",
+    "Stack", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm",
     "SoftmaxCrossEntropy", "softmax", "log_softmax",
     "Sequential", "build_model", "forward_backward", "LAYER_SPECS", "save_weights", "load_weights",
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",

@@ -15,6 +15,7 @@ from .layers import Dense, Dropout, Flatten, Layer
 from .losses import softmax
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .specs import REQUIRED
+from .user_layers import Stack, class_name, construct, is_user_type, load_class, option_table
 
 __all__ = ["Sequential", "build_model", "make_layer", "forward_backward", "LAYER_SPECS",
            "save_weights", "load_weights"]
@@ -181,33 +182,45 @@ def spec_options(i: int, spec: dict) -> tuple[str, dict]:
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"layer {i}: expected a dict with a 'type' key, got {spec!r}")
     kind = spec["type"]
-    if kind not in LAYER_SPECS:
+    if is_user_type(kind):
+        try:
+            allowed = option_table(load_class(kind))
+        except ValueError as e:
+            raise ValueError(f"layer {i} ({class_name(kind)}): {e}") from None
+        kind_label = class_name(kind)
+    elif kind not in LAYER_SPECS:
         raise ValueError(f"layer {i}: unknown type {kind!r}; choose one of {sorted(LAYER_SPECS)}")
-    allowed = LAYER_SPECS[kind]
+    else:
+        allowed, kind_label = LAYER_SPECS[kind], kind
     unknown = sorted(set(spec) - set(allowed) - {"type"})
     if unknown:
-        raise ValueError(f"layer {i} ({kind}): unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ValueError(f"layer {i} ({kind_label}): unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     options = {}
     for key, (typ, default) in allowed.items():
         v = spec.get(key, default)
         if v is REQUIRED:
-            raise ValueError(f"layer {i} ({kind}): missing required key {key!r}")
+            raise ValueError(f"layer {i} ({kind_label}): missing required key {key!r}")
         if v is None and default is None:
             ok = True
         elif typ is float:   # ints are fine where floats are expected; bools are never numbers here
             ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
         elif typ is int:
             ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        elif typ is Stack:   # a list of layer specs, checked as the inner layers are built
+            ok = isinstance(v, list) and bool(v)
         else:
             ok = isinstance(v, typ)
         if not ok:
-            raise ValueError(f"layer {i} ({kind}): {key!r} must be {typ.__name__}, got {v!r}")
+            raise ValueError(f"layer {i} ({kind_label}): {key!r} must be {typ.__name__}, got {v!r}")
         options[key] = v
     return kind, options
 
 
 def make_layer(kind: str, o: dict, shape: tuple, rng: np.random.Generator, dtype) -> Layer:
     """The reference layer for one spec, given the per-sample input shape."""
+    if is_user_type(kind):   # the user's own code, on either engine; a Stack's layers are reference ones
+        return construct(load_class(kind), o, shape, rng, dtype,
+                         lambda specs, inner: Stack(build_layers(specs, inner, rng, dtype, make_layer)[0]))
     if kind == "dense":
         return Dense(shape[0], o["units"], init=o["init"], rng=rng, dtype=dtype)
     if kind == "conv2d":
@@ -254,6 +267,22 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random
     if deskew:
         layers.append(Deskew())
         shape = layers[-1].output_shape(shape)
+    built, shape = build_layers(layer_specs, shape, rng, dtype, make)
+    layers += built
+    if len(shape) != 1:
+        raise ValueError(f"the model must end with flat logits, but its output shape is {shape}")
+    model = model_class(layers)
+    model.input_shape = tuple(int(d) for d in input_shape)
+    model.output_shape = shape
+    return model
+
+
+def build_layers(layer_specs: list[dict], shape: tuple, rng: np.random.Generator, dtype,
+                 make=make_layer) -> tuple[list[Layer], tuple]:
+    """(the layers of ``layer_specs`` made by ``make``, the per-sample output
+    shape) for a per-sample input ``shape``; build_model's rules (a Flatten
+    before a dense layer, errors naming the layer)."""
+    layers: list[Layer] = []
     for i, spec in enumerate(layer_specs):
         kind, options = spec_options(i, spec)
         if kind == "dense" and len(shape) != 1:
@@ -269,14 +298,9 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random
             layer = make(kind, options, shape, rng, dtype)
             shape = layer.output_shape(shape)
         except ValueError as e:   # a bad option, or a window larger than the (padded) input
-            raise ValueError(f"layer {i} ({kind}): {e}") from None
+            raise ValueError(f"layer {i} ({class_name(kind) if is_user_type(kind) else kind}): {e}") from None
         layers.append(layer)
-    if len(shape) != 1:
-        raise ValueError(f"the model must end with flat logits, but its output shape is {shape}")
-    model = model_class(layers)
-    model.input_shape = tuple(int(d) for d in input_shape)
-    model.output_shape = shape
-    return model
+    return layers, shape
 
 
 # --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import checkpoint
+from ..layer_code import check_unchanged
 from ..tracking import RunStore
 from ..tracking.run import COMPLETED, FAILED, FINISHED, INTERRUPTED, METRICS, PRUNED, RUNNING, DamagedRun, \
     live_status, prepare_attempt, read_summary
@@ -328,12 +329,14 @@ class SweepRunner:
 
     def _resumable(self, trial: Trial, path: Path) -> bool:
         """A stopped trial with a usable checkpoint goes on from it; one whose
-        checkpoint is damaged starts again (its files kept under attempts/)."""
+        checkpoint is damaged, or whose layer file has changed, starts again
+        (its files kept under attempts/)."""
         if _summary_of(path) is None:
             return False
         try:
             found = checkpoint.load(path) is not None
-        except checkpoint.CheckpointError as exc:
+            check_unchanged(path, path.name)
+        except checkpoint.CheckpointError as exc:   # a changed layer file (layer_code.py) included
             self.log(f"warning: {trial.label()}: {exc}; training it again from epoch 1")
             return False
         if found:

@@ -272,7 +272,7 @@ def make_trial(spec: SweepSpec, index: int, point: dict, seed: int | None) -> Tr
         set_path(cfg, key.split("."), copy.deepcopy(value), where)
     if seed is not None:
         set_path(cfg, ["train", "seed"], seed, where)
-    cfg = validate(cfg, source=where)
+    cfg = validate(cfg, source=where, base_dir=spec.base_path.parent)
     return Trial(index, dict(point), cfg["train"]["seed"], cfg)
 
 

@@ -94,7 +94,7 @@ def train_trial(payload: dict, run, get_data, decide) -> tuple:
 def data_key(cfg: dict) -> str:
     """What decides a trial's arrays: trials with the same key share one dataset."""
     keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
-            "test_csv_path", "test_size", "train_subset")
+            "test_csv_path", "test_size", "train_subset", "path")
     return json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
 
 

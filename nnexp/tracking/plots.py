@@ -332,7 +332,10 @@ def plot_misclassified(images, y_true, y_pred, probs, classes, path, max_images:
             ax.axis("off")  # unused cells of the last row
         for ax, k, picture in zip(axes.ravel(), shown, pictures):
             # Dark ink on white reads like paper; a light frame shows the image edge.
-            ax.imshow(picture, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
+            if picture.ndim == 3:   # colour: as it is, scaled to [0, 1] on the grid's range
+                ax.imshow((picture - low) / max(high - low, 1e-12), interpolation="nearest")
+            else:
+                ax.imshow(picture, cmap="gray_r", vmin=low, vmax=high, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
@@ -346,10 +349,12 @@ def plot_misclassified(images, y_true, y_pred, probs, classes, path, max_images:
 
 
 def _as_2d_images(images) -> np.ndarray:
-    """(N, H, W), (N, 1, H, W) or (N, H*W) -> (N, H, W) float."""
+    """(N, H, W), (N, 1, H, W) or (N, H*W) -> (N, H, W) float; colour (N, 3, H, W) -> (N, H, W, 3)."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim == 4 and images.shape[1] == 1:
         return images[:, 0]
+    if images.ndim == 4 and images.shape[1] == 3:
+        return images.transpose(0, 2, 3, 1)
     if images.ndim == 2:
         side = math.isqrt(images.shape[1])
         if side * side == images.shape[1]:
@@ -581,3 +586,24 @@ def _prediction_title(title: str, probs, label, classes) -> str:
         k = int(np.argmax(probs))
         parts.append(f"predicted {name(k)} ({probs[k]:.2f})")
     return f"{title}  —  {', '.join(parts)}" if parts else title
+
+
+def plot_samples(images, labels, classes, path, per_class: int = 8) -> None:
+    """A grid of a dataset's images: one row per class (its name on the left), its first ``per_class``
+    images; grayscale (N, 1, H, W) or colour (N, 3, H, W) in [0, 1]."""
+    pictures, labels = _as_2d_images(images), np.asarray(labels)
+    rows = [np.flatnonzero(labels == k)[:per_class] for k in range(len(classes))]
+    with saved_figure(path, nrows=len(classes), ncols=per_class, squeeze=False,
+                      figsize=(1.1 * per_class + 1.2, 1.1 * len(classes) + 0.5), layout="constrained") as (fig, axes):
+        for k, (row, name) in enumerate(zip(rows, classes)):
+            for j, ax in enumerate(axes[k]):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j < len(row):
+                    picture = np.clip(pictures[row[j]], 0.0, 1.0)
+                    ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=1,
+                              interpolation="nearest")
+                else:
+                    ax.axis("off")
+            axes[k][0].set_ylabel(str(name), rotation=0, ha="right", va="center", fontsize=9)
+        fig.suptitle(f"{len(labels):,} images, {len(classes)} classes", fontsize=10)

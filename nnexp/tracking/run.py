@@ -12,6 +12,7 @@ A run folder holds::
     error.txt          the traceback of a crash; error.before-resume-N.txt: of a resumed attempt
     annotations.json   tags and a note added after the fact (``nnexp tag``, ``nnexp note``; see annotations.py)
     plots/             learning curves, confusion matrix, misclassified images, ...
+    code/              copies of the user's layer files and manifest.json with their sha256 (see nnexp/layer_code.py)
     attempts/N/        a sweep trial's earlier attempt, set aside when it started again from scratch
     .lock              held while ``nnexp resume`` trains the run
 
