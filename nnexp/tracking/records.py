@@ -42,7 +42,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Bump when the record layout changes, so that indexes built by an older nnexp
 # are rebuilt instead of serving records in the old layout.
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 # The summary fields a run listing shows (``nnexp runs``, resolving a run by
 # name): the index keeps them apart, so that a listing parses only these.
@@ -50,6 +50,7 @@ BRIEF_FIELDS = ("name", "status", "pid", "host", "start_time", "started", "epoch
                 "final_val_accuracy", "test_accuracy", "params", "train_seconds", "sweep", "tags", "note", "kind")
 
 CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+NOT_CURVES = ("step", "epoch", "lr", "seconds")  # metrics.csv columns that are not compared as metrics
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "train_seconds", "total_seconds")
 
 # Config keys that say where files live or how the run is filed, not what was
@@ -79,10 +80,14 @@ def make_record(run_dir) -> dict:
     if isinstance(trial_params, dict):
         for key, value in trial_params.items():
             _add_param(params, str(key), value)
-    metrics = curve_metrics(read_metric_rows(run_dir, run_id))
+    metrics = curve_metrics(read_metric_rows(run_dir, run_id, columns=None))
     for key in SUMMARY_METRICS:
         _add_metric(metrics, key, summary.get(key))
     _add_metric(metrics, "n_params", summary.get("params"))
+    values = summary.get("values")  # what a script set in run.summary (nnexp.init)
+    if isinstance(values, dict):
+        for key, value in values.items():
+            _add_metric(metrics, str(key), value)
     return {"id": run_id, "path": run_dir, "summary": summary, "params": params, "metrics": metrics}
 
 
@@ -233,23 +238,30 @@ def read_metric_rows(run_dir, run_id: str | None = None, columns=CURVE_COLUMNS) 
 
 
 def curve_metrics(rows: list[dict]) -> dict:
-    """Per-column final/best/mean values of the epoch rows, plus ``epochs``.
+    """Per-column final/best/mean values of the metrics rows, plus ``epochs`` (the rows).
 
-    For each column c of CURVE_COLUMNS: ``c`` and ``final_c`` (the last
-    epoch's value), ``best_c`` (max for accuracies, min for losses) and
-    ``mean_c``. NaN cells are skipped; a column with no value gets no keys.
+    For each column c but the axes, the learning rate and the seconds
+    (NOT_CURVES): ``c`` and ``final_c`` (its last value), ``best_c`` (min for
+    a name that :func:`lower_is_better`, else max) and ``mean_c``. NaN cells
+    are skipped; a column with no value gets no keys. The columns are those of
+    the rows' (a script logs what it likes).
     """
     metrics = {"epochs": float(len(rows))}
-    for col in CURVE_COLUMNS:
+    columns = dict.fromkeys(k for row in rows for k in row)
+    for col in (c for c in columns if c not in NOT_CURVES):
         values = [v for v in (row.get(col, math.nan) for row in rows) if not math.isnan(v)]
         if not values:
             continue
-        last = rows[-1].get(col, math.nan)
-        if not math.isnan(last):
-            metrics[col] = metrics[f"final_{col}"] = last
-        metrics[f"best_{col}"] = max(values) if col.endswith("accuracy") else min(values)
+        last = values[-1]
+        metrics[col] = metrics[f"final_{col}"] = last
+        metrics[f"best_{col}"] = min(values) if lower_is_better(col) else max(values)
         metrics[f"mean_{col}"] = math.fsum(values) / len(values)
     return metrics
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a metric's best value is its lowest: losses, errors and times."""
+    return any(word in name for word in ("loss", "error", "seconds"))
 
 
 def _add_metric(metrics: dict, key: str, value) -> None:
