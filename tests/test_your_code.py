@@ -302,3 +302,40 @@ def test_save_weights_and_save_file_go_into_the_run_folder(tmp_path, store):
     with np.load(run / "weights.npz", allow_pickle=False) as weights:
         assert weights["W1"].shape == (3, 2) and weights["b1"].tolist() == [0.0, 0.0]
     assert (run / "files" / "notes.txt").read_text() == "hello"
+
+
+def test_the_run_page_draws_a_long_run_against_its_steps_downsampled_with_its_spike():
+    from nnexp.ui.run_charts import MAX_POINTS, run_charts
+
+    rows = [{"step": float(s), "train_loss": 1.0 / (1 + s), "lr": 0.1} for s in range(50_000)]
+    rows[31_337]["train_loss"] = 9.0  # one spike among 50,000 points
+    rows += [{"step": 50_000.0, "train_loss": 0.5, "val_accuracy": 0.9, "lr": 0.1}]
+    for row in rows[:-1]:
+        row["val_accuracy"] = float("nan")
+    [curves] = [c for c in run_charts(rows, {}) if c["id"] == "curves"]
+    figure = curves["figure"]
+    [loss] = [t for t in figure["data"] if t["name"] == "train_loss" or t["name"] == "train"]
+    assert len(loss["x"]) <= MAX_POINTS and max(loss["y"]) == 9.0 and 31_337.0 in loss["x"]
+    assert loss["x"][0] == 0.0 and loss["x"][-1] == 50_000.0 and loss["x"] == sorted(loss["x"])
+    assert figure["layout"]["xaxis"]["title"]["text"] == "step"
+    assert "of 50,002 points drawn" in figure["layout"]["title"]["subtitle"]["text"]
+
+
+def test_the_dashboard_reads_a_growing_metrics_file_from_where_it_stopped(tmp_path):
+    from nnexp.tracking import RunStore
+    from nnexp.tracking.records import MetricRowsCache
+
+    folder = RunStore(tmp_path / "runs").create("grow")
+    folder.start("grow")
+    cache = MetricRowsCache()
+    folder.append_metrics([{"step": s, "loss": 1.0 / (s + 1)} for s in range(3)])
+    assert cache.rows(folder.path) == read_metric_rows(folder.path, columns=None)
+    with open(folder.metrics_path, "a") as f:
+        f.write("3,0.25\r\n4,0.")  # a row, then a half-written one
+    assert [r["step"] for r in cache.rows(folder.path)] == [0.0, 1.0, 2.0, 3.0]
+    with open(folder.metrics_path, "a") as f:
+        f.write("2\r\n")
+    assert cache.rows(folder.path)[-1] == {"step": 4.0, "loss": 0.2}
+    folder.append_metrics([{"step": 5, "loss": 0.1, "acc": 0.5}])  # a new column: the file is replaced
+    assert cache.rows(folder.path) == read_metric_rows(folder.path, columns=None)
+    assert cache.rows(folder.path)[-1] == {"step": 5.0, "loss": 0.1, "acc": 0.5}

@@ -59,7 +59,7 @@ import yaml
 from ..errors import ConfigError, NnexpError
 from .annotations import check_tag
 from .provenance import provenance
-from .run import COMPLETED, ERROR, FAILED, INTERRUPTED, RUNNING, Run as RunFolder, metric_name_problem
+from .run import COMPLETED, ERROR, FAILED, INTERRUPTED, Run as RunFolder, csv_cell, metric_name_problem
 from .store import RunStore
 
 FLUSH_SECONDS = 1.0
@@ -76,6 +76,7 @@ FILES = "files"
 SUPPORTED = ("config", "name", "tags", "notes", "store", "seed", "project", "group", "job_type", "mode", "reinit")
 MODES = ("online", "offline")  # both mean: write the run folder here
 
+_float_text, _int_text = float.__repr__, int.__repr__  # metrics.csv's cells: exact, as run.py writes them
 _current: list["Run"] = []  # the open run of this process (nnexp.log and nnexp.finish use it)
 _hooks_installed = [False]
 
@@ -436,24 +437,31 @@ class Run:
                                      "rows are lost until it can")
 
     def _clean(self, row: dict) -> dict:
-        """The row with plain numbers only: other values and bad names dropped with a warning."""
+        """The row as metrics.csv cells: values that are not numbers and names that
+        cannot be columns are dropped with a warning."""
         out = {}
+        names_ok = self._names_ok
         for key, value in row.items():
             kind = type(value)
-            if kind is not float and kind is not int:
-                value = _number(value)
-                if value is None:
-                    self._warn_once(f"value:{key}", f"nnexp: run {self.id}: {key!r} is a {type(row[key]).__name__}, "
+            if kind is float:
+                cell = _float_text(value)
+            elif kind is int:
+                cell = _int_text(value)
+            else:
+                number = _number(value)
+                if number is None:
+                    self._warn_once(f"value:{key}", f"nnexp: run {self.id}: {key!r} is a {type(value).__name__}, "
                                                     "not a number; it is not written to metrics.csv")
                     continue
-            if key not in self._names_ok:
+                cell = csv_cell(number)
+            if key not in names_ok:
                 problem = metric_name_problem(key)
                 if problem is not None:
                     self._warn_once(f"name:{key}", f"nnexp: run {self.id}: the metric name {key!r} {problem}; "
                                                    "it is not written")
                     continue
-                self._names_ok.add(key)
-            out[key] = value
+                names_ok.add(key)
+            out[key] = cell
         return out
 
     def _flush_loop(self) -> None:

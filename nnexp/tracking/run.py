@@ -484,7 +484,8 @@ def _metric_text(columns: list[str], rows, header: bool = True) -> str:
     the header first if ``header``, as csv.writer writes it (CRLF line ends)."""
     lines = [",".join(columns)] if header else []
     for row in rows:
-        lines.append(",".join([_csv_value(row.get(c)) for c in columns]))
+        cells = [row.get(c, "") for c in columns]
+        lines.append(",".join([c if type(c) is str else _csv_value(c) for c in cells]))
     return "\r\n".join(lines) + "\r\n" if lines else ""
 
 
@@ -503,6 +504,11 @@ def _read_metric_cells(path: Path, columns: list[str]) -> list[dict]:
         if len(cells) == len(header):
             rows.append(dict(zip(header, cells)))
     return rows
+
+
+def csv_cell(value) -> str:
+    """A number (or None) as metrics.csv writes it."""
+    return _csv_value(value)
 
 
 def _csv_value(value) -> str:
