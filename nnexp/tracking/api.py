@@ -391,8 +391,9 @@ class Run:
         self.folder.finish(status, reason, **fields)
 
     def fail(self, exc: BaseException) -> None:
-        """End the run because of ``exc``: interrupted for Ctrl-C or SIGTERM, otherwise
-        failed with its traceback in error.txt. Never raises (the exception is what to show)."""
+        """End the run because of ``exc``: interrupted for Ctrl-C or SIGTERM, completed for
+        ``sys.exit(0)``, otherwise failed with its traceback in error.txt. Never raises
+        (the exception is what to show)."""
         if self._closed:
             return
         try:
@@ -404,6 +405,11 @@ class Run:
                 self.folder.finish(INTERRUPTED, str(exc) or "interrupted by the user (Ctrl-C)")
             except OSError:
                 pass
+        elif isinstance(exc, SystemExit) and exc.code in (None, 0):  # sys.exit() or sys.exit(0): a normal end
+            self.folder.finish(COMPLETED, **self._final_fields())
+        elif isinstance(exc, SystemExit):  # sys.exit("message") exits with status 1, as Python does
+            code, text = (exc.code, "") if isinstance(exc.code, int) else (1, f": {exc.code}")
+            self.folder.record_crash(exc, f"exit status {code}{text}")
         else:
             self.folder.record_crash(exc)
 
