@@ -103,8 +103,9 @@ def _trace(x, y, name, color, xaxis, yaxis, x_name, column, fmt, show) -> dict:
             "hovertemplate": f"{x_name} %{{x}}<br>{plot_text(column)} %{{y:{fmt}}}<extra>{plot_text(name)}</extra>"}
 
 
-def _subtitle(count: int, x_name: str, drawn: int, total: int) -> str:
-    text = f"{count:,} {x_name}{'s' if count != 1 else ''}"
+def _subtitle(count: int, x_name: str, drawn: int, total: int, last: float | None = None) -> str:
+    text = (f"{count:,} row{'s' if count != 1 else ''} up to step {last:g}" if x_name == "step" and last is not None
+            else f"{count:,} {x_name}{'s' if count != 1 else ''}")
     if drawn < total:
         text += f"; {drawn:,} of {total:,} points drawn (each curve: the lowest and highest point of each stretch)"
     return text
@@ -143,7 +144,7 @@ def learning_curves(rows: list[dict]) -> dict | None:
     if not data:
         return None
     count = int(np.sum(np.isfinite(x))) if x_name != "epoch" else len(rows)
-    subtitle = _subtitle(count, x_name, drawn, total)
+    subtitle = _subtitle(count, x_name, drawn, total, float(np.nanmax(x)) if np.isfinite(x).any() else None)
     acc_axes = ("x2", "y2") if both else ("x", "y")
     if best is not None and any(kind == "accuracy" for kind, _ in panels):
         data.append({"type": "scatter", "mode": "markers", "x": [float(x[best])], "y": [float(val_acc[best])],
@@ -187,7 +188,7 @@ def other_metrics(rows: list[dict]) -> dict | None:
     if not data:
         return None
     count = int(np.sum(np.isfinite(x))) if x_name != "epoch" else len(rows)
-    return figure(data, base_layout("Other metrics", _subtitle(count, x_name, drawn, total), height=360,
+    return figure(data, base_layout("Other metrics", _subtitle(count, x_name, drawn, total, float(np.nanmax(x))), height=360,
                                     legend=[t["name"] for t in data], xaxis=axis(x_name), yaxis=axis("value")))
 
 
