@@ -31,8 +31,9 @@ from .layer_code import save_copies
 from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
+from .tracking.api import Run as TrackedRun
 from .tracking.provenance import provenance
-from .tracking.run import CHECKPOINT, FAILED, INTERRUPTED, MODEL
+from .tracking.run import CHECKPOINT, FAILED, MODEL
 
 
 class Diverged(NnexpError):
@@ -187,16 +188,13 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     name = cfg["tracking"]["name"] or "run"
     run = run or RunStore(cfg["tracking"]["store"]).create(name)
     t = cfg["train"]
-    if resume:
-        if run.config_path.read_text(encoding="utf-8") != dump_yaml(cfg):
-            run.write_config(dump_yaml(cfg))   # resumed on another device (nnexp resume --device)
-        run.resume(resumed_from_epoch=ckpt.epoch if ckpt else 0, **provenance(), **devices.facts(xp),
-                   **(extra_summary or {}))
+    if resume:  # config.yaml is rewritten if it changed (resumed on another device: nnexp resume --device)
+        tracked = TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=ckpt.epoch if ckpt else 0,
+                                    **provenance(), **devices.facts(xp), **(extra_summary or {}))
     else:
-        run.write_config(dump_yaml(cfg))
         save_copies(run.path, cfg)   # the user's layer files, if any, and their sha256
-        run.start(
-            name, dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
+        tracked = TrackedRun.start(
+            run, name, dump_yaml(cfg), dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
             epochs_planned=t["epochs"], epochs_completed=0,
             train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
@@ -206,15 +204,12 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
     steps = ENGINES[cfg["model"]["engine"]].steps(model, loss_fn, t["data_parallel"], seed=t["seed"])
     try:
-        _fit(cfg, run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
-    except KeyboardInterrupt as exc:
-        run.finish(INTERRUPTED, str(exc) or "interrupted by the user (Ctrl-C)")
-        raise
+        _fit(cfg, tracked, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
     except Diverged as exc:
-        run.finish(FAILED, str(exc))
+        tracked.end(FAILED, str(exc))
         raise
-    except BaseException as exc:
-        run.record_crash(exc)
+    except BaseException as exc:  # Ctrl-C: interrupted; anything else: failed, with the traceback
+        tracked.fail(exc)
         raise
     finally:
         steps.close()
@@ -243,7 +238,7 @@ def _restore(ckpt, model, optimizer, rngs, ema=None) -> None:
     checkpoint.restore_rngs(rngs, ckpt.rng_states)
 
 
-def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
+def _fit(cfg, run: TrackedRun, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
          ckpt=None, ema=None):
     t, batch_size, model = cfg["train"], cfg["data"]["batch_size"], steps.model
     steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
@@ -269,8 +264,8 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
         rows, best_state, stop = ckpt.rows, ckpt.best, ckpt.stop
         diagnostics_seconds = ckpt.diagnostics_seconds
         stopper.__dict__.update(ckpt.stopper)
-    run.rewrite_metrics(rows)  # a resumed run drops rows logged after its checkpoint
-    run.truncate_diagnostics(done)
+    run.rewind(rows)  # a resumed run drops rows logged after its checkpoint
+    run.folder.truncate_diagnostics(done)
     ckpt_seconds = 0.0
     for epoch in range(done + 1, t["epochs"] + 1):
         if stop is not None:
@@ -294,14 +289,15 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
         rows.append(row)
         if diagnostics is not None:  # outside the epoch's seconds: its cost is diagnostics_seconds
             t_diag = time.perf_counter()
-            run.log_diagnostics(diagnostics.rows(epoch))
+            run.folder.log_diagnostics(diagnostics.rows(epoch))
             diagnostics_seconds += time.perf_counter() - t_diag
         t_log = time.perf_counter()
-        run.log_epoch(row)
+        run.log(row)
+        run.flush()  # on disk before the checkpoint that counts it
         best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
                                            best_val_metric=es_cfg.get("metric", "val_accuracy"),
                                            best_val_value=stopper.sign * stopper.best)
-        run.update_summary(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
+        run.update(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
                            rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}), **best,
                            **({"diagnostics_seconds": diagnostics_seconds} if diagnostics is not None else {}))
         log_seconds += time.perf_counter() - t_log
@@ -323,7 +319,7 @@ def _fit(cfg, run: Run, data, steps, optimizer, rngs, t_data, t_start, log, prog
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
             model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
             ema=ema.state_dict() if ema is not None else None, diagnostics_seconds=diagnostics_seconds))
-        run.notify_file(CHECKPOINT)
+        run.folder.notify_file(CHECKPOINT)
         ckpt_seconds += time.perf_counter() - t_ckpt
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -352,13 +348,13 @@ def rss_mib() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,
+def _finish(cfg, run: TrackedRun, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,
             status="completed", reason=None, checkpoint_seconds=0.0):
     """Final evaluation on the test set, weights, plots and the completed summary."""
     eval_bs = cfg["train"]["eval_batch_size"]
     # Final train metrics are the last epoch's running averages (training mode),
     # as in metrics.csv; re-evaluating 55k images would cost as much as an epoch.
-    last = pd.read_csv(run.metrics_path).iloc[-1]
+    last = pd.read_csv(run.folder.metrics_path).iloc[-1]
     metrics = {"final_train_loss": float(last["train_loss"]), "final_train_accuracy": float(last["train_accuracy"])}
     if len(data.x_val):
         loss, acc, _ = evaluate(model, data.x_val, data.y_val, eval_bs)
@@ -366,11 +362,11 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
     t0 = time.perf_counter()
     test_loss, test_acc, probs = evaluate(model, data.x_test, data.y_test, eval_bs)
     test_seconds = time.perf_counter() - t0
-    save_weights(run.model_path, model)
-    run.notify_file(MODEL)
+    save_weights(run.folder.model_path, model)
+    run.folder.notify_file(MODEL)
     if cfg["tracking"]["plots"]:
-        make_plots(run, data, probs, model, image_index=cfg["tracking"]["feature_map_image"], log=log)
-    run.finish(
+        make_plots(run.folder, data, probs, model, image_index=cfg["tracking"]["feature_map_image"], log=log)
+    run.end(
         status, reason, epochs_completed=epochs_done,
         test_loss=test_loss, test_accuracy=test_acc, **metrics,
         data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
@@ -378,7 +374,7 @@ def _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, 
         total_seconds=time.perf_counter() - t_start,
     )
     checkpoint.remove(run.path)  # the run is finished: model.npz holds what is kept
-    run.notify_file(CHECKPOINT)
+    run.folder.notify_file(CHECKPOINT)
     log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
         f"training {train_seconds:.1f}s")
 

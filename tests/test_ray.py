@@ -363,3 +363,56 @@ def test_a_failing_trial_on_ray_is_recorded_and_the_sweep_goes_on(tmp_path, ray_
     assert by_lr[0.1]["status"] == "completed" and by_lr[0.1]["blas_threads"] == "2"
     assert by_lr[1e30]["status"] == "failed" and "diverged" in by_lr[1e30]["reason"]
     assert "1 completed, 1 failed" in done.stdout
+
+
+OWN_SCRIPT = """\
+import argparse, nnexp
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+args = parser.parse_args()
+with nnexp.init(config={"lr": args.lr}) as run:
+    for epoch in range(1, 4):
+        run.log({"epoch": epoch, "val_accuracy": args.lr * epoch + run.config["seed"] / 100})
+"""
+
+OWN_FUNCTION = """\
+import nnexp
+
+def train(params):
+    with nnexp.init(config={"width": 3}) as run:
+        for step in range(5):
+            run.log({"score": params["lr"] * step + run.config["width"]}, step=step)
+"""
+
+
+@pytest.mark.parametrize("kind", ["command", "function"])
+def test_a_sweep_of_your_own_code_on_ray_makes_each_trial_a_completed_run(tmp_path, ray_env, kind):
+    (tmp_path / "own.py").write_text(OWN_SCRIPT if kind == "command" else OWN_FUNCTION)
+    script = ("command: python own.py --lr {lr}\nmetric: val_accuracy\nrepeats: 2\n" if kind == "command" else
+              "function: own.py:train\nmetric: score\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: own-{kind}\n{script}parameters: {{lr: [0.1, 0.2]}}\n")
+    store = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "nnexp", "sweep", str(spec), "--executor", "ray", "-q",
+                           "--store", str(store)], env=ray_env, capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    final = summaries(store)
+    seeds = (0, 1) if kind == "command" else (None,)
+    assert len(final) == 2 * len(seeds)
+    assert all(s["status"] == "completed" and s["executor"] == "ray" and s["ray_node"] for s in final.values())
+    found = set()
+    for name, s in final.items():
+        config = (store / name / "config.yaml").read_text()
+        lines = (store / name / "metrics.csv").read_text().splitlines()
+        header, rows = lines[0].split(","), [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+        lr, seed = s["trial_params"]["lr"], s.get("seed")
+        found.add((lr, seed))
+        assert f"lr: {lr}" in config
+        if kind == "command":
+            assert [float(r["val_accuracy"]) for r in rows] == [lr * e + seed / 100 for e in (1, 2, 3)]
+            assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+            assert s["final_val_accuracy"] == lr * 3 + seed / 100
+        else:
+            assert "width: 3" in config and "score" in header
+            assert [float(r["score"]) for r in rows] == [lr * k + 3 for k in range(5)]
+    assert found == {(lr, seed) for lr in (0.1, 0.2) for seed in seeds}

@@ -81,7 +81,7 @@ def test_the_sweep_driver_marks_a_trial_whose_worker_died(tmp_path, monkeypatch)
     store = RunStore(tmp_path / "runs")
     spec = SimpleNamespace(id="sw", name="sw", halving=None, metric="val_accuracy", goal="maximize",
                            path=tmp_path / "spec.yaml", base_path=tmp_path / "base.yaml", method="grid",
-                           seeds=[None], multi_objective=False)
+                           seeds=[None], multi_objective=False, script=None)
     spec.path.write_text("name: sw\n")
     trial = SimpleNamespace(index=0, params={"optimizer.lr": 0.1}, seed=0, config={"tracking": {}},
                             run_id=lambda sweep_id: f"{sweep_id}-t000", label=lambda: "trial 0")

@@ -54,9 +54,10 @@ def sweep(spec_path, workers, threads_per_worker, fail_fast, dry_run, store, qui
         import_optuna()  # without Optuna, say how to install it and exit 2
     trials = plan(spec, log=log)
     checked = trials or examples(spec)  # a tpe sweep's space, checked on a few random points
-    store = store or os.environ.get("NNEXP_STORE") or checked[0].config["tracking"]["store"]
+    store = store or os.environ.get("NNEXP_STORE") or (checked[0].config["tracking"]["store"] if spec.script is None
+                                                         else "runs")
     gpus = 0
-    if any(trial.config["train"]["device"] == "gpu" for trial in checked):
+    if spec.script is None and any(trial.config["train"]["device"] == "gpu" for trial in checked):
         if gpus_per_trial is None:
             gpus_per_trial = 1.0
         if executor == "local" and not dry_run:   # CuPy and a GPU, or exit 2, before the store is touched

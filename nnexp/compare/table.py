@@ -27,12 +27,14 @@ from functools import cached_property
 
 from ..errors import ConfigError, NnexpError
 from ..text_table import aligned, markdown
+from ..tracking.records import lower_is_better
 from ..values import is_missing, is_number, plain
 from .fmt import format_cell
 from .rows import flat_row, group_key
 from .significance import against_reference, summarize_values
 
 SEED = "param.train.seed"
+SEEDS = (SEED, "param.seed")  # the trainer's seed, and a script's (nnexp.init(seed=...) or a config key)
 CURVE_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 DEFAULT_METRICS = ("val_accuracy", "val_loss", "test_accuracy", "train_seconds")
 AGGREGATES = ("final", "best", "mean")
@@ -99,7 +101,7 @@ def metric_column(name: str, agg: str = "final") -> str:
 
 
 def default_goal(metric: str) -> str:
-    return "minimize" if ("loss" in metric or "seconds" in metric) else "maximize"
+    return "minimize" if lower_is_better(metric) else "maximize"
 
 
 def varied_params(rows: list[dict]) -> list[str]:
@@ -109,7 +111,7 @@ def varied_params(rows: list[dict]) -> list[str]:
     for SGD) is not a difference of its own: the key that caused it
     (``optimizer.name``) already shows.
     """
-    keys = sorted({k for row in rows for k in row if k.startswith("param.") and k != SEED})
+    keys = sorted({k for row in rows for k in row if k.startswith("param.") and k not in SEEDS})
     varied = [k for k in keys if len(_distinct(rows, k)) > 1]
     if any(c.startswith("param.model.layers.") for c in varied):  # the layers text only repeats them
         varied = [c for c in varied if c != "param.model.layers"]

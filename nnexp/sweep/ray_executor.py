@@ -274,7 +274,10 @@ class RayExecutor:
 
 
 def _dataset_ref(ray, cfg: dict, datasets: dict):
-    """The trial's dataset in Ray's object store, put there once per distinct data section."""
+    """The trial's dataset in Ray's object store, put there once per distinct data section
+    (None for a sweep of your own code, which loads its own data)."""
+    if cfg is None:
+        return None
     key = data_key(cfg)
     if key not in datasets:
         datasets[key] = ray.put(load_data(cfg, log=lambda *a, **k: None))

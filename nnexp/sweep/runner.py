@@ -120,6 +120,15 @@ class SweepRunner:
         records (with ``summary_fields``: where it runs), and whether it resumes.
         A trial that starts again from scratch gets an empty folder here."""
         path = self.run_path(trial)
+        if self.spec.script is not None:  # your own code starts again from the beginning
+            attempt = prepare_attempt(path)
+            extra = {"sweep": self.id, "sweep_name": self.spec.name, "trial": trial.index,
+                     "trial_params": trial.params, "attempt": attempt, **summary_fields}
+            return {"index": trial.index, "run_path": str(path), "script": self.spec.script,
+                    "params": json.loads(json.dumps(trial.params, default=str)), "seed": trial.seed,
+                    "name": f"{slugify(self.spec.name)[:40]}-t{trial.index:03d}", "metric": self.spec.metric,
+                    "rungs": self.rungs.epochs(trial.index) if self.rungs else [], "extra_summary": extra,
+                    "resume": False, "config": None}
         resume = self._resumable(trial, path)
         attempt = int((_summary_of(path) or {}).get("attempt") or 1) + 1 if resume else prepare_attempt(path)
         cfg = json.loads(json.dumps(trial.config))  # a plain copy for pickling
@@ -185,7 +194,8 @@ class SweepRunner:
         result = self.result()
         state = {
             "id": self.id, "name": self.spec.name, "status": status, "spec": str(self.spec.path),
-            "base": str(self.spec.base_path), "method": self.spec.method, "metric": self.spec.metric,
+            "base": str(self.spec.base_path) if self.spec.script is None else None,
+            **({"script": self.spec.script} if self.spec.script is not None else {}), "method": self.spec.method, "metric": self.spec.metric,
             "goal": self.spec.goal, "trials": self.total, "counts": result.counts, "best": result.best,
             "halving": self.spec.halving.__dict__ if self.spec.halving else None}
         if self.spec.multi_objective:
@@ -384,12 +394,16 @@ def _summary_of(path: Path) -> dict | None:
 
 
 def epoch_values(path: Path, metric: str) -> dict[int, float]:
-    """``{epoch: metric}`` from a run folder's metrics.csv (empty if it cannot be read)."""
+    """``{epoch: metric}`` from a run folder's metrics.csv (empty if it cannot be read);
+    a script's run without epochs gives ``{step: metric}``, rows without the metric skipped."""
     out = {}
     try:
         with open(path / METRICS, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
-                out[int(row["epoch"])] = float(row[metric])
+                axis = row.get("epoch") or row.get("step")
+                if row.get(metric) in (None, "") or axis in (None, ""):
+                    continue
+                out[int(float(axis))] = float(row[metric])
     except (OSError, KeyError, ValueError, TypeError):
         pass
     return out

@@ -30,16 +30,19 @@ import difflib
 import hashlib
 import json
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import FLOAT_TEXT, describe_layers, load_yaml, set_path, validate
 from ..errors import ConfigError
+from ..tracking.records import lower_is_better
+from ..tracking.run import metric_name_problem
 from ..tracking.store import slugify
 from ..values import is_integer
 from .space import Param, Space, ZipGroup, point_key
 
-SPEC_KEYS = ("name", "description", "base", "overrides", "metric", "goal", "metrics", "method", "n_trials",
+SPEC_KEYS = ("name", "description", "base", "command", "function", "overrides", "metric", "goal", "metrics", "method", "n_trials",
              "seed", "batch", "startup_trials", "repeats", "seeds", "halving", "parameters", "zip")
 PARAM_KEYS = ("values", "distribution", "low", "high", "log", "n", "when")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -83,7 +86,7 @@ class Objective:
 
     @property
     def summary_key(self) -> str:
-        return OBJECTIVES[self.name][0]
+        return OBJECTIVES[self.name][0] if self.name in OBJECTIVES else f"final_{self.name}"
 
 
 @dataclass
@@ -104,6 +107,7 @@ class SweepSpec:
     objectives: tuple = ()  # Objective; the metric and its goal alone unless 'metrics' lists several
     batch: int | None = None  # tpe: propose this many points at a time, each batch after the last ended
     startup_trials: int = 10  # tpe: points drawn at random before the model proposes
+    script: dict | None = None  # a sweep of your own code: {"command": text} or {"function": "file.py:name"}
 
     @property
     def multi_objective(self) -> bool:
@@ -152,19 +156,39 @@ def load_spec(path: str | Path, seed: int | None = None) -> SweepSpec:
     raw = load_yaml(path)
     src = str(path)
     _unknown(raw, SPEC_KEYS, "", src)
+    script = _script(raw, path, src)
     if seed is not None:
         if raw.get("method", "grid") not in ("random", "tpe"):
             raise ConfigError(f"--seed: {src} is a grid; a seed changes only random and tpe searches")
         raw["name"] = f"{raw.get('name', path.stem)}-seed{seed}"
         raw["seed"] = seed
-    if "base" not in raw:
-        raise ConfigError(f"{src}: missing 'base': the config file every trial starts from")
-    base_path = _find_base(path, raw["base"], src)
-    base = load_yaml(base_path)
+    if script is not None:
+        base_path, base = path, {}
+        if "overrides" in raw:
+            raise ConfigError(f"{src}: 'overrides' change a base config; a sweep of a {next(iter(script))} "
+                              "takes fixed values as parameters with one value, or in the command itself")
+    elif "base" not in raw:
+        raise ConfigError(f"{src}: missing 'base': the config file every trial starts from "
+                          "(or 'command' / 'function': your own code, docs/your-code.md)")
+    else:
+        base_path = _find_base(path, raw["base"], src)
+        base = load_yaml(base_path)
     for key, value in _mapping(raw.get("overrides"), "overrides", src).items():
         set_path(base, _parts(key, f"overrides.{key}", src), copy.deepcopy(value), f"{src}: overrides.{key}")
 
-    if "metrics" in raw:
+    if script is not None:
+        if "metrics" in raw:
+            raise ConfigError(f"{src}: 'metrics' (several objectives) is for sweeps of a base config; give "
+                              "'metric' (and 'goal'), a name the script logs")
+        metric = raw.get("metric", "val_accuracy")
+        problem = metric_name_problem(metric)
+        if problem is not None:
+            raise ConfigError(f"{src}: 'metric' {metric!r} {problem}")
+        goal = raw.get("goal", "minimize" if lower_is_better(metric) else "maximize")
+        if goal not in ("maximize", "minimize"):
+            raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
+        objectives = (Objective(metric, goal),)
+    elif "metrics" in raw:
         if "metric" in raw or "goal" in raw:
             raise ConfigError(f"{src}: give 'metric' (and 'goal') or 'metrics', not both")
         objectives = _objectives(raw["metrics"], src)
@@ -222,14 +246,17 @@ def load_spec(path: str | Path, seed: int | None = None) -> SweepSpec:
     seeds = _seeds(raw, base, src)
     if "train.seed" in swept and ("repeats" in raw or "seeds" in raw):
         raise ConfigError(f"{src}: train.seed is swept and repeated; use one of the two")
-    halving = _halving(raw.get("halving"), base, swept, src)
+    halving = _halving(raw.get("halving"), base, swept, src, script is not None)
     if halving is not None and len(objectives) > 1:
         raise ConfigError(f"{src}: halving stops trials on one metric; with several 'metrics' leave it out")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{src}: 'name' must be a non-empty string")
+    if script is not None and "command" in script:
+        _check_placeholders(script["command"], [p.key for p in space.params] + [k for z in space.zips for k in z.keys],
+                            src)
     return SweepSpec(path, name, base_path, base, space, metric, goal, method, n_trials, seed, seeds,
-                     halving, raw, tuple(objectives), batch, startup)
+                     halving, raw, tuple(objectives), batch, startup, script)
 
 
 def base_lookup(spec: SweepSpec):
@@ -265,7 +292,10 @@ def examples(spec: SweepSpec) -> list[Trial]:
 
 
 def make_trial(spec: SweepSpec, index: int, point: dict, seed: int | None) -> Trial:
-    """Trial ``index`` of the sweep: the base config with ``point`` and ``seed`` set, validated."""
+    """Trial ``index`` of the sweep: the base config with ``point`` and ``seed`` set, validated.
+    A sweep of your own code has no config to build: the trial is its parameters and seed."""
+    if spec.script is not None:
+        return Trial(index, dict(point), seed, {})
     cfg = copy.deepcopy(spec.base)
     where = f"{spec.path}: trial {index} ({', '.join(f'{k}={short_value(v)}' for k, v in point.items())})"
     for key, value in point.items():
@@ -415,11 +445,14 @@ def _seeds(raw: dict, base: dict, src: str) -> list:
     return [None]  # the base config's own seed
 
 
-def _halving(section, base: dict, swept: list[str], src: str) -> Halving | None:
+def _halving(section, base: dict, swept: list[str], src: str, script: bool = False) -> Halving | None:
     if section is None:
         return None
     section = _mapping(section, "halving", src)
     _unknown(section, HALVING_KEYS, "halving.", src)
+    if script and "max_epochs" not in section:
+        raise ConfigError(f"{src}: halving.max_epochs is needed for a sweep of your own code: the epochs "
+                          "(or steps) a trial that is never pruned runs")
     if "train.epochs" in swept:
         raise ConfigError(f"{src}: halving decides the epochs; do not sweep train.epochs with it")
     rule = section.get("rule", "asha")
@@ -439,9 +472,43 @@ def _halving(section, base: dict, swept: list[str], src: str) -> Halving | None:
     if not h.rungs:
         raise ConfigError(f"{src}: halving.min_epochs ({h.min_epochs}) must be below the trials' epochs "
                           f"({h.max_epochs}), or nothing is ever pruned")
-    if h.max_epochs != default_max:
+    if h.max_epochs != default_max and not script:
         set_path(base, ["train", "epochs"], h.max_epochs, f"{src}: halving.max_epochs")
     return h
+
+
+def _script(raw: dict, path: Path, src: str) -> dict | None:
+    """The spec's ``command`` or ``function`` (a sweep of your own code), checked; None for a base config."""
+    given = [k for k in ("base", "command", "function") if k in raw]
+    if len(given) > 1:
+        raise ConfigError(f"{src}: give one of 'base', 'command' and 'function', not {' and '.join(given)}")
+    if "command" in raw:
+        command = raw["command"]
+        if not isinstance(command, str) or not command.strip():
+            raise ConfigError(f"{src}: 'command' must be a command line such as 'python train.py --lr {{lr}}'")
+        return {"command": command, "cwd": str(path.parent.resolve())}
+    if "function" in raw:
+        function = raw["function"]
+        if not isinstance(function, str) or function.count(":") != 1 or not all(function.split(":")):
+            raise ConfigError(f"{src}: 'function' must be 'file.py:name' or 'module:name', got {function!r}")
+        where, _ = function.split(":")
+        if where.endswith(".py") and not (path.parent / where).is_file():
+            raise ConfigError(f"{src}: function: {where} not found next to the spec ({path.parent})")
+        return {"function": function, "cwd": str(path.parent.resolve())}
+    return None
+
+
+def _check_placeholders(command: str, names: list[str], src: str) -> None:
+    """Every ``{name}`` of the command is a parameter (or ``seed``): a typo fails before any trial."""
+    values = {n: 0 for n in names} | {"seed": 0}
+    try:
+        for token in shlex.split(command):
+            token.format_map(values)
+    except KeyError as exc:
+        raise ConfigError(f"{src}: command: {{{exc.args[0]}}} is not a parameter of the sweep "
+                          f"(parameters: {', '.join(names) or 'none'}; also {{seed}})") from None
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"{src}: command: {exc} (write a literal brace as {{{{ or }}}})") from None
 
 
 def _find_base(spec_path: Path, base, src: str) -> Path:

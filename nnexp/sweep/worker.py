@@ -27,6 +27,7 @@ from ..config import describe_layers, dump_yaml
 from ..tracking import RunStore
 from ..tracking.run import FAILED, INTERRUPTED
 from ..train import load_data, train
+from .script_trial import run_script_trial
 
 
 def worker_main(conn) -> None:
@@ -52,13 +53,15 @@ def worker_main(conn) -> None:
 def run_trial(payload: dict, conn, datasets: dict) -> tuple:
     """Train one trial into its run folder in the store (prepared by the
     driver), asking the driver over ``conn`` at halving rungs."""
+    lock = threading.Lock()  # a script trial asks from a thread of its own
     path = Path(payload["run_path"])
     store = RunStore(path.parent)
     run = store.open(path.name) if payload["resume"] else store.attach(path.name)
 
     def decide(epoch: int, value: float):
-        conn.send(("rung", payload["index"], epoch, value))
-        return conn.recv()[1]
+        with lock:
+            conn.send(("rung", payload["index"], epoch, value))
+            return conn.recv()[1]
 
     return train_trial(payload, run, lambda: _dataset(payload["config"], datasets), decide)
 
@@ -71,6 +74,8 @@ def train_trial(payload: dict, run, get_data, decide) -> tuple:
     each halving rung and answers the reason to prune, or None. Both
     executors (local worker processes, Ray tasks) come through here.
     """
+    if payload.get("script"):  # a sweep of your own code: no config to train
+        return run_script_trial(payload, decide, lambda: _STOP_REASON[0])
     index, metric, rungs = payload["index"], payload["metric"], set(payload["rungs"])
     cfg = payload["config"]
 

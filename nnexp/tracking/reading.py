@@ -73,7 +73,7 @@ def _refuse_irregular(path, mode: int) -> None:
         raise NotRegularFile(0, f"not a regular file but {_kind(mode)}", os.fspath(path))
 
 
-def _refuse_large(path, size: int, limit: int) -> None:
+def refuse_large(path, size: int, limit: int) -> None:
     if size > limit:
         raise FileTooLarge(0, f"too large: {size:,} bytes, more than the {human_size(limit)} read at most",
                            os.fspath(path))
@@ -113,7 +113,7 @@ def read_bytes(path, limit: int = MAX_SMALL_FILE) -> bytes:
     """
     fd = open_regular(path)
     try:
-        _refuse_large(path, os.fstat(fd).st_size, limit)
+        refuse_large(path, os.fstat(fd).st_size, limit)
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(limit + 1 - total, 1 * MIB))
@@ -122,7 +122,7 @@ def read_bytes(path, limit: int = MAX_SMALL_FILE) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:  # it grew since the fstat
-                _refuse_large(path, max(total, os.fstat(fd).st_size), limit)
+                refuse_large(path, max(total, os.fstat(fd).st_size), limit)
     finally:
         os.close(fd)
 

@@ -47,6 +47,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -136,6 +137,7 @@ class Run:
         self.observers = list(observers)
         self._summary: dict = {}
         self._unsynced: set[Path] = set()  # appended-to files to fsync at the next status change
+        self._metric_header: list[str] | None = None  # metrics.csv's columns, once read or written
 
     @classmethod
     def open(cls, path, observers=()) -> "Run":
@@ -207,35 +209,59 @@ class Run:
         self.notify_file(CONFIG)
 
     def log_epoch(self, row: dict) -> None:
-        """Append one epoch's metrics; the header is written with the first row.
+        """Append one row of the trainer's METRIC_COLUMNS (those ``row`` lacks stay empty)."""
+        self.append_metrics([{col: row.get(col) for col in METRIC_COLUMNS}])
 
-        The row is written through to the OS at once, so that ``cat
-        metrics.csv`` during training, or after the process crashed or was
-        killed, shows every finished epoch. It is fsynced (made to survive a
-        power cut too) at the run's next status change, not here: an fsync
-        per epoch would cost more than the rest of the epoch's logging
+    def append_metrics(self, rows: list[dict]) -> None:
+        """Append rows of {column: number or None} to metrics.csv; the header is
+        written with the first rows.
+
+        The columns are those of the file, then the rows' new ones in the order
+        first seen (``step`` and ``epoch`` first): a row that brings a new column
+        makes the file be rewritten once, atomically, with the column added and
+        empty in the rows before. Column names must be plain (see
+        :func:`metric_name_problem`); values are numbers, written to round-trip
+        exactly. The rows are written through to the OS at once, so that ``cat
+        metrics.csv`` while the run goes on, or after its process crashed or was
+        killed, shows every row appended; they are fsynced (made to survive a
+        power cut too) at the run's next status change, not here: an fsync per
+        epoch would cost more than the rest of the epoch's logging
         (docs/benchmarks.md).
         """
-        new = not self.metrics_path.exists()
-        with open(self.metrics_path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(METRIC_COLUMNS)
-            writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
+        if not rows:
+            return
+        columns = self._metric_columns()
+        wanted = _metric_header(columns, rows)
+        if wanted != columns:
+            old = _read_metric_cells(self.metrics_path, columns) if columns else []
+            self._metric_header = wanted
+            text = _metric_text(wanted, old) + _metric_text(wanted, rows, header=False)
+            atomic_write_text(self.metrics_path, text, durable=False)  # fsynced at the next status change
+        else:
+            with open(self.metrics_path, "a", encoding="utf-8", newline="") as f:
+                f.write(_metric_text(columns, rows, header=False))
         self._unsynced.add(self.metrics_path)
         self.notify_file(METRICS)
+
+    def _metric_columns(self) -> list[str]:
+        """metrics.csv's header ([] while the file is missing), read once per Run."""
+        if self._metric_header is None:
+            try:
+                with open(self.metrics_path, encoding="utf-8", errors="replace", newline="") as f:
+                    first = f.readline()
+            except FileNotFoundError:
+                first = ""
+            self._metric_header = [c.strip() for c in first.rstrip("\r\n").split(",")] if first.endswith("\n") else []
+        return self._metric_header
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.csv with exactly ``rows`` (a resumed run goes back to
         its checkpoint's epochs: rows logged after it are dropped)."""
         if rows:
-            buf = io.StringIO(newline="")
-            writer = csv.writer(buf)
-            writer.writerow(METRIC_COLUMNS)
-            for row in rows:
-                writer.writerow([_csv_value(row.get(col)) for col in METRIC_COLUMNS])
-            atomic_write_text(self.metrics_path, buf.getvalue())
+            self._metric_header = _metric_header([], rows)
+            atomic_write_text(self.metrics_path, _metric_text(self._metric_header, rows))
         else:
+            self._metric_header = []
             self.metrics_path.unlink(missing_ok=True)
         self._unsynced.discard(self.metrics_path)  # replaced durably, or gone
         self.notify_file(METRICS)
@@ -324,12 +350,11 @@ class Run:
         return self._change(status, {"status": status, "reason": reason, "ended": timestamp(), **fields})
 
     def record_crash(self, exc: BaseException, reason: str | None = None) -> None:
-        """-> failed, with the traceback being handled in error.txt and ``reason``
-        (default: the exception's type and text). Called in an ``except`` block;
-        if even this cannot be written (disk full, folder gone), nothing is
-        raised: the original error is the one to show."""
+        """-> failed, with the traceback of ``exc`` in error.txt and ``reason``
+        (default: the exception's type and text). If even this cannot be written
+        (disk full, folder gone), nothing is raised: the original error is the one to show."""
         try:
-            self.error_path.write_text(traceback.format_exc(), encoding="utf-8")
+            self.error_path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
             self.notify_file(ERROR)
         except OSError:
             pass
@@ -428,12 +453,76 @@ def _epoch_at_most(text: str, epochs: int) -> bool:
         return False
 
 
-def _csv_value(value):
+#: the columns a metrics row may be plotted against; they lead the header
+AXES = ("step", "epoch")
+_BAD_NAME = re.compile(r'[,"\r\n]')
+
+
+def metric_name_problem(name) -> str | None:
+    """Why ``name`` cannot be a metrics.csv column (None if it can): the file is
+    read by splitting lines at commas, so a name holds no comma, quote or newline."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name.strip() or name != name.strip():
+        return "is empty or starts or ends with a space"
+    if _BAD_NAME.search(name):
+        return "holds a comma, a quote or a line break"
+    return None
+
+
+def _metric_header(columns: list[str], rows: list[dict]) -> list[str]:
+    """``columns`` with the new keys of ``rows`` added (axes first, others in the order first seen)."""
+    known = set(columns)
+    new = [k for row in rows for k in row if k not in known and not known.add(k)]
+    if not new:
+        return columns
+    everything = set(columns) | set(new)
+    axes = [a for a in AXES if a in everything]
+    return axes + [c for c in columns + new if c not in AXES]
+
+
+def _metric_text(columns: list[str], rows, header: bool = True) -> str:
+    """CSV text of ``rows`` (dicts of numbers, None or cell texts read back), with
+    the header first if ``header``, as csv.writer writes it (CRLF line ends)."""
+    lines = [",".join(columns)] if header else []
+    for row in rows:
+        cells = [row.get(c, "") for c in columns]
+        lines.append(",".join([c if type(c) is str else _csv_value(c) for c in cells]))
+    return "\r\n".join(lines) + "\r\n" if lines else ""
+
+
+def _read_metric_cells(path: Path, columns: list[str]) -> list[dict]:
+    """The rows of metrics.csv as {column: cell text}; a half-written last line
+    or a row with the wrong number of cells is dropped."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        return []
+    header = [c.strip() for c in lines[0].rstrip("\r").split(",")]
+    rows = []
+    for line in lines[1:-1]:  # the last piece: "" after a complete line, or a half-written one
+        cells = line.rstrip("\r").split(",")
+        if len(cells) == len(header):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def csv_cell(value) -> str:
+    """A number (or None) as metrics.csv writes it."""
+    return _csv_value(value)
+
+
+def _csv_value(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, str):  # a cell read back from the file
+        return value
     if isinstance(value, float):
-        return repr(value)  # full precision: metrics must round-trip exactly
-    return value
+        return float.__repr__(value)  # full precision: metrics must round-trip exactly
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)
 
 
 def _json_default(obj):

@@ -2,7 +2,7 @@
 
 Every answer is built from the store's own readers: run records (the
 snapshot of ``snapshot.py``, or ``make_record`` on one folder for a run's
-page), ``read_metric_rows`` for epochs, the sweep folders' states
+page), ``MetricRowsCache`` for a run's rows, the sweep folders' states
 (``list_sweeps``, ``find_sweep``), the ``--where`` grammar, and for
 comparisons ``comparison()``, the function behind ``nnexp compare``, whose
 result is shown as it is (every table it returns, every column). Nothing
@@ -29,7 +29,7 @@ from ..compare.query import compile_filter, known_names, record_lookup
 from ..errors import NnexpError
 from ..tracking import live_status, make_record
 from ..tracking.reading import read_tail
-from ..tracking.records import listed, read_config, read_metric_rows
+from ..tracking.records import MetricRowsCache, listed, read_config
 from ..tracking.run import ERROR, PLOTS, DamagedRun, read_summary
 from ..tracking.sweeps import SweepFolder, find_sweep, list_sweeps
 from ..values import is_missing, is_number, plain
@@ -92,6 +92,7 @@ class Api:
         self.snapshot = snapshot
         self._sweeps: tuple[float, list] = (-1e9, [])
         self._sweeps_lock = threading.Lock()
+        self._metric_rows = MetricRowsCache()  # the run page polls a growing metrics.csv once a second
 
     # ------------------------------------------------------------------ runs --
 
@@ -176,7 +177,7 @@ class Api:
         run_dir = self._folder(run_id)
         since = _int(query, "since", 0, 0, None)
         try:
-            rows = read_metric_rows(run_dir, run_id, columns=None)
+            rows = self._metric_rows.rows(run_dir, run_id)
             summary = read_summary(run_dir, run_id)
         except DamagedRun as exc:
             raise ApiError(422, str(exc)) from None
@@ -191,7 +192,7 @@ class Api:
         """The run page's charts: learning curves and one per diagnostic statistic."""
         run_dir = self._folder(run_id)
         try:
-            rows = read_metric_rows(run_dir, run_id, columns=None)
+            rows = self._metric_rows.rows(run_dir, run_id)
         except DamagedRun as exc:
             raise ApiError(422, str(exc)) from None
         return {"id": run_id, "epochs": len(rows), "charts": run_charts(rows, read_diagnostics(run_dir))}

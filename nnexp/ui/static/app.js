@@ -387,13 +387,14 @@
     function loadCharts() {
       return getJSON("/api/runs/" + encodeURIComponent(id) + "/charts").then(function (answer) {
         epochs = answer.epochs;
-        var curves = answer.charts.filter(function (c) { return c.id === "curves"; });
-        var diagnostics = answer.charts.filter(function (c) { return c.id !== "curves"; });
+        var isCurve = function (c) { return c.id === "curves" || c.id.indexOf("curves-") === 0; };
+        var curves = answer.charts.filter(isCurve);
+        var diagnostics = answer.charts.filter(function (c) { return !isCurve(c); });
         var box = $("curves");
         if (!curves.length) {
-          if (!curvesDrawn.curves) { clear(box).appendChild(el("p", { "class": "meta", text: "no epochs recorded yet" })); }
+          if (!Object.keys(curvesDrawn).length) { clear(box).appendChild(el("p", { "class": "meta", text: "no metrics recorded yet" })); }
         } else {
-          if (!curvesDrawn.curves) { clear(box); }
+          if (!Object.keys(curvesDrawn).length) { clear(box); }
           drawCharts(box, curves, curvesDrawn);
         }
         drawCharts($("diagnostics"), diagnostics, diagnosticsDrawn);

@@ -1,0 +1,341 @@
+"""nnexp.init / log / finish: tracking a script's own training loop (nnexp/tracking/api.py).
+
+Every script runs in a process of its own, as a user's would: the API hooks
+the process's exit, its uncaught exceptions and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nnexp.tracking.records import make_record, read_metric_rows
+from nnexp.tracking.run import read_summary
+
+
+def script(tmp_path: Path, code: str, name: str = "train.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def run_script(path: Path, store: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True,
+                          env=dict(os.environ, NNEXP_STORE=str(store)), cwd=path.parent, timeout=120)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def start_script(path: Path, store: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NNEXP_STORE=str(store)), cwd=path.parent)
+
+
+def only_run(store: Path) -> Path:
+    [run] = [p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return run
+
+
+def rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wait_for_rows(run_glob_store: Path, n: int, proc: subprocess.Popen, deadline: float = 30.0) -> Path:
+    """The script's run folder once its metrics.csv holds ``n`` rows (the process still running)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stderr.read()
+        runs = [p for p in run_glob_store.glob("*") if (p / "metrics.csv").exists()]
+        if runs and len(read_metric_rows(runs[0], columns=None)) >= n:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError(f"metrics.csv did not reach {n} rows")
+
+
+LOOP = """\
+import nnexp
+run = nnexp.init(config={"lr": 0.1, "hidden": 10, "opt": {"name": "sgd"}}, name="numpy-net", tags=["tutorial"],
+                 notes="first try", seed=7)
+for epoch in range(1, 4):
+    run.log({"epoch": epoch, "train_loss": 1.0 / epoch, "val_accuracy": 0.5 + epoch / 10})
+run.summary["test_accuracy"] = 0.875
+"""
+
+
+def test_a_finished_script_is_a_completed_run_that_listings_and_filters_see(tmp_path, store, nnexp):
+    run_script(script(tmp_path, LOOP + "run.finish()\n"), store)
+    run = only_run(store)
+    summary = read_summary(run)
+    assert summary["status"] == "completed" and summary["kind"] == "script" and summary["name"] == "numpy-net"
+    assert summary["seed"] == 7 and summary["note"] == "first try" and summary["tags"] == ["tutorial"]
+    assert [(r["epoch"], r["train_loss"], r["val_accuracy"]) for r in rows(run)] == [
+        ("1", "1.0", "0.6"), ("2", "0.5", "0.7"), ("3", "0.3333333333333333", "0.8")]
+    record = make_record(run)
+    assert record["params"] == {"lr": 0.1, "hidden": 10, "opt.name": "sgd", "seed": 7}
+    assert record["metrics"]["test_accuracy"] == 0.875 and record["metrics"]["best_train_loss"] == 1.0 / 3
+    assert record["metrics"]["best_val_accuracy"] == 0.8
+    code, out, err = nnexp("runs", "--store", store, "--json", "--where", "lr == 0.1 and test_accuracy > 0.8")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == [run.name]
+    code, out, _ = nnexp("runs", "--store", store, "--json", "--where", "hidden > 10")
+    assert json.loads(out) == []
+    code, out, _ = nnexp("runs", "--store", store)
+    assert "numpy-net" in out and "completed" in out and "80.00%" in out and "87.50%" in out
+
+
+def test_a_script_that_ends_without_finish_is_completed_at_exit(tmp_path, store):
+    run_script(script(tmp_path, LOOP), store)
+    run = only_run(store)
+    assert read_summary(run)["status"] == "completed" and len(rows(run)) == 3
+
+
+def test_an_exception_in_the_with_block_fails_the_run_with_its_traceback_and_propagates(tmp_path, store):
+    code = """\
+    import nnexp
+    with nnexp.init(config={"lr": 1.0}) as run:
+        run.log({"epoch": 1, "train_loss": 0.5})
+        raise ValueError("the loss exploded")
+    """
+    done = run_script(script(tmp_path, code), store, check=False)
+    assert done.returncode == 1 and "ValueError: the loss exploded" in done.stderr
+    run = only_run(store)
+    summary = read_summary(run)
+    assert summary["status"] == "failed" and summary["reason"] == "ValueError: the loss exploded"
+    error = (run / "error.txt").read_text()
+    assert error.startswith("Traceback") and 'raise ValueError("the loss exploded")' in error
+    assert len(rows(run)) == 1
+
+
+def test_an_uncaught_exception_outside_a_with_block_fails_the_run_too(tmp_path, store):
+    code = """\
+    import nnexp
+    run = nnexp.init()
+    run.log({"loss": 0.5})
+    1 / 0
+    """
+    done = run_script(script(tmp_path, code), store, check=False)
+    assert done.returncode == 1 and "ZeroDivisionError" in done.stderr
+    run = only_run(store)
+    assert read_summary(run)["status"] == "failed" and "ZeroDivisionError" in (run / "error.txt").read_text()
+    assert rows(run) == [{"step": "0", "loss": "0.5"}]
+
+
+SLOW = """\
+import time, nnexp
+run = nnexp.init(config={"lr": 0.1})
+for step in range(5):
+    run.log({"loss": 1.0 / (step + 1)})
+while True:
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_mark_the_run_interrupted_and_keep_its_rows(tmp_path, store, sig):
+    proc = start_script(script(tmp_path, SLOW), store)
+    run = wait_for_rows(store, 5, proc)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    summary = read_summary(run)
+    assert summary["status"] == "interrupted" and len(rows(run)) == 5
+
+
+def test_a_script_killed_with_sigkill_is_dead_with_every_row_it_flushed(tmp_path, store, nnexp):
+    proc = start_script(script(tmp_path, SLOW), store)
+    run = wait_for_rows(store, 5, proc)  # written by the flusher within a second, while the loop sleeps
+    proc.kill()
+    proc.wait()
+    code, out, _ = nnexp("runs", "--store", store, "--json")
+    [listed] = json.loads(out)
+    assert read_summary(run)["status"] == "running" and listed["status"] == "running"
+    code, out, _ = nnexp("runs", "--store", store, "--where", "status == 'dead'", "--json")
+    assert [r["id"] for r in json.loads(out)] == [run.name]
+    assert [r["loss"] for r in rows(run)] == ["1.0", "0.5", "0.3333333333333333", "0.25", "0.2"]
+
+
+def test_steps_epochs_and_slips_follow_the_rules(tmp_path, store):
+    code = """\
+    import numpy as np, nnexp
+    run = nnexp.init()
+    run.log({"loss": 3.0})                          # step 0
+    run.log({"loss": 2.0})                          # step 1
+    run.log({"loss": 1.5}, step=5)
+    run.log({"acc": 0.5}, step=5)                   # the same step: one row
+    run.log({"loss": 9.0}, step=3)                  # lower: not written, warned
+    run.log({"loss": 8.0}, step=4)                  # lower: not written, not warned again
+    run.log({"loss": np.float32(0.25), "acc": np.array(0.75), "name": "x", "bad,key": 1.0, "ok": True})
+    run.log({"part": 1.0}, commit=False)
+    run.log({"loss": 0.125}, step=10)               # commits part with it
+    run.finish()
+    """
+    done = run_script(script(tmp_path, code), store)
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("nnexp:")]
+    assert len([w for w in warnings if "step 3 comes after step 5" in w]) == 1
+    assert not any("step 4" in w for w in warnings)
+    assert any("'name' is a str, not a number" in w for w in warnings)
+    assert any("'bad,key'" in w and "comma" in w for w in warnings)
+    got = rows(only_run(store))
+    assert [(r["step"], r["loss"], r["acc"]) for r in got] == [
+        ("0", "3.0", ""), ("1", "2.0", ""), ("5", "1.5", "0.5"), ("6", "0.25", "0.75"), ("10", "0.125", "")]
+    assert got[3]["ok"] == "1" and got[4]["part"] == "1.0" and "name" not in got[0]
+
+
+def test_rows_with_epochs_only_have_no_step_column_and_lower_epochs_are_dropped(tmp_path, store):
+    code = """\
+    import nnexp
+    run = nnexp.init()
+    for epoch in (1, 2, 1, 3):
+        run.log({"epoch": epoch, "val_loss": 1.0 / epoch})
+    """
+    done = run_script(script(tmp_path, code), store)
+    assert "epoch 1 comes after epoch 2" in done.stderr
+    got = rows(only_run(store))
+    assert list(got[0]) == ["epoch", "val_loss"] and [r["epoch"] for r in got] == ["1", "2", "3"]
+
+
+def test_a_new_key_later_in_the_run_adds_a_column_and_keeps_the_earlier_rows(tmp_path, store):
+    code = """\
+    import time, nnexp
+    run = nnexp.init()
+    for step in range(3):
+        run.log({"train_loss": 1.0})
+    run.flush()
+    run.log({"train_loss": 0.5, "val_loss": 0.25}, step=3)
+    run.log({"epoch": 1, "train_loss": 0.4}, step=4)
+    """
+    run_script(script(tmp_path, code), store)
+    run = only_run(store)
+    text = (run / "metrics.csv").read_text()
+    assert text.splitlines()[0] == "step,epoch,train_loss,val_loss"
+    assert [(r["step"], r["epoch"], r["val_loss"]) for r in rows(run)] == [
+        ("0", "", ""), ("1", "", ""), ("2", "", ""), ("3", "", "0.25"), ("4", "1", "")]
+    assert make_record(run)["metrics"]["val_loss"] == 0.25  # the last value logged, not the last row's gap
+
+
+WANDB_SCRIPT = """\
+import argparse
+import nnexp as wandb
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+args = parser.parse_args()
+wandb.init(project="mnist-numpy", config=args, name="wandb-shaped", tags=["baseline"], group="lr")
+wandb.config.update({"hidden": 10})
+lr = wandb.config.lr
+for epoch in range(3):
+    loss = 1.0 / (epoch + 1) / lr
+    wandb.log({"epoch": epoch, "train/loss": loss, "val_accuracy": 0.8 + epoch * 0.05})
+wandb.run.summary["best_val_accuracy"] = 0.9
+wandb.summary["test_accuracy"] = 0.88
+print(wandb.run.id, wandb.run.name, wandb.run.dir)
+wandb.finish()
+"""
+
+
+def test_a_script_written_for_wandb_runs_with_import_nnexp_as_wandb(tmp_path, store):
+    done = run_script(script(tmp_path, WANDB_SCRIPT), store, "--lr", "0.5")
+    run = only_run(store)
+    run_id, name, folder = done.stdout.split()
+    assert (run_id, name, Path(folder).resolve()) == (run.name, "wandb-shaped", run.resolve())
+    summary = read_summary(run)
+    assert summary["status"] == "completed" and summary["project"] == "mnist-numpy" and summary["group"] == "lr"
+    record = make_record(run)
+    assert record["params"] == {"lr": 0.5, "hidden": 10}
+    assert [r["train/loss"] for r in rows(run)] == ["2.0", "1.0", "0.6666666666666666"]
+    assert record["metrics"]["test_accuracy"] == 0.88 and record["metrics"]["best_val_accuracy"] == 0.9
+
+
+@pytest.mark.parametrize("call,message", [
+    ('nnexp.init(entity="team")', "nnexp.init: entity is not supported"),
+    ('nnexp.init(resume="allow", id="abc")', "nnexp.init: id, resume are not supported"),
+    ('nnexp.init(mode="disabled")', "mode='disabled' is not supported"),
+    ('nnexp.log({"loss": 1.0})', "nnexp.log: no run is open; call nnexp.init() first"),
+])
+def test_what_nnexp_does_not_support_is_an_error_naming_it(tmp_path, store, call, message):
+    done = run_script(script(tmp_path, f"import nnexp\n{call}\n"), store, check=False)
+    assert done.returncode == 1 and message in done.stderr
+    assert not store.exists() or not [p for p in store.iterdir() if p.is_dir()]
+
+
+def test_runs_over_seeds_are_grouped_by_compare(tmp_path, store, nnexp):
+    code = """\
+    import sys, nnexp
+    lr, seed = float(sys.argv[1]), int(sys.argv[2])
+    with nnexp.init(config={"lr": lr}, seed=seed) as run:
+        run.log({"epoch": 1, "val_accuracy": lr + seed / 100})
+    """
+    path = script(tmp_path, code)
+    for lr in (0.1, 0.3):
+        for seed in (0, 1, 2):
+            run_script(path, store, lr, seed)
+    code, out, err = nnexp("compare", "--store", store, "--json")
+    assert code == 0, err
+    table = json.loads(out)
+    assert [(r["lr"], r["runs"], r["test"]) for r in table] == [(0.3, 3, "ref"), (0.1, 3, "paired")]
+    assert table[0]["val_accuracy"] == pytest.approx(0.31) and table[1]["val_accuracy"] == pytest.approx(0.11)
+
+
+def test_save_weights_and_save_file_go_into_the_run_folder(tmp_path, store):
+    code = """\
+    import numpy as np, nnexp
+    run = nnexp.init()
+    run.save_weights({"W1": np.ones((3, 2)), "b1": np.zeros(2)})
+    open("notes.txt", "w").write("hello")
+    run.save_file("notes.txt")
+    run.finish()
+    """
+    run_script(script(tmp_path, code), store)
+    run = only_run(store)
+    import numpy as np
+    with np.load(run / "weights.npz", allow_pickle=False) as weights:
+        assert weights["W1"].shape == (3, 2) and weights["b1"].tolist() == [0.0, 0.0]
+    assert (run / "files" / "notes.txt").read_text() == "hello"
+
+
+def test_the_run_page_draws_a_long_run_against_its_steps_downsampled_with_its_spike():
+    from nnexp.ui.run_charts import MAX_POINTS, run_charts
+
+    rows = [{"step": float(s), "train_loss": 1.0 / (1 + s), "lr": 0.1} for s in range(50_000)]
+    rows[31_337]["train_loss"] = 9.0  # one spike among 50,000 points
+    rows += [{"step": 50_000.0, "train_loss": 0.5, "val_accuracy": 0.9, "lr": 0.1}]
+    for row in rows[:-1]:
+        row["val_accuracy"] = float("nan")
+    [curves] = [c for c in run_charts(rows, {}) if c["id"] == "curves"]
+    figure = curves["figure"]
+    [loss] = [t for t in figure["data"] if t["name"] == "train_loss" or t["name"] == "train"]
+    assert len(loss["x"]) <= MAX_POINTS and max(loss["y"]) == 9.0 and 31_337.0 in loss["x"]
+    assert loss["x"][0] == 0.0 and loss["x"][-1] == 50_000.0 and loss["x"] == sorted(loss["x"])
+    assert figure["layout"]["xaxis"]["title"]["text"] == "step"
+    assert "of 50,002 points drawn" in figure["layout"]["title"]["subtitle"]["text"]
+
+
+def test_the_dashboard_reads_a_growing_metrics_file_from_where_it_stopped(tmp_path):
+    from nnexp.tracking import RunStore
+    from nnexp.tracking.records import MetricRowsCache
+
+    folder = RunStore(tmp_path / "runs").create("grow")
+    folder.start("grow")
+    cache = MetricRowsCache()
+    folder.append_metrics([{"step": s, "loss": 1.0 / (s + 1)} for s in range(3)])
+    assert cache.rows(folder.path) == read_metric_rows(folder.path, columns=None)
+    with open(folder.metrics_path, "a") as f:
+        f.write("3,0.25\r\n4,0.")  # a row, then a half-written one
+    assert [r["step"] for r in cache.rows(folder.path)] == [0.0, 1.0, 2.0, 3.0]
+    with open(folder.metrics_path, "a") as f:
+        f.write("2\r\n")
+    assert cache.rows(folder.path)[-1] == {"step": 4.0, "loss": 0.2}
+    folder.append_metrics([{"step": 5, "loss": 0.1, "acc": 0.5}])  # a new column: the file is replaced
+    assert cache.rows(folder.path) == read_metric_rows(folder.path, columns=None)
+    assert cache.rows(folder.path)[-1] == {"step": 5.0, "loss": 0.1, "acc": 0.5}
