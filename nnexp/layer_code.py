@@ -55,12 +55,12 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def save_copies(run_dir, cfg: dict) -> None:
+def save_copies(run_dir, cfg: dict) -> list[str]:
     """Copy the files of ``cfg``'s user layers into ``run_dir/code`` with the manifest (nothing
-    when it has none)."""
+    when it has none); the names written, relative to ``run_dir``."""
     refs = list(dict.fromkeys(_ref(kind) for kind in user_types(cfg["model"]["layers"])))
     if not refs:
-        return
+        return []
     folder = Path(run_dir) / CODE
     folder.mkdir(exist_ok=True)
     files, names = [], set()
@@ -74,6 +74,7 @@ def save_copies(run_dir, cfg: dict) -> None:
         atomic_write_bytes(folder / name, data)
         files.append({"ref": ref, "source": str(source), "copy": name, "sha256": hashlib.sha256(data).hexdigest()})
     atomic_write_text(folder / MANIFEST, json.dumps({"files": files}, indent=2) + "\n")
+    return [f"{CODE}/{f['copy']}" for f in files] + [f"{CODE}/{MANIFEST}"]
 
 
 def manifest(run_dir) -> list[dict]:

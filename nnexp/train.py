@@ -192,7 +192,8 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
         tracked = TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=ckpt.epoch if ckpt else 0,
                                     **provenance(), **devices.facts(xp), **(extra_summary or {}))
     else:
-        save_copies(run.path, cfg)   # the user's layer files, if any, and their sha256
+        for copied in save_copies(run.path, cfg):   # the user's layer files, if any, and their sha256
+            run.notify_file(copied)   # observers (Ray's shipper) carry them to the store
         tracked = TrackedRun.start(
             run, name, dump_yaml(cfg), dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
             tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
