@@ -440,3 +440,13 @@ def test_the_store_commands_take_script_runs(tmp_path, store, nnexp):
     assert not slow.exists()
     code, out, _ = nnexp("runs", "--json", "--store", store)
     assert [r["id"] for r in json.loads(out)] == [fast.name]
+
+
+def test_runs_shows_a_scripts_progress_as_its_epochs_or_its_last_step(tmp_path, store, nnexp):
+    run_script(script(tmp_path, STEPS), store, "0.1")
+    run_script(script(tmp_path, LOOP, "epochs.py"), store)
+    code, out, err = nnexp("runs", "--store", store)
+    assert code == 0, err
+    lines = {line.split()[1]: line for line in out.splitlines()[1:]}
+    assert " step 19 " in lines["steps"] and "?" not in lines["steps"]
+    assert lines["numpy-net"].split()[3] == "3"

@@ -174,7 +174,7 @@ class Run:
         self._warned: set[str] = set()
         self._names_ok: set[str] = set()  # metric names checked and found fine
         self._key_sets: set[tuple] = set()  # rows' key tuples whose names are all fine
-        self._epochs_written = None  # the last epoch summary.json was told of
+        self._progress_written = (None, None)  # the last (epoch, step) summary.json was told of
         self._closed = False
         self._wake = threading.Event()
         self._thread = None
@@ -439,9 +439,11 @@ class Run:
         try:
             self.folder.append_metrics(clean)
             epoch = self._epoch if self._epoch > -math.inf else None
-            if self.script and epoch is not None and epoch != self._epochs_written:
-                self._epochs_written = epoch
-                self.folder.update_summary(epochs_completed=epoch)
+            step = self._step if self._step >= 0 else None
+            if self.script and (epoch, step) != self._progress_written:  # what listings show of its progress
+                self._progress_written = (epoch, step)
+                fields = {"epochs_completed": epoch, "last_step": step}
+                self.folder.update_summary(**{k: v for k, v in fields.items() if v is not None})
         except OSError as exc:  # a full disk: the script goes on; the rows are lost, said once
             self._warn_once("write", f"nnexp: run {self.id}: cannot write metrics.csv ({exc.strerror or exc}); "
                                      "rows are lost until it can")

@@ -51,7 +51,8 @@ RECORD_VERSION = 3
 # The summary fields a run listing shows (``nnexp runs``, resolving a run by
 # name): the index keeps them apart, so that a listing parses only these.
 BRIEF_FIELDS = ("name", "status", "pid", "host", "start_time", "started", "epochs_completed", "epochs_planned",
-                "final_val_accuracy", "test_accuracy", "params", "train_seconds", "sweep", "tags", "note", "kind")
+                "final_val_accuracy", "test_accuracy", "params", "train_seconds", "sweep", "tags", "note", "kind",
+                "last_step")
 
 CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 NOT_CURVES = ("step", "epoch", "lr", "seconds")  # metrics.csv columns that are not compared as metrics
