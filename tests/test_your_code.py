@@ -450,3 +450,25 @@ def test_runs_shows_a_scripts_progress_as_its_epochs_or_its_last_step(tmp_path, 
     lines = {line.split()[1]: line for line in out.splitlines()[1:]}
     assert " step 19 " in lines["steps"] and "?" not in lines["steps"]
     assert lines["numpy-net"].split()[3] == "3"
+
+
+def test_compare_agg_takes_the_best_or_mean_of_a_scripts_own_metric(tmp_path, store, nnexp):
+    code = """\
+    import sys, nnexp
+    scores = [float(s) for s in sys.argv[1:]]
+    with nnexp.init(config={"curve": sys.argv[1]}) as run:
+        for score in scores:
+            run.log({"score": score})
+    """
+    path = script(tmp_path, code)
+    run_script(path, store, "0.9", "0.1")   # best 0.9, mean 0.5, final 0.1
+    run_script(path, store, "0.5", "0.6")   # best 0.6, mean 0.55, final 0.6
+    order = {}
+    for agg in ("final", "best", "mean"):
+        code, out, err = nnexp("compare", "--sort", "score", "--agg", agg, "--metrics", "score", "--json",
+                               "--store", store)
+        assert code == 0, err
+        table = json.loads(out)
+        order[agg] = [(r["curve"], r[f"{agg}_score" if agg != "final" else "score"]) for r in table]
+    assert order == {"final": [("0.5", 0.6), ("0.9", 0.1)], "best": [("0.9", 0.9), ("0.5", 0.6)],
+                     "mean": [("0.5", 0.55), ("0.9", 0.5)]}
