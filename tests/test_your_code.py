@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from nnexp.tracking.records import make_record, read_metric_rows
+import nnexp as nnexp_api
+from nnexp.tracking.records import make_record, read_metric_columns, read_metric_rows
 from nnexp.tracking.run import read_summary
+from nnexp.tracking.usage import tree_size
 
 
 def script(tmp_path: Path, code: str, name: str = "train.py") -> Path:
@@ -224,6 +227,39 @@ def test_a_new_key_later_in_the_run_adds_a_column_and_keeps_the_earlier_rows(tmp
     assert make_record(run)["metrics"]["val_loss"] == 0.25  # the last value logged, not the last row's gap
 
 
+def test_logged_values_read_back_exactly_in_any_key_order_and_of_any_number_type(tmp_path, store):
+    code = """\
+    import json, random, numpy as np, nnexp
+    rng = random.Random(3)
+    values = [rng.random() * 10.0 ** rng.randint(-300, 300) for _ in range(600)]
+    values += [5e-324, 1.7976931348623157e308, -0.0, 0.1 + 0.2, 2**60 + 1, -7]
+    json.dump(values, open("values.json", "w"))
+    run = nnexp.init()
+    for i, v in enumerate(values):
+        if i % 3:
+            run.log({"a": v, "b": -v, "flag": i % 2 == 0})
+        else:  # the same names in another order, a NumPy scalar among them
+            run.log({"flag": np.float64(v), "b": -v, "a": v})
+    run.log({"a": 1.0, "b": 2.0, "flag": 3.0, 'bad"name': 4.0})
+    """
+    done = run_script(script(tmp_path, code), store)
+    assert "the metric name 'bad\"name'" in done.stderr
+    values = json.loads((tmp_path / "values.json").read_text())
+    run = only_run(store)
+    got = rows(run)[:-1]
+    assert sorted(rows(run)[-1]) == ["a", "b", "flag", "step"] and rows(run)[-1]["a"] == "1.0"
+    assert [r["a"] for r in got] == [repr(v) for v in values]  # ints stay ints, floats keep every digit
+    assert [r["b"] for r in got] == [repr(-v) for v in values]
+    assert [r["flag"] for r in got] == [repr(float(v)) if i % 3 == 0 else str(int(i % 2 == 0))
+                                         for i, v in enumerate(values)]
+    columns, count = read_metric_columns(run)
+    assert count == len(values) + 1 and columns["a"][:-1] == [float(v) for v in values]
+    assert columns["step"] == [float(i) for i in range(count)]
+    metrics = make_record(run)["metrics"]
+    assert metrics["best_b"] == max(-v for v in values) and metrics["final_flag"] == 3.0
+    assert metrics["mean_a"] == math.fsum(v / count for v in [*values, 1.0])  # a sum past the largest float
+
+
 WANDB_SCRIPT = """\
 import argparse
 import nnexp as wandb
@@ -339,3 +375,100 @@ def test_the_dashboard_reads_a_growing_metrics_file_from_where_it_stopped(tmp_pa
     folder.append_metrics([{"step": 5, "loss": 0.1, "acc": 0.5}])  # a new column: the file is replaced
     assert cache.rows(folder.path) == read_metric_rows(folder.path, columns=None)
     assert cache.rows(folder.path)[-1] == {"step": 5.0, "loss": 0.1, "acc": 0.5}
+
+
+STEPS = """\
+import sys, numpy as np, nnexp
+lr = float(sys.argv[1])
+with nnexp.init(config={"lr": lr, "hidden": 10}, name="steps", seed=0) as run:
+    for step in range(20):
+        run.log({"train_loss": 1.0 / (1 + lr * step)}, step=step)
+        if step % 5 == 4:
+            run.log({"val_accuracy": 0.5 + lr * step / 40}, step=step)
+    run.save_weights({"w": np.full((3, 2), lr)})
+"""
+
+
+def test_the_store_commands_take_script_runs(tmp_path, store, nnexp):
+    """tag, note, diff, compare --report, load_runs, du, gc and rm on two runs made by nnexp.init."""
+    path = script(tmp_path, STEPS)
+    run_script(path, store, "0.1")
+    run_script(path, store, "0.5")
+    slow, fast = sorted((p for p in store.iterdir() if (p / "summary.json").exists()),
+                        key=lambda p: make_record(p)["params"]["lr"])
+    assert nnexp("tag", fast.name, "+best", "--store", store)[0] == 0
+    assert nnexp("note", fast.name, "lr 0.5 wins", "--store", store)[0] == 0
+    code, out, err = nnexp("runs", "--json", "--where", "'best' in tags", "--store", store)
+    assert code == 0, err
+    [listed] = json.loads(out)
+    assert listed["id"] == fast.name and listed["note"] == "lr 0.5 wins"
+
+    code, out, err = nnexp("diff", slow.name, fast.name, "--json", "--store", store)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["params"] == [{"key": "lr", "a": 0.1, "b": 0.5}]
+    metrics = {m["name"]: m for m in result["metrics"]}
+    assert metrics["val_accuracy"]["diff"] == pytest.approx(0.4 * 19 / 40)
+    assert result["axis"] == "step"  # plotted against the steps logged, not the row numbers
+    assert result["curves"]["b"]["val_accuracy"] == [[float(s), 0.5 + 0.5 * s / 40] for s in (4, 9, 14, 19)]
+    assert result["curves"]["a"]["train_loss"][-1] == [19.0, 1.0 / (1 + 0.1 * 19)]
+    code, out, _ = nnexp("diff", slow.name, fast.name, "--store", store)
+    assert "step  val_accuracy a" in out
+
+    report = tmp_path / "report.html"
+    code, out, err = nnexp("compare", "--where", "name == 'steps'", "--report", report, "--store", store)
+    assert code == 0, err
+    html = report.read_text()
+    assert slow.name in html and fast.name in html and "val_accuracy" in html
+
+    frame = nnexp_api.load_runs(store, where="lr > 0.2")
+    assert list(frame["id"]) == [fast.name] and frame["metric.val_accuracy"].iloc[0] == 0.5 + 0.5 * 19 / 40
+
+    code, out, err = nnexp("du", "--json", "--store", store)
+    assert code == 0, err
+    sizes = {r["id"]: r["bytes"] for r in json.loads(out)["runs"]}
+    assert sizes.keys() == {slow.name, fast.name}
+    assert sizes[fast.name] == tree_size(fast)[0] > 0
+
+    code, out, err = nnexp("gc", "--store", store)
+    assert code == 0, err
+    assert out.strip().startswith("freed 0 B (0 items)")  # a finished script run has nothing to collect
+    assert (fast / "weights.npz").exists() and (fast / "metrics.csv").exists()
+
+    code, out, err = nnexp("rm", slow.name, "--yes", "--store", store)
+    assert code == 0, err
+    assert not slow.exists()
+    code, out, _ = nnexp("runs", "--json", "--store", store)
+    assert [r["id"] for r in json.loads(out)] == [fast.name]
+
+
+def test_runs_shows_a_scripts_progress_as_its_epochs_or_its_last_step(tmp_path, store, nnexp):
+    run_script(script(tmp_path, STEPS), store, "0.1")
+    run_script(script(tmp_path, LOOP, "epochs.py"), store)
+    code, out, err = nnexp("runs", "--store", store)
+    assert code == 0, err
+    lines = {line.split()[1]: line for line in out.splitlines()[1:]}
+    assert " step 19 " in lines["steps"] and "?" not in lines["steps"]
+    assert lines["numpy-net"].split()[3] == "3"
+
+
+def test_compare_agg_takes_the_best_or_mean_of_a_scripts_own_metric(tmp_path, store, nnexp):
+    code = """\
+    import sys, nnexp
+    scores = [float(s) for s in sys.argv[1:]]
+    with nnexp.init(config={"curve": sys.argv[1]}) as run:
+        for score in scores:
+            run.log({"score": score})
+    """
+    path = script(tmp_path, code)
+    run_script(path, store, "0.9", "0.1")   # best 0.9, mean 0.5, final 0.1
+    run_script(path, store, "0.5", "0.6")   # best 0.6, mean 0.55, final 0.6
+    order = {}
+    for agg in ("final", "best", "mean"):
+        code, out, err = nnexp("compare", "--sort", "score", "--agg", agg, "--metrics", "score", "--json",
+                               "--store", store)
+        assert code == 0, err
+        table = json.loads(out)
+        order[agg] = [(r["curve"], r[f"{agg}_score" if agg != "final" else "score"]) for r in table]
+    assert order == {"final": [("0.5", 0.6), ("0.9", 0.1)], "best": [("0.9", 0.9), ("0.5", 0.6)],
+                     "mean": [("0.5", 0.55), ("0.9", 0.5)]}

@@ -46,6 +46,17 @@ _COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".for
            "train_s": (float, "{:.1f}".format), "started": (str, str)}
 
 
+def progress(summary: dict) -> str:
+    """The epochs column: epochs done of planned; a script's epochs logged, else its last step."""
+    done, planned = summary.get("epochs_completed"), summary.get("epochs_planned")
+    if planned is not None:
+        return f"{'?' if done is None else done}/{planned}"
+    if done is not None:
+        return str(done)
+    step = summary.get("last_step")
+    return "-" if step is None else f"step {step}"
+
+
 def run_table(infos: list[RunInfo]) -> str:
     """The listing of ``infos`` as text (RUN_COLUMNS, then tags and note where some run
     has them), built column by column: a listing may have 10,000 rows."""
@@ -57,7 +68,7 @@ def run_table(infos: list[RunInfo]) -> str:
         [i.id for i in infos],
         [v if type(v) is str else cell("name", v) for v in (s.get("name") for s in summaries)],
         [v if type(v) is str else cell("status", v) for v in map(live_status, summaries)],
-        [f"{s.get('epochs_completed', '?')}/{s.get('epochs_planned', '?')}" for s in summaries],
+        [progress(s) for s in summaries],
     ]
     for key, column in (("final_val_accuracy", "val_acc"), ("test_accuracy", "test_acc"), ("params", "params"),
                         ("train_seconds", "train_s"), ("started", "started")):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 
-from ..tracking.records import read_metric_rows
+from ..tracking.records import NOT_CURVES, read_metric_rows
 from ..values import is_missing, is_number
 from .rows import group_key
 
 RUN_FIELDS = ("name", "status", "started", "epochs_completed", "tags", "note", "sweep", "trial")
-CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 def diff_records(a: dict, b: dict) -> dict:
@@ -22,7 +21,8 @@ def diff_records(a: dict, b: dict) -> dict:
     "params": [{key, a, b}] of the config keys that differ (a key only one run
     has shows None on the other side); "equal_params": how many keys are equal;
     "metrics": [{name, a, b, diff}] of every metric either has (diff = b - a);
-    "curves": {"a": {column: [[epoch, value], ...]}, "b": ...}}."""
+    "axis": what the curves' x is ("step" or "epoch");
+    "curves": {"a": {column: [[x, value], ...]}, "b": ...}}."""
     sa, sb = a.get("summary") or {}, b.get("summary") or {}
     run = [{"field": f, "a": sa.get(f), "b": sb.get(f)} for f in RUN_FIELDS
            if group_key(sa.get(f)) != group_key(sb.get(f))]
@@ -37,8 +37,10 @@ def diff_records(a: dict, b: dict) -> dict:
         x, y = ma.get(name), mb.get(name)
         both = all(is_number(v) and not is_missing(v) for v in (x, y))
         metrics.append({"name": name, "a": x, "b": y, "diff": y - x if both else None})
+    (axis_a, curves_a), (axis_b, curves_b) = curves(a["path"]), curves(b["path"])
     return {"a": a["id"], "b": b["id"], "run": run, "params": params, "equal_params": len(keys) - len(params),
-            "metrics": metrics, "curves": {"a": curves(a["path"]), "b": curves(b["path"])}}
+            "metrics": metrics, "axis": axis_a if axis_a == axis_b else "epoch or step",
+            "curves": {"a": curves_a, "b": curves_b}}
 
 
 def _metric_order(name: str) -> tuple:
@@ -47,16 +49,18 @@ def _metric_order(name: str) -> tuple:
     return (rank, name.replace("final_", "").replace("best_", "~").replace("mean_", "~~"), name)
 
 
-def curves(run_dir) -> dict:
-    """{column: [[epoch, value], ...]} of a run's metrics.csv (finite values only)."""
-    rows = read_metric_rows(run_dir, columns=("epoch",) + CURVES)
+def curves(run_dir) -> tuple[str, dict]:
+    """The x axis ("step" when the run logs steps, else "epoch") and {column: [[x, value],
+    ...]} of every metric column of a run's metrics.csv (finite values only)."""
+    rows = read_metric_rows(run_dir, columns=None)
+    axis = "step" if rows and "step" in rows[0] else "epoch"
     out = {}
-    for column in CURVES:
-        points = [[row.get("epoch", i + 1.0), row[column]] for i, row in enumerate(rows)
-                  if column in row and math.isfinite(row[column])]
+    for column in [c for c in (rows[0] if rows else ()) if c not in NOT_CURVES]:
+        points = [[row.get(axis, i + 1.0), row[column]] for i, row in enumerate(rows)
+                  if math.isfinite(row[column]) and math.isfinite(row.get(axis, i + 1.0))]
         if points:
             out[column] = points
-    return out
+    return axis, out
 
 
 def curve_table(result: dict, columns=("val_accuracy", "val_loss"), max_rows: int = 15) -> tuple[list, list]:
@@ -69,7 +73,7 @@ def curve_table(result: dict, columns=("val_accuracy", "val_loss"), max_rows: in
     if len(epochs) > max_rows:
         step = (len(epochs) - 1) / (max_rows - 1)
         epochs = sorted({epochs[round(i * step)] for i in range(max_rows)})
-    header = ["epoch"] + [f"{c} {side}" for c in present for side in ("a", "b")]
+    header = [result["axis"]] + [f"{c} {side}" for c in present for side in ("a", "b")]
     rows = [[e] + [by_epoch[side][c].get(e) for c in present for side in ("a", "b")] for e in epochs]
     return header, rows
 
@@ -88,7 +92,7 @@ def plot_curves(result: dict, path, labels: tuple[str, str]) -> None:
                     if points:
                         ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color,
                                 label=f"{labels[0 if side == 'a' else 1]} {split}")
-            ax.set(title=kind, xlabel="epoch")
+            ax.set(title=kind, xlabel=result["axis"])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, alpha=0.3)
         axes[0].legend(fontsize=8)

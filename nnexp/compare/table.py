@@ -91,11 +91,12 @@ class Comparison:
         return pd.DataFrame([[row.get(c) for c in self.columns] for row in self.table_rows], columns=self.columns)
 
 
-def metric_column(name: str, agg: str = "final") -> str:
-    """``val_accuracy`` with ``best`` -> ``metric.best_val_accuracy``; other
-    metrics (test_accuracy, train_seconds, ...) have one value per run."""
+def metric_column(name: str, agg: str = "final", present=()) -> str:
+    """``val_accuracy`` with ``best`` -> ``metric.best_val_accuracy``, as for any
+    column of metrics.csv the runs have (in ``present``); other metrics
+    (test_accuracy, train_seconds, ...) have one value per run."""
     name = name.removeprefix("metric.")
-    if name in CURVE_METRICS and agg != "final":
+    if agg != "final" and (name in CURVE_METRICS or f"metric.{agg}_{name}" in present):
         return f"metric.{agg}_{name}"
     return f"metric.{name}"
 
@@ -145,7 +146,7 @@ def compare(records: list[dict], sort: str | None = None, agg: str = "final", me
         raise ConfigError(f"--agg is {agg!r}; choose one of {', '.join(AGGREGATES)}")
     rows = [flat_row(r) for r in records]
     present = {k for row in rows for k in row}
-    shown = [metric_column(m, agg) for m in (metrics or DEFAULT_METRICS)]
+    shown = [metric_column(m, agg, present) for m in (metrics or DEFAULT_METRICS)]
     sort_col = _sort_column(rows, present, sort or default_sort, agg, required=sort is not None)
     if sort_col.startswith("metric.") and sort_col not in shown:
         shown.insert(0, sort_col)
@@ -175,7 +176,7 @@ def compare(records: list[dict], sort: str | None = None, agg: str = "final", me
 
 
 def _sort_column(rows: list[dict], present: set, sort: str, agg: str, required: bool) -> str:
-    for candidate in (metric_column(sort, agg), sort, f"param.{sort}"):
+    for candidate in (metric_column(sort, agg, present), sort, f"param.{sort}"):
         if candidate in present:
             return candidate
     if not rows or not required:

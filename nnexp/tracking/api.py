@@ -77,6 +77,8 @@ SUPPORTED = ("config", "name", "tags", "notes", "store", "seed", "project", "gro
 MODES = ("online", "offline")  # both mean: write the run folder here
 
 _float_text, _int_text = float.__repr__, int.__repr__  # metrics.csv's cells: exact, as run.py writes them
+_PLAIN = frozenset((float, int))  # value types metrics.csv takes as they are
+KEY_SETS = 256  # the rows' key sets remembered as having fine names
 _current: list["Run"] = []  # the open run of this process (nnexp.log and nnexp.finish use it)
 _hooks_installed = [False]
 
@@ -171,7 +173,8 @@ class Run:
         self._flushed = time.monotonic()
         self._warned: set[str] = set()
         self._names_ok: set[str] = set()  # metric names checked and found fine
-        self._epochs_written = None  # the last epoch summary.json was told of
+        self._key_sets: set[tuple] = set()  # rows' key tuples whose names are all fine
+        self._progress_written = (None, None)  # the last (epoch, step) summary.json was told of
         self._closed = False
         self._wake = threading.Event()
         self._thread = None
@@ -261,12 +264,9 @@ class Run:
             if step is None:
                 step = self._pending.get("step")
             self._pending = {}
-        row = dict(data)
         if step is None:
-            step = row.pop("step", None)
-        else:
-            row.pop("step", None)
-        epoch = row.get("epoch")
+            step = data.get("step")
+        epoch = data.get("epoch")
         if step is not None:
             if not _is_int(step) or step < 0:
                 self._warn_once("step", f"nnexp: step must be an integer >= 0, got {step!r}; the row is not written")
@@ -290,15 +290,19 @@ class Run:
                 return
             self._epoch = epoch
         with self._lock:
-            if step is not None:
-                if step == self._step and self._rows and self._rows[-1].get("step") == step:
-                    self._rows[-1].update(row)  # the same step again: one row, as in W&B
-                    row = None
-                else:
-                    row["step"] = step
-                self._step = step
-            if row is not None:
+            if step is None:
+                row = dict(data)
+                row.pop("step", None)
                 self._rows.append(row)
+            else:
+                if step == self._step and self._rows and self._rows[-1].get("step") == step:
+                    row = self._rows[-1]  # the same step again: one row, as in W&B
+                else:
+                    row = {"step": step}  # first, as in metrics.csv's header: the row's cells need no reordering
+                    self._rows.append(row)
+                row.update(data)
+                row["step"] = step
+                self._step = step
             self._last.update(data)
             if time.monotonic() - self._flushed >= FLUSH_SECONDS:
                 self._flush_locked()
@@ -431,16 +435,36 @@ class Run:
         if not self._rows:
             return
         rows, self._rows = self._rows, []
-        clean = [r for r in (self._clean(row) for row in rows) if r]
+        clean = self._cells(rows)
         try:
             self.folder.append_metrics(clean)
             epoch = self._epoch if self._epoch > -math.inf else None
-            if self.script and epoch is not None and epoch != self._epochs_written:
-                self._epochs_written = epoch
-                self.folder.update_summary(epochs_completed=epoch)
+            step = self._step if self._step >= 0 else None
+            if self.script and (epoch, step) != self._progress_written:  # what listings show of its progress
+                self._progress_written = (epoch, step)
+                fields = {"epochs_completed": epoch, "last_step": step}
+                self.folder.update_summary(**{k: v for k, v in fields.items() if v is not None})
         except OSError as exc:  # a full disk: the script goes on; the rows are lost, said once
             self._warn_once("write", f"nnexp: run {self.id}: cannot write metrics.csv ({exc.strerror or exc}); "
                                      "rows are lost until it can")
+
+    def _cells(self, rows: list[dict]) -> list[dict]:
+        """The rows for metrics.csv: one of floats and ints under names already found
+        fine as it is, any other through :meth:`_clean`."""
+        out = []
+        known = self._key_sets
+        for row in rows:
+            if _PLAIN.issuperset(map(type, row.values())):
+                keys = tuple(row)
+                if keys in known or all(k in self._names_ok or metric_name_problem(k) is None for k in keys):
+                    if len(known) < KEY_SETS:
+                        known.add(keys)
+                    out.append(row)
+                    continue
+            row = self._clean(row)
+            if row:
+                out.append(row)
+        return out
 
     def _clean(self, row: dict) -> dict:
         """The row as metrics.csv cells: values that are not numbers and names that

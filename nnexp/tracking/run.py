@@ -455,6 +455,7 @@ def _epoch_at_most(text: str, epochs: int) -> bool:
 
 #: the columns a metrics row may be plotted against; they lead the header
 AXES = ("step", "epoch")
+_PLAIN = frozenset((float, int))  # cell types whose repr is what _csv_value writes
 _BAD_NAME = re.compile(r'[,"\r\n]')
 
 
@@ -473,7 +474,7 @@ def metric_name_problem(name) -> str | None:
 def _metric_header(columns: list[str], rows: list[dict]) -> list[str]:
     """``columns`` with the new keys of ``rows`` added (axes first, others in the order first seen)."""
     known = set(columns)
-    new = [k for row in rows for k in row if k not in known and not known.add(k)]
+    new = [k for row in rows if not known.issuperset(row) for k in row if k not in known and not known.add(k)]
     if not new:
         return columns
     everything = set(columns) | set(new)
@@ -485,9 +486,26 @@ def _metric_text(columns: list[str], rows, header: bool = True) -> str:
     """CSV text of ``rows`` (dicts of numbers, None or cell texts read back), with
     the header first if ``header``, as csv.writer writes it (CRLF line ends)."""
     lines = [",".join(columns)] if header else []
+    index = {c: i for i, c in enumerate(columns)}
+    width, same = len(columns), tuple(columns)
+    keys = order = None
     for row in rows:
-        cells = [row.get(c, "") for c in columns]
-        lines.append(",".join([c if type(c) is str else _csv_value(c) for c in cells]))
+        if tuple(row) != keys:  # the cells' places, worked out once per run of rows with the same keys
+            keys = tuple(row)
+            order = None if keys == same else [index.get(k) for k in keys]
+        values = row.values()
+        if _PLAIN.issuperset(map(type, values)):  # floats and ints only: repr is their exact cell
+            texts = list(map(repr, values))
+        else:
+            texts = [c if type(c) is str else _csv_value(c) for c in values]
+        if order is None:
+            lines.append(",".join(texts))
+        else:
+            cells = [""] * width
+            for i, text in zip(order, texts):
+                if i is not None:  # a key that is no column is not written
+                    cells[i] = text
+            lines.append(",".join(cells))
     return "\r\n".join(lines) + "\r\n" if lines else ""
 
 
