@@ -51,7 +51,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import yaml
