@@ -475,3 +475,9 @@ def test_batchnorm_made_directly_checks_its_size():
         with pytest.raises(ValueError, match="num_features must be a positive integer"):
             BatchNorm(bad)
     assert BatchNorm(np.int64(3)).num_features == 3
+
+
+def test_conv2d_refuses_an_image_without_its_batch_axis(rng):
+    layer = Conv2D(3, 4, 3, rng=rng)
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, 3, H, W\), got \(2, 3, 5\)"):
+        layer.forward(rng.standard_normal((2, 3, 5)))

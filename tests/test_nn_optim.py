@@ -306,3 +306,19 @@ def test_a_grad_that_is_not_an_array_is_refused(O):
         O["sgd"]([("0.W", W, [[0.0, 0.0], [0.0, 0.0]])])
     with pytest.raises(ValueError, match="'0.W' and its grad must be arrays"):
         O["sgd"]([("0.W", [[1.0, 1.0], [1.0, 1.0]], np.zeros((2, 2)))])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_parameter_that_is_a_strided_view_updates_like_a_plain_array(name):
+    # the weights of a non-contiguous view (a transpose) with a contiguous gradient: not one flat block
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((4, 3)) for _ in range(3)]
+    W = rng.standard_normal((3, 4)).T
+    plain = [("W", W.copy(), np.zeros((4, 3)))]
+    strided = [("W", W, np.zeros((4, 3)))]
+    for params, optimizers in ((plain, OPTIMIZERS), (strided, FAST_OPTIMIZERS)):
+        opt = make_optimizer(name, params, optimizers=optimizers)
+        for g in grads:
+            params[0][2][...] = g
+            opt.step(0.01)
+    np.testing.assert_allclose(strided[0][1], plain[0][1], rtol=1e-12, atol=1e-15)
