@@ -188,3 +188,26 @@ def test_record_of_a_folder_written_through_the_run_api(tmp_path):
     rec = make_record(run.path)
     assert rec["id"] == run.id and rec["metrics"]["best_val_accuracy"] == 0.75
     assert rec["metrics"]["mean_train_loss"] == 0.75 and rec["metrics"]["n_params"] == 100
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_a_long_metrics_file_reads_back_every_bit(tmp_path, gap):
+    """Long files take another parser than short ones; both give exactly what float() gives."""
+    import random
+
+    from nnexp.tracking.records import NUMPY_ROWS, read_metric_columns
+
+    rng = random.Random(0)
+    rows = NUMPY_ROWS + 5
+    cells = [[repr(rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300)) for _ in range(3)] for _ in range(rows)]
+    cells[7][1] = repr(5e-324)
+    cells[9][2] = "1e308"
+    if gap:
+        cells[rows // 2][1] = ""  # an empty cell: NaN, and the row kept
+    (tmp_path / "metrics.csv").write_text("step,a,b\n" + "".join(",".join(c) + "\n" for c in cells))
+    columns, count = read_metric_columns(tmp_path, "r")
+    assert count == rows
+    for j, name in enumerate(("step", "a", "b")):
+        want = [float(c[j]) if c[j] else math.nan for c in cells]
+        got = columns[name]
+        assert all(w == g or (math.isnan(w) and math.isnan(g)) for w, g in zip(want, got, strict=True))

@@ -37,7 +37,6 @@ import os
 import threading
 import warnings
 
-import numpy as np
 import yaml
 
 from ..values import is_missing, is_number
@@ -293,11 +292,16 @@ def _parse_columns(header: list[str], lines, columns) -> tuple[list[str], list[l
         return _parse_columns(header, [",".join(f) for f in good], columns)
 
 
+# From this many rows on, NumPy's one-call parse pays for its import.
+NUMPY_ROWS = 10_000
+
+
 def _plain_columns(lines, width: int) -> list[list[float]] | None:
     """The columns of ``lines`` parsed by NumPy in one call (exactly as float() parses
     them), or None unless every line has ``width`` cells and every cell is a number."""
-    if not lines or set(map(str.count, lines, itertools.repeat(",", len(lines)))) != {width - 1}:
+    if len(lines) < NUMPY_ROWS or set(map(str.count, lines, itertools.repeat(",", len(lines)))) != {width - 1}:
         return None
+    import numpy as np  # only for long files: listings of ordinary runs start without NumPy
     body = ",".join(lines).replace("\r", "")
     if ",," in body or body.startswith(",") or body.endswith(","):  # an empty cell
         return None
