@@ -30,7 +30,7 @@ Output: a table, per module, of places (sampled / total), killed, timeouts,
 survivors and the score (killed + timeouts over the mutants run; a mutant
 the tool cannot apply, "incompetent", is not counted). Every survivor's diff
 goes into ``--out`` (``<module>.survivors.txt``, default .bench/mutation),
-with each module's Cosmic Ray session (``<module>.sqlite``).
+with each module's Cosmic Ray work database (``<module>.sqlite``).
 ``--survivors-of OUT`` runs the survivors an earlier ``--out`` recorded again
 (the same mutants: for modules not changed since) and scores that sample
 with the tests added meanwhile; ``--table`` prints the table of the modules
@@ -224,10 +224,10 @@ def run_module(module: str, args: list[str], opts, work: Path, env: dict) -> dic
         "excluded-modules = []\n"
         f"test-command = {json.dumps(command)}\n"
         "[cosmic-ray.distributor]\nname = \"local\"\n")
-    session = opts.out / f"{name}.sqlite"
-    session.unlink(missing_ok=True)
-    subprocess.run([str(TOOL), "init", str(config), str(session)], cwd=work, env=env, check=True)
-    with use_db(str(session), WorkDB.Mode.open) as db:
+    work_db = opts.out / f"{name}.sqlite"
+    work_db.unlink(missing_ok=True)
+    subprocess.run([str(TOOL), "init", str(config), str(work_db)], cwd=work, env=env, check=True)
+    with use_db(str(work_db), WorkDB.Mode.open) as db:
         places = len({tuple(i.mutations[0].start_pos) for i in db.work_items})
         if opts.survivors_of:
             kept = keep_only(db, survivor_keys(opts.survivors_of / f"{name}.survivors.json"))
@@ -236,9 +236,9 @@ def run_module(module: str, args: list[str], opts, work: Path, env: dict) -> dic
     print(f"{module}: {kept} mutants of {places} places; tests ({seconds:.1f} s unmutated): {command}",
           flush=True)
     start = time.perf_counter()
-    subprocess.run([str(TOOL), "exec", str(config), str(session)], cwd=work, env=env, check=True)
+    subprocess.run([str(TOOL), "exec", str(config), str(work_db)], cwd=work, env=env, check=True)
     minutes = (time.perf_counter() - start) / 60
-    with use_db(str(session), WorkDB.Mode.open) as db:
+    with use_db(str(work_db), WorkDB.Mode.open) as db:
         counts, survivors = tally(db)
     keys = [(m.operator_name, m.occurrence) for m, _ in survivors]
     (opts.out / f"{name}.survivors.json").write_text(json.dumps(keys))
@@ -272,7 +272,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=40, help="places per module (default 40)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="where the mutated copy goes (default: a new temporary folder)")
-    parser.add_argument("--out", type=Path, default=REPO / ".bench" / "mutation", help="sessions and survivors")
+    parser.add_argument("--out", type=Path, default=REPO / ".bench" / "mutation", help="work databases and survivors")
     parser.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python"), help="runs the tests")
     parser.add_argument("--table", action="store_true", help="only print the table of the rows in --out")
     parser.add_argument("--deselect", action="append", default=[],
