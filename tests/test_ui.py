@@ -3,6 +3,7 @@ then a store made to hurt its readers (tests/hostile_store.py) and slow clients.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -37,18 +38,29 @@ def made(tmp_path_factory):
     return root, ui_store.build(root)
 
 
-@pytest.fixture(scope="module")
-def server(made):
-    root, _ = made
+@contextlib.contextmanager
+def serving(root, snapshot_age: float | None = 0.2, start=None):
+    """A dashboard of ``root`` answering on a free loopback port, stopped on leaving.
+    ``snapshot_age``: how stale listings may be (None: the server's own);
+    ``start``: how to start its dashboard (default: at once)."""
     server = make_server(root, "127.0.0.1", 0)
-    server.dashboard.snapshot.max_age = 0.2  # listings catch up quickly in tests
-    server.dashboard.start()
+    if snapshot_age is not None:
+        server.dashboard.snapshot.max_age = snapshot_age  # listings catch up quickly in tests
+    (start or (lambda dashboard: dashboard.start()))(server.dashboard)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    server.dashboard.stop()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.dashboard.stop()
+
+
+@pytest.fixture(scope="module")
+def server(made):
+    with serving(made[0]) as server:
+        yield server
 
 
 def request(server, path: str, method: str = "GET", headers: dict | None = None):
@@ -534,22 +546,19 @@ def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
 def hostile(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     made = hostile_store.build(tmp / "runs", tmp / "outside")
-    server = make_server(tmp / "runs", "127.0.0.1", 0)
-    server.dashboard.snapshot.max_age = 0.2
-    started = []
-    starting = threading.Thread(target=lambda: started.append(server.dashboard.start()), daemon=True)
-    starting.start()  # reads every record
-    starting.join(120)
-    if not started:
+
+    def start(dashboard):
+        started = []
+        starting = threading.Thread(target=lambda: started.append(dashboard.start()), daemon=True)
+        starting.start()  # reads every record
+        starting.join(120)
+        if not started:
+            hostile_store.release(tmp / "runs")
+            pytest.fail("nnexp ui did not start on the hostile store (a reader waits on a named pipe, or failed)")
+
+    with serving(tmp / "runs", start=start) as server:
+        yield server, tmp / "runs", made
         hostile_store.release(tmp / "runs")
-        pytest.fail("nnexp ui did not start on the hostile store (a reader waits on a named pipe, or failed)")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server, tmp / "runs", made
-    hostile_store.release(tmp / "runs")
-    server.shutdown()
-    server.server_close()
-    server.dashboard.stop()
 
 
 def hostile_json(server, path: str, status: int = 200):
@@ -670,15 +679,8 @@ def test_a_run_added_later_with_a_pipe_for_a_file_does_not_stop_the_refresh(host
 @pytest.fixture
 def own_server(made):
     """A server of the small store that no other test (no browser page) connects to."""
-    root, _ = made
-    server = make_server(root, "127.0.0.1", 0)
-    server.dashboard.start()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    server.dashboard.stop()
+    with serving(made[0], snapshot_age=None) as server:
+        yield server
 
 
 def test_a_client_that_never_finishes_its_headers_is_disconnected(own_server, monkeypatch):
