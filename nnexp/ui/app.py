@@ -230,11 +230,16 @@ class Dashboard:
 
     # ------------------------------------------------------------------ pages --
 
+    def render(self, template: str, static=None, href=None, exported: bool = False, **context) -> str:
+        """A page's HTML; ``static`` and ``href`` give the URLs of the static files and of
+        the pages (an export's are files beside it: ``export.py``)."""
+        return self.templates.get_template(template).render(
+            static=static or self.static.url, href=href or (lambda path: path), exported=exported,
+            charts=template in ("run.html", "compare.html", "sweep.html"), store=str(self.root),
+            version=__version__, **context)
+
     def _page(self, template: str, status: int = 200, **context) -> Response:
-        charts = template in ("run.html", "compare.html", "sweep.html")
-        html = self.templates.get_template(template).render(
-            static=self.static.url, charts=charts, store=str(self.root), version=__version__, **context)
-        return Response(status, html.encode("utf-8"), HTML_TYPE,
+        return Response(status, self.render(template, **context).encode("utf-8"), HTML_TYPE,
                         {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
     def page_runs(self, query: dict) -> Response:

@@ -77,6 +77,12 @@ class StoreSnapshot:
             self._publish(sorted(records, key=_order))
             self.refresh_seconds = time.perf_counter() - t0
 
+    def hold(self, records: list[dict]) -> None:
+        """Hold these records instead of the store's (an export of chosen runs: ``export.py``)."""
+        with self._lock:
+            self._entries = {}
+            self._publish(sorted(records, key=_order))
+
     def refresh(self) -> bool:
         """Stat every folder, read the changed ones again; True if anything changed."""
         with self._lock:

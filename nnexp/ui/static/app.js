@@ -24,8 +24,53 @@
 
   function clear(node) { while (node.firstChild) { node.removeChild(node.firstChild); } return node; }
 
-  /* GET a JSON answer; rejects with the API's error message. */
+  // ------------------------------------------------------------------ where answers come from
+
+  /* A page of an export (nnexp ui --export, nnexp/ui/export.py) has no server: each API answer is a small
+     script in data/ that the export wrote (browsers refuse fetch() of file:// URLs), loaded with a <script>. */
+  var STATIC = document.body.hasAttribute("data-static");
+  var stored = {};
+
+  /* The name an export gives the answer to `url`: its path and query (parameters sorted, empty ones left
+     out), every character but letters, digits, '.' and '-' written _xx (export.py: answer_name). */
+  function answerName(url) {
+    var parts = url.split("?"), pairs = [];
+    new URLSearchParams(parts[1] || "").forEach(function (value, key) { if (value !== "") { pairs.push([key, value]); } });
+    pairs.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0; });
+    var key = parts[0].replace(/^\/api\//, "") + (pairs.length ? "?" + pairs.map(function (p) { return p[0] + "=" + p[1]; }).join("&") : "");
+    return key.replace(/[^A-Za-z0-9.-]/g, function (c) {
+      var code = c.charCodeAt(0);
+      return code < 256 ? "_" + ("0" + code.toString(16)).slice(-2) : "_u" + ("000" + code.toString(16)).slice(-4);
+    });
+  }
+
+  /* The exported answer to `url`, loaded once; rejects with its error, or when the export does not hold it. */
+  function exported(url) {
+    var name = answerName(url);
+    if (!stored[name]) {
+      stored[name] = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = "data/" + name + ".js";
+        script.onload = function () {
+          var answer = (window.nnexpAnswers || {})[name];
+          if (!answer) { reject(new Error("this export holds no answer to " + url)); }
+          else if (answer.status !== 200) { reject(new Error(answer.body.error || String(answer.status))); }
+          else { resolve(answer.body); }
+        };
+        script.onerror = function () { reject(new Error("this view is not in the export (it needs the live dashboard, nnexp ui)")); };
+        document.head.appendChild(script);
+      });
+    }
+    return stored[name];
+  }
+
+  /* GET a JSON answer; rejects with the API's error message. An export answers from its files; its runs
+     table, from the list of all its runs (runsAnswer). */
   function getJSON(url) {
+    if (STATIC) {
+      var path = url.split("?")[0];
+      return path === "/api/runs" ? exported(path).then(function (all) { return runsAnswer(all, url); }) : exported(url);
+    }
     return fetch(url, { headers: { Accept: "application/json" }, cache: "no-cache" }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (!response.ok) { throw new Error(body.error || (response.status + " " + response.statusText)); }
@@ -33,6 +78,51 @@
       });
     });
   }
+
+  /* Numbers before text, each in its own order; null for a missing value (api.py: _sort_key). */
+  function sortKey(v) {
+    if (v === null || v === undefined || (typeof v === "number" && isNaN(v))) { return null; }
+    if (typeof v === "number") { return [0, v, ""]; }
+    if (Array.isArray(v)) { v = v.join(","); }
+    return [1, 0, String(v).toLowerCase()];
+  }
+
+  /* The runs table's page for `url` (q, tag, status, sweep, sort, order, offset, limit) from every run of an
+     export, as the server answers /api/runs (api.py: Api.runs). */
+  function runsAnswer(all, url) {
+    var query = new URLSearchParams(url.split("?")[1] || "");
+    function get(k) { return (query.get(k) || "").trim(); }
+    function list(k) { return get(k).split(",").map(function (s) { return s.trim(); }).filter(Boolean); }
+    if (get("where")) { throw new Error("a --where filter needs the live dashboard (nnexp ui): an export holds no query engine"); }
+    var text = get("q").toLowerCase(), tags = list("tag"), statuses = list("status"), sweep = get("sweep");
+    var sort = get("sort") || "started", order = get("order") || (sort === "started" ? "desc" : "asc");
+    var offset = Math.max(0, parseInt(get("offset") || "0", 10) || 0);
+    var limit = Math.min(1000, Math.max(1, parseInt(get("limit") || "50", 10) || 50));
+    var field = all.sort_fields[sort] || sort;
+    var chosen = all.runs.filter(function (r) {
+      var own = Array.isArray(r.tags) ? r.tags.map(String) : [];
+      return (!sweep || r.sweep === sweep) && tags.every(function (t) { return own.indexOf(t) >= 0; }) &&
+        (!statuses.length || statuses.indexOf(r.status) >= 0) &&
+        (!text || r.id.toLowerCase().indexOf(text) >= 0 || String(present(r.name) ? r.name : "").toLowerCase().indexOf(text) >= 0);
+    });
+    var keyed = chosen.map(function (r) { return [sortKey(r[field]), r]; });
+    var sign = order === "desc" ? -1 : 1;
+    var ranked = keyed.filter(function (k) { return k[0] !== null; }).sort(function (a, b) {
+      for (var i = 0; i < 3; i++) { if (a[0][i] !== b[0][i]) { return (a[0][i] < b[0][i] ? -1 : 1) * sign; } }
+      return 0;
+    }).concat(keyed.filter(function (k) { return k[0] === null; }));  // missing values last
+    return { total: ranked.length, in_store: all.in_store, offset: offset, limit: limit, sort: sort, order: order,
+             runs: ranked.slice(offset, offset + limit).map(function (k) { return k[1]; }) };
+  }
+
+  /* Where a page or a run's file is: the server's paths, or the export's files beside the page. */
+  function runHref(id) { return STATIC ? "run-" + encodeURIComponent(id) + ".html" : "/runs/" + encodeURIComponent(id); }
+  function sweepHref(id) { return STATIC ? "sweep-" + encodeURIComponent(id) + ".html" : "/sweeps/" + encodeURIComponent(id); }
+  function compareHref(query) { return (STATIC ? "compare.html?" : "/compare?") + query; }
+  function fileHref(url) { return STATIC ? url.replace(/^\//, "") : url; }
+
+  /* The page's query in the address bar, so that a view can be bookmarked (a file:// page may refuse). */
+  function keepInAddress(url) { try { history.replaceState(null, "", url); } catch (e) { /* kept in the page only */ } }
 
   function showError(error) {
     var box = $("error");
@@ -78,9 +168,6 @@
     node.className = "badge status-" + String(status || "unknown").replace(/[^a-z]/g, "");
   }
 
-  function runHref(id) { return "/runs/" + encodeURIComponent(id); }
-  function sweepHref(id) { return "/sweeps/" + encodeURIComponent(id); }
-
   function tagList(tags) {
     var span = el("span", { "class": "tags" });
     (Array.isArray(tags) ? tags : []).forEach(function (t) { span.appendChild(el("span", { "class": "tag", text: t })); });
@@ -89,6 +176,7 @@
 
   /* Call fn every `ms` while the page is visible and the last call has settled; returns a stopper. */
   function every(ms, fn) {
+    if (STATIC) { return function () {}; }  // an export does not change
     var busy = false, stopped = false;
     var timer = setInterval(function () {
       if (busy || stopped || document.visibilityState === "hidden") { return; }
@@ -281,7 +369,7 @@
 
     function load() {
       var q = query();
-      history.replaceState(null, "", q.toString() ? "?" + q.toString() : location.pathname);
+      keepInAddress(q.toString() ? "?" + q.toString() : location.pathname);
       return getJSON("/api/runs?" + q.toString()).then(function (page) { showError(null); render(page); })
         .catch(function (error) { showError(error); $("count").textContent = ""; });
     }
@@ -311,7 +399,7 @@
       updateSelection();
     });
     $("compare").addEventListener("click", function () {
-      location.href = "/compare?ids=" + Array.from(selected).map(encodeURIComponent).join(",");
+      location.href = compareHref("ids=" + Array.from(selected).map(encodeURIComponent).join(","));
     });
 
     load();
@@ -361,13 +449,13 @@
         run.plots.forEach(function (plot) {
           var name = plot.path.replace(/^plots\//, "").replace(/\.png$/, "").replace(/_/g, " ");
           plots.appendChild(el("figure", {}, [
-            el("a", { href: plot.url }, [el("img", { src: plot.url + "?size=" + plot.size, alt: name })]),
+            el("a", { href: fileHref(plot.url) }, [el("img", { src: fileHref(plot.url) + "?size=" + plot.size, alt: name })]),
             el("figcaption", { text: name })]));
         });
         var files = clear($("files"));
         run.files.forEach(function (f) {
           var size = f.size.toLocaleString("en-US") + " bytes" + (f.too_large ? ", too large to show" : "");
-          files.appendChild(el("li", {}, [f.too_large ? el("span", { text: f.path }) : el("a", { href: f.url, text: f.path }),
+          files.appendChild(el("li", {}, [f.too_large ? el("span", { text: f.path }) : el("a", { href: fileHref(f.url), text: f.path }),
                                           " ", el("span", { "class": "meta", text: "(" + size + ")" })]));
         });
         var warnings = clear($("diagnostics-warnings"));
@@ -441,7 +529,7 @@
     ["agg", "group"].forEach(function (k) {
       $(k).addEventListener("change", function () {
         if ($(k).value) { params.set(k, $(k).value); } else { params.delete(k); }
-        history.replaceState(null, "", "?" + params.toString());
+        keepInAddress("?" + params.toString());
         load();
       });
     });
@@ -484,7 +572,7 @@
     var trialColumns = ["trial", "run", "parameters", "seed", "status", "epochs", "metric", "best so far"];
     var head = document.querySelector("#trials thead tr");
     trialColumns.forEach(function (c) { head.appendChild(el("th", { scope: "col", text: c })); });
-    $("compare-link").setAttribute("href", "/compare?sweep=" + encodeURIComponent(id));
+    $("compare-link").setAttribute("href", compareHref("sweep=" + encodeURIComponent(id)));
 
     function load() {
       return getJSON("/api/sweeps/" + encodeURIComponent(id)).then(function (s) {
