@@ -43,6 +43,7 @@ EXPORT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-i
               "base-uri 'none'; form-action 'none'")
 ASSETS = ("app.js", "style.css", "charts.js", "plotly.min.js")
 COMPARE_OPTIONS = [(agg, group) for agg in ("", "final", "best", "mean") for group in ("", "1", "0")]
+PAGES = {"/": "index.html", "/sweeps": "sweeps.html"}  # the pages the templates link, as files
 MAX_NAME = 240  # bytes of a file name; an answer whose name is longer is left out (its view says so)
 
 
@@ -60,9 +61,6 @@ def run_page(run_id: str) -> str:
 
 def sweep_page(sweep_id: str) -> str:
     return f"sweep-{sweep_id}.html"
-
-
-PAGES = {"/": "index.html", "/sweeps": "sweeps.html"}
 
 
 def choose(store, where=None, sweeps=(), tags=()) -> tuple[list[dict], list[str]]:
