@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare.select import select_records
+from .compare.select import RunQuery, select_runs
 from .config import describe_layers, dump_yaml
 from .errors import ConfigError, NnexpError
 from .nn.losses import softmax
@@ -140,7 +140,8 @@ def resolve_members(store: RunStore, refs) -> list[RunInfo]:
 def sweep_members(store: RunStore, sweep_ref: str) -> list[str]:
     """Ids of a sweep's completed runs, in trial order (a trial re-run after a
     failure counts once: only its completed run is taken)."""
-    runs, sweep = select_records(store.root, sweep_ref=sweep_ref)
+    chosen = select_runs(store.root, RunQuery(sweeps=(sweep_ref,)))
+    runs, sweep = chosen.records, chosen.sweep
     done = [r for r in runs if r["summary"].get("status") == COMPLETED]
     if not done:
         raise NnexpError(f"sweep {sweep['id']} has no completed run yet ({len(runs)} runs in all); "

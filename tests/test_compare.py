@@ -286,13 +286,13 @@ def test_baseline_needs_groups(nnexp, three_groups):
 
 
 def test_the_comparison_keeps_its_statistics_for_other_callers(three_groups):
-    from nnexp.compare.select import select_records
+    from nnexp.compare.select import RunQuery, select_runs
     from nnexp.compare.table import compare
 
-    result = compare(select_records(three_groups)[0], limit=1)
+    result = compare(select_runs(three_groups).records, limit=1)
     assert len(result.table_rows) == 1 and len(result.tests) == 1 and result.tests[0] is None and result.tested == 2
     assert result.reference["optimizer.lr"] == 0.01 and result.reference["test"] == "ref"
-    full = compare(select_records(three_groups)[0])
+    full = compare(select_runs(three_groups).records)
     assert [t["test"] if t else None for t in full.tests] == [None, "welch", "paired"]
     assert list(full.table.columns) == full.columns and len(full.runs) == 10
 

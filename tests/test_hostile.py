@@ -282,7 +282,7 @@ def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config, annota
     others: a folder is a run, or skipped with a warning naming it."""
     import nnexp
     from nnexp.commands.listing import run_table
-    from nnexp.compare.select import select_records
+    from nnexp.compare.select import RunQuery, select_runs
     from nnexp.tracking import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -317,7 +317,8 @@ def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config, annota
         [good_record] = [r for r in records if r["id"] == "good-run"]
         assert good_record["params"]["optimizer.lr"] == 0.001
         assert good_record["metrics"]["test_accuracy"] == 0.5
-        selected, sweep = select_records(tmp, sweep_ref=None, where=None)
+        chosen = select_runs(tmp)
+        selected, sweep = chosen.records, chosen.sweep
         assert [r["id"] for r in selected] == ids and sweep is None
 
         frame = nnexp.load_runs(tmp)

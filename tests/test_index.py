@@ -13,7 +13,7 @@ import traceback
 import pytest
 
 import nnexp.tracking.index as index_module
-from nnexp.compare.select import select_records
+from nnexp.compare.select import RunQuery, select_runs
 from nnexp.tracking import RunIndex, RunStore
 from nnexp.tracking.index import INDEX_NAME
 
@@ -414,6 +414,6 @@ def test_a_file_replaced_in_a_trusted_folder_is_seen(nnexp, tmp_path, reads, nam
     else:
         assert record["summary"]["note"] == "lr too big" and record["summary"]["tags"] == ["other"]
     assert reads == [path.name]                                       # the other run is still trusted
-    assert ids(select_records(store, where=where)[0]) == [path.name]
+    assert ids(select_runs(store, RunQuery(where=where)).records) == [path.name]
     code, out, err = nnexp("runs", "--store", store, "--where", where, "--json")
     assert code == 0 and [r["id"] for r in json.loads(out)] == [path.name], err

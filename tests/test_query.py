@@ -23,13 +23,11 @@ from nnexp.compare.query import (
     FilterError,
     check_names,
     compile_filter,
-    known_columns,
     known_names,
     parse,
     record_lookup,
-    row_lookup,
 )
-from nnexp.compare.select import select_records
+from nnexp.compare.select import RunQuery, select_runs
 from nnexp.errors import ConfigError
 from nnexp.tracking import RunStore
 from nnexp.tracking import index as index_module
@@ -227,15 +225,6 @@ def test_known_names():
     assert known_names([]) >= {"id", "name", "status", "seed"}
 
 
-def test_row_lookup_over_the_pandas_view():
-    row = pd.Series({"id": "r1", "param.optimizer.name": "adam", "metric.val_accuracy": 0.98,
-                     "metric.test_accuracy": np.nan})
-    flt = parse("optimizer.name == 'adam' and metric.val_accuracy > 0.9 and test_accuracy == null")
-    assert flt.matches(row_lookup(row))
-    assert row_lookup(row)("nope") is MISSING
-    assert known_columns(row.index) >= {"optimizer.name", "param.optimizer.name", "val_accuracy", "id"}
-
-
 # ------------------------------------------------------------------ invalid expressions
 
 
@@ -423,21 +412,21 @@ def odd_store(tmp_path_factory):
 def test_the_index_chooses_what_the_filter_chooses(odd_store, where):
     """Whatever the index decides before parsing (searching the stored JSON, SQLite's JSON
     operators, or neither when a row holds a NaN), the runs are those the filter itself picks."""
-    from nnexp.compare.select import select_records
+    from nnexp.compare.select import RunQuery, select_runs
     from nnexp.tracking import RunStore
 
-    chosen = [r["id"] for r in select_records(odd_store, where=where)[0]]
+    chosen = [r["id"] for r in select_runs(odd_store, RunQuery(where=where)).records]
     flt = parse(where)
     assert chosen == [r["id"] for r in RunStore(odd_store).records() if flt.matches(record_lookup(r))]
 
 
 def test_a_name_no_run_has_is_still_a_typo_when_the_index_decides_first(odd_store):
-    from nnexp.compare.select import select_records
+    from nnexp.compare.select import RunQuery, select_runs
 
     with pytest.raises(FilterError, match="unknown field 'x' in --where"):
-        select_records(odd_store, where="x > 0.5")
+        select_runs(odd_store, RunQuery(where="x > 0.5"))
     with pytest.raises(FilterError, match="unknown field 'nope'"):
-        select_records(odd_store, where="p.x == 'a' and nope > 1")
+        select_runs(odd_store, RunQuery(where="p.x == 'a' and nope > 1"))
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +465,7 @@ def test_a_trusted_index_chooses_what_the_filter_chooses(aged_odd_store, where, 
     monkeypatch.setattr(index_module, "_may_pass", lambda patterns, texts: searched.append(may_pass(patterns, texts))
                         or searched[-1])
     monkeypatch.setattr(index_module, "make_record", lambda run_dir: reads.append(run_dir) or read(run_dir))
-    assert [r["id"] for r in select_records(aged_odd_store, where=where)[0]] == expected
+    assert [r["id"] for r in select_runs(aged_odd_store, RunQuery(where=where)).records] == expected
     assert reads == [] and len(searched) == len(folders) and flt.necessary()
     assert sum(searched) >= len(expected)
     code, out, err = nnexp("runs", "--store", aged_odd_store, "--where", where, "--json")
@@ -492,7 +481,7 @@ def test_a_trusted_index_parses_only_the_runs_that_can_match(aged_odd_store, whe
     may_pass = index_module._may_pass
     monkeypatch.setattr(index_module, "_may_pass", lambda patterns, texts: searched.append(may_pass(patterns, texts))
                         or searched[-1])
-    chosen = select_records(aged_odd_store, where=where)[0]
+    chosen = select_runs(aged_odd_store, RunQuery(where=where)).records
     assert len(chosen) == parsed and sum(searched) == parsed and len(searched) == len(ODD_VALUES)
 
 

@@ -11,7 +11,7 @@ import click
 from ..compare.cli import run_compare
 from ..compare.diff import curve_table, diff_records, plot_curves
 from ..compare.fmt import format_cell
-from ..compare.select import select_records
+from ..compare.select import RunQuery, select_runs
 from ..errors import ConfigError
 from ..text_table import aligned
 from ..tracking import RunStore
@@ -73,7 +73,7 @@ def diff(run_a, run_b, plot_path, store, as_json):
     a, b = runs.find(run_a, listing), runs.find(run_b, listing)
     if a.id == b.id:
         raise ConfigError(f"nnexp diff: {run_a!r} and {run_b!r} are the same run ({a.id})")
-    records = {r["id"]: r for r in select_records(store, (a.id, b.id))[0]}
+    records = {r["id"]: r for r in select_runs(store, RunQuery(runs=(a.id, b.id))).records}
     result = diff_records(records[a.id], records[b.id])
     if plot_path:
         plot_curves(result, plot_path, ("a", "b"))

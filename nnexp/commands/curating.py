@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..compare.select import select_records
+from ..compare.select import RunQuery, select_runs
 from ..errors import ConfigError, NnexpError
 from ..text_table import aligned
 from ..tracking import RunStore, live_status
@@ -31,7 +31,8 @@ def chosen_runs(store: str, refs, sweep_ref, where, what: str) -> tuple[list[dic
     hold); ConfigError if none of the three is given."""
     if not refs and not sweep_ref and not where:
         raise ConfigError(f"{what}: name the runs (RUN..., --sweep or --where)")
-    return select_records(store, tuple(refs), sweep_ref, where)
+    chosen = select_runs(store, RunQuery(runs=tuple(refs), sweeps=(sweep_ref,) if sweep_ref else (), where=where))
+    return chosen.records, chosen.sweep
 
 
 # ------------------------------------------------------------------ tag, note

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..compare.fmt import short_note
-from ..compare.select import select_records
+from ..compare.select import RunQuery, select_runs
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
 from ..tracking.health import diagnose, read_diagnostics
@@ -89,13 +89,17 @@ def run_table(infos: list[RunInfo]) -> str:
 @click.option("--reindex", is_flag=True, help="Rebuild the store's index from the run folders first.")
 @click.option("--sweep", "sweep_ref", default=None, help="Only the runs of this sweep (id, id prefix or name).")
 @click.option("--where", default=None, help="Only the runs matching a filter (the grammar of 'nnexp compare').")
-def runs(store, as_json, reindex, sweep_ref, where):
+@click.option("--tag", "tags", multiple=True, help="Only the runs with this tag (repeat: with all of them).")
+@click.option("--status", "statuses", multiple=True,
+              help="Only the runs with this status, as listed ('dead' for a killed run; repeat: any of them).")
+def runs(store, as_json, reindex, sweep_ref, where, tags, statuses):
     """List the runs in the store, oldest first."""
     if reindex:
         records = RunStore(store).records(reindex=True)
         click.echo(f"indexed {len(records)} run{'s' if len(records) != 1 else ''} in {store}", err=True)
-    if sweep_ref or where:
-        records, _ = select_records(store, sweep_ref=sweep_ref, where=where)
+    query = RunQuery(sweeps=(sweep_ref,) if sweep_ref else (), where=where, tags=tags, statuses=statuses)
+    if query.narrows:
+        records = select_runs(store, query).records
         infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
     elif reindex:
         infos = [RunInfo(Path(r["path"]), r["summary"]) for r in records]
@@ -105,7 +109,7 @@ def runs(store, as_json, reindex, sweep_ref, where):
         click.echo(json.dumps([listed(i.id, i.path, i.summary) for i in infos], indent=2))
         return
     if not infos:
-        click.echo(f"no runs in {store}" + (" match" if sweep_ref or where else ""))
+        click.echo(f"no runs in {store}" + (" match" if query.narrows else ""))
         return
     click.echo(run_table(infos))
 

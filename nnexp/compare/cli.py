@@ -12,14 +12,15 @@ from ..errors import NnexpError
 from ..tracking.reading import MAX_TABLE_FILE, read_bytes
 from ..tracking.run import METRICS
 from .pareto import mark_front, sweep_objectives
-from .select import select_records
+from .select import RunQuery, select_runs
 from .table import DEFAULT_METRICS, REFERENCE, Comparison, compare, render, render_table
 
 
 def run_compare(store, run_refs, sweep_ref, where, sort, agg, metrics, group, ascending, limit, fmt,
                 plots_dir, report_path, argv, baseline=None, best_so_far=False) -> None:
-    records, sweep = select_records(store, run_refs, sweep_ref, where)
-    sweep_refs = [sweep_ref] if isinstance(sweep_ref, str) else list(sweep_ref or ())
+    sweep_refs = (sweep_ref,) if isinstance(sweep_ref, str) else tuple(r for r in sweep_ref or () if r)
+    chosen = select_runs(store, RunQuery(runs=tuple(run_refs), sweeps=sweep_refs, where=where))
+    records, sweep = chosen.records, chosen.sweep
     if not records:
         what = " and ".join(filter(None, [
             f"runs {', '.join(run_refs)}" if run_refs else "",

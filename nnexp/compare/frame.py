@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .rows import TOP_COLUMNS, flat_row
-from .select import select_records
+from .select import RunQuery, select_runs
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -31,4 +31,4 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 def load_runs(store: str | Path = "runs", where: str | None = None) -> pd.DataFrame:
     """Every readable run of ``store`` (oldest first), optionally filtered by a
     ``--where`` expression (same grammar as ``nnexp compare --where``)."""
-    return records_frame(select_records(store, where=where)[0])
+    return records_frame(select_runs(store, RunQuery(where=where)).records)

@@ -643,34 +643,3 @@ def known_names(records: Iterable[Mapping]) -> set[str]:
         for key in record.get("params") or {}:
             names.update((key, f"param.{key}"))
     return names
-
-
-def row_lookup(row: Mapping) -> Callable[[str], Any]:
-    """A ``lookup`` over one row of the pandas view (a dict or a Series with
-    ``param.<key>`` and ``metric.<name>`` columns): the column ``n`` itself,
-    then ``metric.n``, then ``param.n``, else MISSING."""
-
-    def lookup(name: str):
-        for column in (name, f"metric.{name}", f"param.{name}"):
-            if column in row:
-                return row[column]
-        return MISSING
-
-    return lookup
-
-
-def known_columns(columns: Iterable[str]) -> set[str]:
-    """The names ``row_lookup`` resolves for a frame with these columns."""
-    names = set()
-    for column in columns:
-        names.add(column)
-        for prefix in ("metric.", "param."):
-            if column.startswith(prefix):
-                names.add(column[len(prefix):])
-    return names
-
-
-def filter_records(records: list[dict], where: str) -> list[dict]:
-    """The records matching a filter expression; unknown names are a FilterError."""
-    flt = compile_filter(where, known_names(records) if records else None)
-    return [r for r in records if flt.matches(record_lookup(r))]

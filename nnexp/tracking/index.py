@@ -740,6 +740,86 @@ class RunIndex:
         return self._open_writable()
 
 
+class HeldRecords:
+    """The store's records held in memory, for a process that answers many
+    requests a second (the dashboard): read once through the index
+    (``load``), then kept fresh by the folders' signatures (``refresh``), with
+    the index's own rules: the same folders, signatures, trust of recently
+    changed files and order. Only changed folders are read again.
+
+    ``records`` (oldest first) and ``by_id`` are replaced in one assignment
+    each, so a reader in another thread sees a complete list; ``version``
+    grows whenever the list changes.
+    """
+
+    def __init__(self, store_root, warn):
+        self.root = Path(store_root)
+        self.records: list[dict] = []
+        self.by_id: dict[str, dict] = {}
+        self.version = 0
+        self._warn = warn
+        self._entries: dict[str, tuple[tuple, dict]] = {}  # id -> (trusted signature, record)
+
+    def load(self) -> None:
+        """Read every record through the index (fast when it is warm)."""
+        signatures = self._signatures()  # before reading: a change during the read shows up next time
+        records = RunIndex(self.root).sync(self._warn) if self.root.is_dir() else []
+        now_ns = time.time_ns()
+        self._entries = {r["id"]: (_trusted(signatures.get(r["id"], MISSING * 3), now_ns), r) for r in records}
+        self._publish(records)
+
+    def refresh(self) -> bool:
+        """Stat every folder, read the changed ones again; True if anything changed."""
+        now_ns = time.time_ns()
+        entries, changed = {}, False
+        for name, sig in self._signatures().items():
+            old = self._entries.get(name)
+            if old is not None and old[0] == sig:
+                entries[name] = old
+                continue
+            try:
+                record = make_record(self.root / name)
+            except DamagedRun as exc:
+                self._warn(f"skipping {exc}")
+                continue
+            except OSError as exc:  # vanished or unreadable while being read
+                self._warn(f"skipping run {name}: {exc.strerror or exc}")
+                continue
+            record["path"] = os.path.join(os.fspath(self.root), name)
+            entries[name] = (_trusted(sig, now_ns), record)
+            changed = changed or old is None or old[1] != record
+        changed = changed or entries.keys() != self._entries.keys()
+        self._entries = entries
+        if changed:
+            self._publish(sorted((record for _, record in entries.values()), key=_order))
+        return changed
+
+    def _signatures(self) -> dict[str, tuple]:
+        """{folder name: signature} of every run folder (see ``folder_names``)."""
+        root = os.fspath(self.root)
+        try:
+            names = folder_names(root, self._warn)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self._warn(f"cannot list run store {root}: {exc.strerror or exc}")
+            return {}
+        out = {}
+        for name in names:
+            try:
+                sig = signature(f"{root}{os.sep}{name}")
+            except OSError:
+                continue
+            if sig is not None:
+                out[name] = sig
+        return out
+
+    def _publish(self, records: list[dict]) -> None:
+        self.records = records
+        self.by_id = {r["id"]: r for r in records}
+        self.version += 1
+
+
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     """True for a file that is not (or no longer) a valid SQLite database."""
     name = getattr(exc, "sqlite_errorname", "")

@@ -25,9 +25,9 @@ import pandas as pd
 from ..compare.charts import comparison_charts
 from ..compare.cli import comparison
 from ..compare.fmt import format_cell
-from ..compare.query import compile_filter, known_names, record_lookup
+from ..compare.select import Chosen, RunQuery, select_runs
 from ..errors import NnexpError
-from ..tracking import live_status, make_record
+from ..tracking import RunNotFound, live_status, make_record
 from ..tracking.reading import read_tail
 from ..tracking.records import MetricRowsCache, listed, read_config
 from ..tracking.run import ERROR, PLOTS, DamagedRun, read_summary
@@ -40,9 +40,6 @@ from .snapshot import StoreSnapshot
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 1000
 MAX_ERROR_BYTES = 20_000  # the end of a long traceback is the part that says what failed
-# Short names the runs table sorts by, and the summary field each stands for.
-SORT_ALIASES = {"epochs": "epochs_completed", "val_acc": "final_val_accuracy", "test_acc": "test_accuracy",
-                "train_s": "train_seconds", "started": "start_time"}
 STATUS_TTL = 2.0  # seconds a status filter's result is reused (a run's process may die meanwhile)
 SWEEP_REDRAW = 2.0  # seconds a sweep's comparison and charts are reused while its trials change
 
@@ -98,42 +95,26 @@ class Api:
 
     def runs(self, query: dict) -> dict:
         """A page of the runs table: filtered (q, where, tag, status, sweep), sorted, paged."""
-        where, tag, status, sweep = (query.get(k, "").strip() for k in ("where", "tag", "status", "sweep"))
-        text = query.get("q", "").strip().lower()
         sort = query.get("sort", "").strip() or "started"
         order = query.get("order", "").strip() or ("desc" if sort == "started" else "asc")
         if order not in ("asc", "desc"):
             raise ApiError(400, f"order must be asc or desc, not {order!r}")
-        offset = _int(query, "offset", 0, 0, None)
-        limit = _int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        live = bool(status) or sort == "status"  # results that depend on whether processes still run
-        chosen = self.snapshot.cached(("runs", where, tag, status, sweep, text, sort, order),
-                                      lambda: self._select(where, tag, status, sweep, text, sort, order),
-                                      ttl=STATUS_TTL if live else None)
-        rows = [run_row(r) for r in chosen[offset:offset + limit]]
-        return {"total": len(chosen), "in_store": len(self.snapshot.records), "offset": offset, "limit": limit,
-                "sort": sort, "order": order, "runs": rows}
+        wanted = RunQuery(sweeps=_listed(query, "sweep"), where=query.get("where"), tags=_listed(query, "tag"),
+                          statuses=_listed(query, "status"), text=query.get("q", ""), sort=sort,
+                          descending=order == "desc", offset=_int(query, "offset", 0, 0, None),
+                          limit=_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
+        live = bool(wanted.statuses) or sort == "status"  # results that depend on whether processes still run
+        chosen = self.snapshot.cached(("runs", wanted), lambda: self._chosen(wanted), ttl=STATUS_TTL if live else None)
+        return {"total": chosen.total, "in_store": len(self.snapshot.records), "offset": wanted.offset,
+                "limit": wanted.limit, "sort": sort, "order": order, "runs": [run_row(r) for r in chosen.records]}
 
-    def _select(self, where, tag, status, sweep, text, sort, order) -> list[dict]:
-        records = self.snapshot.records
-        if sweep:
-            records = [r for r in records if r["summary"].get("sweep") == sweep]
-        if tag:
-            wanted = {t.strip() for t in tag.split(",") if t.strip()}
-            records = [r for r in records if wanted <= set(_tags(r["summary"]))]
-        if status:
-            statuses = {s.strip() for s in status.split(",") if s.strip()}
-            records = [r for r in records if live_status(r["summary"]) in statuses]
-        if text:
-            records = [r for r in records if text in r["id"].lower() or text in str(r["summary"].get("name", "")).lower()]
-        if where:
-            flt = compile_filter(where, self.snapshot.cached("known names", lambda: known_names(self.snapshot.records)))
-            records = [r for r in records if flt.matches(record_lookup(r))]
-        field = SORT_ALIASES.get(sort, sort)
-        keyed = [(_sort_key(_sort_value(r, field)), r) for r in records]
-        present = [item for item in keyed if item[0] is not None]
-        present.sort(key=lambda item: item[0], reverse=(order == "desc"))
-        return [r for _, r in present] + [r for key, r in keyed if key is None]  # missing values last
+    def _chosen(self, wanted: RunQuery) -> Chosen:
+        """The store query over the records in memory; a reference or sweep that names nothing is a 404."""
+        try:
+            return select_runs(self.root, wanted, records=self.snapshot.records,
+                               find=lambda root, ref: self.sweep_state(ref))
+        except RunNotFound as exc:
+            raise ApiError(404, str(exc)) from None
 
     def tags(self) -> dict:
         """Every tag with its number of runs, and the runs per (live) status."""
@@ -223,7 +204,7 @@ class Api:
         state = self.sweep_state(ref)
         sweep_id = str(state.get("id"))
         metric, goal = state.get("metric") or "val_accuracy", state.get("goal") or "maximize"
-        records = [r for r in self.snapshot.records if r["summary"].get("sweep") == sweep_id]
+        records = self._chosen(RunQuery(sweeps=(sweep_id,))).records
         trials = self._trials(sweep_id, records, metric, goal)
         # A running sweep's trials change every epoch: its charts are drawn again at most every 2 s.
         shown = self.snapshot.cached(("sweep", sweep_id, metric, goal), lambda: self._sweep_comparison(records, state),
@@ -272,20 +253,11 @@ class Api:
             raise ApiError(400, "group must be 1, 0 or auto")
         if not (ids or sweep_ref or where):
             raise ApiError(400, "nothing to compare: name runs (ids=a,b), a sweep (sweep=...) or a filter (where=...)")
-        records = self.snapshot.records
-        sweep = None
-        if sweep_ref:
-            sweep = self.sweep_state(sweep_ref)
-            records = [r for r in records if r["summary"].get("sweep") == sweep.get("id")]
-        if ids:
-            unknown = [i for i in ids if i not in self.snapshot.by_id]
-            if unknown:
-                raise ApiError(404, f"no run {unknown[0]!r} in the store")
-            wanted = set(ids)
-            records = [r for r in records if r["id"] in wanted]
-        if where:
-            flt = compile_filter(where, self.snapshot.cached("known names", lambda: known_names(self.snapshot.records)))
-            records = [r for r in records if flt.matches(record_lookup(r))]
+        unknown = [i for i in ids if i not in self.snapshot.by_id]
+        if unknown:  # the page names runs by id, never by prefix or name
+            raise ApiError(404, f"no run {unknown[0]!r} in the store")
+        chosen = self._chosen(RunQuery(runs=tuple(ids), sweeps=(sweep_ref,) if sweep_ref else (), where=where))
+        records, sweep = chosen.records, chosen.sweep
         if not records:
             raise ApiError(404, "no runs to compare: nothing in the store matches")
         key = ("compare", tuple(ids), (sweep or {}).get("id"), where, agg, sort, tuple(metrics or ()), group)
@@ -358,26 +330,9 @@ def _tags(summary: dict) -> list[str]:
     return [str(t) for t in tags] if isinstance(tags, list) else []
 
 
-def _sort_value(record: dict, field: str):
-    summary = record["summary"]
-    if field == "status":
-        return live_status(summary)
-    if field in summary:
-        return summary[field]
-    if field in ("id", "path"):
-        return record.get(field)
-    return record_lookup(record)(field)
-
-
-def _sort_key(value):
-    """Numbers before text, each in its own order; None for a missing value (sorted last)."""
-    if is_missing(value) or value is None:
-        return None
-    if is_number(value):
-        return (0, float(value), "")
-    if isinstance(value, list):
-        value = ",".join(str(v) for v in value)
-    return (1, 0.0, str(value).lower())
+def _listed(query: dict, name: str) -> tuple[str, ...]:
+    """A comma-separated query parameter as its parts."""
+    return tuple(part for part in query.get(name, "").split(",") if part.strip())
 
 
 def _epoch_row(row: dict) -> dict:
