@@ -768,6 +768,11 @@ class HeldRecords:
         self._entries = {r["id"]: (_trusted(signatures.get(r["id"], MISSING * 3), now_ns), r) for r in records}
         self._publish(records)
 
+    def hold(self, records: list[dict]) -> None:
+        """Hold these records (a subset of the store's) until the next ``refresh``."""
+        self._entries = {}
+        self._publish(sorted(records, key=_order))
+
     def refresh(self) -> bool:
         """Stat every folder, read the changed ones again; True if anything changed."""
         now_ns = time.time_ns()

@@ -30,10 +30,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .. import __version__
-from ..compare.select import select_records
+from ..compare.select import SORT_ALIASES, RunQuery, select_runs
 from ..errors import ConfigError, NnexpError
 from ..tracking.sweeps import find_sweep
-from .api import MAX_LIMIT, SORT_ALIASES, valid_name
+from .api import MAX_LIMIT, valid_name
 from .app import Dashboard
 
 MARKER = "nnexp-export.json"
@@ -66,12 +66,8 @@ def sweep_page(sweep_id: str) -> str:
 def choose(store, where=None, sweeps=(), tags=()) -> tuple[list[dict], list[str]]:
     """The records of the runs to export (--where, --sweep, --tag as ``nnexp runs`` and ``compare``
     take them; every tag given), and the ids of the sweeps named."""
-    records, _ = select_records(store, sweep_ref=list(sweeps), where=where)
-    wanted = set(tags)
-    if wanted:
-        records = [r for r in records if isinstance(r["summary"].get("tags"), list)
-                   and wanted <= {str(t) for t in r["summary"]["tags"]}]
-    return records, [find_sweep(store, ref)["id"] for ref in sweeps]
+    chosen = select_runs(store, RunQuery(sweeps=tuple(sweeps), where=where, tags=tuple(tags)))
+    return chosen.records, [find_sweep(store, ref)["id"] for ref in sweeps]
 
 
 class Site:

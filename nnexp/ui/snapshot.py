@@ -66,8 +66,7 @@ class StoreSnapshot:
     def hold(self, records: list[dict]) -> None:
         """Hold these records instead of the store's (an export of chosen runs: ``export.py``)."""
         with self._lock:
-            self._entries = {}
-            self._publish(sorted(records, key=_order))
+            self._held.hold(records)
 
     def refresh(self) -> bool:
         """Read the changed folders again; True if anything changed."""
