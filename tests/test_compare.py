@@ -212,6 +212,52 @@ def test_varied_params_skip_keys_that_only_follow_another():
     assert varied_params(rows) == ["param.model.layers.1.units", "param.optimizer.name"]
 
 
+def test_an_option_that_differs_only_by_each_optimizers_default_is_no_difference(nnexp, store, tmp_path):
+    """sgd fills in momentum 0.0, momentum 0.9: a sweep of optimizer.name varies the name alone, in the
+    table, the charts of the report and the plots alike; a momentum a person set is a difference."""
+    for i, (name, seed) in enumerate([(n, s) for n in ("sgd", "momentum") for s in (0, 1)]):
+        path = fake_run(store, f"o-bbbb-t{i:03d}", 0.01, seed, [0.5, 0.9 + 0.01 * i], name=name, sweep="o-bbbb")
+        summary = json.loads((path / "summary.json").read_text())
+        summary["trial_params"] = {"optimizer.name": name}
+        (path / "summary.json").write_text(json.dumps(summary))
+    (store / "sweeps" / "o-bbbb").mkdir(parents=True)
+    (store / "sweeps" / "o-bbbb" / "sweep.json").write_text(json.dumps(
+        {"id": "o-bbbb", "name": "o", "metric": "val_accuracy", "goal": "maximize", "status": "completed"}))
+    code, out, err = nnexp("compare", "--sweep", "o", "--json", "--report", tmp_path / "r.html", "--plots",
+                           tmp_path / "plots", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.name"]
+    html = (tmp_path / "r.html").read_text()
+    charts = json.loads(re.search(r'<script type="application/json" id="nnexp-charts">(.*?)</script>', html,
+                                  re.DOTALL).group(1))
+    assert "metric-vs-optimizer.name" in {c["id"] for c in charts}
+    assert not [c["id"] for c in charts if "momentum" in c["id"]]
+    assert not [p.name for p in (tmp_path / "plots").iterdir() if "momentum" in p.name]
+
+    for i, device in enumerate(("cpu", "gpu")):  # on the GPU the config resolves model.engine to reference
+        path = fake_run(store, f"d-cccc-t{i:03d}", 0.01, 0, [0.5, 0.8], sweep="d-cccc")
+        config = (path / "config.yaml").read_text()
+        if device == "gpu":
+            config = config.replace("device: cpu", "device: gpu").replace("engine: fast", "engine: reference")
+        (path / "config.yaml").write_text(config)
+        summary = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps(dict(summary, trial_params={"train.device": device})))
+    code, out, err = nnexp("compare", "--where", "sweep == 'd-cccc'", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if "." in k] == ["train.device"]
+
+    for name in ("sgd", "momentum"):  # runs of no sweep
+        fake_run(store, f"plain-{name}", 0.01, 0, [0.5, 0.8], name=name)
+    code, out, err = nnexp("compare", "plain-sgd", "plain-momentum", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.name"]
+    config = (store / "plain-momentum" / "config.yaml").read_text()
+    (store / "plain-momentum" / "config.yaml").write_text(config.replace("momentum: 0.9", "momentum: 0.5"))
+    code, out, err = nnexp("compare", "plain-sgd", "plain-momentum", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.momentum", "optimizer.name"]
+
+
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
     code, out, _ = nnexp("runs", "--where", "optimizer.lr == 0.01", "--json", "--store", grid_store)
     assert code == 0 and sorted(r["seed"] for r in json.loads(out)) == [0, 1, 2]
