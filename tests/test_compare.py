@@ -307,6 +307,24 @@ def test_every_group_is_tested_against_the_best(nnexp, three_groups):
     assert "| diff 95% CI |" in out.splitlines()[0]
 
 
+def test_the_tests_read_as_one_line_each_with_their_verdict(three_groups):
+    from scipy import stats
+
+    from nnexp.compare.cli import comparison, test_lines
+    from nnexp.compare.select import select_records
+
+    records, _ = select_records(three_groups, [], None, None)
+    reference, welch, paired = test_lines(comparison(records))
+    assert reference == "reference: optimizer.lr=0.01 (3 runs, val_accuracy 96.17%)"
+    p_paired = stats.ttest_rel([0.90, 0.92, 0.94], [0.95, 0.96, 0.975]).pvalue
+    p_welch = stats.ttest_ind([0.93, 0.96, 0.94, 0.955], [0.95, 0.96, 0.975], equal_var=False).pvalue
+    assert p_paired < 0.025 < 0.05 < p_welch  # Holm: the smaller doubled, still below 0.05
+    assert welch.startswith("optimizer.lr=0.1: Welch's t-test, val_accuracy -1.54pp (95% CI -")
+    assert welch.endswith(f"p = {p_welch:.3g}, Holm {p_welch:.3g}: no clear difference at the 5% level")
+    assert paired.startswith("optimizer.lr=0.001: paired t-test over the seeds both ran, val_accuracy -4.17pp")
+    assert paired.endswith(f"p = {p_paired:.3g}, Holm {2 * p_paired:.3g}: a difference at the 5% level")
+
+
 @pytest.mark.parametrize("baseline, reference", [("3", 0.001), ("lr=0.001", 0.001), ("optimizer.lr=0.1", 0.1),
                                                  ("param.optimizer.lr=1e-1", 0.1)])
 def test_baseline_names_the_reference_by_row_or_values(nnexp, three_groups, baseline, reference):

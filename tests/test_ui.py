@@ -222,6 +222,14 @@ def test_compare_shows_what_nnexp_compare_computes(server, nnexp, made):
     assert table["rows"][0][table["columns"].index("val_accuracy")]["text"].endswith("%")
 
 
+def test_compare_says_in_words_what_each_group_was_tested_against(server):
+    shown = get_json(server, f"/api/compare?sweep={SWEEP_ID}")
+    assert shown["test_lines"] == [
+        "reference: optimizer.lr=0.01 (3 runs, val_accuracy 95.40%)",
+        "optimizer.lr=0.001: paired t-test over the seeds both ran, val_accuracy -3.00pp (95% CI -3.00pp to -3.00pp), "
+        "no p-value (the differences do not vary)"]
+
+
 def test_compare_by_ids_and_its_errors(server, made):
     _, ids = made
     chosen = get_json(server, f"/api/compare?ids={ids['plain']},{ids['sweep'][0]}")
@@ -525,6 +533,14 @@ def test_compare_and_sweep_pages_draw_every_chart_and_table(opened):
         == "pending"
     ids = sweep.evaluate("Array.from(document.querySelectorAll('#charts [data-chart-id]'), d => d.dataset.chartId)")
     assert {"curves", "best-so-far", "importance", "metric-vs-optimizer.lr"} <= set(ids)
+
+
+def test_the_compare_page_reads_as_text_above_its_table(opened, server):
+    page = opened["compare"]
+    lines = get_json(server, f"/api/compare?sweep={SWEEP_ID}")["test_lines"]
+    assert page.evaluate("Array.from(document.querySelectorAll('#tests li'), li => li.textContent)") == lines
+    what = page.evaluate("document.getElementById('what').textContent")
+    assert what.startswith("6 runs; sorted by val_accuracy (maximize)") and not re.search(r'[{}\[\]"]|null', what)
 
 
 def test_a_compare_table_sorts_when_its_header_is_clicked(opened):

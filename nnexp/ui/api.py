@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..compare.charts import comparison_charts
-from ..compare.cli import comparison
+from ..compare.cli import comparison, test_lines
 from ..compare.fmt import format_cell
 from ..compare.query import compile_filter, known_names, record_lookup
 from ..errors import NnexpError
@@ -228,7 +228,8 @@ class Api:
         # A running sweep's trials change every epoch: its charts are drawn again at most every 2 s.
         shown = self.snapshot.cached(("sweep", sweep_id, metric, goal), lambda: self._sweep_comparison(records, state),
                                      at_most_every=SWEEP_REDRAW)
-        shown = shown or {"tables": [], "charts": [], "varied": [], "grouped": False, "runs": [], "extra": {}}
+        shown = shown or {"tables": [], "charts": [], "varied": [], "grouped": False, "runs": [], "extra": {},
+                          "test_lines": []}
         return {**shown, "sweep": state, "metric": metric, "goal": goal, "trials": trials}
 
     def _sweep_comparison(self, records: list[dict], state: dict) -> dict | None:
@@ -303,7 +304,7 @@ class Api:
         charts = comparison_charts(result.runs, result.varied, result.metric, result.goal, sweep=sweep is not None,
                                    objectives=result.objectives)
         return jsonable({"metric": result.metric, "goal": result.goal, "grouped": result.grouped,
-                         "varied": [c.removeprefix("param.") for c in result.varied],
+                         "test_lines": test_lines(result), "varied": [c.removeprefix("param.") for c in result.varied],
                          "runs": result.runs["id"].tolist(), "tables": tables, "extra": extra, "charts": charts})
 
 

@@ -430,12 +430,13 @@
         var what = c.runs.length + " run" + (c.runs.length === 1 ? "" : "s") + "; sorted by " + c.metric.replace(/^metric\./, "") +
           " (" + c.goal + ")" + (c.grouped ? "; grouped over seeds: mean, std, 95% CI of the mean, n" : "; one row per run");
         if (c.varied.length) { what += "; differing: " + c.varied.join(", "); }
-        Object.keys(c.extra || {}).forEach(function (k) { what += "; " + k + ": " + valueText(k, c.extra[k]); });
         $("what").textContent = what;
+        var tests = clear($("tests"));
+        c.test_lines.forEach(function (line) { tests.appendChild(el("li", { text: line })); });
         drawTables($("tables"), c.tables);
         drawCharts($("charts"), c.charts, drawn);
         window.nnexpReady = performance.now();
-      }).catch(function (error) { showError(error); $("what").textContent = ""; });
+      }).catch(function (error) { showError(error); $("what").textContent = ""; clear($("tests")); });
     }
 
     ["agg", "group"].forEach(function (k) {
