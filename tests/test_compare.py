@@ -258,6 +258,19 @@ def test_an_option_that_differs_only_by_each_optimizers_default_is_no_difference
     assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.momentum", "optimizer.name"]
 
 
+def test_summary_fields_as_text():
+    from nnexp.compare.fmt import summary_text
+    from nnexp.timestamps import timestamp
+
+    assert summary_text("start_time", 1797000000.25) == timestamp(1797000000.25)
+    assert summary_text("best_val_value", 0.9512, {"best_val_metric": "val_accuracy"}) == "95.12%"
+    assert summary_text("best_val_value", 0.1234567, {"best_val_metric": "val_loss"}) == "0.1235"
+    assert summary_text("train_seconds", 12345.6) == "12,346" and summary_text("train_seconds", 1.68392) == "1.684"
+    assert summary_text("params", 535818) == "535,818" and summary_text("pid", 28616) == "28616"
+    assert summary_text("versions", {"python": "3.11.7", "numpy": "2.4.6"}) == "python 3.11.7, numpy 2.4.6"
+    assert summary_text("input_shape", [1, 28, 28]) == "1, 28, 28" and summary_text("reason", None) == "-"
+
+
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
     code, out, _ = nnexp("runs", "--where", "optimizer.lr == 0.01", "--json", "--store", grid_store)
     assert code == 0 and sorted(r["seed"] for r in json.loads(out)) == [0, 1, 2]

@@ -159,6 +159,19 @@ def test_a_run_has_its_summary_config_files_and_error(server, made):
     assert HOSTILE in failed["error"] and failed["summary"]["reason"] == HOSTILE
 
 
+def test_a_runs_summary_is_written_as_nnexp_show_writes_it(server, made, nnexp):
+    root, ids = made
+    run = get_json(server, f"/api/runs/{ids['plain']}")
+    texts = run["summary_text"]
+    assert set(texts) == set(run["summary"])
+    assert texts["start_time"] == run["summary"]["started"]  # a date, not seconds since 1970
+    assert texts["params"] == "12,730" and texts["test_accuracy"] == "95.00%" and texts["tags"] == "baseline"
+    code, out, err = nnexp("show", ids["plain"], "--store", root)
+    assert code == 0, err
+    shown = out.splitlines()
+    assert all(f"{key:<22}{text}" in shown for key, text in texts.items() if key not in ("id", "note"))
+
+
 def test_metrics_come_from_an_epoch_on(server, made):
     _, ids = made
     every = get_json(server, f"/api/runs/{ids['plain']}/metrics")
@@ -504,6 +517,14 @@ def test_a_run_page_draws_its_curves_plots_and_diagnostics(opened):
     assert [c for c, _ in charts] == [f"diagnostics-{s}" for s in ui_store.STATS] and all(n for _, n in charts)
     wait_for(page, "document.querySelector('#plots img') && document.querySelector('#plots img').naturalWidth > 0")
     assert page.evaluate("document.getElementById('diagnostics-note').hidden") is True
+
+
+def test_a_run_page_shows_its_summary_as_the_server_writes_it(opened, server, made):
+    _, ids = made
+    texts = get_json(server, f"/api/runs/{ids['plain']}")["summary_text"]
+    shown = dict(opened["run"].evaluate("Array.from(document.querySelectorAll('#summary tr'), "
+                                        "tr => [tr.cells[0].textContent, tr.cells[1].textContent])"))
+    assert shown == texts and shown["start_time"] == shown["started"]
 
 
 def test_a_running_run_gains_a_point_when_an_epoch_is_logged(opened, made):

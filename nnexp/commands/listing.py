@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..compare.fmt import short_note
+from ..compare.fmt import percent, short_note, summary_text
 from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
@@ -30,7 +30,7 @@ def cell(col: str, value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.2%}" if col.endswith("acc") else f"{value:.1f}"
+        return percent(value) if col.endswith("acc") else f"{value:.1f}"
     if isinstance(value, int) and col == "params":
         return f"{value:,}"
     return str(value)
@@ -42,7 +42,7 @@ def format_table(rows: list[dict], columns) -> str:
     return aligned(list(columns), [list(row) for row in zip(*texts)])
 
 
-_COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".format), "params": (int, "{:,}".format),
+_COMMON = {"val_acc": (float, percent), "test_acc": (float, percent), "params": (int, "{:,}".format),
            "train_s": (float, "{:.1f}".format), "started": (str, str)}
 
 
@@ -129,13 +129,7 @@ def show(run_ref, store, as_json):
     for key, value in info.summary.items():
         if key in ("note", "id", "path"):
             continue  # the note last, in full; the run is its folder, whatever the summary says
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value)) or "-"
-        elif isinstance(value, float):
-            value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
-        click.echo(f"{key:<22}{value}")
+        click.echo(f"{key:<22}{summary_text(key, value, info.summary)}")
     if info.summary.get("note"):
         click.echo("note\n" + "\n".join(f"  {line}" for line in str(info.summary["note"]).splitlines()))
     if warnings:
@@ -166,6 +160,6 @@ def sweeps(store, as_json):
         rows.append({"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
                      "method": s.get("method"), "trials": s.get("trials"),
                      "done": counts.get(COMPLETED, 0) + counts.get(PRUNED, 0), "failed": counts.get(FAILED, 0),
-                     "best": None if not best else f"{s.get('metric')} {best.get('value', float('nan')):.4f}",
+                     "best": None if not best else f"{s.get('metric')} {summary_text(str(s.get('metric')), best.get('value'))}",
                      "updated": s.get("updated")})
     click.echo(format_table(rows, SWEEP_COLUMNS))

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..compare.charts import comparison_charts
 from ..compare.cli import comparison, test_lines
-from ..compare.fmt import format_cell
+from ..compare.fmt import format_cell, summary_text
 from ..compare.query import compile_filter, known_names, record_lookup
 from ..errors import NnexpError
 from ..tracking import live_status, make_record
@@ -154,7 +154,8 @@ class Api:
         return path
 
     def run(self, run_id: str) -> dict:
-        """A run's summary, config (as written and flattened), metrics, files and error text, read now."""
+        """A run's summary (and each field as text), config (as written and flattened), metrics, files and
+        error text, read now."""
         run_dir = self._folder(run_id)
         try:
             record = make_record(run_dir)
@@ -167,8 +168,9 @@ class Api:
             f["url"] = file_url(run_id, f["path"])
         plots = [f for f in files if f["path"].startswith(f"{PLOTS}/") and f["path"].endswith(".png")
                  and not f["too_large"]]
+        texts = {key: summary_text(key, value, summary) for key, value in summary.items()}
         return {"id": record["id"], "path": record["path"], "status": live_status(summary), "summary": summary,
-                "config": config, "params": record["params"], "metrics": record["metrics"],
+                "summary_text": texts, "config": config, "params": record["params"], "metrics": record["metrics"],
                 "files": files, "plots": plots, "error": _tail(run_dir / ERROR),
                 **_diagnostics_brief(read_diagnostics(run_dir))}
 

@@ -327,12 +327,13 @@
 
   // ------------------------------------------------------------------ a run's page
 
-  function kvTable(table, entries) {
+  /* Rows of [key, value], each value as its text (default: valueText). */
+  function kvTable(table, entries, text) {
     clear(table);
     var body = el("tbody");
     entries.forEach(function (entry) {
       body.appendChild(el("tr", {}, [el("th", { scope: "row", text: entry[0] }),
-                                     el("td", { text: valueText(entry[0], entry[1]) })]));
+                                     el("td", { text: (text || valueText)(entry[0], entry[1]) })]));
     });
     table.appendChild(body);
   }
@@ -352,7 +353,9 @@
         $("live").hidden = run.status !== "running";
         $("reason").hidden = !summary.reason;
         $("reason").textContent = summary.reason ? "reason: " + summary.reason : "";
-        kvTable($("summary"), Object.keys(summary).map(function (k) { return [k, summary[k]]; }));
+        // the server writes each field as nnexp show does (times as dates, accuracies as percents)
+        kvTable($("summary"), Object.keys(summary).map(function (k) { return [k, run.summary_text[k]]; }),
+                function (k, text) { return text; });
         kvTable($("config"), Object.keys(run.params || {}).sort().map(function (k) { return [k, run.params[k]]; }));
         $("failure").hidden = !run.error;
         $("error-text").textContent = run.error || "";
