@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -572,6 +573,58 @@ def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
     values = page.evaluate(f"Array.from(document.querySelectorAll('#tables tbody tr'), tr => tr.cells[{column}]"
                            ".textContent)")
     assert [float(v.rstrip('%')) for v in values] == sorted(float(v.rstrip('%')) for v in values)
+
+
+@pytest.fixture(scope="module")
+def fine_diagnostics(tmp_path_factory):
+    """A dashboard of one run whose dead fractions stay below 2% and whose norms span about a decade
+    (gradients 0.02 .. 0.4, weights 4 .. 44), with update ratios over five decades."""
+    root = tmp_path_factory.mktemp("fine") / "runs"
+    run = ui_store.make_run(RunStore(root), "fine", 0.002, 0, 4, 0.95, 1_797_000_000.123, run_id="fine")
+    lines = ["epoch,layer,name,stat,value"]
+    for e in range(1, 5):
+        lines += [f"{e},2,relu,dead_fraction,{0.02 - 0.005 * (e - 1)!r}", f"{e},4,relu,dead_fraction,{0.003 * e!r}"]
+        for layer, grad, weight in ((1, 0.4, 3.0), (3, 0.05, 40.0)):
+            lines += [f"{e},{layer},{layer}.W,grad_norm,{grad / (1 + 0.5 * (e - 1))!r}",
+                      f"{e},{layer},{layer}.W,weight_norm,{weight + e!r}",
+                      f"{e},{layer},{layer}.W,update_ratio,{10.0 ** (-1 - e - layer)!r}"]
+    (run.path / "diagnostics.csv").write_text("\n".join(lines) + "\n")
+    with serving(root) as server:
+        yield server
+
+
+def test_log_axes_of_norms_are_labelled_at_decades_or_one_two_five(fine_diagnostics):
+    charts = {c["id"]: c["figure"] for c in get_json(fine_diagnostics, "/api/runs/fine/charts")["charts"]}
+    for stat in ("grad_norm", "weight_norm", "update_ratio"):
+        figure = charts[f"diagnostics-{stat}"]
+        values = [v for trace in figure["data"] for v in trace["y"]]
+        y = figure["layout"]["yaxis"]
+        assert y["type"] == "log", stat
+        shown = [(v, t) for v, t in zip(y["tickvals"], y["ticktext"]) if min(values) <= v <= max(values)]
+        assert 2 <= len(shown) <= 8 and len({t for _, t in shown}) == len(shown), (stat, shown)
+        for value, text in shown:
+            mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+            assert round(mantissa, 6) in (1, 2, 5) and float(text) == pytest.approx(value), (stat, value, text)
+
+
+def test_diagnostic_axes_print_distinct_labels_apart(chromium, fine_diagnostics):
+    page = chromium.open("http://127.0.0.1:%d/runs/fine" % fine_diagnostics.server_address[1])
+    try:
+        wait_for(page, "window.nnexpReady && document.querySelectorAll('#diagnostics .ytick text').length > 12")
+        for stat in ("dead_fraction", "grad_norm", "weight_norm", "update_ratio"):
+            ticks = page.evaluate(f"Array.from(document.querySelectorAll('[data-chart-id=diagnostics-{stat}] .ytick "
+                                  "text'), t => {{ const r = t.getBoundingClientRect(); "
+                                  "return [t.textContent, r.top, r.bottom]; }})")
+            labels = [t for t, _, _ in ticks]
+            assert len(labels) >= 3 and len(set(labels)) == len(labels), (stat, labels)
+            spans = sorted((top, bottom) for _, top, bottom in ticks)
+            assert all(below[0] >= above[1] for above, below in zip(spans, spans[1:])), (stat, labels)
+        labels = page.evaluate("Array.from(document.querySelectorAll('[data-chart-id=diagnostics-dead_fraction] "
+                               ".ytick text'), t => t.textContent)")
+        assert all(text.endswith("%") for text in labels) and "0.5%" in labels
+        assert page.errors() == []
+    finally:
+        page.close()
 
 
 # ----------------------------------------------------------------- a store made to hurt its readers
