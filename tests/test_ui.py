@@ -24,7 +24,9 @@ import ui_store
 from test_hostile import assert_chart_texts_escaped
 from ui_store import HOSTILE, SWEEP_ID
 
+from nnexp.config import dump_yaml, validate
 from nnexp.tracking import RunStore
+from nnexp.tracking.sweeps import SweepFolder
 from nnexp.ui.app import loopback_name
 from nnexp.ui.diagnostics import read_diagnostics
 from nnexp.ui.folders import decode_parts, run_file, run_folder
@@ -573,6 +575,27 @@ def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
     values = page.evaluate(f"Array.from(document.querySelectorAll('#tables tbody tr'), tr => tr.cells[{column}]"
                            ".textContent)")
     assert [float(v.rstrip('%')) for v in values] == sorted(float(v.rstrip('%')) for v in values)
+
+
+def test_a_sweep_of_optimizers_is_plotted_against_what_it_sweeps(tmp_path):
+    """sgd fills in momentum 0.0 and momentum 0.9: the sweep varies optimizer.name alone."""
+    root, store, plan = tmp_path / "runs", RunStore(tmp_path / "runs"), []
+    for trial, name in enumerate(("sgd", "momentum", "nesterov")):
+        run = ui_store.make_run(store, f"opt-t{trial:03d}", 0.01, 0, 2, 0.9 + 0.01 * trial, 1_767_000_000.0 + trial,
+                                run_id=f"opt-1a2b3c4d-t{trial:03d}", extra={
+                                    "sweep": "opt-1a2b3c4d", "trial": trial, "trial_params": {"optimizer.name": name}})
+        resolved = validate({"model": {"layers": ui_store.LAYERS}, "optimizer": {"name": name, "lr": 0.01}})
+        run.path.joinpath("config.yaml").write_text(dump_yaml(resolved))
+        plan.append({"index": trial, "run": run.id, "params": {"optimizer.name": name}, "seed": 0})
+    folder = SweepFolder(root, "opt-1a2b3c4d")
+    folder.make()
+    folder.write_plan(plan)
+    folder.write_state({"id": "opt-1a2b3c4d", "name": "opt", "status": "completed", "method": "grid",
+                        "metric": "val_accuracy", "goal": "maximize", "trials": 3})
+    with serving(root) as server:
+        sweep = get_json(server, "/api/sweeps/opt-1a2b3c4d")
+    assert sweep["varied"] == ["optimizer.name"]
+    assert [c["id"] for c in sweep["charts"] if c["id"].startswith("metric-vs-")] == ["metric-vs-optimizer.name"]
 
 
 @pytest.fixture(scope="module")
