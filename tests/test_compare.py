@@ -271,6 +271,19 @@ def test_summary_fields_as_text():
     assert summary_text("input_shape", [1, 28, 28]) == "1, 28, 28" and summary_text("reason", None) == "-"
 
 
+def test_an_accuracy_reads_the_same_in_runs_show_compare_and_sweeps(nnexp, grid_store):
+    code, out, _ = nnexp("show", "s-aaaa-t005", "--store", grid_store)
+    assert "test_accuracy         97.00%" in out.splitlines()
+    code, out, _ = nnexp("runs", "--store", grid_store)
+    assert "97.00%" in [line for line in out.splitlines() if "s-aaaa-t005" in line][0].split()
+    code, out, _ = nnexp("compare", "s-aaaa-t005", "s-aaaa-t000", "--store", grid_store)
+    assert "97.00%" in [line for line in out.splitlines() if line.startswith("s-aaaa-t005")][0].split()
+    state = grid_store / "sweeps" / "s-aaaa" / "sweep.json"
+    state.write_text(json.dumps(dict(json.loads(state.read_text()), best={"trial": 5, "value": 0.97})))
+    code, out, _ = nnexp("sweeps", "--store", grid_store)
+    assert "val_accuracy 97.00%" in out
+
+
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
     code, out, _ = nnexp("runs", "--where", "optimizer.lr == 0.01", "--json", "--store", grid_store)
     assert code == 0 and sorted(r["seed"] for r in json.loads(out)) == [0, 1, 2]

@@ -530,6 +530,21 @@ def test_a_run_page_shows_its_summary_as_the_server_writes_it(opened, server, ma
     assert shown == texts and shown["start_time"] == shown["started"]
 
 
+def test_the_runs_page_writes_an_accuracy_as_the_server_does(chromium, base, server, made):
+    _, ids = made
+    texts = get_json(server, f"/api/runs/{ids['plain']}")["summary_text"]
+    page = chromium.open(base + "/?tag=baseline")
+    try:
+        wait_for(page, "window.nnexpReady")
+        column = page.evaluate("Array.from(document.querySelectorAll('#runs thead th'), th => th.textContent)"
+                               ".indexOf('test acc')")
+        shown = page.evaluate(f"document.querySelector('#runs tbody tr[data-id={json.dumps(ids['plain'])}]')"
+                              f".cells[{column}].textContent")
+    finally:
+        page.close()
+    assert shown == texts["test_accuracy"] == "95.00%"
+
+
 def test_a_running_run_gains_a_point_when_an_epoch_is_logged(opened, made):
     root, ids = made
     page = opened["running"]
