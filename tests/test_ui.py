@@ -28,7 +28,7 @@ from nnexp.config import dump_yaml, validate
 from nnexp.tracking import RunStore
 from nnexp.tracking.sweeps import SweepFolder
 from nnexp.ui.app import loopback_name
-from nnexp.ui.diagnostics import read_diagnostics
+from nnexp.ui.diagnostics import read_diagnostic_series
 from nnexp.ui.folders import decode_parts, run_file, run_folder
 from nnexp.ui.server import make_server
 
@@ -201,14 +201,14 @@ def test_diagnostics_are_series_per_statistic_and_layer(server, made):
 
 def test_a_diagnostics_file_being_written_or_malformed(tmp_path):
     (tmp_path / "diagnostics.csv").write_text("epoch,layer,name,stat,value\n1,0,0.W,grad_norm,0.5\n1,0,0.W,grad_n")
-    read = read_diagnostics(tmp_path)
+    read = read_diagnostic_series(tmp_path)
     assert [(s["label"], s["values"]) for s in read["series"]] == [("0.W", [0.5])]  # the half-written line waits
     (tmp_path / "diagnostics.csv").write_text("epoch,stat,value\n1,grad_norm,0.5\n")
-    read = read_diagnostics(tmp_path)
+    read = read_diagnostic_series(tmp_path)
     assert read["available"] is False and "does not start with the header epoch,layer,name,stat,value" in read["problem"]
     (tmp_path / "diagnostics.csv").write_text("epoch,layer,name,stat,value\n" + "".join(
         f"{e},2,relu,dead_fraction,{d}\n" for e, d in ((1, 0.2), (2, 0.7), (3, 0.8))))
-    read = read_diagnostics(tmp_path)   # the warnings nnexp show gives, from the same rules
+    read = read_diagnostic_series(tmp_path)   # the warnings nnexp show gives, from the same rules
     assert [w["rule"] for w in read["warnings"]] == ["dead_units"] and "since epoch 2" in read["warnings"][0]["message"]
 
 

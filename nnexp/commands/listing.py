@@ -15,7 +15,7 @@ from ..compare.fmt import percent, short_note, summary_text
 from ..compare.select import select_records
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
-from ..tracking.health import diagnose, read_diagnostics
+from ..tracking.health import diagnose, read_diagnostic_rows
 from ..tracking.records import listed
 from ..tracking.run import COMPLETED, FAILED, PRUNED
 from ..tracking.sweeps import list_sweeps
@@ -118,7 +118,7 @@ def show(run_ref, store, as_json):
     """Show a run's summary, what its diagnostics warn of, and its files (RUN: id, id prefix, name or 'latest')."""
     info = RunStore(store).resolve(run_ref)
     try:
-        warnings = diagnose(read_diagnostics(info.path))
+        warnings = diagnose(read_diagnostic_rows(info.path))
     except OSError as exc:
         click.echo(f"warning: run {info.id}: cannot read diagnostics.csv ({exc.strerror or exc})", err=True)
         warnings = []
@@ -156,10 +156,10 @@ def sweeps(store, as_json):
         return
     rows = []
     for s in states:
-        counts, best = s.get("counts") or {}, s.get("best") or {}
+        counts, best, metric = s.get("counts") or {}, s.get("best") or {}, str(s.get("metric"))
         rows.append({"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
                      "method": s.get("method"), "trials": s.get("trials"),
                      "done": counts.get(COMPLETED, 0) + counts.get(PRUNED, 0), "failed": counts.get(FAILED, 0),
-                     "best": None if not best else f"{s.get('metric')} {summary_text(str(s.get('metric')), best.get('value'))}",
+                     "best": None if not best else f"{metric} {summary_text(metric, best.get('value'))}",
                      "updated": s.get("updated")})
     click.echo(format_table(rows, SWEEP_COLUMNS))

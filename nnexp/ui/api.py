@@ -33,7 +33,7 @@ from ..tracking.records import MetricRowsCache, listed, read_config
 from ..tracking.run import ERROR, PLOTS, DamagedRun, read_summary
 from ..tracking.sweeps import SweepFolder, find_sweep, list_sweeps
 from ..values import is_missing, is_number, plain
-from .diagnostics import read_diagnostics
+from .diagnostics import read_diagnostic_series
 from .folders import RUN_NAME, listed_files, run_folder
 from .run_charts import run_charts
 from .snapshot import StoreSnapshot
@@ -172,7 +172,7 @@ class Api:
         return {"id": record["id"], "path": record["path"], "status": live_status(summary), "summary": summary,
                 "summary_text": texts, "config": config, "params": record["params"], "metrics": record["metrics"],
                 "files": files, "plots": plots, "error": _tail(run_dir / ERROR),
-                **_diagnostics_brief(read_diagnostics(run_dir))}
+                **_diagnostics_brief(read_diagnostic_series(run_dir))}
 
     def metrics(self, run_id: str, query: dict) -> dict:
         """The run's epochs from ``since`` on (0: all), and its live status, for polling."""
@@ -188,7 +188,7 @@ class Api:
                 "rows": [_epoch_row(row) for row in rows[since:]]}
 
     def diagnostics(self, run_id: str) -> dict:
-        return dict(read_diagnostics(self._folder(run_id)), id=run_id)
+        return dict(read_diagnostic_series(self._folder(run_id)), id=run_id)
 
     def charts(self, run_id: str) -> dict:
         """The run page's charts: learning curves and one per diagnostic statistic."""
@@ -197,7 +197,7 @@ class Api:
             rows = self._metric_rows.rows(run_dir, run_id)
         except DamagedRun as exc:
             raise ApiError(422, str(exc)) from None
-        return {"id": run_id, "epochs": len(rows), "charts": run_charts(rows, read_diagnostics(run_dir))}
+        return {"id": run_id, "epochs": len(rows), "charts": run_charts(rows, read_diagnostic_series(run_dir))}
 
     # ---------------------------------------------------------------- sweeps --
 
