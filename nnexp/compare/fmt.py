@@ -55,8 +55,6 @@ def format_cell(column: str, value) -> str:
         return "-"
     if isinstance(value, bool):
         return str(value).lower()
-    if column in TIME_FIELDS:
-        return summary_text(column, value)
     if isinstance(value, float) and column.endswith(DIFFERENCES):
         if math.isinf(value) or math.isnan(value):
             return str(value)
