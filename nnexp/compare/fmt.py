@@ -3,6 +3,7 @@ dashboard) and in a run's summary (``nnexp show``, the dashboard's run page)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 from ..timestamps import timestamp
@@ -29,9 +30,9 @@ def summary_text(key: str, value, summary: dict | None = None) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, dict):
-        return ", ".join(f"{k} {summary_text(str(k), v)}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k} {_inner_text(str(k), v)}" for k, v in value.items()) or "-"
     if isinstance(value, list):
-        return ", ".join(summary_text(key, v) for v in value) or "-"
+        return ", ".join(_inner_text(key, v) for v in value) or "-"
     if not is_number(value):
         return str(value)
     if key in TIME_FIELDS and math.isfinite(value) and 0 <= value < 1e11:
@@ -70,6 +71,13 @@ def format_cell(column: str, value) -> str:
     if column == "note":
         return short_note(value) or "-"
     return str(value)
+
+
+def _inner_text(key: str, value) -> str:
+    """A value inside a summary's mapping or list: deeper containers as compact JSON."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return summary_text(key, value)
 
 
 def short_note(note) -> str | None:
