@@ -212,6 +212,78 @@ def test_varied_params_skip_keys_that_only_follow_another():
     assert varied_params(rows) == ["param.model.layers.1.units", "param.optimizer.name"]
 
 
+def test_an_option_that_differs_only_by_each_optimizers_default_is_no_difference(nnexp, store, tmp_path):
+    """sgd fills in momentum 0.0, momentum 0.9: a sweep of optimizer.name varies the name alone, in the
+    table, the charts of the report and the plots alike; a momentum a person set is a difference."""
+    for i, (name, seed) in enumerate([(n, s) for n in ("sgd", "momentum") for s in (0, 1)]):
+        path = fake_run(store, f"o-bbbb-t{i:03d}", 0.01, seed, [0.5, 0.9 + 0.01 * i], name=name, sweep="o-bbbb")
+        summary = json.loads((path / "summary.json").read_text())
+        summary["trial_params"] = {"optimizer.name": name}
+        (path / "summary.json").write_text(json.dumps(summary))
+    (store / "sweeps" / "o-bbbb").mkdir(parents=True)
+    (store / "sweeps" / "o-bbbb" / "sweep.json").write_text(json.dumps(
+        {"id": "o-bbbb", "name": "o", "metric": "val_accuracy", "goal": "maximize", "status": "completed"}))
+    code, out, err = nnexp("compare", "--sweep", "o", "--json", "--report", tmp_path / "r.html", "--plots",
+                           tmp_path / "plots", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.name"]
+    html = (tmp_path / "r.html").read_text()
+    charts = json.loads(re.search(r'<script type="application/json" id="nnexp-charts">(.*?)</script>', html,
+                                  re.DOTALL).group(1))
+    assert "metric-vs-optimizer.name" in {c["id"] for c in charts}
+    assert not [c["id"] for c in charts if "momentum" in c["id"]]
+    assert not [p.name for p in (tmp_path / "plots").iterdir() if "momentum" in p.name]
+
+    for i, device in enumerate(("cpu", "gpu")):  # on the GPU the config resolves model.engine to reference
+        path = fake_run(store, f"d-cccc-t{i:03d}", 0.01, 0, [0.5, 0.8], sweep="d-cccc")
+        config = (path / "config.yaml").read_text()
+        if device == "gpu":
+            config = config.replace("device: cpu", "device: gpu").replace("engine: fast", "engine: reference")
+        (path / "config.yaml").write_text(config)
+        summary = json.loads((path / "summary.json").read_text())
+        (path / "summary.json").write_text(json.dumps(dict(summary, trial_params={"train.device": device})))
+    code, out, err = nnexp("compare", "--where", "sweep == 'd-cccc'", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if "." in k] == ["train.device"]
+
+    for name in ("sgd", "momentum"):  # runs of no sweep
+        fake_run(store, f"plain-{name}", 0.01, 0, [0.5, 0.8], name=name)
+    code, out, err = nnexp("compare", "plain-sgd", "plain-momentum", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.name"]
+    config = (store / "plain-momentum" / "config.yaml").read_text()
+    (store / "plain-momentum" / "config.yaml").write_text(config.replace("momentum: 0.9", "momentum: 0.5"))
+    code, out, err = nnexp("compare", "plain-sgd", "plain-momentum", "--json", "--store", store)
+    assert code == 0, err
+    assert [k for k in json.loads(out)[0] if k.startswith("optimizer.")] == ["optimizer.momentum", "optimizer.name"]
+
+
+def test_summary_fields_as_text():
+    from nnexp.compare.fmt import summary_text
+    from nnexp.timestamps import timestamp
+
+    assert summary_text("start_time", 1797000000.25) == timestamp(1797000000.25)
+    assert summary_text("best_val_value", 0.9512, {"best_val_metric": "val_accuracy"}) == "95.12%"
+    assert summary_text("best_val_value", 0.1234567, {"best_val_metric": "val_loss"}) == "0.1235"
+    assert summary_text("train_seconds", 12345.6) == "12,346" and summary_text("train_seconds", 1.68392) == "1.684"
+    assert summary_text("params", 535818) == "535,818" and summary_text("pid", 28616) == "28616"
+    assert summary_text("versions", {"python": "3.11.7", "numpy": "2.4.6"}) == "python 3.11.7, numpy 2.4.6"
+    assert summary_text("input_shape", [1, 28, 28]) == "1, 28, 28" and summary_text("reason", None) == "-"
+
+
+def test_an_accuracy_reads_the_same_in_runs_show_compare_and_sweeps(nnexp, grid_store):
+    code, out, _ = nnexp("show", "s-aaaa-t005", "--store", grid_store)
+    assert "test_accuracy         97.00%" in out.splitlines()
+    code, out, _ = nnexp("runs", "--store", grid_store)
+    assert "97.00%" in [line for line in out.splitlines() if "s-aaaa-t005" in line][0].split()
+    code, out, _ = nnexp("compare", "s-aaaa-t005", "s-aaaa-t000", "--store", grid_store)
+    assert "97.00%" in [line for line in out.splitlines() if line.startswith("s-aaaa-t005")][0].split()
+    state = grid_store / "sweeps" / "s-aaaa" / "sweep.json"
+    state.write_text(json.dumps(dict(json.loads(state.read_text()), best={"trial": 5, "value": 0.97})))
+    code, out, _ = nnexp("sweeps", "--store", grid_store)
+    assert "val_accuracy 97.00%" in out
+
+
 def test_runs_listing_takes_the_same_selection(nnexp, grid_store):
     code, out, _ = nnexp("runs", "--where", "optimizer.lr == 0.01", "--json", "--store", grid_store)
     assert code == 0 and sorted(r["seed"] for r in json.loads(out)) == [0, 1, 2]
@@ -259,6 +331,24 @@ def test_every_group_is_tested_against_the_best(nnexp, three_groups):
     assert "val_accuracy diff_low" in out.splitlines()[0] and ",paired," in out
     code, out, _ = nnexp("compare", "--markdown", "--store", three_groups)
     assert "| diff 95% CI |" in out.splitlines()[0]
+
+
+def test_the_tests_read_as_one_line_each_with_their_verdict(three_groups):
+    from scipy import stats
+
+    from nnexp.compare.cli import comparison, test_lines
+    from nnexp.compare.select import select_records
+
+    records, _ = select_records(three_groups, [], None, None)
+    reference, welch, paired = test_lines(comparison(records))
+    assert reference == "reference: optimizer.lr=0.01 (3 runs, val_accuracy 96.17%)"
+    p_paired = stats.ttest_rel([0.90, 0.92, 0.94], [0.95, 0.96, 0.975]).pvalue
+    p_welch = stats.ttest_ind([0.93, 0.96, 0.94, 0.955], [0.95, 0.96, 0.975], equal_var=False).pvalue
+    assert p_paired < 0.025 < 0.05 < p_welch  # Holm: the smaller doubled, still below 0.05
+    assert welch.startswith("optimizer.lr=0.1: Welch's t-test, val_accuracy -1.54pp (95% CI -")
+    assert welch.endswith(f"p = {p_welch:.3g}, Holm {p_welch:.3g}: no clear difference at the 5% level")
+    assert paired.startswith("optimizer.lr=0.001: paired t-test over the seeds both ran, val_accuracy -4.17pp")
+    assert paired.endswith(f"p = {p_paired:.3g}, Holm {2 * p_paired:.3g}: a difference at the 5% level")
 
 
 @pytest.mark.parametrize("baseline, reference", [("3", 0.001), ("lr=0.001", 0.001), ("optimizer.lr=0.1", 0.1),

@@ -15,7 +15,7 @@ from nnexp.diagnostics import PROBE_SIZE, Diagnostics, layer_type, output_stats
 from nnexp.nn import Dense, build_model
 from nnexp.nn.fast import build_fast_model
 from nnexp.tracking import RunStore
-from nnexp.tracking.health import RULES, diagnose, read_diagnostics
+from nnexp.tracking.health import RULES, diagnose, read_diagnostic_rows
 from nnexp.tracking.plots import plot_diagnostics
 from nnexp.tracking.run import DIAGNOSTIC_COLUMNS, DIAGNOSTIC_STATS
 from nnexp.train import train_one_epoch
@@ -85,7 +85,7 @@ def test_a_run_writes_one_set_of_rows_per_epoch(nnexp, tiny_config, store):
     summary = json.loads((run / "summary.json").read_text())
     assert 0 < summary["diagnostics_seconds"] < summary["total_seconds"]
     assert (run / "plots" / "diagnostics.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert diagnose(read_diagnostics(run)) == []  # a healthy run: no warning
+    assert diagnose(read_diagnostic_rows(run)) == []  # a healthy run: no warning
     code, out, _ = nnexp("show", run.name, "--store", store)
     assert code == 0 and "diagnostics.csv" in out and "\ndiagnostics\n" not in out
     code, out, _ = nnexp("show", run.name, "--store", store, "--json")
@@ -381,9 +381,10 @@ def test_show_warns_in_plain_words_and_lists_the_warnings_in_json(nnexp, store):
 def test_a_half_written_last_row_is_ignored(tmp_path):
     path = tmp_path / "diagnostics.csv"
     path.write_text("epoch,layer,name,stat,value\n1,2,relu,dead_fraction,0.75\n2,2,relu,dead_fr")
-    assert read_diagnostics(path) == [{"epoch": 1, "layer": 2, "name": "relu", "stat": "dead_fraction",
+    assert read_diagnostic_rows(path) == [{"epoch": 1, "layer": 2, "name": "relu", "stat": "dead_fraction",
                                        "value": 0.75}]
-    assert read_diagnostics(tmp_path / "none.csv") == [] and read_diagnostics(tmp_path) == read_diagnostics(path)
+    assert read_diagnostic_rows(tmp_path / "none.csv") == []
+    assert read_diagnostic_rows(tmp_path) == read_diagnostic_rows(path)
 
 
 def test_a_deep_sigmoid_network_s_gradients_vanish_for_real(nnexp, tiny_config, store):
@@ -393,7 +394,7 @@ def test_a_deep_sigmoid_network_s_gradients_vanish_for_real(nnexp, tiny_config, 
                          "optimizer.name=sgd", "optimizer.lr=0.1")
     assert code == 0, err
     [run] = runs_by_name(store).values()
-    warnings = diagnose(read_diagnostics(run))
+    warnings = diagnose(read_diagnostic_rows(run))
     assert "vanishing_gradients" in [w["rule"] for w in warnings]
 
 

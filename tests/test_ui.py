@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -23,9 +24,11 @@ import ui_store
 from test_hostile import assert_chart_texts_escaped
 from ui_store import HOSTILE, SWEEP_ID
 
+from nnexp.config import dump_yaml, validate
 from nnexp.tracking import RunStore
+from nnexp.tracking.sweeps import SweepFolder
 from nnexp.ui.app import loopback_name
-from nnexp.ui.diagnostics import read_diagnostics
+from nnexp.ui.diagnostics import read_diagnostic_series
 from nnexp.ui.folders import decode_parts, run_file, run_folder
 from nnexp.ui.server import make_server
 
@@ -159,6 +162,19 @@ def test_a_run_has_its_summary_config_files_and_error(server, made):
     assert HOSTILE in failed["error"] and failed["summary"]["reason"] == HOSTILE
 
 
+def test_a_runs_summary_is_written_as_nnexp_show_writes_it(server, made, nnexp):
+    root, ids = made
+    run = get_json(server, f"/api/runs/{ids['plain']}")
+    texts = run["summary_text"]
+    assert set(texts) == set(run["summary"])
+    assert texts["start_time"] == run["summary"]["started"]  # a date, not seconds since 1970
+    assert texts["params"] == "12,730" and texts["test_accuracy"] == "95.00%" and texts["tags"] == "baseline"
+    code, out, err = nnexp("show", ids["plain"], "--store", root)
+    assert code == 0, err
+    shown = out.splitlines()
+    assert all(f"{key:<22}{text}" in shown for key, text in texts.items() if key not in ("id", "note"))
+
+
 def test_metrics_come_from_an_epoch_on(server, made):
     _, ids = made
     every = get_json(server, f"/api/runs/{ids['plain']}/metrics")
@@ -185,14 +201,14 @@ def test_diagnostics_are_series_per_statistic_and_layer(server, made):
 
 def test_a_diagnostics_file_being_written_or_malformed(tmp_path):
     (tmp_path / "diagnostics.csv").write_text("epoch,layer,name,stat,value\n1,0,0.W,grad_norm,0.5\n1,0,0.W,grad_n")
-    read = read_diagnostics(tmp_path)
+    read = read_diagnostic_series(tmp_path)
     assert [(s["label"], s["values"]) for s in read["series"]] == [("0.W", [0.5])]  # the half-written line waits
     (tmp_path / "diagnostics.csv").write_text("epoch,stat,value\n1,grad_norm,0.5\n")
-    read = read_diagnostics(tmp_path)
+    read = read_diagnostic_series(tmp_path)
     assert read["available"] is False and "does not start with the header epoch,layer,name,stat,value" in read["problem"]
     (tmp_path / "diagnostics.csv").write_text("epoch,layer,name,stat,value\n" + "".join(
         f"{e},2,relu,dead_fraction,{d}\n" for e, d in ((1, 0.2), (2, 0.7), (3, 0.8))))
-    read = read_diagnostics(tmp_path)   # the warnings nnexp show gives, from the same rules
+    read = read_diagnostic_series(tmp_path)   # the warnings nnexp show gives, from the same rules
     assert [w["rule"] for w in read["warnings"]] == ["dead_units"] and "since epoch 2" in read["warnings"][0]["message"]
 
 
@@ -220,6 +236,14 @@ def test_compare_shows_what_nnexp_compare_computes(server, nnexp, made):
     assert [{c: cell["value"] for c, cell in zip(table["columns"], row)} for row in table["rows"]] == expected
     assert shown["grouped"] is True and shown["varied"] == ["optimizer.lr"]
     assert table["rows"][0][table["columns"].index("val_accuracy")]["text"].endswith("%")
+
+
+def test_compare_says_in_words_what_each_group_was_tested_against(server):
+    shown = get_json(server, f"/api/compare?sweep={SWEEP_ID}")
+    assert shown["test_lines"] == [
+        "reference: optimizer.lr=0.01 (3 runs, val_accuracy 95.40%)",
+        "optimizer.lr=0.001: paired t-test over the seeds both ran, val_accuracy -3.00pp (95% CI -3.00pp to -3.00pp), "
+        "no p-value (the differences do not vary)"]
 
 
 def test_compare_by_ids_and_its_errors(server, made):
@@ -498,6 +522,29 @@ def test_a_run_page_draws_its_curves_plots_and_diagnostics(opened):
     assert page.evaluate("document.getElementById('diagnostics-note').hidden") is True
 
 
+def test_a_run_page_shows_its_summary_as_the_server_writes_it(opened, server, made):
+    _, ids = made
+    texts = get_json(server, f"/api/runs/{ids['plain']}")["summary_text"]
+    shown = dict(opened["run"].evaluate("Array.from(document.querySelectorAll('#summary tr'), "
+                                        "tr => [tr.cells[0].textContent, tr.cells[1].textContent])"))
+    assert shown == texts and shown["start_time"] == shown["started"]
+
+
+def test_the_runs_page_writes_an_accuracy_as_the_server_does(chromium, base, server, made):
+    _, ids = made
+    texts = get_json(server, f"/api/runs/{ids['plain']}")["summary_text"]
+    page = chromium.open(base + "/?tag=baseline")
+    try:
+        wait_for(page, "window.nnexpReady")
+        column = page.evaluate("Array.from(document.querySelectorAll('#runs thead th'), th => th.textContent)"
+                               ".indexOf('test acc')")
+        shown = page.evaluate(f"document.querySelector('#runs tbody tr[data-id={json.dumps(ids['plain'])}]')"
+                              f".cells[{column}].textContent")
+    finally:
+        page.close()
+    assert shown == texts["test_accuracy"] == "95.00%"
+
+
 def test_a_running_run_gains_a_point_when_an_epoch_is_logged(opened, made):
     root, ids = made
     page = opened["running"]
@@ -527,6 +574,14 @@ def test_compare_and_sweep_pages_draw_every_chart_and_table(opened):
     assert {"curves", "best-so-far", "importance", "metric-vs-optimizer.lr"} <= set(ids)
 
 
+def test_the_compare_page_reads_as_text_above_its_table(opened, server):
+    page = opened["compare"]
+    lines = get_json(server, f"/api/compare?sweep={SWEEP_ID}")["test_lines"]
+    assert page.evaluate("Array.from(document.querySelectorAll('#tests li'), li => li.textContent)") == lines
+    what = page.evaluate("document.getElementById('what').textContent")
+    assert what.startswith("6 runs; sorted by val_accuracy (maximize)") and not re.search(r'[{}\[\]"]|null', what)
+
+
 def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
     page = opened["chosen"]
     column = page.evaluate("Array.from(document.querySelectorAll('#tables thead th'), th => th.textContent)"
@@ -535,6 +590,79 @@ def test_a_compare_table_sorts_when_its_header_is_clicked(opened):
     values = page.evaluate(f"Array.from(document.querySelectorAll('#tables tbody tr'), tr => tr.cells[{column}]"
                            ".textContent)")
     assert [float(v.rstrip('%')) for v in values] == sorted(float(v.rstrip('%')) for v in values)
+
+
+def test_a_sweep_of_optimizers_is_plotted_against_what_it_sweeps(tmp_path):
+    """sgd fills in momentum 0.0 and momentum 0.9: the sweep varies optimizer.name alone."""
+    root, store, plan = tmp_path / "runs", RunStore(tmp_path / "runs"), []
+    for trial, name in enumerate(("sgd", "momentum", "nesterov")):
+        run = ui_store.make_run(store, f"opt-t{trial:03d}", 0.01, 0, 2, 0.9 + 0.01 * trial, 1_767_000_000.0 + trial,
+                                run_id=f"opt-1a2b3c4d-t{trial:03d}", extra={
+                                    "sweep": "opt-1a2b3c4d", "trial": trial, "trial_params": {"optimizer.name": name}})
+        resolved = validate({"model": {"layers": ui_store.LAYERS}, "optimizer": {"name": name, "lr": 0.01}})
+        run.path.joinpath("config.yaml").write_text(dump_yaml(resolved))
+        plan.append({"index": trial, "run": run.id, "params": {"optimizer.name": name}, "seed": 0})
+    folder = SweepFolder(root, "opt-1a2b3c4d")
+    folder.make()
+    folder.write_plan(plan)
+    folder.write_state({"id": "opt-1a2b3c4d", "name": "opt", "status": "completed", "method": "grid",
+                        "metric": "val_accuracy", "goal": "maximize", "trials": 3})
+    with serving(root) as server:
+        sweep = get_json(server, "/api/sweeps/opt-1a2b3c4d")
+    assert sweep["varied"] == ["optimizer.name"]
+    assert [c["id"] for c in sweep["charts"] if c["id"].startswith("metric-vs-")] == ["metric-vs-optimizer.name"]
+
+
+@pytest.fixture(scope="module")
+def fine_diagnostics(tmp_path_factory):
+    """A dashboard of one run whose dead fractions stay below 2% and whose norms span about a decade
+    (gradients 0.02 .. 0.4, weights 4 .. 44), with update ratios over five decades."""
+    root = tmp_path_factory.mktemp("fine") / "runs"
+    run = ui_store.make_run(RunStore(root), "fine", 0.002, 0, 4, 0.95, 1_797_000_000.123, run_id="fine")
+    lines = ["epoch,layer,name,stat,value"]
+    for e in range(1, 5):
+        lines += [f"{e},2,relu,dead_fraction,{0.02 - 0.005 * (e - 1)!r}", f"{e},4,relu,dead_fraction,{0.003 * e!r}"]
+        for layer, grad, weight in ((1, 0.4, 3.0), (3, 0.05, 40.0)):
+            lines += [f"{e},{layer},{layer}.W,grad_norm,{grad / (1 + 0.5 * (e - 1))!r}",
+                      f"{e},{layer},{layer}.W,weight_norm,{weight + e!r}",
+                      f"{e},{layer},{layer}.W,update_ratio,{10.0 ** (-1 - e - layer)!r}"]
+    (run.path / "diagnostics.csv").write_text("\n".join(lines) + "\n")
+    with serving(root) as server:
+        yield server
+
+
+def test_log_axes_of_norms_are_labelled_at_decades_or_one_two_five(fine_diagnostics):
+    charts = {c["id"]: c["figure"] for c in get_json(fine_diagnostics, "/api/runs/fine/charts")["charts"]}
+    for stat in ("grad_norm", "weight_norm", "update_ratio"):
+        figure = charts[f"diagnostics-{stat}"]
+        values = [v for trace in figure["data"] for v in trace["y"]]
+        y = figure["layout"]["yaxis"]
+        assert y["type"] == "log", stat
+        shown = [(v, t) for v, t in zip(y["tickvals"], y["ticktext"]) if min(values) <= v <= max(values)]
+        assert 2 <= len(shown) <= 8 and len({t for _, t in shown}) == len(shown), (stat, shown)
+        for value, text in shown:
+            mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+            assert round(mantissa, 6) in (1, 2, 5) and float(text) == pytest.approx(value), (stat, value, text)
+
+
+def test_diagnostic_axes_print_distinct_labels_apart(chromium, fine_diagnostics):
+    page = chromium.open("http://127.0.0.1:%d/runs/fine" % fine_diagnostics.server_address[1])
+    try:
+        wait_for(page, "window.nnexpReady && document.querySelectorAll('#diagnostics .ytick text').length > 12")
+        for stat in ("dead_fraction", "grad_norm", "weight_norm", "update_ratio"):
+            ticks = page.evaluate(f"Array.from(document.querySelectorAll('[data-chart-id=diagnostics-{stat}] .ytick "
+                                  "text'), t => {{ const r = t.getBoundingClientRect(); "
+                                  "return [t.textContent, r.top, r.bottom]; }})")
+            labels = [t for t, _, _ in ticks]
+            assert len(labels) >= 3 and len(set(labels)) == len(labels), (stat, labels)
+            spans = sorted((top, bottom) for _, top, bottom in ticks)
+            assert all(below[0] >= above[1] for above, below in zip(spans, spans[1:])), (stat, labels)
+        labels = page.evaluate("Array.from(document.querySelectorAll('[data-chart-id=diagnostics-dead_fraction] "
+                               ".ytick text'), t => t.textContent)")
+        assert all(text.endswith("%") for text in labels) and "0.5%" in labels
+        assert page.errors() == []
+    finally:
+        page.close()
 
 
 # ----------------------------------------------------------------- a store made to hurt its readers

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from ..compare.fmt import short_note
+from ..compare.fmt import percent, short_note, summary_text
 from ..compare.select import RunQuery, select_runs
 from ..text_table import aligned
 from ..tracking import RunInfo, RunStore, live_status
-from ..tracking.health import diagnose, read_diagnostics
+from ..tracking.health import diagnose, read_diagnostic_rows
 from ..tracking.records import listed
 from ..tracking.run import COMPLETED, FAILED, PRUNED
 from ..tracking.sweeps import list_sweeps
@@ -30,7 +30,7 @@ def cell(col: str, value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.2%}" if col.endswith("acc") else f"{value:.1f}"
+        return percent(value) if col.endswith("acc") else f"{value:.1f}"
     if isinstance(value, int) and col == "params":
         return f"{value:,}"
     return str(value)
@@ -42,7 +42,7 @@ def format_table(rows: list[dict], columns) -> str:
     return aligned(list(columns), [list(row) for row in zip(*texts)])
 
 
-_COMMON = {"val_acc": (float, "{:.2%}".format), "test_acc": (float, "{:.2%}".format), "params": (int, "{:,}".format),
+_COMMON = {"val_acc": (float, percent), "test_acc": (float, percent), "params": (int, "{:,}".format),
            "train_s": (float, "{:.1f}".format), "started": (str, str)}
 
 
@@ -122,7 +122,7 @@ def show(run_ref, store, as_json):
     """Show a run's summary, what its diagnostics warn of, and its files (RUN: id, id prefix, name or 'latest')."""
     info = RunStore(store).resolve(run_ref)
     try:
-        warnings = diagnose(read_diagnostics(info.path))
+        warnings = diagnose(read_diagnostic_rows(info.path))
     except OSError as exc:
         click.echo(f"warning: run {info.id}: cannot read diagnostics.csv ({exc.strerror or exc})", err=True)
         warnings = []
@@ -133,13 +133,7 @@ def show(run_ref, store, as_json):
     for key, value in info.summary.items():
         if key in ("note", "id", "path"):
             continue  # the note last, in full; the run is its folder, whatever the summary says
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value)) or "-"
-        elif isinstance(value, float):
-            value = f"{value:.4%}" if key.endswith("accuracy") else f"{value:.4g}"
-        click.echo(f"{key:<22}{value}")
+        click.echo(f"{key:<22}{summary_text(key, value, info.summary)}")
     if info.summary.get("note"):
         click.echo("note\n" + "\n".join(f"  {line}" for line in str(info.summary["note"]).splitlines()))
     if warnings:
@@ -166,10 +160,10 @@ def sweeps(store, as_json):
         return
     rows = []
     for s in states:
-        counts, best = s.get("counts") or {}, s.get("best") or {}
+        counts, best, metric = s.get("counts") or {}, s.get("best") or {}, str(s.get("metric"))
         rows.append({"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
                      "method": s.get("method"), "trials": s.get("trials"),
                      "done": counts.get(COMPLETED, 0) + counts.get(PRUNED, 0), "failed": counts.get(FAILED, 0),
-                     "best": None if not best else f"{s.get('metric')} {best.get('value', float('nan')):.4f}",
+                     "best": None if not best else f"{metric} {summary_text(metric, best.get('value'))}",
                      "updated": s.get("updated")})
     click.echo(format_table(rows, SWEEP_COLUMNS))

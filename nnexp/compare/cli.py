@@ -9,9 +9,12 @@ from pathlib import Path
 import click
 
 from ..errors import NnexpError
+from ..values import is_missing
 from ..tracking.reading import MAX_TABLE_FILE, read_bytes
 from ..tracking.run import METRICS
+from .fmt import format_cell
 from .pareto import mark_front, sweep_objectives
+from .significance import ALPHA, PAIRED
 from .select import RunQuery, select_runs
 from .table import DEFAULT_METRICS, REFERENCE, Comparison, compare, render, render_table
 
@@ -132,6 +135,42 @@ def tests_note(result: Comparison) -> str:
             f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
             f"{tested} group{'s' if tested != 1 else ''} tested; effect: Hedges' g (welch) or d_z (paired); "
             f"seeds@80%: seeds per group for 80% power at alpha 0.05")
+
+
+def test_lines(result: Comparison) -> list[str]:
+    """The tests against the reference in words, one line each: the reference, then
+    each other row with its test, difference, p-values and verdict (at ALPHA, Holm)."""
+    lines = []
+    if result.reference is not None:
+        m = result.metric.removeprefix("metric.")
+        ref = result.reference
+        lines.append(f"reference: {_setting(result, ref)} ({ref.get('runs')} runs, {m} {format_cell(m, ref.get(m))})")
+        for row, test in zip(result.table_rows, result.tests):
+            if row.get("test") == REFERENCE:
+                continue
+            if test is None:
+                lines.append(f"{_setting(result, row)}: not tested (each group needs two runs or more)")
+                continue
+            how = "paired t-test over the seeds both ran" if test["test"] == PAIRED else "Welch's t-test"
+            diff = format_cell(f"{m} diff", test["diff"])
+            ci = f"95% CI {format_cell(f'{m} diff', test['low'])} to {format_cell(f'{m} diff', test['high'])}"
+            if is_missing(test["p"]):
+                verdict = "no p-value (the differences do not vary)"
+            else:
+                verdict = (f"p = {test['p']:.3g}, Holm {test['p_holm']:.3g}: "
+                           + (f"a difference at the {ALPHA:.0%} level" if test["p_holm"] < ALPHA
+                              else f"no clear difference at the {ALPHA:.0%} level"))
+            lines.append(f"{_setting(result, row)}: {how}, {m} {diff} ({ci}), {verdict}")
+    if result.objectives:
+        lines.append("Pareto front (column pareto) of " + ", ".join(
+            f"{c.removeprefix('metric.')} ({goal})" for c, goal in result.objectives))
+    return lines
+
+
+def _setting(result: Comparison, row: dict) -> str:
+    """A table row's values of what differs, e.g. ``lr=0.01``; 'row 1' when nothing differs."""
+    names = result.columns[:len(result.varied)]
+    return ", ".join(f"{k}={format_cell(k, row.get(k))}" for k in names) or "row 1"
 
 
 def _curves(runs, limit: int = 2000) -> dict:

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..errors import ConfigError, NnexpError
+from ..nn.optim import OPTIMIZER_SPECS
+from ..nn.schedules import SCHEDULE_SPECS
+from ..nn.specs import REQUIRED
 from ..text_table import aligned, markdown
 from ..tracking.records import lower_is_better
 from ..values import is_missing, is_number, plain
@@ -44,6 +47,8 @@ AGGREGATES = ("final", "best", "mean")
 TEST = "test"  # "ref" on the reference's row, "welch" or "paired" on the rows tested
 TEST_COLUMNS = ("p", "p_holm", "effect", "seeds_80")
 REFERENCE = "ref"
+# sections whose options have defaults that depend on the section's name
+CHOSEN = {"optimizer": OPTIMIZER_SPECS, "schedule": SCHEDULE_SPECS}
 
 
 @dataclass
@@ -105,18 +110,50 @@ def default_goal(metric: str) -> str:
     return "minimize" if lower_is_better(metric) else "maximize"
 
 
-def varied_params(rows: list[dict]) -> list[str]:
-    """The param keys with at least two different values, sorted.
+def varied_params(rows: list[dict], swept: set[str] | None = None) -> list[str]:
+    """The param keys with at least two different values, sorted: the differences a person made.
 
-    A key that only some runs have (``optimizer.beta1`` exists for Adam, not
-    for SGD) is not a difference of its own: the key that caused it
-    (``optimizer.name``) already shows.
+    ``swept``: the keys a sweep's spec varies (see :func:`swept_keys`); only
+    they count, the rest being the sweep's base config in every trial. Apart
+    from that, an option left at the default of each run's own optimizer or
+    schedule (``optimizer.momentum``: 0.0 for sgd, 0.9 for momentum) follows
+    the name, which shows. A key that only some runs have (``optimizer.beta1``
+    exists for Adam, not for SGD) is not a difference of its own either.
     """
     keys = sorted({k for row in rows for k in row if k.startswith("param.") and k not in SEEDS})
-    varied = [k for k in keys if len(_distinct(rows, k)) > 1]
+    varied = [k for k in keys if len(_distinct(rows, k)) > 1 and (swept is None or k in swept)]
+    if swept is None:
+        varied = [k for k in varied if not _follows_a_choice(rows, k, varied)]
     if any(c.startswith("param.model.layers.") for c in varied):  # the layers text only repeats them
         varied = [c for c in varied if c != "param.model.layers"]
     return varied
+
+
+def swept_keys(records: list[dict]) -> set[str] | None:
+    """The param.* keys the spec of a sweep varies, when every record is a trial of
+    that one sweep (its summary's trial_params); None otherwise."""
+    sweeps = {(r.get("summary") or {}).get("sweep") for r in records}
+    params = [(r.get("summary") or {}).get("trial_params") for r in records]
+    if len(sweeps) != 1 or None in sweeps or not all(isinstance(p, dict) for p in params):
+        return None
+    return {f"param.{k}" for p in params for k in p}
+
+
+def _follows_a_choice(rows: list[dict], key: str, varied: list[str]) -> bool:
+    """Whether ``key`` is an option of the optimizer or schedule, whose name differs
+    too, and every run has it at its own choice's default."""
+    section, _, option = key.removeprefix("param.").partition(".")
+    specs = CHOSEN.get(section)
+    name_key = f"param.{section}.name"
+    if specs is None or name_key not in varied or option == "name":
+        return False
+    for row in rows:
+        if key not in row or is_missing(row[key]):
+            continue
+        default = specs.get(row.get(name_key), {}).get(option, (None, REQUIRED))[1]
+        if default is REQUIRED or group_key(row[key]) != group_key(default):
+            return False
+    return True
 
 
 def _distinct(rows: list[dict], key: str) -> set:
@@ -152,7 +189,7 @@ def compare(records: list[dict], sort: str | None = None, agg: str = "final", me
         shown.insert(0, sort_col)
     shown = [m for m in shown if m in present]
     goal = goal or default_goal(sort_col)
-    varied = varied_params(rows)
+    varied = varied_params(rows, swept_keys(records))
     if group is None:
         group = bool(rows) and _has_repeats(rows, varied)
     if baseline is not None and not group:

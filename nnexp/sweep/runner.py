@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import checkpoint
+from ..compare.fmt import percent
 from ..layer_code import check_unchanged
 from ..tracking import RunStore
 from ..tracking.run import COMPLETED, FAILED, FINISHED, INTERRUPTED, METRICS, PRUNED, RUNNING, DamagedRun, \
@@ -428,4 +429,4 @@ def _combine(params: dict, members: list[tuple], repeats: int) -> tpe.Told:
 
 
 def _format_metric(metric: str, value: float) -> str:
-    return f"{value:.2%}" if metric.endswith("accuracy") else f"{value:.4f}"
+    return percent(value) if metric.endswith("accuracy") else f"{value:.4f}"

@@ -40,7 +40,7 @@ RULES = {rule.name: rule for rule in (
 )}
 
 
-def read_diagnostics(path) -> list[dict]:
+def read_diagnostic_rows(path) -> list[dict]:
     """The rows of a diagnostics.csv (a run folder or the file itself) as dicts
     {epoch: int, layer: int, name, stat, value: float}; [] if there is none.
     Rows that cannot be read (the half-written end of a killed run's file) are left out.
@@ -56,7 +56,7 @@ def read_diagnostics(path) -> list[dict]:
 
 
 def parse_diagnostics(text: str) -> list[dict]:
-    """The rows of a diagnostics.csv's text (see read_diagnostics); [] without its header."""
+    """The rows of a diagnostics.csv's text (see read_diagnostic_rows); [] without its header."""
     lines = list(csv.reader(io.StringIO(text, newline="")))
     if not lines or tuple(lines[0]) != DIAGNOSTIC_COLUMNS:
         return []
@@ -72,7 +72,7 @@ def parse_diagnostics(text: str) -> list[dict]:
 
 
 def diagnose(rows: list[dict]) -> list[dict]:
-    """The warnings the rules give for diagnostics rows (``read_diagnostics``):
+    """The warnings the rules give for diagnostics rows (``read_diagnostic_rows``):
     dicts {rule, layer, name, epoch (the latest), since (the first epoch of the
     streak that reaches it), value, message}, in layer order per rule."""
     if not rows:

@@ -23,8 +23,8 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..compare.charts import comparison_charts
-from ..compare.cli import comparison
-from ..compare.fmt import format_cell
+from ..compare.cli import comparison, test_lines
+from ..compare.fmt import format_cell, summary_text
 from ..compare.select import Chosen, RunQuery, select_runs
 from ..errors import NnexpError
 from ..tracking import RunNotFound, live_status, make_record
@@ -33,7 +33,7 @@ from ..tracking.records import MetricRowsCache, listed, read_config
 from ..tracking.run import ERROR, PLOTS, DamagedRun, read_summary
 from ..tracking.sweeps import SweepFolder, find_sweep, list_sweeps
 from ..values import is_missing, is_number, plain
-from .diagnostics import read_diagnostics
+from .diagnostics import read_diagnostic_series
 from .folders import RUN_NAME, listed_files, run_folder
 from .run_charts import run_charts
 from .snapshot import StoreSnapshot
@@ -135,7 +135,8 @@ class Api:
         return path
 
     def run(self, run_id: str) -> dict:
-        """A run's summary, config (as written and flattened), metrics, files and error text, read now."""
+        """A run's summary (and each field as text), config (as written and flattened), metrics, files and
+        error text, read now."""
         run_dir = self._folder(run_id)
         try:
             record = make_record(run_dir)
@@ -148,10 +149,11 @@ class Api:
             f["url"] = file_url(run_id, f["path"])
         plots = [f for f in files if f["path"].startswith(f"{PLOTS}/") and f["path"].endswith(".png")
                  and not f["too_large"]]
+        texts = {key: summary_text(key, value, summary) for key, value in summary.items()}
         return {"id": record["id"], "path": record["path"], "status": live_status(summary), "summary": summary,
-                "config": config, "params": record["params"], "metrics": record["metrics"],
+                "summary_text": texts, "config": config, "params": record["params"], "metrics": record["metrics"],
                 "files": files, "plots": plots, "error": _tail(run_dir / ERROR),
-                **_diagnostics_brief(read_diagnostics(run_dir))}
+                **_diagnostics_brief(read_diagnostic_series(run_dir))}
 
     def metrics(self, run_id: str, query: dict) -> dict:
         """The run's epochs from ``since`` on (0: all), and its live status, for polling."""
@@ -167,7 +169,7 @@ class Api:
                 "rows": [_epoch_row(row) for row in rows[since:]]}
 
     def diagnostics(self, run_id: str) -> dict:
-        return dict(read_diagnostics(self._folder(run_id)), id=run_id)
+        return dict(read_diagnostic_series(self._folder(run_id)), id=run_id)
 
     def charts(self, run_id: str) -> dict:
         """The run page's charts: learning curves and one per diagnostic statistic."""
@@ -176,7 +178,7 @@ class Api:
             rows = self._metric_rows.rows(run_dir, run_id)
         except DamagedRun as exc:
             raise ApiError(422, str(exc)) from None
-        return {"id": run_id, "epochs": len(rows), "charts": run_charts(rows, read_diagnostics(run_dir))}
+        return {"id": run_id, "epochs": len(rows), "charts": run_charts(rows, read_diagnostic_series(run_dir))}
 
     # ---------------------------------------------------------------- sweeps --
 
@@ -209,7 +211,8 @@ class Api:
         # A running sweep's trials change every epoch: its charts are drawn again at most every 2 s.
         shown = self.snapshot.cached(("sweep", sweep_id, metric, goal), lambda: self._sweep_comparison(records, state),
                                      at_most_every=SWEEP_REDRAW)
-        shown = shown or {"tables": [], "charts": [], "varied": [], "grouped": False, "runs": [], "extra": {}}
+        shown = shown or {"tables": [], "charts": [], "varied": [], "grouped": False, "runs": [], "extra": {},
+                          "test_lines": []}
         return {**shown, "sweep": state, "metric": metric, "goal": goal, "trials": trials}
 
     def _sweep_comparison(self, records: list[dict], state: dict) -> dict | None:
@@ -275,7 +278,7 @@ class Api:
         charts = comparison_charts(result.runs, result.varied, result.metric, result.goal, sweep=sweep is not None,
                                    objectives=result.objectives)
         return jsonable({"metric": result.metric, "goal": result.goal, "grouped": result.grouped,
-                         "varied": [c.removeprefix("param.") for c in result.varied],
+                         "test_lines": test_lines(result), "varied": [c.removeprefix("param.") for c in result.varied],
                          "runs": result.runs["id"].tolist(), "tables": tables, "extra": extra, "charts": charts})
 
 

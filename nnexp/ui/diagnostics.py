@@ -30,7 +30,7 @@ DESCRIPTIONS = {
 }
 
 
-def read_diagnostics(run_dir) -> dict:
+def read_diagnostic_series(run_dir) -> dict:
     """{"available", "problem", "epochs", "stats", "series", "warnings"} of a run folder.
 
     ``series``: one per (stat, layer, name), ordered by STATS then layer, each

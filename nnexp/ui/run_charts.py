@@ -11,6 +11,7 @@ MAX_POINTS/2 equal stretches of rows (see :func:`downsample`).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -192,6 +193,26 @@ def other_metrics(rows: list[dict]) -> dict | None:
                                     legend=[t["name"] for t in data], xaxis=axis(x_name), yaxis=axis("value")))
 
 
+def log_ticks(values: np.ndarray, most: int = 8) -> dict:
+    """Labelled ticks of a log axis over these values: the powers of ten (every
+    second, third, ... when more than ``most`` lie among the values), else 1, 2
+    and 5 times them; never the digits between decades that plotly labels by
+    default, which overlap. Ticks a decade beyond the values are included for the
+    axis's margins: plotly draws only those in its range."""
+    x = values[np.isfinite(values) & (values > 0)]
+    if x.size < 2:
+        return {}
+    low, high = float(x.min()), float(x.max())
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    inside = sum(low * (1 - 1e-9) <= 10.0 ** k <= high * (1 + 1e-9) for k in range(first, last + 1))
+    if inside >= 2:
+        step = math.ceil(inside / most)
+        ticks = [10.0 ** k for k in range(first - step, last + step + 1) if k % step == 0]
+    else:
+        ticks = [m * 10.0 ** k for k in range(first - 1, last + 1) for m in (1, 2, 5)]
+    return {"tickvals": ticks, "ticktext": [re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{t:g}") for t in ticks]}
+
+
 def diagnostic_chart(stat: str, series: list[dict]) -> dict | None:
     """One statistic over the epochs, a line per layer (or parameter)."""
     series = [s for s in series if any(v is not None for v in s["values"])]
@@ -209,9 +230,9 @@ def diagnostic_chart(stat: str, series: list[dict]) -> dict | None:
                      "hovertemplate": f"epoch %{{x}}<br>{plot_text(stat)} %{{y:{fmt}}}<extra>{label}</extra>"})
     y_axis = axis(f"{stat}{' (log scale)' if log else ''}")
     if log:
-        y_axis["type"] = "log"
-    if stat in FRACTION_STATS:
-        y_axis.update(tickformat=".0%", rangemode="tozero")
+        y_axis.update(type="log", **log_ticks(values))
+    if stat in FRACTION_STATS:  # "~%": as many decimals as the ticks need (0.5%, 1%, 1.5%), no trailing zeros
+        y_axis.update(tickformat="~%", rangemode="tozero")
     epochs = [e for s in series for e in s["epochs"]]
     ticks = {"dtick": 1} if epochs and max(epochs) - min(epochs) <= 15 else {}
     layout = base_layout(stat, DESCRIPTIONS.get(stat, ""), height=360, legend=[t["name"] for t in data],

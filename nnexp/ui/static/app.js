@@ -415,12 +415,13 @@
 
   // ------------------------------------------------------------------ a run's page
 
-  function kvTable(table, entries) {
+  /* Rows of [key, value], each value as its text (default: valueText). */
+  function kvTable(table, entries, text) {
     clear(table);
     var body = el("tbody");
     entries.forEach(function (entry) {
       body.appendChild(el("tr", {}, [el("th", { scope: "row", text: entry[0] }),
-                                     el("td", { text: valueText(entry[0], entry[1]) })]));
+                                     el("td", { text: (text || valueText)(entry[0], entry[1]) })]));
     });
     table.appendChild(body);
   }
@@ -440,7 +441,9 @@
         $("live").hidden = run.status !== "running";
         $("reason").hidden = !summary.reason;
         $("reason").textContent = summary.reason ? "reason: " + summary.reason : "";
-        kvTable($("summary"), Object.keys(summary).map(function (k) { return [k, summary[k]]; }));
+        // the server writes each field as nnexp show does (times as dates, accuracies as percents)
+        kvTable($("summary"), Object.keys(summary).map(function (k) { return [k, run.summary_text[k]]; }),
+                function (k, text) { return text; });
         kvTable($("config"), Object.keys(run.params || {}).sort().map(function (k) { return [k, run.params[k]]; }));
         $("failure").hidden = !run.error;
         $("error-text").textContent = run.error || "";
@@ -518,12 +521,13 @@
         var what = c.runs.length + " run" + (c.runs.length === 1 ? "" : "s") + "; sorted by " + c.metric.replace(/^metric\./, "") +
           " (" + c.goal + ")" + (c.grouped ? "; grouped over seeds: mean, std, 95% CI of the mean, n" : "; one row per run");
         if (c.varied.length) { what += "; differing: " + c.varied.join(", "); }
-        Object.keys(c.extra || {}).forEach(function (k) { what += "; " + k + ": " + valueText(k, c.extra[k]); });
         $("what").textContent = what;
+        var tests = clear($("tests"));
+        c.test_lines.forEach(function (line) { tests.appendChild(el("li", { text: line })); });
         drawTables($("tables"), c.tables);
         drawCharts($("charts"), c.charts, drawn);
         window.nnexpReady = performance.now();
-      }).catch(function (error) { showError(error); $("what").textContent = ""; });
+      }).catch(function (error) { showError(error); $("what").textContent = ""; clear($("tests")); });
     }
 
     ["agg", "group"].forEach(function (k) {
