@@ -337,9 +337,9 @@ def test_the_tests_read_as_one_line_each_with_their_verdict(three_groups):
     from scipy import stats
 
     from nnexp.compare.cli import comparison, test_lines
-    from nnexp.compare.select import select_records
+    from nnexp.compare.select import select_runs
 
-    records, _ = select_records(three_groups, [], None, None)
+    records = select_runs(three_groups).records
     reference, welch, paired = test_lines(comparison(records))
     assert reference == "reference: optimizer.lr=0.01 (3 runs, val_accuracy 96.17%)"
     p_paired = stats.ttest_rel([0.90, 0.92, 0.94], [0.95, 0.96, 0.975]).pvalue

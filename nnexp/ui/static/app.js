@@ -79,7 +79,7 @@
     });
   }
 
-  /* Numbers before text, each in its own order; null for a missing value (api.py: _sort_key). */
+  /* Numbers before text, each in its own order; null for a missing value (compare/select.py: _sort_key). */
   function sortKey(v) {
     if (v === null || v === undefined || (typeof v === "number" && isNaN(v))) { return null; }
     if (typeof v === "number") { return [0, v, ""]; }
