@@ -247,10 +247,12 @@ def _compare_arrays(what: str, old, new) -> Comparison:
         return Comparison(what, True, 0.0)
     if not np.issubdtype(old.dtype, np.number):
         return Comparison(what, False, note="differs")
+    a, b = old.astype(np.float64), new.astype(np.float64)
+    if (np.isnan(a) != np.isnan(b)).any():
+        return Comparison(what, False, note="NaN in one where the other has a number")
     with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(old.astype(np.float64) - new.astype(np.float64))
-    both_nan = np.isnan(old.astype(np.float64)) & np.isnan(new.astype(np.float64))
-    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), np.inf, diff))
+        diff = np.abs(a - b)
+    diff = np.where(np.isnan(a) | (a == b), 0.0, diff)   # NaN in both, or the same infinity, is no difference
     return Comparison(what, False, float(diff.max()) if diff.size else 0.0)
 
 

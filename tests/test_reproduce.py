@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from test_user_layers import EXAMPLE as EXAMPLE_LAYERS
+from test_user_layers import SWISH, tiny_npz, write_config
+
 from nnexp.tracking.provenance import blas_info, code_changes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +122,27 @@ def test_the_recorded_blas_thread_count_is_the_one_trained_with(nnexp, tiny_conf
     assert kept.parent.parent == scratch
     assert json.loads((kept / "summary.json").read_text())["blas"]["threads"] == threads + 1
     assert blas_info()["threads"] == threads   # and this process's own count is back
+
+
+def test_a_run_of_own_layers_and_data_is_retrained_with_them(nnexp, tmp_path, scratch):
+    shutil.copy(EXAMPLE_LAYERS, tmp_path / "my_layers.py")
+    config = write_config(tmp_path, SWISH)
+    code, _, err = nnexp("run", config, "-q")
+    assert code == 0, err
+    store = tmp_path / "runs"
+    code, out, err = nnexp("reproduce", "latest", "--store", store, "-q")
+    assert code == 0 and "reproduced bit for bit" in out, err
+    # other data under the same path: trained on, and named
+    tiny_npz(tmp_path / "tiny.npz", seed=1)
+    code, out, err = nnexp("reproduce", "latest", "--store", store, "--json")
+    changed = [e["what"] for e in json.loads(out)["environment"] if e["differs"]]
+    assert code == 1 and changed == ["dataset digest"], err
+    # a layer file that changed is not the code the run was trained with
+    layer_file = tmp_path / "my_layers.py"
+    layer_file.write_text(layer_file.read_text() + "\n# edited\n")
+    code, out, err = nnexp("reproduce", "latest", "--store", store)
+    assert code == 2 and f"its layer file {layer_file.resolve()} has changed since the run started" in err
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize("fields, says", [
