@@ -160,6 +160,11 @@ def test_what_the_folder_cannot_retrain_is_refused(nnexp, tiny_run, store, scrat
     assert files_of(tiny_run) == before and list(scratch.iterdir()) == []
 
 
+def test_an_unknown_run_is_a_usage_error_not_a_difference(nnexp, tiny_run, store):
+    code, out, err = nnexp("reproduce", "nosuchrun", "--store", store)
+    assert code == 2 and out == "" and err == f"error: no run 'nosuchrun' in store {store} (see 'nnexp runs --store {store}')\n"
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
                           env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..errors import NnexpError
 from ..reproduce import reproduce as reproduce_run
 from ..text_table import aligned
 from .options import JSON_OPTION, QUIET_OPTION, STORE_OPTION
@@ -27,9 +28,15 @@ def reproduce(run_ref, store, as_json, quiet, keep):
     lists the environment (versions, commit, uncommitted changes, BLAS, CPU,
     dataset digest) where the two differ. The store is only read; the
     retraining goes into a temporary store. Exit status 0 when identical,
-    1 when anything differs, 2 when the run cannot be trained again.
+    1 when anything differs, 2 when it cannot be trained again (an unknown
+    or damaged run, data that cannot be read, a run its folder cannot retrain).
     """
-    result = reproduce_run(store, run_ref, log=logger(quiet or as_json), progress=not (quiet or as_json), keep=keep)
+    try:
+        result = reproduce_run(store, run_ref, log=logger(quiet or as_json), progress=not (quiet or as_json),
+                               keep=keep)
+    except NnexpError as exc:
+        exc.exit_code = max(exc.exit_code, 2)   # 1 says "different": an unknown run or unreadable data is not that
+        raise
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
