@@ -15,13 +15,12 @@ such), and prints one row per setting.
     python benchmarks/blas_families.py --families Haswell,Zen --threads 2 --env OPENBLAS_L2_SIZE=512
     python benchmarks/blas_families.py tests/test_nn_conv.py -k chunks   # these pytest arguments instead
 
-Exit status 1 if a test failed in some row, 2 for a usage error (threadpoolctl missing).
+Exit status 1 if a test failed in some row, 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -106,10 +105,6 @@ def main() -> int:
                         help="more environment for every row, e.g. OPENBLAS_L2_SIZE=512")
     parser.add_argument("--full", action="store_true", help="add the whole-run tests (test_engines.py, ...)")
     args, pytest_args = parser.parse_known_args()
-    if importlib.util.find_spec("threadpoolctl") is None:   # the probe's subprocess imports it
-        print("blas_families.py needs threadpoolctl to tell which kernel OpenBLAS loaded: "
-              "pip install threadpoolctl", file=sys.stderr)
-        return 2
     extra = {}
     for item in args.env:
         key, sep, value = item.partition("=")

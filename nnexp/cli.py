@@ -1,4 +1,4 @@
-"""The ``nnexp`` command line: run, resume, gradcheck, runs, show, evaluate, predict, ensemble, data, sweep,
+"""The ``nnexp`` command line: run, resume, reproduce, gradcheck, runs, show, evaluate, predict, ensemble, data, sweep,
 sweeps, compare, diff, tag, note, rm, gc, du, ui.
 
 Each command lives in a module of ``nnexp/commands``, loaded only when the
@@ -18,7 +18,7 @@ from .errors import NnexpError
 
 #: command -> the module of nnexp/commands that defines it (as a function of the same name)
 COMMANDS = {
-    "run": "training", "resume": "training", "gradcheck": "checking",
+    "run": "training", "resume": "training", "reproduce": "reproducing", "gradcheck": "checking",
     "runs": "listing", "show": "listing", "sweeps": "listing",
     "evaluate": "models", "predict": "models", "ensemble": "models",
     "data": "datasets", "sweep": "sweeping", "compare": "comparing", "diff": "comparing",

@@ -294,6 +294,7 @@ def test_gc_removes_what_no_run_needs_and_keeps_the_rest(nnexp, store):
     orphan = store / "20261201-090000-never-eeee"  # created, then its process was killed: no summary.json
     orphan.mkdir()
     (orphan / "config.yaml").write_text("x: 1\n")
+    (orphan / "code.patch").write_text("diff --git a/x b/x\n")   # written, like config.yaml, before summary.json
     os.utime(orphan, (old, old))
     mine_dir = store / "my-notes"  # not named like a run: not nnexp's to remove
     mine_dir.mkdir()

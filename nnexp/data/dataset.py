@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from nnexp.data.custom import CUSTOM, read_folder, read_npz
 from nnexp.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from nnexp.data.kaggle import has_label_column, read_kaggle_csv
-from nnexp.data.sources import Log, default_cache_dir, fetch
+from nnexp.data.sources import Log, default_cache_dir, fetch, pinned_digest, sha256_file
 from nnexp.errors import DataError
 
 DATASETS = ("mnist", "fashion-mnist", "kaggle-csv", *CUSTOM)
@@ -26,8 +28,8 @@ CLASSES = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES, "kaggle-csv
 class Dataset:
     """Images as float32 ``(N, C, H, W)`` (``(N, 1, 28, 28)`` for the digit sets) with
     values pixel/255 in [0, 1]; labels as int64 ``(N,)``.  The validation split is
-    carved from the training set.  ``facts``: what the summary records of a
-    user's own set (its path, sha256 and size in bytes)."""
+    carved from the training set.  ``facts``: what the summary records of the
+    data read: its sha256 (``dataset_sha256``), and of a user's own set also its path and size in bytes."""
 
     name: str
     x_train: np.ndarray
@@ -103,6 +105,8 @@ def load_dataset(
     facts, classes = {}, CLASSES.get(name)
     if name == "kaggle-csv":
         x_train, y_train, x_test, y_test = _load_kaggle(csv_path, test_csv_path, test_size, split_seed, log)
+        files = [csv_path] + ([test_csv_path] if test_csv_path is not None else [])
+        facts = {"dataset_sha256": hashlib.sha256(" ".join(sha256_file(Path(f)) for f in files).encode()).hexdigest()}
     elif name in CUSTOM:
         if path is None:
             raise DataError(f"dataset {name!r} needs data.path (the {'.npz file' if name == 'npz' else 'folder'})")
@@ -117,6 +121,7 @@ def load_dataset(
         paths = fetch(name, cache_dir=cache_dir, local_dir=local_dir, mirrors=mirrors, log=log)
         x_train, y_train = _read_pair(paths["train-images"], paths["train-labels"])
         x_test, y_test = _read_pair(paths["test-images"], paths["test-labels"])
+        facts = {"dataset_sha256": pinned_digest(name)}
 
     x_train, y_train, x_val, y_val = split_train_val(x_train, y_train, val_size, split_seed)
     log(f"{name}: {len(x_train)} train / {len(x_val)} val / {len(x_test)} test images")

@@ -125,6 +125,12 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "nnexp"
 
 
+def pinned_digest(name: str) -> str:
+    """One sha256 for the four IDX files of ``name``: of their pinned digests, in order
+    (fetch serves only files that match them, so it is the digest of what is read)."""
+    return hashlib.sha256(" ".join(f.sha256 for f in SPECS[name].files).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks (the big MNIST file is 47 MB)."""
     digest = hashlib.sha256()

@@ -57,7 +57,7 @@ import yaml
 
 from ..errors import ConfigError, NnexpError
 from .annotations import check_tag
-from .provenance import provenance
+from .provenance import code_changes, provenance
 from .run import COMPLETED, ERROR, FAILED, INTERRUPTED, Run as RunFolder, csv_cell, metric_name_problem
 from .store import RunStore
 
@@ -191,7 +191,7 @@ class Run:
             folder.write_config(config_text)
         elif config is not None:
             run._write_config()
-        folder.start(name, **fields)
+        folder.start(name, **_code_changes(folder), **fields)
         run._begin()
         return run
 
@@ -202,7 +202,7 @@ class Run:
         run = cls(folder)
         if config_text is not None and folder.config_path.read_text(encoding="utf-8") != config_text:
             folder.write_config(config_text)
-        folder.resume(**fields)
+        folder.resume(**_code_changes(folder), **fields)
         run._begin()
         return run
 
@@ -661,6 +661,14 @@ def _trial_from_environment() -> dict | None:
     trial.setdefault("params", {})
     trial["run"] = path
     return trial
+
+
+def _code_changes(folder: RunFolder) -> dict:
+    """Write the uncommitted changes of nnexp's checkout to the run's code.patch (none:
+    no file) and return the summary field that describes them."""
+    changes = code_changes()
+    folder.write_code_patch(changes.patch if changes is not None else None)
+    return {"code_changes": changes.record if changes is not None else None}
 
 
 def _config_values(config) -> dict:

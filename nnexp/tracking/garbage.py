@@ -14,7 +14,7 @@
   killed while deleting;
 - **orphan folders**: a folder named like a run that never got a
   summary.json (its creator was killed within its first moments) and holds
-  nothing but a config, earlier attempts or partial files, older than
+  nothing but a config, a code.patch, earlier attempts or partial files, older than
   GRACE_SECONDS, not a trial folder of a running sweep.
 
 Lock files (``.lock``, a sweep's ``lock``) are left alone: deleting a lock
@@ -35,7 +35,7 @@ from pathlib import Path
 from ..filelock import LockHeld, is_locked, waiting
 from .index import INDEX_NAME, RunIndex
 from .removal import is_trash, why_kept
-from .run import ATTEMPTS, CHECKPOINT, CONFIG, FINISHED, LOCK, SUMMARY, DamagedRun, live_status, process_alive, \
+from .run import ATTEMPTS, CHECKPOINT, CODE_PATCH, CONFIG, FINISHED, LOCK, SUMMARY, DamagedRun, live_status, process_alive, \
     read_summary
 from .sweeps import SWEEPS, SweepFolder
 from .usage import tree_size
@@ -142,7 +142,7 @@ def _orphan(root: Path, path: Path, now: float) -> list[Garbage]:
         old = now - path.stat().st_mtime > GRACE_SECONDS
     except OSError:
         return []
-    extra = names - {CONFIG, ATTEMPTS, LOCK}
+    extra = names - {CONFIG, CODE_PATCH, ATTEMPTS, LOCK}
     if not old or any(not _TMP_RE.match(n) for n in extra):
         return []
     if LOCK in names and is_locked(path / LOCK):

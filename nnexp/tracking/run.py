@@ -13,6 +13,7 @@ A run folder holds::
     annotations.json   tags and a note added after the fact (``nnexp tag``, ``nnexp note``; see annotations.py)
     plots/             learning curves, confusion matrix, misclassified images, ...
     code/              copies of the user's layer files and manifest.json with their sha256 (see nnexp/layer_code.py)
+    code.patch         the uncommitted changes of nnexp's git checkout when the run started (see provenance.py)
     attempts/N/        a sweep trial's earlier attempt, set aside when it started again from scratch
     .lock              held while ``nnexp resume`` trains the run
 
@@ -54,7 +55,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..atomic import atomic_write_text, fsync_file
+from ..atomic import atomic_write_bytes, atomic_write_text, fsync_file
 from ..errors import NnexpError
 from ..timestamps import timestamp
 from .reading import MAX_SMALL_FILE, parse_json, read_bytes
@@ -70,6 +71,7 @@ CHECKPOINT = "checkpoint.npz"
 PREDICTIONS = "predictions.npz"
 ERROR = "error.txt"
 ANNOTATIONS = "annotations.json"
+CODE_PATCH = "code.patch"
 PLOTS = "plots"
 ATTEMPTS = "attempts"
 LOCK = ".lock"
@@ -181,6 +183,10 @@ class Run:
         return self.path / ERROR
 
     @property
+    def code_patch_path(self) -> Path:
+        return self.path / CODE_PATCH
+
+    @property
     def plots_dir(self) -> Path:
         return self.path / PLOTS
 
@@ -207,6 +213,16 @@ class Run:
     def write_config(self, text: str) -> None:
         atomic_write_text(self.config_path, text)
         self.notify_file(CONFIG)
+
+    def write_code_patch(self, patch: bytes | None) -> None:
+        """code.patch holds ``patch``; None: there is none (a resumed run's code may be clean now)."""
+        if patch is None:
+            if not self.code_patch_path.exists():
+                return
+            self.code_patch_path.unlink()
+        else:
+            atomic_write_bytes(self.code_patch_path, patch)
+        self.notify_file(CODE_PATCH)
 
     def log_epoch(self, row: dict) -> None:
         """Append one row of the trainer's METRIC_COLUMNS (those ``row`` lacks stay empty)."""
