@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -46,25 +46,49 @@ class Field:
 
     type: type | tuple
     default: Any = REQUIRED
-    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    check: Bound | None = None  # the range a number must lie in
     choices: tuple | None = None
     nullable: bool = False
 
 
-def _positive(v):
-    return None if v > 0 else "must be > 0"
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in, as a Field's ``check``: the validator's message
+    and the JSON Schema's bounds (``nnexp schema``) both come from it."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # > low, not >= low
+    high_open: bool = True  # < high, not <= high
+    example: str = ""
+
+    def __call__(self, v) -> str | None:
+        above = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return None if above and below else f"must be {self.text()}"
+
+    def text(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        example = f", e.g. {self.example}" if self.example else ""
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                f"{example}")
+
+    def json_schema(self) -> dict:
+        out = {}
+        if self.low is not None:
+            out["exclusiveMinimum" if self.low_open else "minimum"] = self.low
+        if self.high is not None:
+            out["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+        return out
 
 
-def _non_negative(v):
-    return None if v >= 0 else "must be >= 0"
-
-
-def _decay(v):
-    return None if 0 < v < 1 else "must be in (0, 1), e.g. 0.999"
-
-
-def _fraction(v):
-    return None if 0 <= v < 1 else "must be in [0, 1)"
+_positive = Bound(0, low_open=True)
+_non_negative = Bound(0)
+_decay = Bound(0, 1, low_open=True, example="0.999")
+_fraction = Bound(0, 1)
 
 
 # The schema. Sections map to dicts of Fields; "model.layers", "optimizer" and
@@ -413,11 +437,12 @@ def _check_fields(given, fields: dict[str, Field], where: str, problems: list[st
             else:
                 out[key] = copy.deepcopy(spec.default)
             continue
-        out[key] = _check_value(given[key], spec, path, problems)
+        out[key] = check_value(given[key], spec, path, problems)
     return out
 
 
-def _check_value(value, spec: Field, path: str, problems: list[str]):
+def check_value(value, spec: Field, path: str, problems: list[str]):
+    """The checked value of one key (``path`` names it), or INVALID with its problem appended."""
     if value is None:
         if spec.nullable:
             return None
