@@ -24,7 +24,7 @@ COMMANDS = {
     "evaluate": "models", "predict": "models", "ensemble": "models",
     "data": "datasets", "sweep": "sweeping", "compare": "comparing", "diff": "comparing",
     "tag": "curating", "note": "curating", "rm": "curating", "gc": "curating", "du": "curating",
-    "ui": "dashboard",
+    "ui": "dashboard", "schema": "schema",
 }
 
 

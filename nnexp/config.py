@@ -49,6 +49,7 @@ class Field:
     check: Bound | None = None  # the range a number must lie in
     choices: tuple | None = None
     nullable: bool = False
+    items: Field | None = None  # what a list holds, where the table says
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "feature_map_image": Field(int, 0, _non_negative),
     },
 }
+
+#: the keys every optimizer takes besides those of its OPTIMIZER_SPECS entry
+OPTIMIZER_EXTRA = {"lr": Field(float, 0.001, _positive)}
+#: the optimizer and schedule a config without a name gets
+DEFAULT_OPTIMIZER, DEFAULT_SCHEDULE = "adam", "constant"
 
 EARLY_STOPPING = {
     "metric": Field(str, "val_accuracy", choices=("val_accuracy", "val_loss")),
@@ -304,15 +310,14 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
     for section in ("data", "model", "train", "tracking"):
         out[section] = _check_fields(_section(raw, section, problems), SCHEMA[section], section, problems,
                                      required="model" in raw)
-    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", problems, _optimizer_extra())
-    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
+    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, DEFAULT_OPTIMIZER, problems, OPTIMIZER_EXTRA)
+    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, DEFAULT_SCHEDULE, problems, {})
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
         model["layers"] = _check_layers(model["layers"], problems, base_dir)
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
-        fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
-        data["augment"] = _check_fields(data["augment"], fields, "data.augment", problems)
+        data["augment"] = _check_fields(data["augment"], option_fields(AUGMENT_SPECS), "data.augment", problems)
     if train is not INVALID and train["early_stopping"] not in (None, INVALID):
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
@@ -516,13 +521,17 @@ def _check_named(raw, section, specs, default_name, problems: list[str], extra: 
         checked = _check_fields({k: v for k, v in given.items() if k in extra},
                                 {k: f for k, f in extra.items()}, section, problems)
         return {"name": INVALID, **checked}
-    fields = {key: Field(t, d) for key, (t, d) in specs[name].items()}
-    fields.update(extra)
-    return {"name": name, **_check_fields(given, fields, section, problems)}
+    return {"name": name, **_check_fields(given, {**option_fields(specs[name]), **extra}, section, problems)}
 
 
-def _optimizer_extra() -> dict[str, Field]:
-    return {"lr": Field(float, 0.001, _positive)}
+def option_fields(table: dict[str, tuple]) -> dict[str, Field]:
+    """The Fields of an option table ``{option: (type, default)}`` of nnexp.nn or nnexp.augment."""
+    return {key: Field(t, d) for key, (t, d) in table.items()}
+
+
+def layer_fields(kind: str) -> dict[str, Field]:
+    """The Fields of a built-in layer's options; a None default (pooling stride) may also be given as null."""
+    return {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
 
 
 def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
@@ -548,9 +557,7 @@ def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str 
             problems.append(f"'{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})")
             out.append(INVALID)
             continue
-        # a None default (pooling stride) means the key may also be given as null
-        fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
-        out.append({"type": kind, **_check_fields(given, fields, where, problems)})
+        out.append({"type": kind, **_check_fields(given, layer_fields(kind), where, problems)})
     if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
                                             or is_user_type(layer["type"]) for layer in out):
         problems.append("'model.layers' has no dense layer, so the network has nothing to learn")

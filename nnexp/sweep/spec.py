@@ -70,7 +70,7 @@ SPEC_FIELDS: dict[str, Field] = {
     "batch": Field(int, None, Bound(1), nullable=True),
     "startup_trials": Field(int, 10, Bound(0)),
     "repeats": Field(int, None, Bound(1)),
-    "seeds": Field(list, None),  # of integers >= 0
+    "seeds": Field(list, None, items=Field(int, None, Bound(0))),
     "halving": Field(dict, None, nullable=True),  # HALVING_FIELDS
     "parameters": Field(dict, None, nullable=True),  # dotted key: a list of values or PARAM_FIELDS
     "zip": Field(list, None, nullable=True),  # of {dotted key: list of values}, the lists equally long
@@ -529,8 +529,9 @@ def _seeds(raw: dict, base: dict, problems: list[str]) -> list:
         return [None]
     if "seeds" in raw:
         seeds = raw["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(is_integer(s) and s >= 0 for s in seeds):
-            problems.append(f"'seeds' must be a list of integers >= 0, got {seeds!r}")
+        item = SPEC_FIELDS["seeds"].items
+        if not isinstance(seeds, list) or not seeds or not all(is_integer(s) and not item.check(s) for s in seeds):
+            problems.append(f"'seeds' must be a list of integers {item.check.text()}, got {seeds!r}")
         elif len(set(seeds)) < len(seeds):
             problems.append(f"'seeds' lists a seed twice: {seeds!r}")
         else:
