@@ -582,7 +582,11 @@ def _halving(section, base: dict, swept: list[str], problems: list[str], script:
                         f"({h.max_epochs}), or nothing is ever pruned")
         return INVALID
     if h.max_epochs != default_max and not script:
-        set_path(base, ["train", "epochs"], h.max_epochs, "halving.max_epochs")
+        try:
+            set_path(base, ["train", "epochs"], h.max_epochs, "halving.max_epochs")
+        except ConfigError as exc:  # a base whose train is not a section
+            problems.append(str(exc))
+            return INVALID
     return h
 
 
