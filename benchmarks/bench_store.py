@@ -51,6 +51,7 @@ from pathlib import Path
 
 import machine
 
+from nnexp import __version__
 from nnexp.config import dump_yaml, validate
 from nnexp.tracking import RunIndex, RunStore
 from nnexp.tracking.index import RACY_NS
@@ -160,7 +161,7 @@ def summary_for(run_id, name, cfg, rows, start, arch, rng) -> dict:
         "dataset": "mnist", "classes": [str(c) for c in range(10)], "seed": cfg["train"]["seed"],
         "tags": cfg["tracking"]["tags"], "params": ARCHS[arch][1], "epochs_planned": len(rows),
         "epochs_completed": len(rows), "train_size": 55000, "val_size": 5000, "test_size": 10000,
-        "pid": 12345, "versions": {"python": "3.11.7", "numpy": "2.1.3", "nnexp": "0.1.0"},
+        "pid": 12345, "versions": {"python": "3.11.7", "numpy": "2.1.3", "nnexp": __version__},
         "git_commit": "efd2c47d3b8f0d3c2d8c0d58f6a1b0b4f3a2c1de", "host": "bench", "platform": "Linux-x86_64",
         "best_epoch": best["epoch"], "best_val_metric": "val_accuracy", "best_val_value": best["val_accuracy"],
         "test_loss": last["val_loss"] * 0.95, "test_accuracy": min(0.9999, last["val_accuracy"] + 0.001),

@@ -1,7 +1,8 @@
 """The machine a benchmark runs on, as every benchmark prints it at the top.
 
 CPU model and cores, Python, NumPy and its BLAS, PyTorch (an optional
-baseline, never an nnexp dependency), and the float32 matrix-multiply
+baseline, never an nnexp dependency), whether the packages are the versions
+of constraints.txt, and the float32 matrix-multiply
 ceiling: GFLOP/s of square ``n x n`` float32 matmuls (2 n^3 FLOPs each),
 the best of a few after a warm-up, measured in the calling process with the
 BLAS threads it runs with.  Speed figures are only comparable with a ceiling
@@ -24,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,7 @@ CEILING_REPEATS = 5
 SAMPLE_REPEATS = 3       # per sample taken between benchmark rounds: cheap, still past the warm-up
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 ISA_FLAGS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX"))
+CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints.txt"  # the versions CI tests with
 
 
 def cpuinfo() -> dict[str, str]:
@@ -213,6 +216,26 @@ class CeilingSampler:
         return "; ".join(parts)
 
 
+def constraints_note(path: Path = CONSTRAINTS) -> str:
+    """Whether the installed packages are the versions ``path`` pins, and which are not."""
+    pinned = {}
+    for line in path.read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pinned[name] = version
+    differ = []
+    for name, version in pinned.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = "not installed"
+        if installed != version:
+            differ.append(f"{name} {installed} (pinned {version})")
+    if not differ:
+        return f"the {len(pinned)} versions of {path.name}"
+    return f"{len(differ)} of the {len(pinned)} versions of {path.name} differ: {', '.join(differ)}"
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -239,6 +262,7 @@ def print_header(title: str, threads: int | None = None, ceiling: bool = True, t
           f"{platform.release()}")
     print(f"NumPy    {np.__version__}, BLAS {blas}")
     print(f"PyTorch  {tv if tv else 'not installed'}")
+    print(f"Packages {constraints_note()}")
     ceilings: dict = {}
     if ceiling:
         ceilings["numpy"] = numpy_matmul_gflops()

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from . import __version__
 from .errors import NnexpError
 
 #: command -> the module of nnexp/commands that defines it (as a function of the same name)
@@ -23,7 +24,7 @@ COMMANDS = {
     "evaluate": "models", "predict": "models", "ensemble": "models",
     "data": "datasets", "sweep": "sweeping", "compare": "comparing", "diff": "comparing",
     "tag": "curating", "note": "curating", "rm": "curating", "gc": "curating", "du": "curating",
-    "ui": "dashboard",
+    "ui": "dashboard", "schema": "schema",
 }
 
 
@@ -41,7 +42,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="nnexp")
+@click.version_option(__version__, prog_name="nnexp")  # the source's version, not an installed copy's metadata
 def cli():
     """Train a from-scratch NumPy network on MNIST and track every run on disk."""
 

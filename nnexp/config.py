@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
@@ -46,25 +46,50 @@ class Field:
 
     type: type | tuple
     default: Any = REQUIRED
-    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+    check: Bound | None = None  # the range a number must lie in
     choices: tuple | None = None
     nullable: bool = False
+    items: Field | None = None  # what a list holds, where the table says
 
 
-def _positive(v):
-    return None if v > 0 else "must be > 0"
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in, as a Field's ``check``: the validator's message
+    and the JSON Schema's bounds (``nnexp schema``) both come from it."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # > low, not >= low
+    high_open: bool = True  # < high, not <= high
+    example: str = ""
+
+    def __call__(self, v) -> str | None:
+        above = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return None if above and below else f"must be {self.text()}"
+
+    def text(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        example = f", e.g. {self.example}" if self.example else ""
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                f"{example}")
+
+    def json_schema(self) -> dict:
+        out = {}
+        if self.low is not None:
+            out["exclusiveMinimum" if self.low_open else "minimum"] = self.low
+        if self.high is not None:
+            out["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+        return out
 
 
-def _non_negative(v):
-    return None if v >= 0 else "must be >= 0"
-
-
-def _decay(v):
-    return None if 0 < v < 1 else "must be in (0, 1), e.g. 0.999"
-
-
-def _fraction(v):
-    return None if 0 <= v < 1 else "must be in [0, 1)"
+_positive = Bound(0, low_open=True)
+_non_negative = Bound(0)
+_decay = Bound(0, 1, low_open=True, example="0.999")
+_fraction = Bound(0, 1)
 
 
 # The schema. Sections map to dicts of Fields; "model.layers", "optimizer" and
@@ -120,6 +145,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "feature_map_image": Field(int, 0, _non_negative),
     },
 }
+
+#: the keys every optimizer takes besides those of its OPTIMIZER_SPECS entry
+OPTIMIZER_EXTRA = {"lr": Field(float, 0.001, _positive)}
+#: the optimizer and schedule a config without a name gets
+DEFAULT_OPTIMIZER, DEFAULT_SCHEDULE = "adam", "constant"
 
 EARLY_STOPPING = {
     "metric": Field(str, "val_accuracy", choices=("val_accuracy", "val_loss")),
@@ -280,15 +310,14 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
     for section in ("data", "model", "train", "tracking"):
         out[section] = _check_fields(_section(raw, section, problems), SCHEMA[section], section, problems,
                                      required="model" in raw)
-    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", problems, _optimizer_extra())
-    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
+    out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, DEFAULT_OPTIMIZER, problems, OPTIMIZER_EXTRA)
+    out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, DEFAULT_SCHEDULE, problems, {})
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
         model["layers"] = _check_layers(model["layers"], problems, base_dir)
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
-        fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
-        data["augment"] = _check_fields(data["augment"], fields, "data.augment", problems)
+        data["augment"] = _check_fields(data["augment"], option_fields(AUGMENT_SPECS), "data.augment", problems)
     if train is not INVALID and train["early_stopping"] not in (None, INVALID):
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
@@ -413,11 +442,12 @@ def _check_fields(given, fields: dict[str, Field], where: str, problems: list[st
             else:
                 out[key] = copy.deepcopy(spec.default)
             continue
-        out[key] = _check_value(given[key], spec, path, problems)
+        out[key] = check_value(given[key], spec, path, problems)
     return out
 
 
-def _check_value(value, spec: Field, path: str, problems: list[str]):
+def check_value(value, spec: Field, path: str, problems: list[str]):
+    """The checked value of one key (``path`` names it), or INVALID with its problem appended."""
     if value is None:
         if spec.nullable:
             return None
@@ -491,13 +521,17 @@ def _check_named(raw, section, specs, default_name, problems: list[str], extra: 
         checked = _check_fields({k: v for k, v in given.items() if k in extra},
                                 {k: f for k, f in extra.items()}, section, problems)
         return {"name": INVALID, **checked}
-    fields = {key: Field(t, d) for key, (t, d) in specs[name].items()}
-    fields.update(extra)
-    return {"name": name, **_check_fields(given, fields, section, problems)}
+    return {"name": name, **_check_fields(given, {**option_fields(specs[name]), **extra}, section, problems)}
 
 
-def _optimizer_extra() -> dict[str, Field]:
-    return {"lr": Field(float, 0.001, _positive)}
+def option_fields(table: dict[str, tuple]) -> dict[str, Field]:
+    """The Fields of an option table ``{option: (type, default)}`` of nnexp.nn or nnexp.augment."""
+    return {key: Field(t, d) for key, (t, d) in table.items()}
+
+
+def layer_fields(kind: str) -> dict[str, Field]:
+    """The Fields of a built-in layer's options; a None default (pooling stride) may also be given as null."""
+    return {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
 
 
 def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
@@ -523,9 +557,7 @@ def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str 
             problems.append(f"'{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})")
             out.append(INVALID)
             continue
-        # a None default (pooling stride) means the key may also be given as null
-        fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
-        out.append({"type": kind, **_check_fields(given, fields, where, problems)})
+        out.append({"type": kind, **_check_fields(given, layer_fields(kind), where, problems)})
     if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
                                             or is_user_type(layer["type"]) for layer in out):
         problems.append("'model.layers' has no dense layer, so the network has nothing to learn")

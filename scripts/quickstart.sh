@@ -7,7 +7,8 @@
 # Needs only Python >= 3.10. The virtual environment lives in .venv/ (override
 # with NNEXP_VENV); datasets go to the nnexp cache (~/.cache/nnexp or $NNEXP_CACHE_DIR).
 #
-# Test mode installs all the suite uses: nnexp[test,ray,tpe] with pip, MNIST, and
+# Test mode installs all the suite uses: nnexp[test,ray,tpe] with pip at the versions of
+# constraints.txt (NNEXP_CONSTRAINTS names another file; empty: none), MNIST, and
 # Debian's dataset-fashion-mnist, chromium (the HTML report's browser tests)
 # and npm where they are missing.
 # - As root with apt-get (as CI runs it): an install that fails stops the
@@ -74,20 +75,25 @@ apt_install() {  # Debian packages; a stale package list is refreshed once
         { apt-get update -qq >>"$log" 2>&1 && apt-get install -y -qq "$@" >>"$log" 2>&1; })
 }
 
-echo "== installing nnexp with its test tools"
-"$py" -m pip install --quiet --disable-pip-version-check -e '.[test]' >"$log" 2>&1 ||
-    { show_log; fail "could not install nnexp with its test tools: $py -m pip install -e '.[test]' failed (output above)"; }
+# The versions CI tests are pinned in constraints.txt (for Python 3.11); NNEXP_CONSTRAINTS= (empty) installs
+# the newest that pyproject.toml's ranges allow instead.
+constraints="${NNEXP_CONSTRAINTS-constraints.txt}"
+pin=()
+if [ -n "$constraints" ]; then pin=(-c "$constraints"); fi
+echo "== installing nnexp with its test tools${constraints:+ (versions of $constraints)}"
+"$py" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e '.[test]' >"$log" 2>&1 ||
+    { show_log; fail "could not install nnexp with its test tools: $py -m pip install ${pin[*]} -e '.[test]' failed (output above)"; }
 # Ray, the optional executor of `nnexp sweep --executor ray`: its tests start a two-node cluster.
 echo "== installing Ray (nnexp[ray])"
-if ! "$py" -m pip install --quiet --disable-pip-version-check -e '.[test,ray]' >"$log" 2>&1; then
+if ! "$py" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e '.[test,ray]' >"$log" 2>&1; then
     show_log
-    note_missing "Ray could not be installed" "$py -m pip install -e '.[test,ray]' (output above); the Ray tests need it"
+    note_missing "Ray could not be installed" "$py -m pip install ${pin[*]} -e '.[test,ray]' (output above); the Ray tests need it"
 fi
 # Optuna, the sampler of `method: tpe` sweeps.
 echo "== installing Optuna (nnexp[tpe])"
-if ! "$py" -m pip install --quiet --disable-pip-version-check -e '.[test,tpe]' >"$log" 2>&1; then
+if ! "$py" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e '.[test,tpe]' >"$log" 2>&1; then
     show_log
-    note_missing "Optuna could not be installed" "$py -m pip install -e '.[test,tpe]' (output above); the tpe sweep tests need it"
+    note_missing "Optuna could not be installed" "$py -m pip install ${pin[*]} -e '.[test,tpe]' (output above); the tpe sweep tests need it"
 fi
 # Fashion-MNIST ships as a Debian package.
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then

@@ -250,3 +250,40 @@ def test_the_size_of_a_discrete_space_counts_every_parameter_and_zip_group():
 def test_equal_points_have_one_key_whatever_their_order():
     assert point_key({"a": 1, "b": [2, 3]}) == point_key({"b": [2, 3], "a": 1})
     assert point_key({"a": 1}) != point_key({"a": 1.5})
+
+
+def test_every_mistake_of_a_spec_is_named_in_one_message_with_exit_2(write_spec, nnexp, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the base config's store, runs/, would be made here
+    path = write_spec("""
+        method: random
+        n_trials: 0
+        repeat: 2
+        parameters:
+          optimizer.lr: {distribution: loguniform, low: 0, high: 0.1}
+          optimizer.name: {values: [adam, sgd], when: {optimizer.nam: x}}
+    """)
+    code, out, err = nnexp("sweep", path)
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == f"error: {path}: 4 problems:"
+    assert lines[1:] == ["  unknown key 'repeat'; did you mean 'repeats'?",
+                         "  'n_trials' must be >= 1, got 0",
+                         "  parameters.optimizer.lr: a log scale needs low > 0, got 0.0",
+                         "  parameters.optimizer.name.when: 'optimizer.nam' is neither a parameter declared before "
+                         "it nor a key of the base config"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yaml", "spec.yaml"]  # nothing written
+
+
+def test_a_wrong_part_of_a_spec_does_not_hide_the_other_parts(write_spec):
+    with pytest.raises(ConfigError) as info:
+        load_spec(write_spec("""
+            seeds: [1, 1]
+            halving: {rule: median, eta: 2, min_epochs: 0}
+            zip: [{optimizer.lr: [0.1, 0.2], data.batch_size: [32]}]
+            metrics: [val_accuracy, {name: flops}]
+        """))
+    problems = info.value.problems
+    assert len(problems) == 5, problems
+    for part in ("'seeds' lists a seed twice", "halving.eta is for the asha", "'halving.min_epochs' must be >= 1",
+                 "zip[0]: the lists must be equally long", "metrics[1].name is 'flops'"):
+        assert sum(part in p for p in problems) == 1, (part, problems)

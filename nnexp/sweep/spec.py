@@ -29,12 +29,12 @@ import copy
 import difflib
 import hashlib
 import json
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import FLOAT_TEXT, describe_layers, load_yaml, set_path, validate
+from ..config import (FLOAT_TEXT, INVALID, Bound, Field, InvalidConfig, check_value, describe_layers, load_yaml,
+                      set_path, validate)
 from ..errors import ConfigError
 from ..tracking.records import lower_is_better
 from ..tracking.run import metric_name_problem
@@ -42,17 +42,60 @@ from ..tracking.store import slugify
 from ..values import is_integer
 from .space import Param, Space, ZipGroup, point_key
 
-SPEC_KEYS = ("name", "description", "base", "command", "function", "overrides", "metric", "goal", "metrics", "method", "n_trials",
-             "seed", "batch", "startup_trials", "repeats", "seeds", "halving", "parameters", "zip")
-PARAM_KEYS = ("values", "distribution", "low", "high", "log", "n", "when")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 # What a multi-objective sweep may trade off: {metric: (summary.json key, default goal)}.
 OBJECTIVES = {"val_accuracy": ("final_val_accuracy", "maximize"), "val_loss": ("final_val_loss", "minimize"),
               "params": ("params", "minimize"), "train_seconds": ("train_seconds", "minimize")}
 METHODS = ("grid", "random", "tpe")
-HALVING_KEYS = ("rule", "min_epochs", "eta", "max_epochs", "min_trials")
+GOALS = ("maximize", "minimize")
 HALVING_RULES = ("asha", "median", "hyperband")
+
+# The keys a spec may hold, with their types and ranges: load_spec checks a spec against
+# these tables and `nnexp schema sweep` prints them as a JSON Schema. A None default: the
+# key may be left out (the rules between keys, in load_spec, say when it is needed).
+SPEC_FIELDS: dict[str, Field] = {
+    "name": Field(str, None),
+    "description": Field(str, None, nullable=True),
+    "base": Field(str, None),  # the config file every trial starts from, relative to the spec
+    "command": Field(str, None),  # or your own code: a command line with {parameter} placeholders
+    "function": Field(str, None),  # or 'file.py:name' / 'module:name'
+    "overrides": Field(dict, None, nullable=True),
+    "metric": Field(str, "val_accuracy"),  # a sweep of a base config: one of METRICS
+    "goal": Field(str, None, choices=GOALS),
+    "metrics": Field(list, None),  # two or more of OBJECTIVES, each a name or OBJECTIVE_FIELDS
+    "method": Field(str, "grid", choices=METHODS),
+    "n_trials": Field(int, None, Bound(1)),
+    "seed": Field(int, 0, Bound(0)),
+    "batch": Field(int, None, Bound(1), nullable=True),
+    "startup_trials": Field(int, 10, Bound(0)),
+    "repeats": Field(int, None, Bound(1)),
+    "seeds": Field(list, None, items=Field(int, None, Bound(0))),
+    "halving": Field(dict, None, nullable=True),  # HALVING_FIELDS
+    "parameters": Field(dict, None, nullable=True),  # dotted key: a list of values or PARAM_FIELDS
+    "zip": Field(list, None, nullable=True),  # of {dotted key: list of values}, the lists equally long
+}
+PARAM_FIELDS: dict[str, Field] = {
+    "values": Field(list, None),
+    "distribution": Field(str, None, choices=DISTRIBUTIONS),
+    "low": Field(float, None),
+    "high": Field(float, None),
+    "log": Field(bool, False),
+    "n": Field(int, None, Bound(2), nullable=True),
+    "when": Field(dict, None, nullable=True),
+}
+HALVING_FIELDS: dict[str, Field] = {
+    "rule": Field(str, "asha", choices=HALVING_RULES),
+    "min_epochs": Field(int, 1, Bound(1)),
+    "eta": Field(int, 3, Bound(2)),
+    "max_epochs": Field(int, None, Bound(1)),  # default: the base config's train.epochs
+    "min_trials": Field(int, 3, Bound(1)),
+}
+OBJECTIVE_FIELDS: dict[str, Field] = {
+    "name": Field(str, None, choices=tuple(OBJECTIVES)),
+    "goal": Field(str, None, choices=GOALS),
+}
+SPEC_KEYS, PARAM_KEYS, HALVING_KEYS = tuple(SPEC_FIELDS), tuple(PARAM_FIELDS), tuple(HALVING_FIELDS)
 EXAMPLE_POINTS = 8  # random points whose configs a tpe sweep validates before it starts
 
 
@@ -147,7 +190,8 @@ def run_id(sweep_id: str, index: int) -> str:
 
 
 def load_spec(path: str | Path, seed: int | None = None) -> SweepSpec:
-    """Read and check a sweep spec; every error names the file and the key.
+    """Read and check a sweep spec: one InvalidConfig lists every mistake, each naming
+    the file and the key, as a config's does.
 
     ``seed`` replaces the spec's seed (random and tpe): another sweep, named
     ``<name>-seed<seed>``, so that one spec can be searched with several seeds.
@@ -155,108 +199,136 @@ def load_spec(path: str | Path, seed: int | None = None) -> SweepSpec:
     path = Path(path)
     raw = load_yaml(path)
     src = str(path)
-    _unknown(raw, SPEC_KEYS, "", src)
-    script = _script(raw, path, src)
     if seed is not None:
         if raw.get("method", "grid") not in ("random", "tpe"):
             raise ConfigError(f"--seed: {src} is a grid; a seed changes only random and tpe searches")
         raw["name"] = f"{raw.get('name', path.stem)}-seed{seed}"
         raw["seed"] = seed
-    if script is not None:
-        base_path, base = path, {}
-        if "overrides" in raw:
-            raise ConfigError(f"{src}: 'overrides' change a base config; a sweep of a {next(iter(script))} "
-                              "takes fixed values as parameters with one value, or in the command itself")
-    elif "base" not in raw:
-        raise ConfigError(f"{src}: missing 'base': the config file every trial starts from "
-                          "(or 'command' / 'function': your own code, docs/your-code.md)")
-    else:
-        base_path = _find_base(path, raw["base"], src)
-        base = load_yaml(base_path)
-    for key, value in _mapping(raw.get("overrides"), "overrides", src).items():
-        set_path(base, _parts(key, f"overrides.{key}", src), copy.deepcopy(value), f"{src}: overrides.{key}")
+    problems: list[str] = []
+    _unknown(raw, SPEC_FIELDS, "", problems)
 
-    if script is not None:
-        if "metrics" in raw:
-            raise ConfigError(f"{src}: 'metrics' (several objectives) is for sweeps of a base config; give "
-                              "'metric' (and 'goal'), a name the script logs")
-        metric = raw.get("metric", "val_accuracy")
-        problem = metric_name_problem(metric)
-        if problem is not None:
-            raise ConfigError(f"{src}: 'metric' {metric!r} {problem}")
-        goal = raw.get("goal", "minimize" if lower_is_better(metric) else "maximize")
-        if goal not in ("maximize", "minimize"):
-            raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
-        objectives = (Objective(metric, goal),)
-    elif "metrics" in raw:
-        if "metric" in raw or "goal" in raw:
-            raise ConfigError(f"{src}: give 'metric' (and 'goal') or 'metrics', not both")
-        objectives = _objectives(raw["metrics"], src)
-        metric, goal = next((o.name, o.goal) for o in objectives if o.name in METRICS)
+    def value(key):  # a key checked against SPEC_FIELDS (its default if absent; INVALID if wrong)
+        return check_value(raw[key], SPEC_FIELDS[key], key, problems) if key in raw else SPEC_FIELDS[key].default
+
+    value("description")
+    own_code = "command" in raw or "function" in raw
+    script = _script(raw, path, problems)
+    base_path, base, base_known = path, {}, False
+    if own_code:
+        if "overrides" in raw:
+            kind = "command" if "command" in raw else "function"
+            problems.append(f"'overrides' change a base config; a sweep of a {kind} takes fixed values as "
+                            "parameters with one value, or in the command itself")
+    elif "base" not in raw:
+        problems.append("missing 'base': the config file every trial starts from "
+                        "(or 'command' / 'function': your own code, docs/your-code.md)")
     else:
-        metric = raw.get("metric", "val_accuracy")
-        if metric not in METRICS:
-            raise ConfigError(f"{src}: 'metric' is {metric!r}; choose one of {', '.join(METRICS)} "
-                              "(measured on the validation set at the last epoch)")
-        goal = raw.get("goal", METRICS[metric])
-        if goal not in ("maximize", "minimize"):
-            raise ConfigError(f"{src}: 'goal' is {goal!r}; choose maximize or minimize")
-        objectives = (Objective(metric, goal),)
+        found = _find_base(path, raw["base"], problems)
+        if found is not None:
+            base_path, base, base_known = found, load_yaml(found), True
+    for key, change in _mapping(raw.get("overrides"), "overrides", problems).items():
+        parts = _parts(key, f"overrides.{key}", problems)
+        if parts is not None:
+            try:
+                set_path(base, parts, copy.deepcopy(change), f"overrides.{key}")
+            except ConfigError as exc:
+                problems.append(str(exc))
+
+    metric, goal, objectives = _objectives_of(raw, own_code, problems)
     method = raw.get("method", "grid")
     if method not in METHODS:
         hint = (" (halving is a block of its own: 'halving: {min_epochs: 1, eta: 3}')" if method == "halving" else
                 " (model-based search is method: tpe)" if method in ("bayes", "bayesian", "optuna", "hyperopt") else "")
-        raise ConfigError(f"{src}: 'method' is {method!r}; choose grid, random or tpe{hint}")
-    n_trials = raw.get("n_trials")
+        problems.append(f"'method' is {method!r}; choose {', '.join(METHODS[:-1])} or {METHODS[-1]}{hint}")
+        method = INVALID
+    n_trials = None
     if method in ("random", "tpe"):
-        n_trials = _int(n_trials, "n_trials", src, minimum=1, required=True)
-    elif n_trials is not None:
-        raise ConfigError(f"{src}: 'n_trials' is for method: random or tpe; a grid runs every combination")
-    seed = _int(raw.get("seed", 0), "seed", src, minimum=0)
+        if raw.get("n_trials") is None:
+            problems.append("missing 'n_trials'")
+        else:
+            n_trials = value("n_trials")
+    elif method == "grid" and raw.get("n_trials") is not None:
+        problems.append("'n_trials' is for method: random or tpe; a grid runs every combination")
+    seed = value("seed")
     batch = raw.get("batch")
     if batch is not None:
-        if method != "tpe":
-            raise ConfigError(f"{src}: 'batch' is for method: tpe (points proposed together); "
-                              f"{method} plans every trial up front")
-        batch = _int(batch, "batch", src, minimum=1)
-    if "startup_trials" in raw and method != "tpe":
-        raise ConfigError(f"{src}: 'startup_trials' is for method: tpe (random points before the model proposes)")
-    startup = _int(raw.get("startup_trials", 10), "startup_trials", src, minimum=0)
+        if method not in ("tpe", INVALID):
+            problems.append(f"'batch' is for method: tpe (points proposed together); {method} plans every "
+                            "trial up front")
+        batch = value("batch")
+    if "startup_trials" in raw and method not in ("tpe", INVALID):
+        problems.append("'startup_trials' is for method: tpe (random points before the model proposes)")
+    startup = value("startup_trials")
 
-    space = Space(tuple(_params(raw.get("parameters"), src)), tuple(_zips(raw.get("zip"), src)))
-    if not space.params and not space.zips and "repeats" not in raw and "seeds" not in raw:
-        raise ConfigError(f"{src}: nothing to sweep: add 'parameters', 'zip' or 'repeats'")
+    space = Space(tuple(_params(raw.get("parameters"), problems)), tuple(_zips(raw.get("zip"), problems)))
+    searched = bool(raw.get("parameters") or raw.get("zip"))
+    misspelt = any(key not in SPEC_FIELDS for key in raw)  # an unknown key may be the one meant: said once
+    if not searched and "repeats" not in raw and "seeds" not in raw and not misspelt:
+        problems.append("nothing to sweep: add 'parameters', 'zip' or 'repeats'")
     swept = [p.key for p in space.params] + [k for z in space.zips for k in z.keys]
     duplicates = sorted({k for k in swept if swept.count(k) > 1})
     if duplicates:
-        raise ConfigError(f"{src}: {', '.join(duplicates)} is swept twice (in parameters and/or zip)")
+        problems.append(f"{', '.join(duplicates)} is swept twice (in parameters and/or zip)")
     for p in space.params:
         for key in p.when:
-            if key not in swept[: swept.index(p.key)] and _lookup(base, key) is _MISSING:
-                raise ConfigError(f"{src}: parameters.{p.key}.when: {key!r} is neither a parameter declared "
-                                  "before it nor a key of the base config")
-    if method == "tpe" and not space.params and not space.zips:
-        raise ConfigError(f"{src}: method: tpe searches 'parameters' (or 'zip' groups); this spec has none")
+            if key not in swept[: swept.index(p.key)] and (base_known or own_code) and _lookup(base, key) is _MISSING:
+                problems.append(f"parameters.{p.key}.when: {key!r} is neither a parameter declared before it "
+                                "nor a key of the base config")
+    if method == "tpe" and not searched:
+        problems.append("method: tpe searches 'parameters' (or 'zip' groups); this spec has none")
     if method == "grid":
         for p in space.params:
             if not p.is_discrete:
-                raise ConfigError(f"{src}: parameters.{p.key}: a grid needs discrete values; give 'values', "
-                                  f"or 'n' points for the {p.kind} range, or use method: random")
+                problems.append(f"parameters.{p.key}: a grid needs discrete values; give 'values', or 'n' points "
+                                f"for the {p.kind} range, or use method: random")
 
-    seeds = _seeds(raw, base, src)
+    seeds = _seeds(raw, base, problems)
     if "train.seed" in swept and ("repeats" in raw or "seeds" in raw):
-        raise ConfigError(f"{src}: train.seed is swept and repeated; use one of the two")
-    halving = _halving(raw.get("halving"), base, swept, src, script is not None)
-    if halving is not None and len(objectives) > 1:
-        raise ConfigError(f"{src}: halving stops trials on one metric; with several 'metrics' leave it out")
+        problems.append("train.seed is swept and repeated; use one of the two")
+    halving = _halving(raw.get("halving"), base, swept, problems, own_code)
+    if halving not in (None, INVALID) and len(objectives) > 1:
+        problems.append("halving stops trials on one metric; with several 'metrics' leave it out")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{src}: 'name' must be a non-empty string")
-    if script is not None and "command" in script:
-        _check_placeholders(script["command"], [p.key for p in space.params] + [k for z in space.zips for k in z.keys],
-                            src)
+        problems.append("'name' must be a non-empty string")
+    if isinstance(script, dict) and "command" in script:
+        _check_placeholders(script["command"], swept, problems)
+    if problems:
+        raise InvalidConfig(src, problems)
     return SweepSpec(path, name, base_path, base, space, metric, goal, method, n_trials, seed, seeds,
                      halving, raw, tuple(objectives), batch, startup, script)
+
+
+def _objectives_of(raw: dict, own_code: bool, problems: list[str]) -> tuple:
+    """(metric, goal, objectives) of a spec; INVALID where a problem was reported."""
+    if own_code:
+        if "metrics" in raw:
+            problems.append("'metrics' (several objectives) is for sweeps of a base config; give "
+                            "'metric' (and 'goal'), a name the script logs")
+        metric = raw.get("metric", "val_accuracy")
+        problem = metric_name_problem(metric)
+        if problem is not None:
+            problems.append(f"'metric' {metric!r} {problem}")
+            metric = INVALID
+        default_goal = "minimize" if metric is not INVALID and lower_is_better(metric) else "maximize"
+    elif "metrics" in raw:
+        if "metric" in raw or "goal" in raw:
+            problems.append("give 'metric' (and 'goal') or 'metrics', not both")
+        objectives = _objectives(raw["metrics"], problems)
+        metric, goal = next(((o.name, o.goal) for o in objectives if o.name in METRICS), (INVALID, INVALID))
+        return metric, goal, objectives
+    else:
+        metric = raw.get("metric", "val_accuracy")
+        if metric not in METRICS:
+            problems.append(f"'metric' is {metric!r}; choose one of {', '.join(METRICS)} "
+                            "(measured on the validation set at the last epoch)")
+            metric = INVALID
+        default_goal = METRICS.get(metric, "maximize")
+    goal = raw.get("goal", default_goal)
+    if goal not in GOALS:
+        problems.append(f"'goal' is {goal!r}; choose maximize or minimize")
+        goal = INVALID
+    return metric, goal, [Objective(metric, goal)]
 
 
 def base_lookup(spec: SweepSpec):
@@ -323,243 +395,275 @@ def _lookup(cfg: dict, key: str):
     return node
 
 
-def _params(section, src) -> list[Param]:
+def _params(section, problems: list[str]) -> list[Param]:
+    """The parameters that are right; a problem for each one that is not."""
     params = []
-    for key, spec in _mapping(section, "parameters", src).items():
+    for key, spec in _mapping(section, "parameters", problems).items():
         where = f"parameters.{key}"
-        _parts(key, where, src)
+        if _parts(key, where, problems) is None:
+            continue
         if isinstance(spec, list):
             spec = {"values": spec}
         if not isinstance(spec, dict):
-            raise ConfigError(f"{src}: {where} is {spec!r}: give a list of values or a mapping such as "
-                              "{distribution: loguniform, low: 1.0e-4, high: 0.1}; a single fixed value "
-                              "belongs under 'overrides'")
-        params.append(_param(key, spec, where, src))
+            problems.append(f"{where} is {spec!r}: give a list of values or a mapping such as "
+                            "{distribution: loguniform, low: 1.0e-4, high: 0.1}; a single fixed value "
+                            "belongs under 'overrides'")
+            continue
+        param = _param(key, spec, where, problems)
+        if param is not None:
+            params.append(param)
     return params
 
 
-def _param(key: str, spec: dict, where: str, src: str) -> Param:
-    _unknown(spec, PARAM_KEYS, f"{where}.", src)
+def _param(key: str, spec: dict, where: str, problems: list[str]) -> Param | None:
+    before = len(problems)
+    _unknown(spec, PARAM_FIELDS, f"{where}.", problems)
     kind = spec.get("distribution", "choice" if "values" in spec else None)
     if kind not in DISTRIBUTIONS:
-        raise ConfigError(f"{src}: {where}: 'distribution' is {kind!r}; choose one of {', '.join(DISTRIBUTIONS)} "
-                          "(or give 'values')")
-    when = _when(spec.get("when"), where, src)
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{src}: {where}.log must be true or false, got {log!r}")
-    n = None if spec.get("n") is None else _int(spec["n"], f"{where}.n", src, minimum=2)
+        problems.append(f"{where}: 'distribution' is {kind!r}; choose one of {', '.join(DISTRIBUTIONS)} "
+                        "(or give 'values')")
+        return None
+    when = _when(spec.get("when"), where, problems)
+    log = check_value(spec.get("log", False), PARAM_FIELDS["log"], f"{where}.log", problems)
+    n = None if spec.get("n") is None else check_value(spec["n"], PARAM_FIELDS["n"], f"{where}.n", problems)
     if kind == "choice":
         values = spec.get("values")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{src}: {where}.values must be a non-empty list, got {values!r}")
-        if len({point_key({"v": v}) for v in values}) < len(values):
-            raise ConfigError(f"{src}: {where}.values lists a value twice: {values!r}")
+            problems.append(f"{where}.values must be a non-empty list, got {values!r}")
+        elif len({point_key({"v": v}) for v in values}) < len(values):
+            problems.append(f"{where}.values lists a value twice: {values!r}")
+        if len(problems) > before:
+            return None
         return Param(key, kind, values=tuple(_yaml_number(v) for v in values), when=when)
-    low, high = _number(spec.get("low"), f"{where}.low", src), _number(spec.get("high"), f"{where}.high", src)
+    ends = {}
+    for end in ("low", "high"):
+        if spec.get(end) is None:
+            problems.append(f"missing '{where}.{end}' (the {kind} range)")
+        else:
+            ends[end] = check_value(spec[end], PARAM_FIELDS[end], f"{where}.{end}", problems)
+    if len(problems) > before:
+        return None
+    low, high = ends["low"], ends["high"]
     if not low < high:
-        raise ConfigError(f"{src}: {where}: low ({low}) must be below high ({high})")
-    if (kind == "loguniform" or log) and low <= 0:
-        raise ConfigError(f"{src}: {where}: a log scale needs low > 0, got {low}")
-    if kind == "int":
-        low, high = _int(low, f"{where}.low", src), _int(high, f"{where}.high", src)
+        problems.append(f"{where}: low ({low}) must be below high ({high})")
+    elif (kind == "loguniform" or log) and low <= 0:
+        problems.append(f"{where}: a log scale needs low > 0, got {low}")
+    elif kind == "int":
+        low, high = (check_value(v, Field(int), f"{where}.{end}", problems) for end, v in (("low", low), ("high", high)))
+    if len(problems) > before:
+        return None
     return Param(key, kind, low=low, high=high, log=log, n=n, when=when)
 
 
-def _objectives(section, src: str) -> list[Objective]:
+def _objectives(section, problems: list[str]) -> list[Objective]:
     names = ", ".join(OBJECTIVES)
     if not isinstance(section, list) or len(section) < 2:
-        raise ConfigError(f"{src}: 'metrics' must list two or more metrics, e.g. [{{name: val_accuracy, goal: "
-                          f"maximize}}, {{name: params, goal: minimize}}] (one metric: use 'metric'), got {section!r}")
+        problems.append("'metrics' must list two or more metrics, e.g. [{name: val_accuracy, goal: maximize}, "
+                        f"{{name: params, goal: minimize}}] (one metric: use 'metric'), got {section!r}")
+        return []
     objectives = []
     for i, item in enumerate(section):
         where = f"metrics[{i}]"
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict):
-            raise ConfigError(f"{src}: {where} must be a mapping {{name: ..., goal: ...}}, got {item!r}")
-        _unknown(item, ("name", "goal"), f"{where}.", src)
+            problems.append(f"{where} must be a mapping {{name: ..., goal: ...}}, got {item!r}")
+            continue
+        _unknown(item, OBJECTIVE_FIELDS, f"{where}.", problems)
         name = item.get("name")
         if name not in OBJECTIVES:
-            raise ConfigError(f"{src}: {where}.name is {name!r}; choose one of {names}")
+            problems.append(f"{where}.name is {name!r}; choose one of {names}")
+            continue
         goal = item.get("goal", OBJECTIVES[name][1])
-        if goal not in ("maximize", "minimize"):
-            raise ConfigError(f"{src}: {where}.goal is {goal!r}; choose maximize or minimize")
-        if any(o.name == name for o in objectives):
-            raise ConfigError(f"{src}: 'metrics' lists {name} twice")
-        objectives.append(Objective(name, goal))
-    if not any(o.name in METRICS for o in objectives):
-        raise ConfigError(f"{src}: 'metrics' needs val_accuracy or val_loss among them (the validation "
-                          "result the sweep reports and halving would use)")
+        if goal not in GOALS:
+            problems.append(f"{where}.goal is {goal!r}; choose maximize or minimize")
+        elif any(o.name == name for o in objectives):
+            problems.append(f"'metrics' lists {name} twice")
+        else:
+            objectives.append(Objective(name, goal))
+    if not any(o.name in METRICS for o in objectives) and len(objectives) == len(section):
+        problems.append("'metrics' needs val_accuracy or val_loss among them (the validation "
+                        "result the sweep reports and halving would use)")
     return objectives
 
 
-def _when(when, where: str, src: str) -> dict:
+def _when(when, where: str, problems: list[str]) -> dict:
     if when is None:
         return {}
     if not isinstance(when, dict) or not when:
-        raise ConfigError(f"{src}: {where}.when must map keys to values, e.g. {{optimizer.name: sgd}}")
+        problems.append(f"{where}.when must map keys to values, e.g. {{optimizer.name: sgd}}")
+        return {}
     return {str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
 
 
-def _zips(section, src) -> list[ZipGroup]:
+def _zips(section, problems: list[str]) -> list[ZipGroup]:
     if section is None:
         return []
     if not isinstance(section, list):
-        raise ConfigError(f"{src}: 'zip' must be a list of groups, each mapping keys to equally long lists")
+        problems.append("'zip' must be a list of groups, each mapping keys to equally long lists")
+        return []
     groups = []
     for i, group in enumerate(section):
         where = f"zip[{i}]"
         if not isinstance(group, dict) or len(group) < 1:
-            raise ConfigError(f"{src}: {where} must map keys to lists of values")
-        lengths = set()
+            problems.append(f"{where} must map keys to lists of values")
+            continue
+        before = len(problems)
         for key, values in group.items():
-            _parts(str(key), f"{where}.{key}", src)
+            _parts(str(key), f"{where}.{key}", problems)
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"{src}: {where}.{key} must be a non-empty list, got {values!r}")
-            lengths.add(len(values))
-        if len(lengths) > 1:
+                problems.append(f"{where}.{key} must be a non-empty list, got {values!r}")
+        if len(problems) > before:
+            continue
+        if len({len(v) for v in group.values()}) > 1:
             sizes = ", ".join(f"{k}: {len(v)}" for k, v in group.items())
-            raise ConfigError(f"{src}: {where}: the lists must be equally long ({sizes})")
-        keys = tuple(str(k) for k in group)
-        groups.append(ZipGroup(keys, tuple(zip(*group.values()))))
+            problems.append(f"{where}: the lists must be equally long ({sizes})")
+            continue
+        groups.append(ZipGroup(tuple(str(k) for k in group), tuple(zip(*group.values()))))
     return groups
 
 
-def _seeds(raw: dict, base: dict, src: str) -> list:
+def _seeds(raw: dict, base: dict, problems: list[str]) -> list:
     if "repeats" in raw and "seeds" in raw:
-        raise ConfigError(f"{src}: give 'repeats' or 'seeds', not both")
+        problems.append("give 'repeats' or 'seeds', not both")
+        return [None]
     if "seeds" in raw:
         seeds = raw["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(
-                is_integer(s) and s >= 0 for s in seeds):
-            raise ConfigError(f"{src}: 'seeds' must be a list of integers >= 0, got {seeds!r}")
-        if len(set(seeds)) < len(seeds):
-            raise ConfigError(f"{src}: 'seeds' lists a seed twice: {seeds!r}")
-        return list(seeds)
+        item = SPEC_FIELDS["seeds"].items
+        if not isinstance(seeds, list) or not seeds or not all(is_integer(s) and not item.check(s) for s in seeds):
+            problems.append(f"'seeds' must be a list of integers {item.check.text()}, got {seeds!r}")
+        elif len(set(seeds)) < len(seeds):
+            problems.append(f"'seeds' lists a seed twice: {seeds!r}")
+        else:
+            return list(seeds)
+        return [None]
     if "repeats" in raw:
-        repeats = _int(raw["repeats"], "repeats", src, minimum=1)
+        repeats = check_value(raw["repeats"], SPEC_FIELDS["repeats"], "repeats", problems)
+        if repeats is INVALID:
+            return [None]
         first = _lookup(base, "train.seed")
         first = first if is_integer(first) else 0
         return [first + r for r in range(repeats)]
     return [None]  # the base config's own seed
 
 
-def _halving(section, base: dict, swept: list[str], src: str, script: bool = False) -> Halving | None:
+def _halving(section, base: dict, swept: list[str], problems: list[str], script: bool = False):
+    """The spec's Halving, None without one, INVALID where a problem was reported."""
     if section is None:
         return None
-    section = _mapping(section, "halving", src)
-    _unknown(section, HALVING_KEYS, "halving.", src)
+    if not isinstance(section, dict):
+        problems.append(f"'halving' must be a mapping, got {section!r}")
+        return INVALID
+    before = len(problems)
+    _unknown(section, HALVING_FIELDS, "halving.", problems)
     if script and "max_epochs" not in section:
-        raise ConfigError(f"{src}: halving.max_epochs is needed for a sweep of your own code: the epochs "
-                          "(or steps) a trial that is never pruned runs")
+        problems.append("halving.max_epochs is needed for a sweep of your own code: the epochs "
+                        "(or steps) a trial that is never pruned runs")
     if "train.epochs" in swept:
-        raise ConfigError(f"{src}: halving decides the epochs; do not sweep train.epochs with it")
+        problems.append("halving decides the epochs; do not sweep train.epochs with it")
     rule = section.get("rule", "asha")
     if rule not in HALVING_RULES:
-        raise ConfigError(f"{src}: halving.rule is {rule!r}; choose one of {', '.join(HALVING_RULES)}")
-    if rule == "median" and "eta" in section:
-        raise ConfigError(f"{src}: halving.eta is for the asha and hyperband rules; the median rule "
-                          "checks every epoch from min_epochs on (its own key: min_trials)")
-    if rule != "median" and "min_trials" in section:
-        raise ConfigError(f"{src}: halving.min_trials is for rule: median")
+        problems.append(f"halving.rule is {rule!r}; choose one of {', '.join(HALVING_RULES)}")
+    elif rule == "median" and "eta" in section:
+        problems.append("halving.eta is for the asha and hyperband rules; the median rule "
+                        "checks every epoch from min_epochs on (its own key: min_trials)")
+    elif rule != "median" and "min_trials" in section:
+        problems.append("halving.min_trials is for rule: median")
     epochs = _lookup(base, "train.epochs")
     default_max = epochs if is_integer(epochs) else 10
-    h = Halving(min_epochs=_int(section.get("min_epochs", 1), "halving.min_epochs", src, minimum=1),
-                eta=_int(section.get("eta", 3), "halving.eta", src, minimum=2),
-                max_epochs=_int(section.get("max_epochs", default_max), "halving.max_epochs", src, minimum=1),
-                rule=rule, min_trials=_int(section.get("min_trials", 3), "halving.min_trials", src, minimum=1))
+    given = {key: check_value(section[key], field, f"halving.{key}", problems) if key in section else field.default
+             for key, field in HALVING_FIELDS.items() if key != "rule"}
+    if len(problems) > before:
+        return INVALID
+    h = Halving(min_epochs=given["min_epochs"], eta=given["eta"], rule=rule, min_trials=given["min_trials"],
+                max_epochs=default_max if given["max_epochs"] is None else given["max_epochs"])
     if not h.rungs:
-        raise ConfigError(f"{src}: halving.min_epochs ({h.min_epochs}) must be below the trials' epochs "
-                          f"({h.max_epochs}), or nothing is ever pruned")
+        problems.append(f"halving.min_epochs ({h.min_epochs}) must be below the trials' epochs "
+                        f"({h.max_epochs}), or nothing is ever pruned")
+        return INVALID
     if h.max_epochs != default_max and not script:
-        set_path(base, ["train", "epochs"], h.max_epochs, f"{src}: halving.max_epochs")
+        try:
+            set_path(base, ["train", "epochs"], h.max_epochs, "halving.max_epochs")
+        except ConfigError as exc:  # a base whose train is not a section
+            problems.append(str(exc))
+            return INVALID
     return h
 
 
-def _script(raw: dict, path: Path, src: str) -> dict | None:
-    """The spec's ``command`` or ``function`` (a sweep of your own code), checked; None for a base config."""
+def _script(raw: dict, path: Path, problems: list[str]):
+    """The spec's ``command`` or ``function`` (a sweep of your own code), checked; None for
+    a base config, INVALID where a problem was reported."""
     given = [k for k in ("base", "command", "function") if k in raw]
     if len(given) > 1:
-        raise ConfigError(f"{src}: give one of 'base', 'command' and 'function', not {' and '.join(given)}")
+        problems.append(f"give one of 'base', 'command' and 'function', not {' and '.join(given)}")
+        return INVALID
     if "command" in raw:
         command = raw["command"]
         if not isinstance(command, str) or not command.strip():
-            raise ConfigError(f"{src}: 'command' must be a command line such as 'python train.py --lr {{lr}}'")
+            problems.append("'command' must be a command line such as 'python train.py --lr {lr}'")
+            return INVALID
         return {"command": command, "cwd": str(path.parent.resolve())}
     if "function" in raw:
         function = raw["function"]
         if not isinstance(function, str) or function.count(":") != 1 or not all(function.split(":")):
-            raise ConfigError(f"{src}: 'function' must be 'file.py:name' or 'module:name', got {function!r}")
+            problems.append(f"'function' must be 'file.py:name' or 'module:name', got {function!r}")
+            return INVALID
         where, _ = function.split(":")
         if where.endswith(".py") and not (path.parent / where).is_file():
-            raise ConfigError(f"{src}: function: {where} not found next to the spec ({path.parent})")
+            problems.append(f"function: {where} not found next to the spec ({path.parent})")
+            return INVALID
         return {"function": function, "cwd": str(path.parent.resolve())}
     return None
 
 
-def _check_placeholders(command: str, names: list[str], src: str) -> None:
+def _check_placeholders(command: str, names: list[str], problems: list[str]) -> None:
     """Every ``{name}`` of the command is a parameter (or ``seed``): a typo fails before any trial."""
     values = {n: 0 for n in names} | {"seed": 0}
     try:
         for token in shlex.split(command):
             token.format_map(values)
     except KeyError as exc:
-        raise ConfigError(f"{src}: command: {{{exc.args[0]}}} is not a parameter of the sweep "
-                          f"(parameters: {', '.join(names) or 'none'}; also {{seed}})") from None
+        problems.append(f"command: {{{exc.args[0]}}} is not a parameter of the sweep "
+                        f"(parameters: {', '.join(names) or 'none'}; also {{seed}})")
     except (ValueError, IndexError) as exc:
-        raise ConfigError(f"{src}: command: {exc} (write a literal brace as {{{{ or }}}})") from None
+        problems.append(f"command: {exc} (write a literal brace as {{{{ or }}}})")
 
 
-def _find_base(spec_path: Path, base, src: str) -> Path:
+def _find_base(spec_path: Path, base, problems: list[str]) -> Path | None:
     if not isinstance(base, str) or not base:
-        raise ConfigError(f"{src}: 'base' must be the path of a config file, got {base!r}")
+        problems.append(f"'base' must be the path of a config file, got {base!r}")
+        return None
     for candidate in (spec_path.parent / base, Path(base)):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{src}: base config {base!r} not found (looked in {spec_path.parent} and the current directory)")
+    problems.append(f"base config {base!r} not found (looked in {spec_path.parent} and the current directory)")
+    return None
 
 
-def _mapping(value, where: str, src: str) -> dict:
+def _mapping(value, where: str, problems: list[str]) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{src}: '{where}' must be a mapping, got {value!r}")
+        problems.append(f"'{where}' must be a mapping, got {value!r}")
+        return {}
     return value
 
 
-def _parts(key, where: str, src: str) -> list[str]:
+def _parts(key, where: str, problems: list[str]) -> list[str] | None:
     parts = str(key).split(".")
     if not isinstance(key, str) or any(not p for p in parts):
-        raise ConfigError(f"{src}: {where}: {key!r} is not a dotted config key such as optimizer.lr")
+        problems.append(f"{where}: {key!r} is not a dotted config key such as optimizer.lr")
+        return None
     return parts
 
 
-def _unknown(given: dict, allowed, prefix: str, src: str) -> None:
+def _unknown(given: dict, allowed, prefix: str, problems: list[str]) -> None:
+    allowed = list(allowed)
     for key in given:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f" (allowed: {', '.join(allowed)})"
-            raise ConfigError(f"{src}: unknown key '{prefix}{key}'{extra}")
-
-
-def _int(value, where: str, src: str, minimum: int | None = None, required: bool = False) -> int:
-    if value is None and required:
-        raise ConfigError(f"{src}: missing '{where}'")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{src}: '{where}' must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{src}: '{where}' must be >= {minimum}, got {value}")
-    return value
-
-
-def _number(value, where: str, src: str) -> float:
-    value = _yaml_number(value)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ConfigError(f"{src}: '{where}' must be a number, got {value!r}")
-    return float(value)
+            problems.append(f"unknown key '{prefix}{key}'{extra}")
 
 
 def _yaml_number(value):

@@ -17,6 +17,7 @@ import json
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -104,9 +105,11 @@ class Api:
                           descending=order == "desc", offset=_int(query, "offset", 0, 0, None),
                           limit=_int(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
         live = bool(wanted.statuses) or sort == "status"  # results that depend on whether processes still run
-        chosen = self.snapshot.cached(("runs", wanted), lambda: self._chosen(wanted), ttl=STATUS_TTL if live else None)
+        whole = replace(wanted, offset=0, limit=None)  # kept whole, so that paging costs only the page
+        chosen = self.snapshot.cached(("runs", whole), lambda: self._chosen(whole), ttl=STATUS_TTL if live else None)
+        page = chosen.records[wanted.offset:wanted.offset + wanted.limit]
         return {"total": chosen.total, "in_store": len(self.snapshot.records), "offset": wanted.offset,
-                "limit": wanted.limit, "sort": sort, "order": order, "runs": [run_row(r) for r in chosen.records]}
+                "limit": wanted.limit, "sort": sort, "order": order, "runs": [run_row(r) for r in page]}
 
     def _chosen(self, wanted: RunQuery) -> Chosen:
         """The store query over the records in memory; a reference or sweep that names nothing is a 404."""
