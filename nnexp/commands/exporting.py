@@ -61,7 +61,7 @@ def mlflow(tracking_uri, experiment, sweep_refs, where, tags, store, as_json):
 
 
 @export.command("tensorboard")
-@click.argument("folder", metavar="DIR", type=click.Path(file_okay=False))
+@click.argument("folder", metavar="DIR")
 @selection
 @JSON_OPTION
 def tensorboard(folder, sweep_refs, where, tags, store, as_json):
@@ -78,7 +78,7 @@ def tensorboard(folder, sweep_refs, where, tags, store, as_json):
 def _table_command(fmt: str, extra: str):
     @selection
     @JSON_OPTION
-    @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+    @click.argument("path", metavar="FILE")
     def command(path, sweep_refs, where, tags, store, as_json):
         records = chosen_records(store, sweep_refs, where, tags)
         runs_path, metrics_path = tables.write_tables(records, path, fmt)

@@ -84,6 +84,9 @@ def export_runs(records: list[dict], tracking_uri: str, experiment: str = EXPERI
     tracking = need("mlflow.tracking", "mlflow", "nnexp export mlflow")
     entities = need("mlflow.entities", "mlflow", "nnexp export mlflow")
     exceptions = need("mlflow.exceptions", "mlflow", "nnexp export mlflow")
+    if tracking_uri.startswith("sqlite:"):  # MLflow's SQL store needs them, and mlflow-skinny does not bring them
+        need("sqlalchemy", "mlflow", "an MLflow sqlite store")
+        need("alembic", "mlflow", "an MLflow sqlite store")
     for name in ("mlflow", "alembic"):  # their set-up of a new database is not news for the user
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
