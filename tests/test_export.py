@@ -155,7 +155,7 @@ def test_mlflow_artifacts_are_the_config_and_the_plots_never_a_link(made, mlflow
     assert {a.path for a in client.list_artifacts(runs[ids["sweep"][0]].info.run_id)} == {"config.yaml"}
 
 
-def test_mlflow_a_second_export_updates_the_runs_it_made(tmp_path):
+def test_mlflow_a_second_export_updates_the_runs_it_made(tmp_path, monkeypatch):
     MlflowClient = pytest.importorskip("mlflow.tracking", reason="nnexp[mlflow] is not installed").MlflowClient
     root = tmp_path / "runs"
     store = RunStore(root)
@@ -167,8 +167,13 @@ def test_mlflow_a_second_export_updates_the_runs_it_made(tmp_path):
     first = exported_runs(client)
     assert first[run.id].info.status == "RUNNING"
 
+    sent = []  # a store that keeps every point it is sent (not all dedupe) must get nothing twice
+    log_batch = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda self, run_id, metrics=(), **kw: (
+        sent.extend(metrics), log_batch(self, run_id, metrics=metrics, **kw))[1])
     code, out, _ = run_cli("export", "mlflow", "--tracking-uri", uri, "--store", root)  # nothing changed
     assert code == 0 and "0 created, 2 updated" in out
+    assert sent == []
     again = exported_runs(client)
     assert {k: r.info.run_id for k, r in again.items()} == {k: r.info.run_id for k, r in first.items()}
     mlflow_id = first[run.id].info.run_id
