@@ -339,7 +339,9 @@ def test_unknown_format_and_unwritable_file_are_usage_errors(made, tmp_path, nne
     code, _, err = nnexp("export", "csv", tmp_path / "file" / "t.csv", "--store", root)
     assert code == 2 and "does not exist" in err and err.count("\n") == 1, err
     code, _, err = nnexp("export", "csv", tmp_path, "--store", root)
-    assert code == 2, err
+    assert code == 2 and "is a folder" in err, err
+    code, _, err = nnexp("export", "csv", tmp_path / "file" / "t.csv", "--store", tmp_path / "empty")
+    assert code == 2 and "does not exist" in err, err  # the usage error first, before the store is read
 
 
 class Missing:

@@ -80,13 +80,10 @@ def export_runs(records: list[dict], tracking_uri: str, experiment: str = EXPERI
     {"id", "mlflow_run_id", "created": bool}. ConfigError (exit 2) for a URI that
     cannot be used, NnexpError for what MLflow refuses."""
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
-    artifacts = _artifact_location(tracking_uri)
+    artifacts = check(tracking_uri)
     tracking = need("mlflow.tracking", "mlflow", "nnexp export mlflow")
     entities = need("mlflow.entities", "mlflow", "nnexp export mlflow")
     exceptions = need("mlflow.exceptions", "mlflow", "nnexp export mlflow")
-    if tracking_uri.startswith("sqlite:"):  # MLflow's SQL store needs them, and mlflow-skinny does not bring them
-        need("sqlalchemy", "mlflow", "an MLflow sqlite store")
-        need("alembic", "mlflow", "an MLflow sqlite store")
     for name in ("mlflow", "alembic"):  # their set-up of a new database is not news for the user
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
@@ -105,11 +102,16 @@ def export_runs(records: list[dict], tracking_uri: str, experiment: str = EXPERI
         raise
 
 
-def _artifact_location(tracking_uri: str) -> str | None:
+def check(tracking_uri: str) -> str | None:
     """Where a new experiment keeps artifacts: for a ``sqlite:`` store, ``mlartifacts`` beside
-    the database (MLflow's default would be the current folder); ConfigError if the
-    database's folder is missing or cannot be written."""
-    if not tracking_uri.startswith("sqlite:"):
+    the database (MLflow's default would be the current folder). Before any run is read:
+    MissingExtra without MLflow, ConfigError for a URI that is none or a database whose
+    folder is missing or cannot be written."""
+    need("mlflow.tracking", "mlflow", "nnexp export mlflow")
+    if tracking_uri.startswith("sqlite:"):  # MLflow's SQL store needs them, and mlflow-skinny does not bring them
+        need("sqlalchemy", "mlflow", "an MLflow sqlite store")
+        need("alembic", "mlflow", "an MLflow sqlite store")
+    else:
         if "://" not in tracking_uri and not tracking_uri.startswith("databricks"):
             raise ConfigError(f"--tracking-uri {tracking_uri!r} is not a URI "
                               "(e.g. sqlite:///mlflow.db or http://host:5000)")

@@ -59,12 +59,7 @@ def metrics_frame(records: list[dict]) -> pd.DataFrame:
 
 def write_tables(records: list[dict], path, fmt: str) -> tuple[Path, Path]:
     """Write the runs table to ``path`` and the long metrics table beside it; the two paths."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown table format {fmt!r} (allowed: {', '.join(FORMATS)})")
-    if fmt == "parquet":
-        need("pyarrow", "parquet", "nnexp export parquet")
-    path = Path(path)
-    target_folder(path)
+    path = check(path, fmt)
     runs, long = runs_frame(records), metrics_frame(records)
     second = metrics_path(path)
     for frame, where in ((runs, path), (long, second)):
@@ -90,12 +85,19 @@ def uniform(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def target_folder(path: Path) -> None:
-    """ConfigError unless ``path``'s folder exists and can be written, before anything is read or made."""
-    folder = path.parent if str(path.parent) else Path(".")
+def check(path, fmt: str) -> Path:
+    """``path`` as a Path, before any run is read: ConfigError for an unknown format or
+    unless ``path``'s folder exists and can be written; MissingExtra for Parquet without pyarrow."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown table format {fmt!r} (allowed: {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        need("pyarrow", "parquet", "nnexp export parquet")
+    path = Path(path)
+    folder = path.parent
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the file to write (e.g. {path / 'runs.csv'})")
     if not folder.is_dir():
         raise ConfigError(f"cannot write {path}: its folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"cannot write {path}: its folder {folder} is not writable")
+    return path

@@ -42,6 +42,16 @@ def hparams(params: dict) -> dict:
     return out
 
 
+def check(folder) -> Path:
+    """``folder`` as a Path, before any run is read: MissingExtra without TensorBoard,
+    ConfigError if it is a file."""
+    need("tensorboard.summary.writer.event_file_writer", "tensorboard", "nnexp export tensorboard")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"cannot write event files into {folder}: it is a file, not a folder")
+    return folder
+
+
 def export_runs(records: list[dict], folder) -> list[Path]:
     """Write one event file per record under ``folder``; the run folders written."""
     writer_module = need("tensorboard.summary.writer.event_file_writer", "tensorboard",
@@ -52,9 +62,7 @@ def export_runs(records: list[dict], folder) -> list[Path]:
     hp_metadata = need("tensorboard.plugins.hparams.metadata", "tensorboard", "nnexp export tensorboard")
     hp_data = need("tensorboard.plugins.hparams.plugin_data_pb2", "tensorboard", "nnexp export tensorboard")
     hp_api = need("tensorboard.plugins.hparams.api_pb2", "tensorboard", "nnexp export tensorboard")
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"cannot write event files into {folder}: it is a file, not a folder")
+    folder = check(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
