@@ -50,6 +50,7 @@ def mlflow(tracking_uri, experiment, sweep_refs, where, tags, store, as_json):
     """Write runs into an MLflow tracking store: params, metrics per epoch or step, tags, the
     note, single values, config.yaml and plots; exporting again updates the same MLflow runs.
     Needs nnexp[mlflow]."""
+    to_mlflow.check(tracking_uri)  # a usage error before the store is read
     records = chosen_records(store, sweep_refs, where, tags)
     done = to_mlflow.export_runs(records, tracking_uri, experiment)
     if as_json:
@@ -67,6 +68,7 @@ def mlflow(tracking_uri, experiment, sweep_refs, where, tags, store, as_json):
 def tensorboard(folder, sweep_refs, where, tags, store, as_json):
     """Write one TensorBoard event file per run under DIR/<run id>/: scalars per epoch or step,
     the config as hyper-parameters (the HParams view). Needs nnexp[tensorboard]."""
+    to_tensorboard.check(folder)
     records = chosen_records(store, sweep_refs, where, tags)
     written = to_tensorboard.export_runs(records, folder)
     if as_json:
@@ -80,6 +82,7 @@ def _table_command(fmt: str, extra: str):
     @JSON_OPTION
     @click.argument("path", metavar="FILE")
     def command(path, sweep_refs, where, tags, store, as_json):
+        tables.check(path, fmt)
         records = chosen_records(store, sweep_refs, where, tags)
         runs_path, metrics_path = tables.write_tables(records, path, fmt)
         if as_json:
