@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -369,3 +370,13 @@ def test_a_missing_extra_names_the_pip_command(made, tmp_path, nnexp, monkeypatc
     code, _, err = nnexp("export", *[c.format(tmp=tmp_path) for c in command], "--store", root)
     assert code == 2 and f"pip install 'nnexp[{extra}]'" in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mlflow_and_tensorboard_load_only_for_their_exports(made, tmp_path):
+    root, _ = made
+    code = ("import sys, json\n"
+            "from nnexp.cli import main\n"
+            f"main(['export', 'csv', {str(tmp_path / 't.csv')!r}, '--store', {str(root)!r}])\n"
+            "print(json.dumps(sorted(m for m in ('mlflow', 'tensorboard', 'sqlalchemy') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1]) == []
