@@ -46,10 +46,10 @@ def build_store(root: Path) -> dict:
     plots.mkdir()
     (plots / "learning_curves.png").write_bytes(png())
     os.symlink("/etc/passwd", plots / "escape.png")  # leads out of the store: never exported
-    with track(config={"my lr!": 0.5, "net": {"a/../b": 2, "width": 8}, "use_bias": True, "note": None},
+    with track(config={"my lr!": 0.5, "my lr?": 0.6, "net": {"a/../b": 2, "width": 8}, "use_bias": True, "note": None},
                     name="script", store=str(root), tags=["lr=0.5"]) as run:
         for step in STEPS:
-            run.log({"loss": 1.0 / (step + 1)}, step=step)
+            run.log({"loss": 1.0 / (step + 1), "acc!": 0.5, "acc?": 0.6}, step=step)
         run.log({"epoch": 1, "val_accuracy": 0.8}, step=STEPS[-1] + 1)
         run.summary["f1"] = 0.75
     made["script"] = run.id
@@ -71,14 +71,14 @@ def csv_rows(root: Path, run_id: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def mlflow_export(made, tmp_path_factory):
-    """The whole store exported once into a sqlite store; (uri, client, {nnexp id: MLflow run})."""
+    """The whole store exported once into a sqlite store; (uri, client, {nnexp id: MLflow run}, stderr)."""
     MlflowClient = pytest.importorskip("mlflow.tracking", reason="nnexp[mlflow] is not installed").MlflowClient
     root, _ = made
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     code, out, err = run_cli("export", "mlflow", "--tracking-uri", uri, "--store", root)
     assert code == 0, err
     client = MlflowClient(tracking_uri=uri)
-    return uri, client, exported_runs(client)
+    return uri, client, exported_runs(client), err
 
 
 def run_cli(*args):
@@ -101,7 +101,7 @@ def exported_runs(client) -> dict:
 
 def test_mlflow_runs_carry_params_tags_note_and_summary_values(made, mlflow_export):
     root, ids = made
-    _, client, runs = mlflow_export
+    _, client, runs, _ = mlflow_export
     assert sorted(runs) == sorted(ids["sweep"] + [ids["script"]])
     best = runs[ids["sweep"][2]]
     assert best.data.params["optimizer.lr"] == "0.01"
@@ -122,7 +122,7 @@ def test_mlflow_runs_carry_params_tags_note_and_summary_values(made, mlflow_expo
 
 def test_mlflow_metrics_are_logged_at_the_epoch_or_the_logged_step(made, mlflow_export):
     root, ids = made
-    _, client, runs = mlflow_export
+    _, client, runs, _ = mlflow_export
     run_id = ids["sweep"][1]
     history = client.get_metric_history(runs[run_id].info.run_id, "val_accuracy")
     rows = csv_rows(root, run_id)
@@ -138,9 +138,12 @@ def test_mlflow_metrics_are_logged_at_the_epoch_or_the_logged_step(made, mlflow_
 
 def test_mlflow_params_are_flattened_and_names_it_refuses_escaped(made, mlflow_export):
     _, ids = made
-    _, _, runs = mlflow_export
+    _, _, runs, err = mlflow_export
     params = runs[ids["script"]].data.params
-    assert params["my lr_"] == "0.5"            # '!' is not a character MLflow takes
+    assert params["my lr_"] == "0.5"            # '!' is not a character MLflow takes; '?' neither: the first is kept
+    assert err.count("'my lr?' and 'my lr!' are both 'my lr_'") == 1, err
+    assert err.count("'acc?' and 'acc!' are both 'acc_'") == 1, err   # told once, not at every row
+    assert runs[ids["script"]].data.metrics["acc_"] == 0.5
     assert params["net.a_.._b"] == "2"          # 'a/../b' would read as another path
     assert params["net.width"] == "8" and params["use_bias"] == "true" and params["note"] == "null"
     tags = runs[ids["script"]].data.tags
@@ -149,7 +152,7 @@ def test_mlflow_params_are_flattened_and_names_it_refuses_escaped(made, mlflow_e
 
 def test_mlflow_artifacts_are_the_config_and_the_plots_never_a_link(made, mlflow_export):
     _, ids = made
-    _, client, runs = mlflow_export
+    _, client, runs, _ = mlflow_export
     mlflow_id = runs[ids["sweep"][2]].info.run_id
     assert {a.path for a in client.list_artifacts(mlflow_id)} == {"config.yaml", "plots"}
     assert [a.path for a in client.list_artifacts(mlflow_id, "plots")] == ["plots/learning_curves.png"]

@@ -79,7 +79,7 @@ def export_runs(records: list[dict], tracking_uri: str, experiment: str = EXPERI
     """Write ``records`` into the MLflow store at ``tracking_uri``; per run
     {"id", "mlflow_run_id", "created": bool}. ConfigError (exit 2) for a URI that
     cannot be used, NnexpError for what MLflow refuses."""
-    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    warn = _once(warn or (lambda message: print(f"warning: {message}", file=sys.stderr)))
     artifacts = check(tracking_uri)
     tracking = need("mlflow.tracking", "mlflow", "nnexp export mlflow")
     entities = need("mlflow.entities", "mlflow", "nnexp export mlflow")
@@ -262,8 +262,10 @@ def _log_files(client, run_id: str, folder: Path, nnexp_id: str, warn) -> None:
     a file of the run that is a link (to /etc/passwd, say) is not shipped."""
     with tempfile.TemporaryDirectory(prefix="nnexp-export-") as tmp:
         staged = Path(tmp)
-        names = [CONFIG] + [f"{PLOTS}/{p.name}" for p in sorted((folder / PLOTS).glob("*"))
-                            if (folder / PLOTS).is_dir() and not (folder / PLOTS).is_symlink()]
+        plots = folder / PLOTS
+        names = [CONFIG]
+        if plots.is_dir() and not plots.is_symlink():
+            names += [f"{PLOTS}/{p.name}" for p in sorted(plots.iterdir())]
         count = 0
         for name in names:
             try:
@@ -279,6 +281,17 @@ def _log_files(client, run_id: str, folder: Path, nnexp_id: str, warn) -> None:
             count += 1
         if count:
             client.log_artifacts(run_id, str(staged))
+
+
+def _once(warn):
+    """``warn``, saying each message once: a name clash would otherwise be told at every row."""
+    said = set()
+
+    def once(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            warn(message)
+    return once
 
 
 def _ms(seconds) -> int:
