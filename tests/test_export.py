@@ -383,3 +383,23 @@ def test_mlflow_and_tensorboard_load_only_for_their_exports(made, tmp_path):
             "print(json.dumps(sorted(m for m in ('mlflow', 'tensorboard', 'sqlalchemy') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.splitlines()[-1]) == []
+
+
+@pytest.mark.integration
+def test_a_trained_run_goes_to_mlflow_with_its_plots_and_commit(tiny_config, store, tmp_path, nnexp):
+    MlflowClient = pytest.importorskip("mlflow.tracking", reason="nnexp[mlflow] is not installed").MlflowClient
+    assert nnexp("run", tiny_config, "--quiet")[0] == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out, err = nnexp("export", "mlflow", "--tracking-uri", uri, "--store", store, "--json")
+    assert code == 0, err
+    (done,) = json.loads(out)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(done["mlflow_run_id"])
+    summary = json.loads((store / done["id"] / "summary.json").read_text())
+    assert run.data.tags.get("mlflow.source.git.commit") == summary.get("git_commit")
+    assert run.data.metrics["test_accuracy"] == summary["test_accuracy"]
+    assert run.data.params["optimizer.lr"] == "0.002" and run.data.params["train.epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
+    shipped = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert shipped == {f"plots/{p.name}" for p in (store / done["id"] / "plots").iterdir()}
+    assert "plots/learning_curves.png" in shipped

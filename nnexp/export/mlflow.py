@@ -10,6 +10,7 @@ Each nnexp run becomes one MLflow run of the experiment (``nnexp`` unless named)
 - tags: ``nnexp.run_id`` (how a later export finds the run again), ``nnexp.status``,
   ``nnexp.sweep``, ``nnexp.path``, ``nnexp.tags`` (the tags, comma-joined) and each tag as a
   tag of its own set to ``true``; the note as ``mlflow.note.content``, the run's description;
+  the git commit as ``mlflow.source.git.commit``;
 - artifacts: config.yaml and the regular files of plots/ (never a symbolic link).
 
 A second export updates the MLflow runs it made: points already logged at a step are not
@@ -220,6 +221,8 @@ def _tags(record: dict) -> dict:
         tags["mlflow.runName"] = _text(summary["name"])
     if summary.get("sweep"):
         tags["nnexp.sweep"] = str(summary["sweep"])
+    if isinstance(summary.get("git_commit"), str):
+        tags["mlflow.source.git.commit"] = summary["git_commit"]  # where MLflow's pages look for the commit
     own = [str(t) for t in summary.get("tags") or [] if isinstance(t, (str, int, float))]
     if own:
         tags[TAGS_TAG] = ",".join(own)
