@@ -1,5 +1,5 @@
 """The ``nnexp`` command line: run, resume, reproduce, gradcheck, runs, show, evaluate, predict, ensemble, data, sweep,
-sweeps, compare, diff, tag, note, rm, gc, du, ui.
+sweeps, compare, diff, tag, note, rm, gc, du, ui, export, schema.
 
 Each command lives in a module of ``nnexp/commands``, loaded only when the
 command runs (click's pattern for lazily loaded subcommands): ``nnexp runs``
@@ -24,7 +24,7 @@ COMMANDS = {
     "evaluate": "models", "predict": "models", "ensemble": "models",
     "data": "datasets", "sweep": "sweeping", "compare": "comparing", "diff": "comparing",
     "tag": "curating", "note": "curating", "rm": "curating", "gc": "curating", "du": "curating",
-    "ui": "dashboard", "schema": "schema",
+    "ui": "dashboard", "export": "exporting", "schema": "schema",
 }
 
 

@@ -7,7 +7,7 @@
 # Needs only Python >= 3.10. The virtual environment lives in .venv/ (override
 # with NNEXP_VENV); datasets go to the nnexp cache (~/.cache/nnexp or $NNEXP_CACHE_DIR).
 #
-# Test mode installs all the suite uses: nnexp[test,ray,tpe] with pip at the versions of
+# Test mode installs all the suite uses: nnexp[test,ray,tpe,mlflow,tensorboard,parquet] with pip at the versions of
 # constraints.txt (NNEXP_CONSTRAINTS names another file; empty: none), MNIST, and
 # Debian's dataset-fashion-mnist, chromium (the HTML report's browser tests)
 # and npm where they are missing.
@@ -94,6 +94,13 @@ echo "== installing Optuna (nnexp[tpe])"
 if ! "$py" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e '.[test,tpe]' >"$log" 2>&1; then
     show_log
     note_missing "Optuna could not be installed" "$py -m pip install ${pin[*]} -e '.[test,tpe]' (output above); the tpe sweep tests need it"
+fi
+# The export targets of `nnexp export`: MLflow's client, TensorBoard, pyarrow (their tests read the exports back).
+echo "== installing the export targets (nnexp[mlflow,tensorboard,parquet])"
+if ! "$py" -m pip install --quiet --disable-pip-version-check "${pin[@]}" -e '.[test,mlflow,tensorboard,parquet]' >"$log" 2>&1; then
+    show_log
+    note_missing "the export targets could not be installed" \
+        "$py -m pip install ${pin[*]} -e '.[test,mlflow,tensorboard,parquet]' (output above); the export tests need them"
 fi
 # Fashion-MNIST ships as a Debian package.
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then

@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 #: the libraries whose APIs or numbers nnexp depends on closely: a new major may change them
-BOUNDED = ("numpy", "pandas", "plotly", "ray", "optuna")
+BOUNDED = ("numpy", "pandas", "plotly", "ray", "optuna", "mlflow-skinny", "tensorboard")
 #: the extras CI installs, whose exact versions constraints.txt holds
-PINNED_EXTRAS = ("test", "ray", "tpe")
+PINNED_EXTRAS = ("test", "ray", "tpe", "mlflow", "tensorboard", "parquet")
 
 
 def source_files():
