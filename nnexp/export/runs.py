@@ -1,7 +1,7 @@
 """What every export reads of the store: the chosen runs and each run's rows of metrics.
 
 The runs are chosen as ``nnexp runs``, ``compare``, ``tag`` and ``rm`` choose them
-(``select_records``: sweeps and a ``--where`` filter), and a run's rows come from
+(the store query ``select_runs``: sweeps, a ``--where`` filter and tags), and a run's rows come from
 its metrics.csv through the store's reader (``read_metric_rows``), never parsed here.
 """
 
@@ -11,7 +11,7 @@ import importlib
 import math
 from dataclasses import dataclass
 
-from ..compare.select import select_records
+from ..compare.select import RunQuery, select_runs
 from ..errors import ConfigError, NnexpError
 from ..tracking.annotations import check_tag
 from ..tracking.records import read_metric_rows
@@ -39,12 +39,9 @@ def need(module: str, extra: str, what: str):
 
 def chosen_records(store, sweep_refs=(), where: str | None = None, tags=()) -> list[dict]:
     """The records of the runs chosen by sweeps, a filter and tags (all that are given
-    must hold), oldest first; NnexpError when no run is chosen. A tag is the filter
-    ``'TAG' in tags``, joined to ``where`` with ``and``."""
-    conditions = [f"'{check_tag(t)}' in tags" for t in tags]  # a valid tag holds no quote or backslash
-    if where:
-        conditions.append(f"({where})")
-    records, _ = select_records(store, sweep_ref=tuple(sweep_refs), where=" and ".join(conditions) or None)
+    must hold), oldest first; NnexpError when no run is chosen."""
+    query = RunQuery(sweeps=tuple(sweep_refs), where=where, tags=tuple(check_tag(t) for t in tags))
+    records = select_runs(store, query).records
     if not records:
         chosen = " matching the selection" if sweep_refs or where or tags else ""
         raise NnexpError(f"no runs in {store}{chosen}: nothing to export (see 'nnexp runs --store {store}')")
