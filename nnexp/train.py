@@ -1,9 +1,12 @@
 """The training loop: from a resolved config to a finished run folder.
 
-One readable function, :func:`train`, in the spirit of nanoGPT's train.py:
-load data, build the model, then for each epoch shuffle, step through
-mini-batches (forward, loss, backward, optimizer step), evaluate on the
-validation set and log a row. The test set is touched once, at the end.
+Read top to bottom, in the spirit of nanoGPT's train.py: :func:`train` loads
+the data and builds the model and what trains it (a :class:`Setup`, made
+once); :func:`fit` then maps the training state (``TrainState``, see
+nnexp/checkpoint.py) to the next, one epoch at a time (:func:`next_epoch`:
+shuffle, step through mini-batches (forward, loss, backward, optimizer step),
+evaluate on the validation set, log a row), and saves each as the checkpoint.
+The test set is touched once, at the end.
 """
 
 from __future__ import annotations
@@ -102,6 +105,33 @@ def model_dtype(model) -> np.dtype:
     return np.dtype(np.float32)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What training works with and never replaces, made once per process: the
+    config, the data, the network with what trains it, the run it is recorded
+    in and those who asked to hear about each epoch."""
+
+    cfg: dict
+    data: object  # the Dataset (nnexp/data/dataset.py): the test set and the classes
+    train_set: tuple  # (x, y) of the training set, on the model's device
+    val_set: tuple  # (x, y) of the validation set, on the model's device
+    model: object
+    optimizer: object
+    steps: object  # the engine's: computes each batch's loss and gradients (nnexp/nn/engines.py)
+    schedule: object  # step -> learning rate
+    rngs: dict
+    augment: Augmenter | None
+    ema: WeightEMA | None
+    diagnostics: Diagnostics | None
+    stopping: EarlyStopping
+    run: TrackedRun
+    log: object
+    progress: bool
+    on_epoch: object  # on_epoch(epoch, row) -> a reason to stop (prune), or None; or None
+    started: float  # perf_counter() when train() began
+    data_seconds: float
+
+
 def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None, data=None,
           extra_summary: dict | None = None, on_epoch=None, resume: bool = False) -> Run:
     """Train the network a resolved config describes and record the run.
@@ -150,90 +180,6 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     finally:
         steps.close()
     return run
-
-
-def _record_start(cfg: dict, run: Run, data, model, resumed_from: int | None, facts: dict) -> TrackedRun:
-    """The run's config and summary as training starts, or goes on after epoch ``resumed_from``;
-    ``facts``: the summary fields about where and how it runs."""
-    if resumed_from is not None:  # config.yaml is rewritten if it changed (nnexp resume --device)
-        return TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=resumed_from, **facts)
-    for copied in save_copies(run.path, cfg):   # the user's layer files, if any, and their sha256
-        run.notify_file(copied)   # observers (Ray's shipper) carry them to the store
-    t = cfg["train"]
-    return TrackedRun.start(
-        run, cfg["tracking"]["name"] or "run", dump_yaml(cfg), dataset=cfg["data"]["dataset"],
-        classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"], params=model.num_parameters(),
-        layers=describe_layers(cfg["model"]["layers"]), epochs_planned=t["epochs"], epochs_completed=0,
-        train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-        input_shape=list(data.x_train.shape[1:]), **data.facts, **facts,
-    )
-
-
-def _on_device(model, x, y) -> tuple:
-    """``x`` and ``y`` on the model's device, once, not per batch (the same arrays on the CPU)."""
-    return model.xp.asarray(x), model.xp.asarray(y)
-
-
-def _schedule(cfg: dict, train_size: int):
-    """The learning rate at each optimizer step (``schedule`` and ``optimizer.lr``)."""
-    steps_per_epoch = math.ceil(train_size / cfg["data"]["batch_size"])
-    options = dict(cfg["schedule"])
-    return make_schedule(options.pop("name"), cfg["optimizer"]["lr"], cfg["train"]["epochs"] * steps_per_epoch,
-                         steps_per_epoch, **options)
-
-
-def _augmenter(cfg: dict) -> Augmenter | None:
-    augment = Augmenter(**cfg["data"]["augment"]) if cfg["data"]["augment"] else None
-    return None if augment is None or augment.is_identity else augment
-
-
-def _checkpoint_to_resume(run: Run, cfg: dict) -> TrainState | None:
-    """The run's checkpoint if it belongs to ``cfg`` (None if it has none)."""
-    saved = checkpoint.load(run.path)
-    if saved is not None and saved.config_digest != checkpoint.config_digest(cfg):
-        raise checkpoint.ConfigChanged(
-            f"run {run.id}: its checkpoint was written for another config than its config.yaml "
-            "(was config.yaml edited?); nothing was changed")
-    return saved
-
-
-def _restore(saved: TrainState, model, optimizer, rngs, ema=None) -> None:
-    """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
-    try:
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optim, internal=True)
-        if ema is not None:
-            ema.load_state_dict(saved.ema or {})
-    except (ValueError, KeyError, TypeError) as exc:
-        raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
-    checkpoint.restore_rngs(rngs, saved.rng_states)
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What training works with and never replaces, made once per process: the
-    config, the data, the network with what trains it, the run it is recorded
-    in and those who asked to hear about each epoch."""
-
-    cfg: dict
-    data: object  # the Dataset (nnexp/data/dataset.py): the test set and the classes
-    train_set: tuple  # (x, y) of the training set, on the model's device
-    val_set: tuple  # (x, y) of the validation set, on the model's device
-    model: object
-    optimizer: object
-    steps: object  # the engine's: computes each batch's loss and gradients (nnexp/nn/engines.py)
-    schedule: object  # step -> learning rate
-    rngs: dict
-    augment: Augmenter | None
-    ema: WeightEMA | None
-    diagnostics: Diagnostics | None
-    stopping: EarlyStopping
-    run: TrackedRun
-    log: object
-    progress: bool
-    on_epoch: object  # on_epoch(epoch, row) -> a reason to stop (prune), or None; or None
-    started: float  # perf_counter() when train() began
-    data_seconds: float
 
 
 def fit(s: Setup, state: TrainState) -> TrainState:
@@ -336,36 +282,6 @@ def train_one_epoch(s: Setup, epoch: int, step: int) -> tuple[float, float, int]
     return loss_sum / n, correct / n, step
 
 
-def best_fields(stopping: EarlyStopping, stopper: Patience) -> dict:
-    """The best epoch so far, as summary.json records it."""
-    return dict(best_epoch=stopper.best_epoch, best_val_metric=stopping.metric,
-                best_val_value=stopping.best_value(stopper))
-
-
-def snapshot(s: Setup) -> dict:
-    """The TrainState fields that copy the live objects: weights, optimizer buffers, the weights' average,
-    the random generators."""
-    return dict(model=s.model.state_dict(), optim=s.optimizer.state_dict(internal=True),
-                ema=s.ema.state_dict() if s.ema is not None else None, rng_states=checkpoint.rng_states(s.rngs))
-
-
-def peak_rss_mib() -> float:
-    """The most memory this process has held so far (its peak resident set), in MiB.
-    A sweep worker trains several trials in one process: there it is the peak over them."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
-def rss_mib() -> float:
-    """This process's resident memory now, in MiB (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
 def _finish(s: Setup, state: TrainState) -> None:
     """The weights to keep, the final evaluation on the test set, weights, plots and the completed summary."""
     if state.best is not None:
@@ -400,6 +316,93 @@ def _finish(s: Setup, state: TrainState) -> None:
     folder.notify_file(CHECKPOINT)
     s.log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {state.epoch} epochs, "
           f"training {state.train_seconds:.1f}s")
+
+
+def snapshot(s: Setup) -> dict:
+    """The TrainState fields that copy the live objects: weights, optimizer buffers, the weights' average,
+    the random generators."""
+    return dict(model=s.model.state_dict(), optim=s.optimizer.state_dict(internal=True),
+                ema=s.ema.state_dict() if s.ema is not None else None, rng_states=checkpoint.rng_states(s.rngs))
+
+
+def best_fields(stopping: EarlyStopping, stopper: Patience) -> dict:
+    """The best epoch so far, as summary.json records it."""
+    return dict(best_epoch=stopper.best_epoch, best_val_metric=stopping.metric,
+                best_val_value=stopping.best_value(stopper))
+
+
+def _record_start(cfg: dict, run: Run, data, model, resumed_from: int | None, facts: dict) -> TrackedRun:
+    """The run's config and summary as training starts, or goes on after epoch ``resumed_from``;
+    ``facts``: the summary fields about where and how it runs."""
+    if resumed_from is not None:  # config.yaml is rewritten if it changed (nnexp resume --device)
+        return TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=resumed_from, **facts)
+    for copied in save_copies(run.path, cfg):   # the user's layer files, if any, and their sha256
+        run.notify_file(copied)   # observers (Ray's shipper) carry them to the store
+    t = cfg["train"]
+    return TrackedRun.start(
+        run, cfg["tracking"]["name"] or "run", dump_yaml(cfg), dataset=cfg["data"]["dataset"],
+        classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"], params=model.num_parameters(),
+        layers=describe_layers(cfg["model"]["layers"]), epochs_planned=t["epochs"], epochs_completed=0,
+        train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
+        input_shape=list(data.x_train.shape[1:]), **data.facts, **facts,
+    )
+
+
+def _on_device(model, x, y) -> tuple:
+    """``x`` and ``y`` on the model's device, once, not per batch (the same arrays on the CPU)."""
+    return model.xp.asarray(x), model.xp.asarray(y)
+
+
+def _schedule(cfg: dict, train_size: int):
+    """The learning rate at each optimizer step (``schedule`` and ``optimizer.lr``)."""
+    steps_per_epoch = math.ceil(train_size / cfg["data"]["batch_size"])
+    options = dict(cfg["schedule"])
+    return make_schedule(options.pop("name"), cfg["optimizer"]["lr"], cfg["train"]["epochs"] * steps_per_epoch,
+                         steps_per_epoch, **options)
+
+
+def _augmenter(cfg: dict) -> Augmenter | None:
+    augment = Augmenter(**cfg["data"]["augment"]) if cfg["data"]["augment"] else None
+    return None if augment is None or augment.is_identity else augment
+
+
+def _checkpoint_to_resume(run: Run, cfg: dict) -> TrainState | None:
+    """The run's checkpoint if it belongs to ``cfg`` (None if it has none)."""
+    saved = checkpoint.load(run.path)
+    if saved is not None and saved.config_digest != checkpoint.config_digest(cfg):
+        raise checkpoint.ConfigChanged(
+            f"run {run.id}: its checkpoint was written for another config than its config.yaml "
+            "(was config.yaml edited?); nothing was changed")
+    return saved
+
+
+def _restore(saved: TrainState, model, optimizer, rngs, ema=None) -> None:
+    """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
+    try:
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optim, internal=True)
+        if ema is not None:
+            ema.load_state_dict(saved.ema or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
+    checkpoint.restore_rngs(rngs, saved.rng_states)
+
+
+def peak_rss_mib() -> float:
+    """The most memory this process has held so far (its peak resident set), in MiB.
+    A sweep worker trains several trials in one process: there it is the peak over them."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def make_plots(run: Run, data, probs, state: TrainState, model=None, image_index: int = 0, log=print) -> None:
