@@ -213,9 +213,9 @@ def next_epoch(s: Setup, state: TrainState) -> TrainState:
     diagnostics, diagnostics_seconds = state.diagnostics, state.diagnostics_seconds
     if s.diagnostics is not None:  # outside the epoch's seconds: its cost is diagnostics_seconds
         t_diag = time.perf_counter()
-        rows = s.diagnostics.rows(epoch)
-        s.run.folder.log_diagnostics(rows)
-        diagnostics = diagnostics + [list(r) for r in rows]
+        measured = s.diagnostics.rows(epoch)
+        s.run.folder.log_diagnostics(measured)
+        diagnostics = diagnostics + [list(r) for r in measured]
         diagnostics_seconds += time.perf_counter() - t_diag
     t_log = time.perf_counter()
     s.run.log(row)
