@@ -163,7 +163,7 @@ def load(run_dir: Path) -> TrainState | None:
             continue
         try:
             values[f.name] = _read(_HINTS[f.name], meta[f.name])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:  # OverflowError: int(Infinity)
             raise CheckpointError(f"{path}: its metadata is damaged ({f.name}: {type(exc).__name__}: {exc})") from None
     for key, value in arrays.items():
         group, _, name = key.partition("/")
@@ -177,7 +177,8 @@ def load(run_dir: Path) -> TrainState | None:
 
 
 def _read(hint, value):
-    """``value``, parsed from JSON, as the type ``hint`` names; TypeError or ValueError where it is not one."""
+    """``value``, parsed from JSON, as the type ``hint`` names; TypeError, ValueError or OverflowError where it
+    is not one."""
     args = typing.get_args(hint)
     if type(None) in args:
         return None if value is None else _read(next(a for a in args if a is not type(None)), value)

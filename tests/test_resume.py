@@ -358,10 +358,10 @@ def test_a_checkpoint_of_a_newer_format_is_one_clear_error(tmp_path):
         checkpoint.load(tmp_path)
 
 
-@pytest.mark.parametrize("edit", [lambda m: m.pop("step"), lambda m: m.update(rows=5), lambda m: m.update(epoch="x"),
+@pytest.mark.parametrize("edit", [lambda m: m.pop("step"), lambda m: m.update(rows=5), lambda m: m.update(epoch="x"), lambda m: m.update(step=float("inf")),
                                   lambda m: m.update(stopper={"best": "high"}), lambda m: m.update(stopper={"x": 1}),
                                   lambda m: m.update(stop={"status": "exploded"}), lambda m: m.update(diagnostics=[3])],
-                         ids=["a-field-missing", "rows-not-a-list", "epoch-not-a-number", "stopper-not-a-number",
+                         ids=["a-field-missing", "rows-not-a-list", "epoch-not-a-number", "step-infinite", "stopper-not-a-number",
                               "stopper-unknown-key", "stop-unknown-status", "diagnostics-rows-not-rows"])
 def test_damaged_metadata_is_one_clear_error(tmp_path, edit):
     _save_with_meta(tmp_path, edit)
