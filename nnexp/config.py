@@ -150,6 +150,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
 OPTIMIZER_EXTRA = {"lr": Field(float, 0.001, _positive)}
 #: the optimizer and schedule a config without a name gets
 DEFAULT_OPTIMIZER, DEFAULT_SCHEDULE = "adam", "constant"
+#: the data section's keys that decide the arrays training gets: trials with the same values share one dataset
+DATASET_KEYS = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path", "test_csv_path",
+                "test_size", "path", "train_subset")
+#: those of them that say where the files are, not what they hold
+DATA_LOCATION_KEYS = ("cache_dir", "local_dir", "mirrors")
 
 EARLY_STOPPING = {
     "metric": Field(str, "val_accuracy", choices=("val_accuracy", "val_loss")),

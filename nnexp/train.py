@@ -1,9 +1,12 @@
 """The training loop: from a resolved config to a finished run folder.
 
-One readable function, :func:`train`, in the spirit of nanoGPT's train.py:
-load data, build the model, then for each epoch shuffle, step through
-mini-batches (forward, loss, backward, optimizer step), evaluate on the
-validation set and log a row. The test set is touched once, at the end.
+Read top to bottom, in the spirit of nanoGPT's train.py: :func:`train` loads
+the data and builds the model and what trains it (a :class:`Setup`, made
+once); :func:`fit` then maps the training state (``TrainState``, see
+nnexp/checkpoint.py) to the next, one epoch at a time (:func:`next_epoch`:
+shuffle, step through mini-batches (forward, loss, backward, optimizer step),
+evaluate on the validation set, log a row), and saves each as the checkpoint.
+The test set is touched once, at the end.
 """
 
 from __future__ import annotations
@@ -14,16 +17,18 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from . import checkpoint, devices
 from .augment import Augmenter
-from .config import describe_layers, dump_yaml
+from .checkpoint import Ending, TrainState
+from .config import DATASET_KEYS, describe_layers, dump_yaml
 from .data import load_dataset
 from .diagnostics import Diagnostics
+from .early_stopping import EarlyStopping, Patience
 from .ema import WeightEMA
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
@@ -33,7 +38,7 @@ from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
 from .tracking.api import Run as TrackedRun
 from .tracking.provenance import provenance
-from .tracking.run import CHECKPOINT, FAILED, MODEL
+from .tracking.run import CHECKPOINT, DIAGNOSTIC_COLUMNS, FAILED, METRIC_COLUMNS, MODEL
 
 
 class Diverged(NnexpError):
@@ -48,11 +53,10 @@ def make_rngs(seed: int) -> dict[str, np.random.Generator]:
 
 
 def load_data(cfg: dict, log=print):
+    """The dataset the data section's DATASET_KEYS describe."""
     d = cfg["data"]
-    data = load_dataset(d["dataset"], val_size=d["val_size"], split_seed=d["split_seed"],
-                        cache_dir=d["cache_dir"], local_dir=d["local_dir"], mirrors=d["mirrors"],
-                        csv_path=d["csv_path"], test_csv_path=d["test_csv_path"],
-                        test_size=d["test_size"], path=d["path"], log=log)
+    data = load_dataset(d["dataset"], **{k: d[k] for k in DATASET_KEYS if k not in ("dataset", "train_subset")},
+                        log=log)
     if d["train_subset"] is not None:
         data.x_train = data.x_train[: d["train_subset"]]
         data.y_train = data.y_train[: d["train_subset"]]
@@ -101,65 +105,31 @@ def model_dtype(model) -> np.dtype:
     return np.dtype(np.float32)
 
 
-class EarlyStopping:
-    """Stop when a validation metric has not improved for ``patience`` epochs."""
+@dataclass(frozen=True)
+class Setup:
+    """What training works with and never replaces, made once per process: the
+    config, the data, the network with what trains it, the run it is recorded
+    in and those who asked to hear about each epoch."""
 
-    def __init__(self, metric="val_accuracy", patience=None, min_delta=0.0):
-        self.metric, self.patience, self.min_delta = metric, patience, min_delta
-        self.sign = 1.0 if metric.endswith("accuracy") else -1.0  # maximise accuracy, minimise loss
-        self.best, self.best_epoch, self.bad_epochs = -math.inf, 0, 0
-
-    def update(self, epoch: int, row: dict) -> bool:
-        """Record an epoch; True if it is the best so far."""
-        value = self.sign * row[self.metric]
-        if value > self.best + self.min_delta:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.bad_epochs >= self.patience
-
-
-def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, step, bar,
-                    augment=None, ema=None, before_last_step=None):
-    """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
-
-    ``steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
-    loss and gradients: forward, loss, backward, in one piece or in shards
-    (``train.data_parallel``). ``augment`` (an
-    Augmenter or None) transforms each training batch, drawing from its own
-    random stream; ``ema`` (a WeightEMA or None) is updated after every step.
-    ``before_last_step()``, if given, is called just before the epoch's last
-    optimizer step (the diagnostics copy the weights there).
-    """
-    n = len(x)
-    order = rngs["shuffle"].permutation(n)
-    full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
-    dtype, xp = model_dtype(steps.model), steps.model.xp
-    loss_sum, correct = 0.0, 0
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverging loss is reported below, by name
-        for batch, start in enumerate(range(0, n, batch_size), start=1):
-            idx = xp.asarray(order[start:start + batch_size])   # the order is drawn on the host
-            xb, yb = (x, y) if full_batch else (x[idx], y[idx])
-            xb = xb.astype(dtype, copy=False)
-            if augment is not None:
-                xb = augment(xb, rngs["augment"])
-            loss, right = steps.step(xb, yb, step)
-            if not math.isfinite(loss):
-                raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
-            if before_last_step is not None and start + batch_size >= n:
-                before_last_step()
-            optimizer.step(schedule(step))
-            if ema is not None:
-                ema.update()
-            step += 1
-            loss_sum += loss * len(idx)
-            correct += right
-            bar.update(1)
-    return loss_sum / n, correct / n, step
+    cfg: dict
+    data: object  # the Dataset (nnexp/data/dataset.py): the test set and the classes
+    train_set: tuple  # (x, y) of the training set, on the model's device
+    val_set: tuple  # (x, y) of the validation set, on the model's device
+    model: object
+    optimizer: object
+    steps: object  # the engine's: computes each batch's loss and gradients (nnexp/nn/engines.py)
+    schedule: object  # step -> learning rate
+    rngs: dict
+    augment: Augmenter | None
+    ema: WeightEMA | None
+    diagnostics: Diagnostics | None
+    stopping: EarlyStopping
+    run: TrackedRun
+    log: object
+    progress: bool
+    on_epoch: object  # on_epoch(epoch, row) -> a reason to stop (prune), or None; or None
+    started: float  # perf_counter() when train() began
+    data_seconds: float
 
 
 def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None, data=None,
@@ -174,38 +144,33 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     ``pruned``. ``resume`` continues ``run`` (opened with ``Run.open``) from
     its checkpoint, or from the start if it has none.
     """
-    t_start = time.perf_counter()
+    started = time.perf_counter()
     xp = devices.array_module(cfg["train"]["device"])   # before anything is written: CuPy and a GPU, or exit 2
-    ckpt = _checkpoint_to_resume(run, cfg) if resume else None
+    saved = _checkpoint_to_resume(run, cfg) if resume else None
     data = data if data is not None else load_data(cfg, log=log)
-    t_data = time.perf_counter() - t_start
+    data_seconds = time.perf_counter() - started
     rngs = make_rngs(cfg["train"]["seed"])
     model, loss_fn, optimizer = build(cfg, data.x_train.shape[1:], rngs, xp)
     ema = WeightEMA(model, cfg["train"]["ema"]) if cfg["train"]["ema"] else None
-    if ckpt is not None:
-        _restore(ckpt, model, optimizer, rngs, ema)  # before the run is touched: a bad checkpoint changes nothing
-
-    name = cfg["tracking"]["name"] or "run"
-    run = run or RunStore(cfg["tracking"]["store"]).create(name)
-    t = cfg["train"]
-    if resume:  # config.yaml is rewritten if it changed (resumed on another device: nnexp resume --device)
-        tracked = TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=ckpt.epoch if ckpt else 0,
-                                    **provenance(), **devices.facts(xp), **(extra_summary or {}))
-    else:
-        for copied in save_copies(run.path, cfg):   # the user's layer files, if any, and their sha256
-            run.notify_file(copied)   # observers (Ray's shipper) carry them to the store
-        tracked = TrackedRun.start(
-            run, name, dump_yaml(cfg), dataset=cfg["data"]["dataset"], classes=list(data.classes), seed=t["seed"],
-            tags=cfg["tracking"]["tags"], params=model.num_parameters(), layers=describe_layers(cfg["model"]["layers"]),
-            epochs_planned=t["epochs"], epochs_completed=0,
-            train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
-            input_shape=list(data.x_train.shape[1:]), **data.facts, **provenance(), **devices.facts(xp), **(extra_summary or {}),
-        )
+    if saved is not None:
+        _restore(saved, model, optimizer, rngs, ema)  # before the run is touched: a bad checkpoint changes nothing
+    run = run or RunStore(cfg["tracking"]["store"]).create(cfg["tracking"]["name"] or "run")
+    resumed_from = (saved.epoch if saved else 0) if resume else None
+    tracked = _record_start(cfg, run, data, model, resumed_from,
+                            {**provenance(), **devices.facts(xp), **(extra_summary or {})})
     log(f"run {run.id}: {model.num_parameters():,} parameters, {len(data.x_train):,} training images"
-        + (f"; resuming after epoch {ckpt.epoch}" if ckpt else "; no checkpoint, from epoch 1" if resume else ""))
+        + (f"; resuming after epoch {saved.epoch}" if saved else "; no checkpoint, from epoch 1" if resume else ""))
+    t = cfg["train"]
     steps = ENGINES[cfg["model"]["engine"]].steps(model, loss_fn, t["data_parallel"], seed=t["seed"])
     try:
-        _fit(cfg, tracked, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch, ckpt, ema)
+        setup = Setup(
+            cfg, data, train_set=_on_device(model, data.x_train, data.y_train),
+            val_set=_on_device(model, data.x_val, data.y_val), model=model, optimizer=optimizer, steps=steps,
+            schedule=_schedule(cfg, len(data.x_train)), rngs=rngs, augment=_augmenter(cfg), ema=ema,
+            diagnostics=Diagnostics(model, data.x_train) if t["diagnostics"] else None,
+            stopping=EarlyStopping.from_config(t["early_stopping"]), run=tracked, log=log, progress=progress,
+            on_epoch=on_epoch, started=started, data_seconds=data_seconds)
+        _finish(setup, fit(setup, saved or TrainState(config_digest=checkpoint.config_digest(cfg))))
     except Diverged as exc:
         tracked.end(FAILED, str(exc))
         raise
@@ -217,119 +182,210 @@ def train(cfg: dict, log=print, progress: bool = True, *, run: Run | None = None
     return run
 
 
-def _checkpoint_to_resume(run: Run, cfg: dict):
+def fit(s: Setup, state: TrainState) -> TrainState:
+    """Epoch after epoch until the last planned one, early stopping or pruning; a
+    checkpoint after each."""
+    s.run.rewind(state.rows)  # a resumed run drops rows logged after its checkpoint
+    s.run.folder.truncate_diagnostics(state.epoch)
+    while state.epoch < s.cfg["train"]["epochs"] and state.stop is None:
+        state = next_epoch(s, state)
+        t_ckpt = time.perf_counter()
+        checkpoint.save(s.run.path, state)
+        s.run.folder.notify_file(CHECKPOINT)
+        state = replace(state, checkpoint_seconds=state.checkpoint_seconds + time.perf_counter() - t_ckpt)
+    return state
+
+
+def next_epoch(s: Setup, state: TrainState) -> TrainState:
+    """Epoch ``state.epoch + 1``: train, validate, record; the state after it."""
+    epoch, epochs, t0 = state.epoch + 1, s.cfg["train"]["epochs"], time.perf_counter()
+    lr = s.schedule(state.step)
+    train_loss, train_acc, step = train_one_epoch(s, epoch, state.step)
+    stopper, best, has_val = state.stopper, state.best, len(s.val_set[0]) > 0
+    with s.ema.applied() if s.ema is not None else contextlib.nullcontext():  # validate what will be kept
+        val_loss, val_acc, _ = evaluate(s.model, *s.val_set, s.cfg["train"]["eval_batch_size"])
+        if has_val:
+            stopper = s.stopping.update(stopper, epoch, dict(val_loss=val_loss, val_accuracy=val_acc))
+            if stopper.best_epoch == epoch and s.cfg["train"]["restore_best"]:
+                best = s.model.state_dict()  # copies
+    seconds = time.perf_counter() - t0
+    row = dict(zip(METRIC_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)))
+    diagnostics, diagnostics_seconds = state.diagnostics, state.diagnostics_seconds
+    if s.diagnostics is not None:  # outside the epoch's seconds: its cost is diagnostics_seconds
+        t_diag = time.perf_counter()
+        measured = s.diagnostics.rows(epoch)
+        s.run.folder.log_diagnostics(measured)
+        diagnostics = diagnostics + [list(r) for r in measured]
+        diagnostics_seconds += time.perf_counter() - t_diag
+    t_log = time.perf_counter()
+    s.run.log(row)
+    s.run.flush()  # on disk before the checkpoint that counts it
+    train_seconds = state.train_seconds + seconds
+    s.run.update(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
+                 rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}),
+                 **(best_fields(s.stopping, stopper) if has_val else {}),
+                 **({"diagnostics_seconds": diagnostics_seconds} if s.diagnostics is not None else {}))
+    log_seconds = state.log_seconds + time.perf_counter() - t_log
+    val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
+    s.log(f"epoch {epoch:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}  {seconds:.1f}s")
+    stop = None
+    if has_val and s.stopping.should_stop(stopper):
+        s.log(f"early stopping: {s.stopping.metric} has not improved for {s.stopping.patience} epochs")
+        stop = Ending("completed")
+    pruned = s.on_epoch(epoch, row) if s.on_epoch is not None and epoch < epochs and stop is None else None
+    if pruned:
+        s.log(f"pruned after epoch {epoch}: {pruned}")
+        stop = Ending("pruned", pruned)
+    return replace(state, epoch=epoch, step=step, rows=state.rows + [row], diagnostics=diagnostics, stopper=stopper,
+                   stop=stop, train_seconds=train_seconds, log_seconds=log_seconds,
+                   diagnostics_seconds=diagnostics_seconds, best=best, **snapshot(s))
+
+
+def train_one_epoch(s: Setup, epoch: int, step: int) -> tuple[float, float, int]:
+    """One pass over the shuffled training set, from optimizer step ``step``;
+    returns (mean loss, accuracy, next step).
+
+    ``s.steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
+    loss and gradients: forward, loss, backward, in one piece or in shards
+    (``train.data_parallel``). ``s.augment`` (an Augmenter or None) transforms
+    each training batch, drawing from its own random stream; ``s.ema`` (a
+    WeightEMA or None) is updated after every step. ``s.diagnostics``, if
+    set, copies the weights just before the epoch's last optimizer step.
+    """
+    (x, y), batch_size = s.train_set, s.cfg["data"]["batch_size"]
+    n = len(x)
+    order = s.rngs["shuffle"].permutation(n)
+    full_batch = batch_size >= n  # plain gradient descent: order is irrelevant, skip the copy
+    dtype, xp = model_dtype(s.model), s.model.xp
+    loss_sum, correct = 0.0, 0
+    with np.errstate(over="ignore", invalid="ignore"), \
+            tqdm(total=math.ceil(n / batch_size), desc=f"epoch {epoch}/{s.cfg['train']['epochs']}", leave=False,
+                 disable=None if s.progress else True, unit="batch") as bar:  # None: a bar only on a terminal
+        for batch, start in enumerate(range(0, n, batch_size), start=1):
+            idx = xp.asarray(order[start:start + batch_size])   # the order is drawn on the host
+            xb, yb = (x, y) if full_batch else (x[idx], y[idx])
+            xb = xb.astype(dtype, copy=False)
+            if s.augment is not None:
+                xb = s.augment(xb, s.rngs["augment"])
+            loss, right = s.steps.step(xb, yb, step)
+            if not math.isfinite(loss):  # a diverging loss is reported here, by name
+                raise Diverged(f"diverged at epoch {epoch}, batch {batch}: loss is {loss}")
+            if s.diagnostics is not None and start + batch_size >= n:
+                s.diagnostics.before_last_step()
+            s.optimizer.step(s.schedule(step))
+            if s.ema is not None:
+                s.ema.update()
+            step += 1
+            loss_sum += loss * len(idx)
+            correct += right
+            bar.update(1)
+    return loss_sum / n, correct / n, step
+
+
+def _finish(s: Setup, state: TrainState) -> None:
+    """The weights to keep, the final evaluation on the test set, weights, plots and the completed summary."""
+    if state.best is not None:
+        s.model.load_state_dict(state.best)
+        s.log(f"restored the weights of epoch {state.stopper.best_epoch} (best {s.stopping.metric})")
+    elif s.ema is not None:
+        s.ema.copy_to_model()  # the average is what is tested and saved
+    stop = state.stop or Ending("completed")
+    eval_bs, data, folder = s.cfg["train"]["eval_batch_size"], s.data, s.run.folder
+    # Final train metrics are the last epoch's running averages (training mode),
+    # as in metrics.csv; re-evaluating 55k images would cost as much as an epoch.
+    last = state.rows[-1]
+    metrics = {"final_train_loss": float(last["train_loss"]), "final_train_accuracy": float(last["train_accuracy"])}
+    if len(data.x_val):
+        loss, acc, _ = evaluate(s.model, data.x_val, data.y_val, eval_bs)
+        metrics.update(final_val_loss=loss, final_val_accuracy=acc)
+    t0 = time.perf_counter()
+    test_loss, test_acc, probs = evaluate(s.model, data.x_test, data.y_test, eval_bs)
+    test_seconds = time.perf_counter() - t0
+    save_weights(folder.model_path, s.model)
+    folder.notify_file(MODEL)
+    if s.cfg["tracking"]["plots"]:
+        make_plots(folder, data, probs, state, s.model, image_index=s.cfg["tracking"]["feature_map_image"], log=s.log)
+    s.run.end(
+        stop.status, stop.reason, epochs_completed=state.epoch,
+        test_loss=test_loss, test_accuracy=test_acc, **metrics,
+        data_seconds=s.data_seconds, train_seconds=state.train_seconds, test_seconds=test_seconds,
+        logging_seconds=state.log_seconds, checkpoint_seconds=state.checkpoint_seconds,
+        total_seconds=time.perf_counter() - s.started,
+    )
+    checkpoint.remove(s.run.path)  # the run is finished: model.npz holds what is kept
+    folder.notify_file(CHECKPOINT)
+    s.log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {state.epoch} epochs, "
+          f"training {state.train_seconds:.1f}s")
+
+
+def snapshot(s: Setup) -> dict:
+    """The TrainState fields that copy the live objects: weights, optimizer buffers, the weights' average,
+    the random generators."""
+    return dict(model=s.model.state_dict(), optim=s.optimizer.state_dict(internal=True),
+                ema=s.ema.state_dict() if s.ema is not None else None, rng_states=checkpoint.rng_states(s.rngs))
+
+
+def best_fields(stopping: EarlyStopping, stopper: Patience) -> dict:
+    """The best epoch so far, as summary.json records it."""
+    return dict(best_epoch=stopper.best_epoch, best_val_metric=stopping.metric,
+                best_val_value=stopping.best_value(stopper))
+
+
+def _record_start(cfg: dict, run: Run, data, model, resumed_from: int | None, facts: dict) -> TrackedRun:
+    """The run's config and summary as training starts, or goes on after epoch ``resumed_from``;
+    ``facts``: the summary fields about where and how it runs."""
+    if resumed_from is not None:  # config.yaml is rewritten if it changed (nnexp resume --device)
+        return TrackedRun.resume(run, dump_yaml(cfg), resumed_from_epoch=resumed_from, **facts)
+    for copied in save_copies(run.path, cfg):   # the user's layer files, if any, and their sha256
+        run.notify_file(copied)   # observers (Ray's shipper) carry them to the store
+    t = cfg["train"]
+    return TrackedRun.start(
+        run, cfg["tracking"]["name"] or "run", dump_yaml(cfg), dataset=cfg["data"]["dataset"],
+        classes=list(data.classes), seed=t["seed"], tags=cfg["tracking"]["tags"], params=model.num_parameters(),
+        layers=describe_layers(cfg["model"]["layers"]), epochs_planned=t["epochs"], epochs_completed=0,
+        train_size=len(data.x_train), val_size=len(data.x_val), test_size=len(data.x_test),
+        input_shape=list(data.x_train.shape[1:]), **data.facts, **facts,
+    )
+
+
+def _on_device(model, x, y) -> tuple:
+    """``x`` and ``y`` on the model's device, once, not per batch (the same arrays on the CPU)."""
+    return model.xp.asarray(x), model.xp.asarray(y)
+
+
+def _schedule(cfg: dict, train_size: int):
+    """The learning rate at each optimizer step (``schedule`` and ``optimizer.lr``)."""
+    steps_per_epoch = math.ceil(train_size / cfg["data"]["batch_size"])
+    options = dict(cfg["schedule"])
+    return make_schedule(options.pop("name"), cfg["optimizer"]["lr"], cfg["train"]["epochs"] * steps_per_epoch,
+                         steps_per_epoch, **options)
+
+
+def _augmenter(cfg: dict) -> Augmenter | None:
+    augment = Augmenter(**cfg["data"]["augment"]) if cfg["data"]["augment"] else None
+    return None if augment is None or augment.is_identity else augment
+
+
+def _checkpoint_to_resume(run: Run, cfg: dict) -> TrainState | None:
     """The run's checkpoint if it belongs to ``cfg`` (None if it has none)."""
-    ckpt = checkpoint.load(run.path)
-    if ckpt is not None and ckpt.config_digest != checkpoint.config_digest(cfg):
+    saved = checkpoint.load(run.path)
+    if saved is not None and saved.config_digest != checkpoint.config_digest(cfg):
         raise checkpoint.ConfigChanged(
             f"run {run.id}: its checkpoint was written for another config than its config.yaml "
             "(was config.yaml edited?); nothing was changed")
-    return ckpt
+    return saved
 
 
-def _restore(ckpt, model, optimizer, rngs, ema=None) -> None:
+def _restore(saved: TrainState, model, optimizer, rngs, ema=None) -> None:
     """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
     try:
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optim, internal=True)
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optim, internal=True)
         if ema is not None:
-            ema.load_state_dict(ckpt.ema or {})
+            ema.load_state_dict(saved.ema or {})
     except (ValueError, KeyError, TypeError) as exc:
         raise checkpoint.CheckpointError(f"the checkpoint does not fit the model: {exc}") from None
-    checkpoint.restore_rngs(rngs, ckpt.rng_states)
-
-
-def _fit(cfg, run: TrackedRun, data, steps, optimizer, rngs, t_data, t_start, log, progress, on_epoch=None,
-         ckpt=None, ema=None):
-    t, batch_size, model = cfg["train"], cfg["data"]["batch_size"], steps.model
-    steps_per_epoch = math.ceil(len(data.x_train) / batch_size)
-    sched_cfg = dict(cfg["schedule"])
-    schedule = make_schedule(sched_cfg.pop("name"), cfg["optimizer"]["lr"], t["epochs"] * steps_per_epoch,
-                             steps_per_epoch, **sched_cfg)
-    augment = Augmenter(**cfg["data"]["augment"]) if cfg["data"]["augment"] else None
-    if augment is not None and augment.is_identity:
-        augment = None
-    es_cfg = t["early_stopping"] or {}
-    stopper = EarlyStopping(es_cfg.get("metric", "val_accuracy"), es_cfg.get("patience"),
-                            es_cfg.get("min_delta", 0.0))
-    has_val = len(data.x_val) > 0
-    # on the model's device once, not per batch (the same arrays on the CPU)
-    x_train, y_train, x_val, y_val = (model.xp.asarray(a) for a in (data.x_train, data.y_train, data.x_val,
-                                                                     data.y_val))
-    diagnostics = Diagnostics(model, data.x_train) if t["diagnostics"] else None
-    # Everything below is what a checkpoint carries from one process to the next.
-    done, step, train_seconds, log_seconds, rows, best_state, stop = 0, 0, 0.0, 0.0, [], None, None
-    diagnostics_seconds = 0.0
-    if ckpt is not None:
-        done, step, train_seconds, log_seconds = ckpt.epoch, ckpt.step, ckpt.train_seconds, ckpt.log_seconds
-        rows, best_state, stop = ckpt.rows, ckpt.best, ckpt.stop
-        diagnostics_seconds = ckpt.diagnostics_seconds
-        stopper.__dict__.update(ckpt.stopper)
-    run.rewind(rows)  # a resumed run drops rows logged after its checkpoint
-    run.folder.truncate_diagnostics(done)
-    ckpt_seconds = 0.0
-    for epoch in range(done + 1, t["epochs"] + 1):
-        if stop is not None:
-            break
-        t0 = time.perf_counter()
-        lr = schedule(step)
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{t['epochs']}", leave=False,
-                  disable=None if progress else True, unit="batch") as bar:  # None: bar only on a terminal
-            train_loss, train_acc, step = train_one_epoch(
-                steps, optimizer, schedule, x_train, y_train, batch_size, rngs, epoch, step, bar, augment,
-                ema, before_last_step=diagnostics.before_last_step if diagnostics is not None else None)
-        with ema.applied() if ema is not None else contextlib.nullcontext():  # validate what will be kept
-            val_loss, val_acc, _ = evaluate(model, x_val, y_val, t["eval_batch_size"])
-            improved = has_val and stopper.update(epoch, dict(val_loss=val_loss, val_accuracy=val_acc))
-            if improved and t["restore_best"]:
-                best_state = model.state_dict()  # copies
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        row = dict(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss,
-                   val_accuracy=val_acc, lr=lr, seconds=seconds)
-        rows.append(row)
-        if diagnostics is not None:  # outside the epoch's seconds: its cost is diagnostics_seconds
-            t_diag = time.perf_counter()
-            run.folder.log_diagnostics(diagnostics.rows(epoch))
-            diagnostics_seconds += time.perf_counter() - t_diag
-        t_log = time.perf_counter()
-        run.log(row)
-        run.flush()  # on disk before the checkpoint that counts it
-        best = {} if not has_val else dict(best_epoch=stopper.best_epoch,
-                                           best_val_metric=es_cfg.get("metric", "val_accuracy"),
-                                           best_val_value=stopper.sign * stopper.best)
-        run.update(epochs_completed=epoch, train_seconds=train_seconds, peak_rss_mib=peak_rss_mib(),
-                           rss_mib=rss_mib(), **({"rss_mib_epoch_1": rss_mib()} if epoch == 1 else {}), **best,
-                           **({"diagnostics_seconds": diagnostics_seconds} if diagnostics is not None else {}))
-        log_seconds += time.perf_counter() - t_log
-        val_text = f"  val loss {val_loss:.4f} acc {val_acc:.2%}" if has_val else ""
-        log(f"epoch {epoch:3d}/{t['epochs']}  train loss {train_loss:.4f} acc {train_acc:.2%}{val_text}"
-            f"  {seconds:.1f}s")
-        if has_val and stopper.should_stop:
-            log(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
-            stop = {"status": "completed", "reason": None}
-        pruned = on_epoch(epoch, row) if on_epoch is not None and epoch < t["epochs"] and stop is None else None
-        if pruned:
-            log(f"pruned after epoch {epoch}: {pruned}")
-            stop = {"status": "pruned", "reason": pruned}
-        done = epoch
-        t_ckpt = time.perf_counter()
-        checkpoint.save(run.path, checkpoint.Checkpoint(
-            epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
-            stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
-            rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
-            model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
-            ema=ema.state_dict() if ema is not None else None, diagnostics_seconds=diagnostics_seconds))
-        run.folder.notify_file(CHECKPOINT)
-        ckpt_seconds += time.perf_counter() - t_ckpt
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        log(f"restored the weights of epoch {stopper.best_epoch} (best {stopper.metric})")
-    elif ema is not None:
-        ema.copy_to_model()  # the average is what is tested and saved
-    stop = stop or {"status": "completed", "reason": None}
-    _finish(cfg, run, data, model, train_seconds, log_seconds, t_data, t_start, done, log,
-            status=stop["status"], reason=stop["reason"], checkpoint_seconds=ckpt_seconds)
+    checkpoint.restore_rngs(rngs, saved.rng_states)
 
 
 def peak_rss_mib() -> float:
@@ -349,42 +405,11 @@ def rss_mib() -> float:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _finish(cfg, run: TrackedRun, data, model, train_seconds, log_seconds, t_data, t_start, epochs_done, log,
-            status="completed", reason=None, checkpoint_seconds=0.0):
-    """Final evaluation on the test set, weights, plots and the completed summary."""
-    eval_bs = cfg["train"]["eval_batch_size"]
-    # Final train metrics are the last epoch's running averages (training mode),
-    # as in metrics.csv; re-evaluating 55k images would cost as much as an epoch.
-    last = pd.read_csv(run.folder.metrics_path).iloc[-1]
-    metrics = {"final_train_loss": float(last["train_loss"]), "final_train_accuracy": float(last["train_accuracy"])}
-    if len(data.x_val):
-        loss, acc, _ = evaluate(model, data.x_val, data.y_val, eval_bs)
-        metrics.update(final_val_loss=loss, final_val_accuracy=acc)
-    t0 = time.perf_counter()
-    test_loss, test_acc, probs = evaluate(model, data.x_test, data.y_test, eval_bs)
-    test_seconds = time.perf_counter() - t0
-    save_weights(run.folder.model_path, model)
-    run.folder.notify_file(MODEL)
-    if cfg["tracking"]["plots"]:
-        make_plots(run.folder, data, probs, model, image_index=cfg["tracking"]["feature_map_image"], log=log)
-    run.end(
-        status, reason, epochs_completed=epochs_done,
-        test_loss=test_loss, test_accuracy=test_acc, **metrics,
-        data_seconds=t_data, train_seconds=train_seconds, test_seconds=test_seconds,
-        logging_seconds=log_seconds, checkpoint_seconds=checkpoint_seconds,
-        total_seconds=time.perf_counter() - t_start,
-    )
-    checkpoint.remove(run.path)  # the run is finished: model.npz holds what is kept
-    run.folder.notify_file(CHECKPOINT)
-    log(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {epochs_done} epochs, "
-        f"training {train_seconds:.1f}s")
-
-
-def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=print) -> None:
-    """Write the run's PNGs into plots/.
+def make_plots(run: Run, data, probs, state: TrainState, model=None, image_index: int = 0, log=print) -> None:
+    """Write the run's PNGs into plots/, from the rows ``state`` holds.
 
     Always the learning curves, the test confusion matrix and misclassified
-    test images; diagnostics.png when the run recorded diagnostics.csv. For a
+    test images; diagnostics.png when the run records diagnostics.csv. For a
     model with a Conv2D layer also conv_filters.png (the first conv layer's
     kernels) and feature_maps.png (what each conv block makes of test image
     ``image_index``).
@@ -396,23 +421,22 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     from .tracking import plots  # matplotlib (heavy): loaded by the runs that draw
 
     run.plots_dir.mkdir(exist_ok=True)
-    metrics = pd.read_csv(run.metrics_path)
-    plots.plot_learning_curves(metrics, run.plots_dir / "learning_curves.png")
+    plots.plot_learning_curves(state.rows, run.plots_dir / "learning_curves.png")
     y_pred = probs.argmax(1)
     plots.plot_confusion_matrix(data.y_test, y_pred, data.classes, run.plots_dir / "confusion_matrix.png",
                                 title="Test set confusion matrix")
     plots.plot_misclassified(data.x_test, data.y_test, y_pred, probs, data.classes,
                              run.plots_dir / "misclassified.png")
-    _extra_plots(plots, run, data, model, image_index, log)
+    _extra_plots(plots, run, data, model, state, image_index, log)
 
 
-def _extra_plots(plots, run: Run, data, model, image_index: int, log) -> None:
+def _extra_plots(plots, run: Run, data, model, state: TrainState, image_index: int, log) -> None:
     """diagnostics.png for a run with diagnostics.csv; conv_filters.png and
     feature_maps.png for a model with a Conv2D layer."""
     weights = first_conv_weights(model) if model is not None else None
 
     def diagnostics(path):
-        plots.plot_diagnostics(pd.read_csv(run.diagnostics_path), path)
+        plots.plot_diagnostics([dict(zip(DIAGNOSTIC_COLUMNS, row)) for row in state.diagnostics], path)
 
     def filters(path):
         plots.plot_conv_filters(weights, path)

@@ -4,6 +4,7 @@ import copy
 import csv
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,11 +15,11 @@ from nnexp.config import validate
 from nnexp.diagnostics import PROBE_SIZE, Diagnostics, layer_type, output_stats
 from nnexp.nn import Dense, build_model
 from nnexp.nn.fast import build_fast_model
-from nnexp.tracking import RunStore
+from nnexp.tracking import RunStore, plots
 from nnexp.tracking.health import RULES, diagnose, read_diagnostic_rows
 from nnexp.tracking.plots import plot_diagnostics
 from nnexp.tracking.run import DIAGNOSTIC_COLUMNS, DIAGNOSTIC_STATS
-from nnexp.train import train_one_epoch
+from nnexp.train import Setup, train_one_epoch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -129,7 +130,8 @@ def test_engines_and_shards_record_the_same_diagnostics(nnexp, tiny_config, stor
 
 def test_a_resumed_run_drops_the_rows_after_its_checkpoint(nnexp, tmp_path, store, monkeypatch):
     """Killed after epoch 3's rows were written but before its checkpoint: the resumed
-    run's diagnostics.csv is the uninterrupted run's, byte for byte."""
+    run's diagnostics.csv is the uninterrupted run's, byte for byte, and its plots
+    show every epoch, those before the resume too."""
     config = tmp_path / "stateful.yaml"
     config.write_text(STATEFUL.format(engine="fast", store=store).replace("epochs: 3", "epochs: 4"))
     assert nnexp("run", config, "-q", "tracking.name=reference")[0] == 0
@@ -142,14 +144,21 @@ def test_a_resumed_run_drops_the_rows_after_its_checkpoint(nnexp, tmp_path, stor
         real_save(run_dir, ckpt)
 
     monkeypatch.setattr(checkpoint, "save", die_on_third)
-    assert nnexp("run", config, "-q", "tracking.name=stopped")[0] == 130
+    assert nnexp("run", config, "-q", "tracking.name=stopped", "tracking.plots=true")[0] == 130
     runs = runs_by_name(store)
     assert {row[0] for row in diagnostics_table(runs["stopped"])[1:]} == {"1", "2", "3"}
     monkeypatch.setattr(checkpoint, "save", real_save)
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_diagnostics", lambda rows, path: drawn.update(diagnostics=rows))
+    monkeypatch.setattr(plots, "plot_learning_curves", lambda rows, path: drawn.update(curves=rows))
     code, _, err = nnexp("resume", runs["stopped"].name, "--store", store, "-q")
     assert code == 0, err
     # resuming computes every epoch as the uninterrupted run does: exact
     assert (runs["stopped"] / "diagnostics.csv").read_bytes() == (runs["reference"] / "diagnostics.csv").read_bytes()
+    table = diagnostics_table(runs["stopped"])
+    assert [[str(v) for v in row.values()] for row in drawn["diagnostics"]] == table[1:]
+    assert all(list(row) == table[0] for row in drawn["diagnostics"])
+    assert [row["epoch"] for row in drawn["curves"]] == [1, 2, 3, 4]
 
 
 def test_truncating_keeps_the_checkpoints_epochs_and_drops_a_half_written_row(tmp_path):
@@ -401,14 +410,14 @@ def test_a_deep_sigmoid_network_s_gradients_vanish_for_real(nnexp, tiny_config, 
 # ---------------------------------------------------------------- the plot
 
 
-def diagnostics_frame(epochs: int) -> pd.DataFrame:
+def diagnostics_rows(epochs: int) -> list[dict]:
     rows = []
     for epoch in range(1, epochs + 1):
         rows += [(epoch, 2, "relu", "dead_fraction", min(1.0, 0.2 * epoch)),
                  (epoch, 4, "sigmoid", "saturated_fraction", 0.1),
                  (epoch, 1, "1.W", "grad_norm", 10.0 ** -epoch), (epoch, 3, "3.W", "grad_norm", 0.0),
                  (epoch, 1, "1.W", "update_ratio", 0.05 * epoch), (epoch, 1, "1.b", "update_ratio", 100.0)]
-    return pd.DataFrame(rows, columns=list(DIAGNOSTIC_COLUMNS))
+    return [dict(zip(DIAGNOSTIC_COLUMNS, row)) for row in rows]
 
 
 @pytest.mark.parametrize("epochs", [1, 6])
@@ -416,17 +425,18 @@ def test_diagnostics_png(tmp_path, epochs):
     import matplotlib.image as mpimg
 
     path = tmp_path / "plots" / "diagnostics.png"
-    plot_diagnostics(diagnostics_frame(epochs), path)
+    plot_diagnostics(diagnostics_rows(epochs), path)
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     pixels = mpimg.imread(path)
     assert pixels.shape[1] > 1000 and np.ptp(pixels) > 0
 
 
 def test_diagnostics_png_without_rows_or_with_missing_columns(tmp_path):
-    plot_diagnostics(pd.DataFrame(columns=list(DIAGNOSTIC_COLUMNS)), tmp_path / "empty.png")
+    plot_diagnostics([], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(ValueError, match="lacks columns: stat"):
-        plot_diagnostics(diagnostics_frame(2).drop(columns="stat"), tmp_path / "bad.png")
+        plot_diagnostics([{k: v for k, v in row.items() if k != "stat"} for row in diagnostics_rows(2)],
+                         tmp_path / "bad.png")
 
 
 
@@ -451,8 +461,8 @@ def test_show_reads_the_diagnostics_without_numpy_or_pandas(store):
 
 
 class _EpochRecorder:
-    """The engine's steps (and their model), the optimizer and the progress bar of one epoch
-    in one object that records what train_one_epoch calls, in order."""
+    """The engine's steps (and their model) and the optimizer of one epoch in one object
+    that records what train_one_epoch calls, in order."""
 
     xp = np
 
@@ -467,14 +477,16 @@ class _EpochRecorder:
         self.events.append("batch" if len(args) == 3 else "update")
         return 0.5, 0
 
-    def update(self, n):  # the progress bar's
-        pass
-
 
 @pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32), (3000, 64), (10, 64), (65, 64)])
 def test_the_weights_are_copied_once_just_before_an_epoch_s_last_step(n, batch_size):
     r = _EpochRecorder()
-    train_one_epoch(r, r, lambda step: 0.1, np.zeros((n, 4), np.float32), np.zeros(n, np.int64), batch_size,
-                    {"shuffle": np.random.default_rng(0)}, 1, 0, r, before_last_step=lambda: r.events.append("copy"))
+    probe = SimpleNamespace(before_last_step=lambda: r.events.append("copy"))
+    setup = Setup(cfg={"data": {"batch_size": batch_size}, "train": {"epochs": 1}}, data=None,
+                  train_set=(np.zeros((n, 4), np.float32), np.zeros(n, np.int64)), val_set=None, model=r,
+                  optimizer=r, steps=r, schedule=lambda step: 0.1, rngs={"shuffle": np.random.default_rng(0)},
+                  augment=None, ema=None, diagnostics=probe, stopping=None, run=None, log=None, progress=False,
+                  on_epoch=None, started=0.0, data_seconds=0.0)
+    train_one_epoch(setup, 1, 0)
     batches = math.ceil(n / batch_size)
     assert r.events == ["batch", "update"] * (batches - 1) + ["batch", "copy", "update"]

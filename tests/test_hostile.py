@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from nnexp import checkpoint
 from nnexp.config import load_config, validate
+from nnexp.early_stopping import Patience
 from nnexp.errors import NnexpError
 from nnexp.tracking import RunIndex, reading
 from nnexp.tracking.index import INDEX_NAME
@@ -237,9 +238,10 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
 
 def _valid_checkpoint_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint.save(Path(tmp), checkpoint.Checkpoint(
-            2, 20, 1.0, 0.1, [{"epoch": 1}], {"best": 0.5}, {"init": np.random.default_rng(0).bit_generator.state},
-            "digest", model={"0.W": np.ones((3, 2), np.float32)}, optim={"t": np.array(20)}))
+        checkpoint.save(Path(tmp), checkpoint.TrainState(
+            "digest", 2, 20, [{"epoch": 1}], stopper=Patience(best=0.5), train_seconds=1.0, log_seconds=0.1,
+            rng_states={"init": np.random.default_rng(0).bit_generator.state},
+            model={"0.W": np.ones((3, 2), np.float32)}, optim={"t": np.array(20)}))
         return (Path(tmp) / checkpoint.FILENAME).read_bytes()
 
 

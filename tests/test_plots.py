@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from nnexp import feature_maps
+from nnexp.checkpoint import TrainState
 from nnexp.tracking import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,6 +31,11 @@ def no_figures_left_open():
     """Every plot function must close its figures (memory stays flat over many runs)."""
     yield
     assert plt.get_fignums() == []
+
+
+def metrics_rows(epochs: int, with_val: bool = True) -> list[dict]:
+    """metrics.csv's rows, as the trainer keeps them."""
+    return metrics_table(epochs, with_val).to_dict("records")
 
 
 def metrics_table(epochs: int, with_val: bool = True) -> pd.DataFrame:
@@ -54,7 +60,7 @@ def metrics_table(epochs: int, with_val: bool = True) -> pd.DataFrame:
 @pytest.mark.parametrize("with_val", [True, False])
 def test_learning_curves_png(tmp_path, epochs, with_val):
     path = tmp_path / "plots" / "learning_curves.png"  # parent is created
-    plots.plot_learning_curves(metrics_table(epochs, with_val), path)
+    plots.plot_learning_curves(metrics_rows(epochs, with_val), path)
     assert_png(path, min_width=800)
 
 
@@ -62,21 +68,21 @@ def test_learning_curves_from_csv_round_trip(tmp_path):
     # metrics.csv without a validation set has empty val_* cells -> NaN on read.
     csv = tmp_path / "metrics.csv"
     metrics_table(3, with_val=False).to_csv(csv, index=False)
-    plots.plot_learning_curves(pd.read_csv(csv), tmp_path / "lc.png")
+    plots.plot_learning_curves(pd.read_csv(csv).to_dict("records"), tmp_path / "lc.png")
     assert_png(tmp_path / "lc.png")
 
 
 def test_learning_curves_without_val_columns_and_empty(tmp_path):
-    table = metrics_table(4).drop(columns=["val_loss", "val_accuracy"])
-    plots.plot_learning_curves(table, tmp_path / "a.png")
+    rows = metrics_table(4).drop(columns=["val_loss", "val_accuracy"]).to_dict("records")
+    plots.plot_learning_curves(rows, tmp_path / "a.png")
     assert_png(tmp_path / "a.png")
-    plots.plot_learning_curves(table.iloc[:0], tmp_path / "empty.png")
+    plots.plot_learning_curves([], tmp_path / "empty.png")
     assert_png(tmp_path / "empty.png")
 
 
 def test_learning_curves_missing_columns(tmp_path):
     with pytest.raises(ValueError, match="train_loss"):
-        plots.plot_learning_curves(pd.DataFrame({"epoch": [1]}), tmp_path / "x.png")
+        plots.plot_learning_curves([{"epoch": 1}], tmp_path / "x.png")
 
 
 def test_best_epoch_is_first_maximum_and_ignores_nan():
@@ -321,32 +327,33 @@ def test_feature_maps_need_a_conv_layer(tmp_path):
 
 
 def finished_run(tmp_path):
-    """A run folder with one epoch logged, as make_plots finds it at the end of training."""
+    """A run folder with one epoch logged and the training state, as make_plots finds them at the end of training."""
     from types import SimpleNamespace
 
     from nnexp.tracking import RunStore
 
     run = RunStore(tmp_path / "runs").create("p")
-    run.log_epoch(dict(epoch=1, train_loss=0.5, train_accuracy=0.8, val_loss=0.6, val_accuracy=0.75,
-                       lr=0.001, seconds=1.0))
+    state = TrainState("d", 1, rows=[dict(epoch=1, train_loss=0.5, train_accuracy=0.8, val_loss=0.6,
+                                          val_accuracy=0.75, lr=0.001, seconds=1.0)])
+    run.log_epoch(state.rows[0])
     rng = np.random.default_rng(4)
     data = SimpleNamespace(x_test=rng.random((30, 1, 28, 28)).astype(np.float32),
                            y_test=rng.integers(0, 10, 30), classes=CLASSES)
     probs = rng.dirichlet(np.ones(10), 30)
-    return run, data, probs
+    return run, data, probs, state
 
 
 def test_make_plots_adds_the_conv_plots_for_a_conv_net_only(tmp_path, tiny_cnn):
     from nnexp.nn.model import build_model
     from nnexp.train import make_plots
 
-    run, data, probs = finished_run(tmp_path)
+    run, data, probs, state = finished_run(tmp_path)
     mlp = build_model([{"type": "dense", "units": 10}], rng=np.random.default_rng(0))
-    make_plots(run, data, probs, mlp)
+    make_plots(run, data, probs, state, mlp)
     base = {"learning_curves.png", "confusion_matrix.png", "misclassified.png"}
     assert {p.name for p in run.plots_dir.iterdir()} == base
 
-    make_plots(run, data, probs, tiny_cnn, image_index=29)
+    make_plots(run, data, probs, state, tiny_cnn, image_index=29)
     assert {p.name for p in run.plots_dir.iterdir()} == base | {"conv_filters.png", "feature_maps.png"}
     assert_png(run.plots_dir / "conv_filters.png")
     assert_png(run.plots_dir / "feature_maps.png")
@@ -357,9 +364,9 @@ def test_a_failing_conv_plot_is_recorded_not_raised(tmp_path, tiny_cnn):
 
     from nnexp.train import make_plots
 
-    run, data, probs = finished_run(tmp_path)
+    run, data, probs, state = finished_run(tmp_path)
     messages = []
-    make_plots(run, data, probs, tiny_cnn, image_index=30, log=messages.append)  # 30 test images
+    make_plots(run, data, probs, state, tiny_cnn, image_index=30, log=messages.append)  # 30 test images
     names = {p.name for p in run.plots_dir.iterdir()}
     assert "conv_filters.png" in names and "feature_maps.png" not in names
     errors = json.loads(run.summary_path.read_text())["plot_errors"]

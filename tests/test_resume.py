@@ -16,6 +16,7 @@ import pytest
 
 from nnexp import checkpoint
 from nnexp.config import validate
+from nnexp.early_stopping import Patience
 
 DEADLINE = 600  # seconds a wait for a run's progress may take on a loaded machine
 
@@ -77,16 +78,18 @@ def assert_same_result(a: Path, b: Path) -> None:
 def test_checkpoint_round_trips_every_field(tmp_path):
     rngs = {"a": np.random.default_rng(1)}
     rngs["a"].random(3)
-    ckpt = checkpoint.Checkpoint(epoch=3, step=30, train_seconds=1.5, log_seconds=0.01,
-                                 rows=[{"epoch": 1, "val_loss": float("nan")}], stopper={"best": -float("inf")},
+    ckpt = checkpoint.TrainState(epoch=3, step=30, train_seconds=1.5, log_seconds=0.01,
+                                 rows=[{"epoch": 1, "val_loss": float("nan")}], stopper=Patience(best_epoch=2),
+                                 diagnostics=[[1, 0, "relu", "dead_fraction", 0.25]], checkpoint_seconds=0.5,
                                  rng_states=checkpoint.rng_states(rngs), config_digest="abc",
-                                 stop={"status": "pruned", "reason": "r"},
+                                 stop=checkpoint.Ending("pruned", "r"),
                                  model={"0.W": np.arange(6, dtype=np.float32).reshape(2, 3)},
                                  optim={"t": np.array(30)}, best={"0.W": np.ones((2, 3), np.float32)})
     checkpoint.save(tmp_path, ckpt)
     back = checkpoint.load(tmp_path)
-    assert (back.epoch, back.step, back.stop, back.config_digest) == (3, 30, {"status": "pruned", "reason": "r"}, "abc")
-    assert np.isnan(back.rows[0]["val_loss"]) and back.stopper["best"] == -float("inf")
+    assert (back.epoch, back.step, back.stop, back.config_digest) == (3, 30, checkpoint.Ending("pruned", "r"), "abc")
+    assert np.isnan(back.rows[0]["val_loss"]) and back.stopper == Patience(-float("inf"), 2, 0)
+    assert back.diagnostics == ckpt.diagnostics and back.checkpoint_seconds == 0.5 and back.ema is None
     assert np.array_equal(back.model["0.W"], ckpt.model["0.W"]) and back.model["0.W"].dtype == np.float32
     assert np.array_equal(back.best["0.W"], ckpt.best["0.W"]) and int(back.optim["t"]) == 30
     fresh = {"a": np.random.default_rng(99)}
@@ -96,12 +99,12 @@ def test_checkpoint_round_trips_every_field(tmp_path):
 
 
 def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    good = checkpoint.Checkpoint(1, 10, 0.0, 0.0, [], {}, {}, "d", model={"w": np.zeros(3)})
+    good = checkpoint.TrainState("d", 1, 10, model={"w": np.zeros(3)})
     checkpoint.save(tmp_path, good)
     monkeypatch.setattr(np, "savez", lambda f, **a: (f.write(b"PK\x03\x04half"), (_ for _ in ()).throw(
         OSError(28, "No space left on device")))[1])
     with pytest.raises(OSError):
-        checkpoint.save(tmp_path, checkpoint.Checkpoint(2, 20, 0.0, 0.0, [], {}, {}, "d"))
+        checkpoint.save(tmp_path, checkpoint.TrainState("d", 2, 20))
     assert checkpoint.load(tmp_path).epoch == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
 
@@ -116,8 +119,7 @@ def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 def test_damaged_or_hostile_checkpoints_are_refused(tmp_path, content, message):
     path = tmp_path / "checkpoint.npz"
     if content == "truncated":
-        checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 1, 0.0, 0.0, [], {}, {}, "d",
-                                                        model={"w": np.arange(1000.0)}))
+        checkpoint.save(tmp_path, checkpoint.TrainState("d", 1, 1, model={"w": np.arange(1000.0)}))
         path.write_bytes(path.read_bytes()[:1500])
     elif content == "pickled":
         np.savez(path, meta=np.array("{}"), **{"model/w": np.array([{"evil": 1}], dtype=object)})
@@ -324,7 +326,7 @@ def snapshot_tree(folder: Path) -> dict:
 
 def _save_with_meta(tmp_path, edit):
     """A checkpoint whose metadata ``edit(meta)`` changed, written as save() writes one."""
-    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d", model={"w": np.zeros(2)}))
+    checkpoint.save(tmp_path, checkpoint.TrainState("d", 1, 10, train_seconds=0.5, model={"w": np.zeros(2)}))
     with np.load(tmp_path / "checkpoint.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(str(arrays["meta"]))
@@ -333,14 +335,34 @@ def _save_with_meta(tmp_path, edit):
 
 
 def test_a_checkpoint_from_before_the_diagnostics_loads_with_no_diagnostics_time(tmp_path):
-    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d"))
+    checkpoint.save(tmp_path, checkpoint.TrainState("d", 1, 10, train_seconds=0.5))
     assert checkpoint.load(tmp_path).diagnostics_seconds == 0.0
     _save_with_meta(tmp_path, lambda meta: meta.pop("diagnostics_seconds"))
     assert checkpoint.load(tmp_path).diagnostics_seconds == 0.0
 
 
-@pytest.mark.parametrize("edit", [lambda m: m.pop("step"), lambda m: m.update(rows=5), lambda m: m.update(epoch="x")],
-                         ids=["a-field-missing", "rows-not-a-list", "epoch-not-a-number"])
+def test_a_format_1_checkpoint_loads_without_the_fields_it_did_not_have(tmp_path):
+    def as_format_1(meta):
+        for key in ("diagnostics", "checkpoint_seconds", "diagnostics_seconds", "stop"):
+            meta.pop(key)
+        meta["format"] = 1
+    _save_with_meta(tmp_path, as_format_1)
+    back = checkpoint.load(tmp_path)
+    assert (back.epoch, back.step, back.train_seconds) == (1, 10, 0.5)
+    assert (back.diagnostics, back.checkpoint_seconds, back.stop) == ([], 0.0, None)
+
+
+def test_a_checkpoint_of_a_newer_format_is_one_clear_error(tmp_path):
+    _save_with_meta(tmp_path, lambda meta: meta.update(format=checkpoint.FORMAT + 1))
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint format {checkpoint.FORMAT + 1}; this one reads"):
+        checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.pop("step"), lambda m: m.update(rows=5), lambda m: m.update(epoch="x"), lambda m: m.update(step=float("inf")),
+                                  lambda m: m.update(stopper={"best": "high"}), lambda m: m.update(stopper={"x": 1}),
+                                  lambda m: m.update(stop={"status": "exploded"}), lambda m: m.update(diagnostics=[3])],
+                         ids=["a-field-missing", "rows-not-a-list", "epoch-not-a-number", "step-infinite", "stopper-not-a-number",
+                              "stopper-unknown-key", "stop-unknown-status", "diagnostics-rows-not-rows"])
 def test_damaged_metadata_is_one_clear_error(tmp_path, edit):
     _save_with_meta(tmp_path, edit)
     with pytest.raises(checkpoint.CheckpointError, match="its metadata is damaged"):
@@ -354,7 +376,7 @@ def test_an_unreadable_checkpoint_is_named(tmp_path):
 
 
 def test_removing_a_checkpoint_that_is_not_there_is_fine(tmp_path):
-    checkpoint.save(tmp_path, checkpoint.Checkpoint(1, 10, 0.5, 0.0, [], {}, {}, "d"))
+    checkpoint.save(tmp_path, checkpoint.TrainState("d", 1, 10, train_seconds=0.5))
     checkpoint.remove(tmp_path)
     checkpoint.remove(tmp_path)
     assert checkpoint.load(tmp_path) is None

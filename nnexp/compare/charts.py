@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import NnexpError
-from ..tracking.records import CURVE_COLUMNS, read_metric_rows
-from ..tracking.run import DamagedRun
+from ..tracking.records import read_metric_rows
+from ..tracking.run import CURVE_COLUMNS, DamagedRun
 from .fmt import format_cell
 from .layout import (HIGHLIGHTED_GROUPS, MAX_BACKGROUND_CURVES, MAX_HEATMAP_VALUES, MAX_LABELLED_GROUPS,
                      MAX_RUNS_PER_BAND, abbreviate, check_arguments, clean_frame, curve_points, grid_categories,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from ..tracking.records import NOT_CURVES, read_metric_rows
+from ..tracking.records import read_metric_rows
+from ..tracking.run import NOT_CURVES
 from ..values import is_missing, is_number
 from .rows import group_key
 

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import describe_layers, dump_yaml
+from ..config import DATASET_KEYS, describe_layers, dump_yaml
 from ..tracking import RunStore
 from ..tracking.run import FAILED, INTERRUPTED
 from ..train import load_data, train
@@ -98,9 +98,7 @@ def train_trial(payload: dict, run, get_data, decide) -> tuple:
 
 def data_key(cfg: dict) -> str:
     """What decides a trial's arrays: trials with the same key share one dataset."""
-    keep = ("dataset", "val_size", "split_seed", "cache_dir", "local_dir", "mirrors", "csv_path",
-            "test_csv_path", "test_size", "train_subset", "path")
-    return json.dumps({k: cfg["data"][k] for k in keep}, sort_keys=True, default=str)
+    return json.dumps({k: cfg["data"][k] for k in DATASET_KEYS}, sort_keys=True, default=str)
 
 
 def _dataset(cfg: dict, datasets: dict):

@@ -36,19 +36,21 @@ def _message_png(path, text: str, title: str | None = None) -> None:
 # ----------------------------------------------------------------- learning curves
 
 
-def plot_learning_curves(metrics: pd.DataFrame, path, title: str | None = None) -> None:
+def plot_learning_curves(rows: list[dict], path, title: str | None = None) -> None:
     """Loss and accuracy per epoch, train vs validation, side by side.
 
     Args:
-        metrics: one row per epoch with columns epoch, train_loss, train_accuracy,
-            val_loss, val_accuracy (accuracies as fractions; val_* may be NaN or
-            missing when there is no validation set); lr, seconds are ignored.
+        rows: metrics.csv's rows, one dict per epoch with keys epoch, train_loss,
+            train_accuracy, val_loss, val_accuracy (accuracies as fractions; val_*
+            may be NaN or missing when there is no validation set); lr, seconds
+            are ignored.
         path: PNG file to write.
         title: figure title; default "Learning curves".
 
     The best validation-accuracy epoch is marked on both panels.
     """
     title = title or "Learning curves"
+    metrics = pd.DataFrame(rows)
     if len(metrics) == 0:
         _message_png(path, "no epochs recorded yet", title)
         return
@@ -125,7 +127,7 @@ def _curves_subtitle(title: str, df: pd.DataFrame, best) -> str:
 REFERENCE_COLOR = "tab:red"
 
 
-def plot_diagnostics(diagnostics: pd.DataFrame, path, title: str | None = None) -> None:
+def plot_diagnostics(rows: list[dict], path, title: str | None = None) -> None:
     """Per-layer diagnostics over the epochs, in three panels: dead (ReLU) and
     saturated (sigmoid, tanh) fractions, the weights' gradient norms (log scale)
     and the weights' update ratios (log scale), one line per layer, darker for
@@ -133,11 +135,12 @@ def plot_diagnostics(diagnostics: pd.DataFrame, path, title: str | None = None) 
     (nnexp/tracking/health.py): half the units dead, an update ratio of 0.1.
 
     Args:
-        diagnostics: diagnostics.csv's long table (epoch, layer, name, stat, value).
+        rows: diagnostics.csv's rows, dicts with keys epoch, layer, name, stat, value.
         path: PNG file to write.
         title: figure title; default "Per-layer diagnostics".
     """
     title = title or "Per-layer diagnostics"
+    diagnostics = pd.DataFrame(rows)
     if len(diagnostics) == 0:
         _message_png(path, "no diagnostics recorded", title)
         return

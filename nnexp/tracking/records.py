@@ -42,7 +42,7 @@ import yaml
 from ..values import is_missing, is_number
 from .annotations import annotated_summary
 from .reading import MAX_SMALL_FILE, MAX_TABLE_FILE, refuse_large, open_regular, parse_yaml, read_bytes
-from .run import CONFIG, METRICS, DamagedRun
+from .run import CONFIG, CURVE_COLUMNS, METRICS, NOT_CURVES, DamagedRun
 
 # Bump when the record layout or what makes a folder damaged changes, so that
 # indexes built by an older nnexp are rebuilt instead of serving old records.
@@ -54,8 +54,6 @@ BRIEF_FIELDS = ("name", "status", "pid", "host", "start_time", "started", "epoch
                 "final_val_accuracy", "test_accuracy", "params", "train_seconds", "sweep", "tags", "note", "kind",
                 "last_step")
 
-CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-NOT_CURVES = ("step", "epoch", "lr", "seconds")  # metrics.csv columns that are not compared as metrics
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "train_seconds", "total_seconds")
 
 # Config keys that say where files live or how the run is filed, not what was

@@ -76,7 +76,12 @@ PLOTS = "plots"
 ATTEMPTS = "attempts"
 LOCK = ".lock"
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+#: what the trainer measures each epoch, and what comparisons compare
+CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+#: metrics.csv as the trainer writes it, one row per epoch
+METRIC_COLUMNS = ("epoch", *CURVE_COLUMNS, "lr", "seconds")
+#: metrics.csv columns that are not compared as metrics (``step``: a script's rows, nnexp/tracking/api.py)
+NOT_CURVES = ("step", *(c for c in METRIC_COLUMNS if c not in CURVE_COLUMNS))
 #: diagnostics.csv, long format: one row per (epoch, layer, statistic); ``name`` is the layer's
 #: type (``relu``) or the parameter's name (``3.W``)
 DIAGNOSTIC_COLUMNS = ("epoch", "layer", "name", "stat", "value")

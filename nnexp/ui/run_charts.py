@@ -17,8 +17,7 @@ import numpy as np
 
 from ..compare.charts import PALETTE, axis, base_layout, figure, finite_list, plot_text
 from ..compare.layout import use_log_axis
-from ..tracking.records import NOT_CURVES
-from ..tracking.run import AXES
+from ..tracking.run import AXES, NOT_CURVES
 from .diagnostics import DESCRIPTIONS
 
 TRAIN_COLOR, VAL_COLOR, BEST_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
