@@ -32,7 +32,9 @@ from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
 from .tracking.api import Run as TrackedRun
+from .tracking.health import parse_diagnostics
 from .tracking.provenance import provenance
+from .tracking.records import read_metric_rows
 from .tracking.run import CHECKPOINT, FAILED, MODEL
 
 
@@ -396,8 +398,7 @@ def make_plots(run: Run, data, probs, model=None, image_index: int = 0, log=prin
     from .tracking import plots  # matplotlib (heavy): loaded by the runs that draw
 
     run.plots_dir.mkdir(exist_ok=True)
-    metrics = pd.read_csv(run.metrics_path)
-    plots.plot_learning_curves(metrics, run.plots_dir / "learning_curves.png")
+    plots.plot_learning_curves(read_metric_rows(run.path, columns=None), run.plots_dir / "learning_curves.png")
     y_pred = probs.argmax(1)
     plots.plot_confusion_matrix(data.y_test, y_pred, data.classes, run.plots_dir / "confusion_matrix.png",
                                 title="Test set confusion matrix")
@@ -412,7 +413,7 @@ def _extra_plots(plots, run: Run, data, model, image_index: int, log) -> None:
     weights = first_conv_weights(model) if model is not None else None
 
     def diagnostics(path):
-        plots.plot_diagnostics(pd.read_csv(run.diagnostics_path), path)
+        plots.plot_diagnostics(parse_diagnostics(run.diagnostics_path.read_text(encoding="utf-8")), path)
 
     def filters(path):
         plots.plot_conv_filters(weights, path)

@@ -400,14 +400,14 @@ def test_a_deep_sigmoid_network_s_gradients_vanish_for_real(nnexp, tiny_config, 
 # ---------------------------------------------------------------- the plot
 
 
-def diagnostics_frame(epochs: int) -> pd.DataFrame:
+def diagnostics_rows(epochs: int) -> list[dict]:
     rows = []
     for epoch in range(1, epochs + 1):
         rows += [(epoch, 2, "relu", "dead_fraction", min(1.0, 0.2 * epoch)),
                  (epoch, 4, "sigmoid", "saturated_fraction", 0.1),
                  (epoch, 1, "1.W", "grad_norm", 10.0 ** -epoch), (epoch, 3, "3.W", "grad_norm", 0.0),
                  (epoch, 1, "1.W", "update_ratio", 0.05 * epoch), (epoch, 1, "1.b", "update_ratio", 100.0)]
-    return pd.DataFrame(rows, columns=list(DIAGNOSTIC_COLUMNS))
+    return [dict(zip(DIAGNOSTIC_COLUMNS, row)) for row in rows]
 
 
 @pytest.mark.parametrize("epochs", [1, 6])
@@ -415,17 +415,18 @@ def test_diagnostics_png(tmp_path, epochs):
     import matplotlib.image as mpimg
 
     path = tmp_path / "plots" / "diagnostics.png"
-    plot_diagnostics(diagnostics_frame(epochs), path)
+    plot_diagnostics(diagnostics_rows(epochs), path)
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     pixels = mpimg.imread(path)
     assert pixels.shape[1] > 1000 and np.ptp(pixels) > 0
 
 
 def test_diagnostics_png_without_rows_or_with_missing_columns(tmp_path):
-    plot_diagnostics(pd.DataFrame(columns=list(DIAGNOSTIC_COLUMNS)), tmp_path / "empty.png")
+    plot_diagnostics([], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
-    with pytest.raises(ValueError, match="lacks columns: stat"):
-        plot_diagnostics(diagnostics_frame(2).drop(columns="stat"), tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="lack columns: stat"):
+        plot_diagnostics([{k: v for k, v in row.items() if k != "stat"} for row in diagnostics_rows(2)],
+                         tmp_path / "bad.png")
 
 
 
