@@ -125,7 +125,7 @@ def draw_panel(fig, ax, panel: Panel) -> list:
         text = wrap(note.text, 18, 2) if note.boxed else note.text
         ax.annotate(text, (note.x, note.y), textcoords="offset points", xytext=tuple(o * POINTS for o in note.offset),
                     ha=note.align, va="center", fontsize=note.size * 0.8, color=note.color,
-                    fontweight="bold" if note.bold else "normal", zorder=6,
+                    zorder=6,
                     bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7) if note.boxed else None)
     if panel.empty and not panel.marks:
         ax.text(0.5, 0.5, panel.empty, transform=ax.transAxes, ha="center", va="center", color="0.4")

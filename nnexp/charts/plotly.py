@@ -249,9 +249,9 @@ def figure(chart: Chart) -> dict:
                 style["dash"] = DASHES[line.dash]
             shapes.append({"type": "line", **position, "line": style})
         for note in panel.notes:
+            text = wrapped(note.text) if note.boxed else plot_text(note.text)
             annotations.append({"x": note.x, "y": note.y, "xref": xref, "yref": yref, "showarrow": False,
-                                "text": (f"<b>{wrapped(note.text)}</b>" if note.bold else wrapped(note.text))
-                                if note.boxed else plot_text(note.text),
+                                "text": text,
                                 "xanchor": note.align, "xshift": note.offset[0], "yshift": note.offset[1],
                                 "font": {"size": note.size, "color": note.color},
                                 **({"bgcolor": "rgba(255,255,255,0.75)"} if note.boxed else {})})

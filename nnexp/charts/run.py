@@ -155,7 +155,7 @@ def learning_curves(rows: list[dict], title: str = "Learning curves") -> Chart |
             color=BEST_COLOR, width=0, marker="star", size=15, on_top=True,
             hover=Hover((f"best: {x_name} ", X, "\nval_accuracy ", Field("y", ".2%" if percent else ".4g")))))
         accuracy_panel.notes.append(Note(float(x[best]), float(val_acc[best]), value, color=BEST_COLOR,
-                                         offset=(0, -18), size=11, bold=True))
+                                         offset=(0, -18), size=11))
         subtitle += f"; best validation accuracy {value} at {x_name} {x[best]:g}"
     return Chart(title, panels, subtitle, size=(11, 4.6) if both else (7, 4.6))
 

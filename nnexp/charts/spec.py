@@ -160,7 +160,6 @@ class Note:
     offset: tuple[float, float] = (0.0, 0.0)
     size: float = 10.0
     boxed: bool = False
-    bold: bool = False
 
 
 Mark = Union[Series, Band, Bars, Heatmap]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import shlex
 from pathlib import Path
 
 import click
 
 from ..errors import NnexpError
-from ..tracking.reading import MAX_TABLE_FILE, read_bytes
-from ..tracking.run import METRICS
 from .pareto import mark_front, sweep_objectives
 from .select import select_records
 from .table import DEFAULT_METRICS, REFERENCE, Comparison, compare, render, render_table
@@ -92,7 +89,7 @@ def _plots(result: Comparison, sweep, plots_dir: Path) -> None:
         plots_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NnexpError(f"cannot create the plots directory {plots_dir}: {exc.strerror or exc}") from None
-    plots = comparison_plots(result.runs, _curves(result.runs), result.varied, result.metric, result.goal, plots_dir,
+    plots = comparison_plots(result.runs, None, result.varied, result.metric, result.goal, plots_dir,
                              sweep=sweep is not None, objectives=result.objectives)
     missing = "" if result.runs[result.metric].notna().any() else \
         f" (no run has {result.metric.removeprefix('metric.')} yet: its plots are left out)"
@@ -131,17 +128,3 @@ def tests_note(result: Comparison) -> str:
             f"Welch's t-test or paired by seed (test column); p (Holm): adjusted over the "
             f"{tested} group{'s' if tested != 1 else ''} tested; effect: Hedges' g (welch) or d_z (paired); "
             f"seeds@80%: seeds per group for 80% power at alpha 0.05")
-
-
-def _curves(runs, limit: int = 2000) -> dict:
-    """metrics.csv of each run (the first ``limit`` in the comparison's order), read as
-    the records read it (see tracking/reading.py)."""
-    import pandas as pd  # with matplotlib, only for --plots and --report
-
-    curves = {}
-    for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
-        try:
-            curves[run_id] = pd.read_csv(io.BytesIO(read_bytes(Path(path) / METRICS, MAX_TABLE_FILE)))
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue
-    return curves
