@@ -184,21 +184,9 @@ def learning_curves(frame: pd.DataFrame, curves: Mapping | None, groups: Groups)
 # ----------------------------------------------------------------- metric vs a param
 
 
-def group_hover(groups: Groups, group: int) -> str:
-    """A group's hover text: its parameters, the metric's mean, CI and n, and the run if one."""
-    row = groups.table.loc[group]
-    score = format_cell(groups.metric, float(row["mean"])) if np.isfinite(row["mean"]) else "-"
-    ci = ""
-    if np.isfinite(row["ci95"]):
-        ci = f" ± {format_cell(groups.metric + ' ci95', float(row['ci95']))}"
-    lines = [groups.label(group), f"{metric_name(groups.metric)} {score}{ci} (n={int(row['n'])})"]
-    if row["runs"] == 1:
-        lines.append(f"run {groups.frame['id'].iloc[groups.members(group)[0]]}")
-    return "\n".join(lines)
-
-
 def group_hovers(groups: Groups, positions) -> list[str]:
-    return [group_hover(groups, int(g)) for g in positions]
+    texts = groups.hover_texts()
+    return [texts[int(g)] for g in positions]
 
 
 def star(x: float, y: float, name: str = "best", hover: Hover | None = None) -> Series:
@@ -343,7 +331,7 @@ def parallel_coordinates(groups: Groups) -> Chart | None:
     notes = [Note(i, position, label, align="right", offset=(-4, 0), size=9, boxed=True)
              for i, axis_ticks in enumerate(ticks) for position, label in axis_ticks]
     panel = Panel(Axis(categories=list(columns), range=(-0.5, len(columns) - 0.75), grid=False),
-                  Axis(range=(-0.16, 1.08), hidden=True), marks,
+                  Axis(range=(-0.16, 1.08), grid=False, hidden=True), marks,
                   lines=[Line(x=i, color="#333333", dash="solid") for i in range(len(columns))], notes=notes)
     note = ", means over seeds" if groups.any_repeats else ""
     colors = ColorBar(low, high, f"{metric_name(metric)} (brighter is better)", is_fraction(metric, finite),

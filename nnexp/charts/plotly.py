@@ -16,6 +16,7 @@ as themselves; a hover's own fields are the only templates a figure holds.
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.util
 import math
@@ -47,12 +48,23 @@ def plotly_js_path() -> Path:
 def plot_text(value) -> str:
     """Text for a plotly.js label, title or hover template: ``<``, ``>``, ``&`` and ``%``
     as entities, so that they show as written (no markup, no template field); lines break at "\\n"."""
-    return html.escape(str(value), quote=False).replace("%", "&#37;").replace("\n", "<br>")
+    return _escaped(str(value))
+
+
+@functools.lru_cache(maxsize=4096)  # a page's charts repeat the same names and hover texts
+def _escaped(text: str) -> str:
+    return html.escape(text, quote=False).replace("%", "&#37;").replace("\n", "<br>")
 
 
 def finite_list(values) -> list:
     """Floats as a JSON-ready list, None where a value is missing or not finite (a gap in a line)."""
-    return [v if math.isfinite(v) else None for v in np.asarray(values, dtype=float).tolist()]
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values.tolist()
+    out = values.astype(object)
+    out[~finite] = None
+    return out.tolist()
 
 
 def rgba(color: str, alpha: float) -> str:

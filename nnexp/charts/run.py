@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 
-from ..compare.layout import use_log_axis
 from ..tracking.health import RULES
 from ..tracking.records import NOT_CURVES
 from ..tracking.run import AXES
@@ -113,7 +112,14 @@ def learning_curves(rows: list[dict], title: str = "Learning curves") -> Chart |
         return None
     columns = list(dict.fromkeys(k for row in rows[:1] for k in row))
     x_name, x = x_axis(rows)
-    val_acc = column(rows, "val_accuracy")
+    parsed: dict[str, np.ndarray] = {}
+
+    def values(name: str) -> np.ndarray:  # each column parsed once: a long run has 100,000 rows
+        if name not in parsed:
+            parsed[name] = column(rows, name)
+        return parsed[name]
+
+    val_acc = values("val_accuracy")
     best = int(np.nanargmax(val_acc)) if np.isfinite(val_acc).any() else None
     panels, seen, drawn, total = [], set(), 0, 0
     kinds = [(kind, _names(columns, "loss" if kind == "loss" else "acc")) for kind in ("loss", "accuracy")]
@@ -121,11 +127,11 @@ def learning_curves(rows: list[dict], title: str = "Learning curves") -> Chart |
     both = len(kinds) == 2
     accuracy_panel = None
     for kind, names in kinds:
-        percent = kind == "accuracy" and is_fraction(np.concatenate([column(rows, n) for n in names]))
+        percent = kind == "accuracy" and is_fraction(np.concatenate([values(n) for n in names]))
         fmt = ".2%" if percent else ".4g"
         marks = []
         for k, name in enumerate(names):
-            y = column(rows, name)
+            y = values(name)
             if not np.isfinite(y).any():
                 continue
             label, color = _label(name, kind)
@@ -144,7 +150,7 @@ def learning_curves(rows: list[dict], title: str = "Learning curves") -> Chart |
         return None
     count = int(np.sum(np.isfinite(x))) if x_name != "epoch" else len(rows)
     subtitle = _subtitle(count, x_name, drawn, total, float(np.nanmax(x)) if np.isfinite(x).any() else None)
-    train_acc = column(rows, "train_accuracy")
+    train_acc = values("train_accuracy")
     if np.isfinite(train_acc).any() and is_fraction(train_acc):
         subtitle += f"; final train accuracy {train_acc[np.isfinite(train_acc)][-1]:.2%}"
     if best is not None and accuracy_panel is not None:
@@ -237,7 +243,8 @@ def diagnostic_panel(stats: tuple, series: list[dict], title: str = "", empty: s
     series = [s for s in series if s["stat"] in stats and any(v is not None for v in s["values"])]
     fractions = all(stat in FRACTION_STATS for stat in stats)
     values = np.array([v for s in series for v in s["values"] if v is not None], dtype=float)
-    log = not fractions and use_log_axis(values[values > 0])
+    positive = values[np.isfinite(values) & (values > 0)]
+    log = not fractions and positive.size >= 2 and positive.max() / positive.min() >= 10  # a decade or more
     fmt = ".2%" if fractions else ".4g"
     marks = []
     for k, s in enumerate(series):

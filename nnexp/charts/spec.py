@@ -12,6 +12,7 @@ the interactive chart's, ``size`` the PNG's in inches.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Sequence, Union
@@ -195,6 +196,7 @@ def floats(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+@functools.lru_cache(maxsize=256)
 def viridis(fraction: float) -> str:
     """The viridis colour at ``fraction`` in [0, 1], as #rrggbb."""
     f = min(1.0, max(0.0, float(fraction))) * (len(VIRIDIS) - 1)
