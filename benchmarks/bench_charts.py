@@ -9,7 +9,9 @@ of ``nnexp/charts/comparison.py`` with ``sweep=True`` (the learning curves read
 the runs' metrics.csv). A run's charts: its learning curves against ``--steps``
 logged steps (drawn from at most MAX_POINTS points a curve), and the diagnostics
 of a 30-epoch, 6-layer run. Each figure is the best of ``--repeats``, in
-milliseconds; "PNG / plotly" is the ratio of the two drawings of one description.
+milliseconds; "PNG / plotly" is the ratio of the two drawings of one description. The
+groups' hover texts are built once for a chart set, by the first chart that needs them: a
+repeat's "describe" leaves them out.
 """
 
 from __future__ import annotations
