@@ -98,7 +98,7 @@ def draw(chart: Chart):
 
 
 def draw_panel(fig, ax, panel: Panel) -> list:
-    """Draw one panel; return its legend entries [(handle, label, group)]."""
+    """Draw one panel; return its legend entries [(handle, label, group, listed)]."""
     entries = []
     ax.set(xlabel=panel.x.title, ylabel=panel.y.title)
     if panel.title:
@@ -109,8 +109,8 @@ def draw_panel(fig, ax, panel: Panel) -> list:
                             linewidth=0, zorder=2)
         elif isinstance(mark, Series):
             handle = draw_series(ax, mark)
-            if mark.name and mark.legend:
-                entries.append((handle, mark.name, mark.group or mark.name))
+            if mark.name:
+                entries.append((handle, mark.name, mark.group or mark.name, mark.legend))
         elif isinstance(mark, Heatmap):
             draw_heatmap(fig, ax, mark)
         elif isinstance(mark, Bars):
@@ -120,7 +120,7 @@ def draw_panel(fig, ax, panel: Panel) -> list:
                      label=line.name or None)
         handle = ax.axvline(line.x, **style) if line.x is not None else ax.axhline(line.y, **style)
         if line.name:
-            entries.append((handle, line.name, line.name))
+            entries.append((handle, line.name, line.name, True))
     for note in panel.notes:
         text = wrap(note.text, 18, 2) if note.boxed else note.text
         ax.annotate(text, (note.x, note.y), textcoords="offset points", xytext=tuple(o * POINTS for o in note.offset),
@@ -244,8 +244,8 @@ def set_axis(ax, which: str, panel: Panel) -> None:
         limits(*axis.range)
     elif axis.whole and values and values[1] - values[0] < 2:  # a run of one or two epochs: not a zoomed-in speck
         limits(values[0] - 1, values[1] + 1)
-    elif which == "y" and values and not axis.log and axis.categories is None:
-        low, high = ax.get_ylim()  # a flat curve: at least 10% of its level, not ticks like 0.995..1.005
+    if which == "y" and short_x(panel) and not axis.range and not axis.log and axis.categories is None:
+        low, high = ax.get_ylim()  # its values: at least 10% of their level, not ticks like 0.995..1.005
         min_span = 0.1 * max(abs(low), abs(high), 1e-3)
         if high - low < min_span:
             middle = (low + high) / 2
@@ -255,6 +255,12 @@ def set_axis(ax, which: str, panel: Panel) -> None:
         limits(min(low, 0.0), max(high, 0.0))
     if axis.reverse:
         (ax.invert_xaxis if which == "x" else ax.invert_yaxis)()
+
+
+def short_x(panel: Panel) -> bool:
+    """Whether the panel's x axis counts one or two epochs (or trials) only."""
+    values = extent(panel, "x")
+    return bool(panel.x.whole and values and values[1] - values[0] < 2)
 
 
 def set_category_ticks(ax, categories: list[str], which: str, bars: bool = False) -> None:
@@ -275,20 +281,23 @@ def set_category_ticks(ax, categories: list[str], which: str, bars: bool = False
 
 
 def legend(fig, axes, entries: list[list]) -> None:
-    """One legend below the panels when they all list a series in common (or one panel lists any), the union
-    of their entries; else one below each panel."""
-    listed = [e for e in entries if e]
-    if not listed:
+    """One legend below the panels when they all draw a series in common (or one panel names any), the union
+    of their entries; else one below each panel. ``entries``: (handle, label, group, listed) of each panel."""
+    named = [e for e in entries if e]
+    if not named:
         return
-    if set.intersection(*({g for _, _, g in e} for e in listed)):
-        handles = list({g: (h, label, g) for e in listed for h, label, g in e}.values())
-        longest = max(len(label) for _, label, _ in handles)
-        fig.legend([h for h, _, _ in handles], [label for _, label, _ in handles], loc="outside lower center",
+    if set.intersection(*({group for _, _, group, _ in e} for e in named)):
+        handles = list({group: (h, label) for e in named for h, label, group, listed in e if listed}.values())
+        if not handles:
+            return
+        longest = max(len(label) for _, label in handles)
+        fig.legend([h for h, _ in handles], [label for _, label in handles], loc="outside lower center",
                    ncols=1 if longest > 50 else 2 if len(handles) > 4 or longest > 25 else len(handles),
                    fontsize=8, frameon=False)
         return
-    for ax, handles in zip(axes, entries):
+    for ax, panel_entries in zip(axes, entries):
+        handles = [(h, label) for h, label, _, listed in panel_entries if listed]
         if handles:  # below the panel: a deep network's lines fill it
-            ax.legend([h for h, _, _ in handles], [label for _, label, _ in handles], loc="upper center",
+            ax.legend([h for h, _ in handles], [label for _, label in handles], loc="upper center",
                       bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=3, frameon=False, columnspacing=1.0,
                       handlelength=1.6)
