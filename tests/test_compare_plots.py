@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnexp.compare import layout, plots
+from nnexp.charts import comparison
+from nnexp.compare import layout
 from nnexp.compare.layout import running_best, short_names, use_log_axis
 from nnexp.compare.plots import comparison_plots
 
@@ -161,7 +162,7 @@ def test_a_plot_that_fails_to_draw_is_skipped_and_logged(tmp_path, monkeypatch, 
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(plots, "_plot_heatmap", broken)
+    monkeypatch.setattr(comparison, "heatmap", broken)
     runs, curves = synthetic_runs({LR: [1e-4, 1e-2], LAYERS: [SMALL, BIG]}, seeds=(0,))
     with caplog.at_level(logging.WARNING, logger="nnexp.compare.plots"):
         written = comparison_plots(runs, curves, [LR, LAYERS], ACC, "maximize", tmp_path)

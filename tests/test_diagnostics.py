@@ -434,7 +434,7 @@ def test_diagnostics_png(tmp_path, epochs):
 def test_diagnostics_png_without_rows_or_with_missing_columns(tmp_path):
     plot_diagnostics([], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
-    with pytest.raises(ValueError, match="lacks columns: stat"):
+    with pytest.raises(ValueError, match="lack columns: stat"):
         plot_diagnostics([{k: v for k, v in row.items() if k != "stat"} for row in diagnostics_rows(2)],
                          tmp_path / "bad.png")
 

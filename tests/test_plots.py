@@ -10,7 +10,9 @@ import pytest
 
 from nnexp import feature_maps
 from nnexp.checkpoint import TrainState
+from nnexp.charts import run as run_charts
 from nnexp.tracking import plots
+from nnexp.tracking.records import read_metric_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSES = [str(i) for i in range(10)]
@@ -34,23 +36,13 @@ def no_figures_left_open():
 
 
 def metrics_rows(epochs: int, with_val: bool = True) -> list[dict]:
-    """metrics.csv's rows, as the trainer keeps them."""
-    return metrics_table(epochs, with_val).to_dict("records")
-
-
-def metrics_table(epochs: int, with_val: bool = True) -> pd.DataFrame:
+    """metrics.csv's rows as the trainer logs them (NaN in val_* without a validation set)."""
     epoch = np.arange(1, epochs + 1)
     train_loss = 0.9 * np.exp(-epoch / 3) + 0.05
     val_loss = train_loss + 0.03 + 0.004 * epoch
-    return pd.DataFrame({
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "train_accuracy": 1 - train_loss / 2,
-        "val_loss": val_loss if with_val else np.nan,
-        "val_accuracy": 1 - val_loss / 2 if with_val else np.nan,
-        "lr": 0.1,
-        "seconds": 2.5,
-    })
+    return [{"epoch": int(e), "train_loss": float(tl), "train_accuracy": float(1 - tl / 2),
+             "val_loss": float(vl) if with_val else np.nan, "val_accuracy": float(1 - vl / 2) if with_val else np.nan,
+             "lr": 0.1, "seconds": 2.5} for e, tl, vl in zip(epoch, train_loss, val_loss)]
 
 
 # ----------------------------------------------------------------- learning curves
@@ -66,14 +58,15 @@ def test_learning_curves_png(tmp_path, epochs, with_val):
 
 def test_learning_curves_from_csv_round_trip(tmp_path):
     # metrics.csv without a validation set has empty val_* cells -> NaN on read.
-    csv = tmp_path / "metrics.csv"
-    metrics_table(3, with_val=False).to_csv(csv, index=False)
-    plots.plot_learning_curves(pd.read_csv(csv).to_dict("records"), tmp_path / "lc.png")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    pd.DataFrame(metrics_rows(3, with_val=False)).to_csv(folder / "metrics.csv", index=False)
+    plots.plot_learning_curves(read_metric_rows(folder, columns=None), tmp_path / "lc.png")
     assert_png(tmp_path / "lc.png")
 
 
 def test_learning_curves_without_val_columns_and_empty(tmp_path):
-    rows = metrics_table(4).drop(columns=["val_loss", "val_accuracy"]).to_dict("records")
+    rows = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in metrics_rows(4)]
     plots.plot_learning_curves(rows, tmp_path / "a.png")
     assert_png(tmp_path / "a.png")
     plots.plot_learning_curves([], tmp_path / "empty.png")
@@ -86,9 +79,18 @@ def test_learning_curves_missing_columns(tmp_path):
 
 
 def test_best_epoch_is_first_maximum_and_ignores_nan():
-    epoch = np.array([1, 2, 3, 4])
-    assert plots._best_epoch(epoch, np.array([np.nan, 0.9, 0.95, 0.95])) == (3.0, 0.95)
-    assert plots._best_epoch(epoch, np.full(4, np.nan)) is None
+    rows = metrics_rows(4)
+    for row, acc in zip(rows, [np.nan, 0.9, 0.95, 0.95]):
+        row["val_accuracy"] = acc
+    chart = run_charts.learning_curves(rows)
+    [best] = [m for panel in chart.panels for m in panel.marks if m.marker == "star"]
+    assert (list(best.x), list(best.y)) == ([3.0], [0.95])
+    assert all(line.x == 3.0 for panel in chart.panels for line in panel.lines)
+    assert "best validation accuracy 95.00% at epoch 3" in chart.subtitle
+    for row in rows:
+        row["val_accuracy"] = np.nan
+    chart = run_charts.learning_curves(rows)
+    assert not any(m.marker == "star" for panel in chart.panels for m in panel.marks)
 
 
 # ----------------------------------------------------------------- confusion matrix

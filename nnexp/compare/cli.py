@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import shlex
 from pathlib import Path
 
@@ -10,8 +9,6 @@ import click
 
 from ..errors import NnexpError
 from ..values import is_missing
-from ..tracking.reading import MAX_TABLE_FILE, read_bytes
-from ..tracking.run import METRICS
 from .fmt import format_cell
 from .pareto import mark_front, sweep_objectives
 from .significance import ALPHA, PAIRED
@@ -96,7 +93,7 @@ def _plots(result: Comparison, sweep, plots_dir: Path) -> None:
         plots_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NnexpError(f"cannot create the plots directory {plots_dir}: {exc.strerror or exc}") from None
-    plots = comparison_plots(result.runs, _curves(result.runs), result.varied, result.metric, result.goal, plots_dir,
+    plots = comparison_plots(result.runs, None, result.varied, result.metric, result.goal, plots_dir,
                              sweep=sweep is not None, objectives=result.objectives)
     missing = "" if result.runs[result.metric].notna().any() else \
         f" (no run has {result.metric.removeprefix('metric.')} yet: its plots are left out)"
@@ -172,16 +169,3 @@ def _setting(result: Comparison, row: dict) -> str:
     names = result.columns[:len(result.varied)]
     return ", ".join(f"{k}={format_cell(k, row.get(k))}" for k in names) or "row 1"
 
-
-def _curves(runs, limit: int = 2000) -> dict:
-    """metrics.csv of each run (the first ``limit`` in the comparison's order), read as
-    the records read it (see tracking/reading.py)."""
-    import pandas as pd  # with matplotlib, only for --plots and --report
-
-    curves = {}
-    for run_id, path in zip(runs["id"][:limit], runs["path"][:limit]):
-        try:
-            curves[run_id] = pd.read_csv(io.BytesIO(read_bytes(Path(path) / METRICS, MAX_TABLE_FILE)))
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue
-    return curves

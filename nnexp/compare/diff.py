@@ -81,20 +81,17 @@ def curve_table(result: dict, columns=("val_accuracy", "val_loss"), max_rows: in
 
 def plot_curves(result: dict, path, labels: tuple[str, str]) -> None:
     """Both runs' loss and accuracy curves on one PNG (train dashed, validation solid)."""
-    from matplotlib.ticker import MaxNLocator  # matplotlib: only for --plot
+    from ..charts.matplotlib import save_png  # matplotlib: only for --plot
+    from ..charts.spec import PALETTE, Axis, Chart, Panel, Series
 
-    from ..figure import saved_figure
-
-    with saved_figure(path, ncols=2, figsize=(11, 4.5), layout="constrained") as (fig, axes):
-        for ax, kind in zip(axes, ("accuracy", "loss")):
-            for side, color in (("a", "tab:blue"), ("b", "tab:orange")):
-                for split, style in (("train", "--"), ("val", "-")):
-                    points = result["curves"][side].get(f"{split}_{kind}")
-                    if points:
-                        ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color,
-                                label=f"{labels[0 if side == 'a' else 1]} {split}")
-            ax.set(title=kind, xlabel=result["axis"])
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(True, alpha=0.3)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"a: {result['a']}   b: {result['b']}", fontsize=10)
+    panels = []
+    for kind in ("accuracy", "loss"):
+        marks = []
+        for side, color in (("a", PALETTE[0]), ("b", PALETTE[1])):
+            for split, dash in (("train", "dash"), ("val", "solid")):
+                points = result["curves"][side].get(f"{split}_{kind}")
+                if points:
+                    marks.append(Series([p[0] for p in points], [p[1] for p in points],
+                                        f"{labels[0 if side == 'a' else 1]} {split}", color=color, width=1.5, dash=dash))
+        panels.append(Panel(Axis(result["axis"], whole=True), Axis(kind), marks, title=kind))
+    save_png(Chart(f"a: {result['a']}   b: {result['b']}", panels, size=(11, 4.5)), path)

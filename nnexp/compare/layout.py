@@ -295,6 +295,7 @@ class Groups:
         table["runs"] = np.bincount(self.run_group, minlength=len(table))[: len(table)]
         self.table = table
         self._short: dict[str, list[str]] = {}
+        self._hovers: list[str] | None = None
         mean = table["mean"].to_numpy()
         sign = -1.0 if goal == "maximize" else 1.0
         order = np.lexsort((np.arange(len(mean)), np.where(np.isfinite(mean), sign * mean, np.inf)))
@@ -318,6 +319,25 @@ class Groups:
         if column not in self._short:
             self._short[column] = abbreviate([value_label(v, 200) for v in self.table[column]], 45)
         return self._short[column]
+
+    def hover_texts(self) -> list[str]:
+        """Each group's hover text (computed once): its parameters, the metric's mean, CI and n, and
+        the run if it is one."""
+        if self._hovers is None:
+            mean, ci95, n, runs = (self.table[c].to_numpy() for c in ("mean", "ci95", "n", "runs"))
+            first = np.unique(self.run_group, return_index=True)[1]  # group g's first run
+            ids = self.frame["id"].to_numpy()
+            name = metric_name(self.metric)
+            texts = []
+            for g in range(len(self.table)):
+                score = format_cell(self.metric, float(mean[g])) if np.isfinite(mean[g]) else "-"
+                ci = f" ± {format_cell(self.metric + ' ci95', float(ci95[g]))}" if np.isfinite(ci95[g]) else ""
+                lines = [self.label(g), f"{name} {score}{ci} (n={int(n[g])})"]
+                if runs[g] == 1:
+                    lines.append(f"run {ids[first[g]]}")
+                texts.append("\n".join(lines))
+            self._hovers = texts
+        return self._hovers
 
     @property
     def any_repeats(self) -> bool:

@@ -2,8 +2,10 @@
 matrix, errors, and for convolutional networks the first layer's filters and one image's feature maps.
 
 The plots take plain arrays: the trainer computes what a network makes of an
-image (``nnexp/feature_maps.py``), so this module knows nothing of layers.
-Figures are saved and closed through ``nnexp/figure.py``.
+image (``nnexp/feature_maps.py``), so this module knows nothing of layers. The learning
+curves and diagnostics are the run's chart descriptions (``nnexp/charts/run.py``, which the
+dashboard draws too); the image plots are drawn here. Figures are saved and closed
+through ``nnexp/charts/matplotlib.py``.
 """
 
 from __future__ import annotations
@@ -12,209 +14,62 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
-from ..figure import float_column, saved, saved_figure, widen_short_axes
-from .health import RULES
-
-TRAIN_COLOR = "tab:blue"
-VAL_COLOR = "tab:orange"
-BEST_COLOR = "tab:green"
+from ..charts.matplotlib import message_png, save_png, saved, saved_figure
+from ..charts.run import diagnostics_overview, learning_curves, number
+from .run import DIAGNOSTIC_COLUMNS
 
 
-def _message_png(path, text: str, title: str | None = None) -> None:
-    """A small PNG with a centred message, for plots with nothing to show."""
-    with saved_figure(path, figsize=(5, 2)) as (fig, ax):
-        ax.axis("off")
-        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=13, color="0.3")
-        if title:
-            ax.set_title(title)
-
-
-# ----------------------------------------------------------------- learning curves
+# ----------------------------------------------------------------- learning curves and diagnostics
 
 
 def plot_learning_curves(rows: list[dict], path, title: str | None = None) -> None:
-    """Loss and accuracy per epoch, train vs validation, side by side.
+    """Loss and accuracy per epoch (or step), train vs validation, side by side.
 
     Args:
-        rows: metrics.csv's rows, one dict per epoch with keys epoch, train_loss,
+        rows: metrics.csv's rows, one dict per epoch: epoch, train_loss,
             train_accuracy, val_loss, val_accuracy (accuracies as fractions; val_*
-            may be NaN or missing when there is no validation set); lr, seconds
-            are ignored.
+            NaN or missing without a validation set); lr, seconds are not drawn.
         path: PNG file to write.
         title: figure title; default "Learning curves".
 
     The best validation-accuracy epoch is marked on both panels.
     """
     title = title or "Learning curves"
-    metrics = pd.DataFrame(rows)
-    if len(metrics) == 0:
-        _message_png(path, "no epochs recorded yet", title)
+    if not rows:
+        message_png(path, "no epochs recorded yet", title)
         return
-    missing = {"epoch", "train_loss", "train_accuracy"} - set(metrics.columns)
+    missing = {"epoch", "train_loss", "train_accuracy"} - set(rows[0])
     if missing:
-        raise ValueError(f"metrics table lacks columns: {', '.join(sorted(missing))}")
-
-    df = metrics.sort_values("epoch")
-    epoch = df["epoch"].to_numpy()
-    val_loss = float_column(df, "val_loss")
-    val_acc = float_column(df, "val_accuracy")
-    best = _best_epoch(epoch, val_acc)
-
-    with saved_figure(path, ncols=2, figsize=(11, 4.2), layout="constrained") as (fig, (ax_loss, ax_acc)):
-        # Markers keep a single-epoch run visible (a line needs two points).
-        style = dict(marker="o", markersize=3.5 if len(df) <= 50 else 0, linewidth=1.6)
-        ax_loss.plot(epoch, df["train_loss"], color=TRAIN_COLOR, label="train", **style)
-        ax_acc.plot(epoch, df["train_accuracy"], color=TRAIN_COLOR, label="train", **style)
-        if np.isfinite(val_loss).any():
-            ax_loss.plot(epoch, val_loss, color=VAL_COLOR, label="validation", **style)
-        if np.isfinite(val_acc).any():
-            ax_acc.plot(epoch, val_acc, color=VAL_COLOR, label="validation", **style)
-
-        if best is not None:
-            best_epoch, best_acc = best
-            for ax in (ax_loss, ax_acc):
-                ax.axvline(best_epoch, color=BEST_COLOR, linestyle="--", linewidth=1,
-                           label=f"best val (epoch {best_epoch:g})")
-            ax_acc.plot([best_epoch], [best_acc], marker="*", markersize=13, color=BEST_COLOR,
-                        linestyle="none", zorder=5)
-            ax_acc.annotate(f"{_as_fraction(best_acc, val_acc):.2%}", (best_epoch, best_acc),
-                            textcoords="offset points", xytext=(0, -16), ha="center",
-                            color=BEST_COLOR, fontsize=9, fontweight="bold")
-
-        ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy loss")
-        ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
-        # Accuracies are stored as fractions; tolerate percent tables too.
-        acc_max = np.nanmax(np.r_[df["train_accuracy"].to_numpy(float), val_acc])
-        ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=100.0 if acc_max > 1.0 else 1.0))
-        for ax in (ax_loss, ax_acc):
-            widen_short_axes(ax, epoch)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(True, alpha=0.35)
-            ax.legend(loc="best", fontsize=9)
-        fig.suptitle(_curves_subtitle(title, df, best), fontsize=13)
-
-
-def _best_epoch(epoch: np.ndarray, val_acc: np.ndarray) -> tuple[float, float] | None:
-    """(epoch, accuracy) of the highest validation accuracy, first on ties; None if no val."""
-    if not np.isfinite(val_acc).any():
-        return None
-    i = int(np.nanargmax(val_acc))
-    return float(epoch[i]), float(val_acc[i])
-
-
-def _as_fraction(value: float, reference: np.ndarray) -> float:
-    """Accuracy as a fraction whether the table stores fractions or percents."""
-    return value / 100.0 if np.nanmax(reference) > 1.0 else value
-
-
-def _curves_subtitle(title: str, df: pd.DataFrame, best) -> str:
-    """Title plus a one-line summary of the run's end state."""
-    last = df.iloc[-1]
-    parts = [f"{len(df)} epoch{'s' if len(df) != 1 else ''}",
-             f"final train acc {_as_fraction(last['train_accuracy'], df['train_accuracy']):.2%}"]
-    if best is not None:
-        parts.append(f"best val acc {_as_fraction(best[1], df['val_accuracy']):.2%} "
-                     f"at epoch {best[0]:g}")
-    return f"{title}  —  " + ", ".join(parts)
-
-
-# ----------------------------------------------------------------- diagnostics
-
-REFERENCE_COLOR = "tab:red"
+        raise ValueError(f"metrics rows lack columns: {', '.join(sorted(missing))}")
+    chart = learning_curves(sorted(rows, key=lambda row: number(row.get("epoch"))), title)
+    if chart is None:
+        message_png(path, "no loss or accuracy recorded yet", title)
+        return
+    save_png(chart, path)
 
 
 def plot_diagnostics(rows: list[dict], path, title: str | None = None) -> None:
     """Per-layer diagnostics over the epochs, in three panels: dead (ReLU) and
-    saturated (sigmoid, tanh) fractions, the weights' gradient norms (log scale)
-    and the weights' update ratios (log scale), one line per layer, darker for
-    earlier layers. Dashed red lines mark the thresholds of the rules
+    saturated (sigmoid, tanh) fractions, the weights' gradient norms and update
+    ratios (log scale where they span decades), one line per layer, darker for
+    earlier layers. Dotted red lines mark the thresholds of the rules
     (nnexp/tracking/health.py): half the units dead, an update ratio of 0.1.
 
     Args:
-        rows: diagnostics.csv's rows, dicts with keys epoch, layer, name, stat, value.
+        rows: diagnostics.csv's rows, one dict per value: epoch, layer, name, stat, value.
         path: PNG file to write.
         title: figure title; default "Per-layer diagnostics".
     """
     title = title or "Per-layer diagnostics"
-    diagnostics = pd.DataFrame(rows)
-    if len(diagnostics) == 0:
-        _message_png(path, "no diagnostics recorded", title)
+    if not rows:
+        message_png(path, "no diagnostics recorded", title)
         return
-    missing = set(("epoch", "layer", "name", "stat", "value")) - set(diagnostics.columns)
+    missing = set(DIAGNOSTIC_COLUMNS) - set(rows[0])
     if missing:
-        raise ValueError(f"diagnostics table lacks columns: {', '.join(sorted(missing))}")
-    df = diagnostics.assign(value=pd.to_numeric(diagnostics["value"], errors="coerce"))
-    epochs = np.sort(df["epoch"].unique())
-    units = _diagnostic_lines(df, ("dead_fraction", "saturated_fraction"))
-    weights = df[df["name"].astype(str).str.endswith(".W")]
-    kinds = {int(layer): str(name) for layer, name in zip(df["layer"], df["name"]) if "." not in str(name)}
-    grads = _diagnostic_lines(weights, ("grad_norm",))
-    updates = _diagnostic_lines(weights, ("update_ratio",))
-    style = dict(marker="o", markersize=3 if len(epochs) <= 50 else 0, linewidth=1.5)
-
-    with saved_figure(path, ncols=3, figsize=(15, 5.4), layout="constrained") as (fig, (ax_u, ax_g, ax_r)):
-        for (layer, name, stat), line, color in _colored(units):
-            ax_u.plot(line.index, line.to_numpy(), color=color, label=f"layer {layer} {name}",
-                      linestyle="--" if stat == "saturated_fraction" else "-", **style)
-        dead = RULES["dead_units"].threshold
-        ax_u.axhline(dead, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {dead:.0%}")
-        ax_u.set(title="Dead (ReLU, solid) / saturated (sigmoid, tanh, dashed)", xlabel="epoch", ylabel="fraction of the layer's units",
-                 ylim=(-0.03, 1.03))
-        ax_u.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-        if not units:
-            ax_u.text(0.5, 0.62, "no ReLU, LeakyReLU,\nsigmoid or tanh layer", transform=ax_u.transAxes,
-                      ha="center", va="center", color="0.4")
-        for ax, lines in ((ax_g, grads), (ax_r, updates)):
-            for (layer, name, _), line, color in _colored(lines):
-                label = f"{name} ({kinds[layer]})" if layer in kinds else name
-                ax.plot(line.index, line.to_numpy(), color=color, label=label, **style)
-        large = RULES["large_updates"].threshold
-        ax_r.axhline(large, color=REFERENCE_COLOR, linestyle=":", linewidth=1.2, label=f"warning above {large:g}")
-        ax_g.set(title="Gradient norm of the weights", xlabel="epoch", ylabel="L2 norm")
-        ax_r.set(title="Update ratio of the weights", xlabel="epoch", ylabel="|last step's change| / |weights|")
-        for ax, lines, nothing in ((ax_g, grads, "every gradient is 0"), (ax_r, updates, "no step changed a weight")):
-            if _positive_values(lines):
-                ax.set_yscale("log", nonpositive="mask")  # a zero gradient is left out, not drawn at the bottom
-                ax.set_ylabel(ax.get_ylabel() + " (log scale)")
-                plain = FuncFormatter(lambda v, _: f"{v:.2g}")  # 0.01 rather than 10^-2
-                low, high = ax.get_ylim()
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(plain if high < 10 * low else NullFormatter())
-            else:
-                ax.text(0.5, 0.62, nothing if lines else "no dense or conv weights", transform=ax.transAxes,
-                        ha="center", va="center", color="0.3", fontsize=12)
-        for ax in (ax_u, ax_g, ax_r):
-            if len(epochs):
-                widen_short_axes(ax, epochs.astype(float))
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
-            ax.grid(True, alpha=0.35, which="major")
-            if ax.get_legend_handles_labels()[0]:  # below the panel: a deep network's lines fill it
-                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=3, frameon=False,
-                          columnspacing=1.0, handlelength=1.6)
-        fig.suptitle(f"{title}  —  {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}", fontsize=13)
-
-
-def _diagnostic_lines(df: pd.DataFrame, stats: tuple) -> list[tuple[tuple, pd.Series]]:
-    """((layer, name, stat), values indexed by epoch) for each stat in ``stats``, in layer order."""
-    chosen = df[df["stat"].isin(stats)]
-    return [((int(layer), str(name), str(stat)), group.set_index("epoch")["value"].sort_index())
-            for (layer, name, stat), group in chosen.groupby(["layer", "name", "stat"], sort=True)]
-
-
-def _colored(lines):
-    """(key, line, color): earlier layers darker, on one colour scale per panel."""
-    cmap = plt.get_cmap("viridis")
-    n = len(lines)
-    return [(key, line, cmap(0.85 * i / max(n - 1, 1))) for i, (key, line) in enumerate(lines)]
-
-
-def _positive_values(lines) -> bool:
-    """Whether any line has a finite value above 0 (a log axis needs one)."""
-    return any(np.any(np.isfinite(v) & (v > 0)) for v in (line.to_numpy(float) for _, line in lines))
+        raise ValueError(f"diagnostics rows lack columns: {', '.join(sorted(missing))}")
+    save_png(diagnostics_overview(rows, title), path)
 
 
 # ----------------------------------------------------------------- confusion matrix
@@ -319,7 +174,7 @@ def plot_misclassified(images, y_true, y_pred, probs, classes, path, max_images:
     probs = None if probs is None else np.asarray(probs)
     wrong = np.flatnonzero(y_true != y_pred)
     if wrong.size == 0:
-        _message_png(path, "no misclassified images", "Misclassified images")
+        message_png(path, "no misclassified images", "Misclassified images")
         return 0
 
     shown = wrong[:max_images]
