@@ -631,18 +631,16 @@ def fine_diagnostics(tmp_path_factory):
         yield server
 
 
-def test_log_axes_of_norms_are_labelled_at_decades_or_one_two_five(fine_diagnostics):
+def test_log_axes_of_norms_are_labelled_at_decades_only(fine_diagnostics):
     charts = {c["id"]: c["figure"] for c in get_json(fine_diagnostics, "/api/runs/fine/charts")["charts"]}
     for stat in ("grad_norm", "weight_norm", "update_ratio"):
         figure = charts[f"diagnostics-{stat}"]
         values = [v for trace in figure["data"] for v in trace["y"]]
         y = figure["layout"]["yaxis"]
-        assert y["type"] == "log", stat
-        shown = [(v, t) for v, t in zip(y["tickvals"], y["ticktext"]) if min(values) <= v <= max(values)]
-        assert 2 <= len(shown) <= 8 and len({t for _, t in shown}) == len(shown), (stat, shown)
-        for value, text in shown:
-            mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
-            assert round(mantissa, 6) in (1, 2, 5) and float(text) == pytest.approx(value), (stat, value, text)
+        assert y["type"] == "log" and y["dtick"] == 1, (stat, y)  # one label a decade, none between
+        low, high = y["range"]
+        assert low == math.floor(low) and high == math.ceil(high), (stat, y["range"])  # whole decades
+        assert 10 ** low <= min(values) and max(values) <= 10 ** high and high - low >= 2, (stat, y["range"])
 
 
 def test_diagnostic_axes_print_distinct_labels_apart(chromium, fine_diagnostics):
