@@ -31,7 +31,8 @@ import yaml
 from .augment import AUGMENT_SPECS, Augmenter
 from .data.custom import CUSTOM, peek
 from .errors import ConfigError, DataError
-from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
+from .engines import ENGINES
+from .nn import LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
 from .nn.user_layers import Stack, class_name, is_user_type, load_class, option_table, resolve_type
 from .tracking.records import layers_text
 
@@ -90,7 +91,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "layers": Field(list),
         "dtype": Field(str, "float32", choices=("float32", "float64")),
-        # which implementation computes the network (nnexp/nn/engines.py)
+        # which implementation computes the network (nnexp/engines.py)
         "engine": Field(str, "fast", choices=tuple(ENGINES)),
         # straighten each input image first (nnexp/nn/deskew.py); part of the model
         "deskew": Field(bool, False),
@@ -282,9 +283,10 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
                                      required="model" in raw)
     out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, "adam", problems, _optimizer_extra())
     out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, "constant", problems, {})
+    _resolve_engine(raw, out, problems)
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
-        model["layers"] = _check_layers(model["layers"], problems, base_dir)
+        model["layers"] = _check_layers(model["layers"], problems, base_dir, engine=model["engine"])
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
         fields = {key: Field(t, d) for key, (t, d) in AUGMENT_SPECS.items()}
@@ -292,7 +294,6 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
     if train is not INVALID and train["early_stopping"] not in (None, INVALID):
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
-    _resolve_engine(raw, out, problems)
     shape, n_classes = _data_shape(out["data"], problems, base_dir)
     _check_cross(out, problems, n_classes)
     _try_construct(out, problems, shape)
@@ -500,8 +501,10 @@ def _optimizer_extra() -> dict[str, Field]:
     return {"lr": Field(float, 0.001, _positive)}
 
 
-def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
-    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option)."""
+def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers",
+                  engine=None) -> list:
+    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option, whose
+    layers are reference ones); ``engine`` adds its own layer options (nnexp/engines.py)."""
     if not layers:
         problems.append(f"'{prefix}' must list at least one layer")
         return INVALID
@@ -523,8 +526,16 @@ def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str 
             problems.append(f"'{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})")
             out.append(INVALID)
             continue
+        own = ENGINES[engine].layer_options.get(kind, {}) if engine in ENGINES else {}
+        for key in sorted(set(given) - set(LAYER_SPECS[kind]) - set(own)):
+            engines = [name for name, e in ENGINES.items() if key in e.layer_options.get(kind, {})]
+            if engines:   # an option of another engine: say which, rather than "unknown"
+                if engine in ENGINES:   # (a bad engine is a problem of its own)
+                    problems.append(f"'{where}.{key}' is an option of the {engines[0]} engine only "
+                                    f"(model.engine: {engines[0]}); model.engine is {engine!r}")
+                given.pop(key)
         # a None default (pooling stride) means the key may also be given as null
-        fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
+        fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in {**LAYER_SPECS[kind], **own}.items()}
         out.append({"type": kind, **_check_fields(given, fields, where, problems)})
     if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
                                             or is_user_type(layer["type"]) for layer in out):

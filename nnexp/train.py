@@ -25,10 +25,11 @@ from .config import describe_layers, dump_yaml
 from .data import load_dataset
 from .diagnostics import Diagnostics
 from .ema import WeightEMA
+from .engines import ENGINES, load_optimizer_state, optimizer_state
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
 from .layer_code import save_copies
-from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
+from .nn import SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
 from .tracking.api import Run as TrackedRun
@@ -127,7 +128,7 @@ def train_one_epoch(steps, optimizer, schedule, x, y, batch_size, rngs, epoch, s
                     augment=None, ema=None, before_last_step=None):
     """One pass over the shuffled training set; returns (mean loss, accuracy, next step).
 
-    ``steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
+    ``steps`` (the engine's, see nnexp/engines.py) computes each batch's
     loss and gradients: forward, loss, backward, in one piece or in shards
     (``train.data_parallel``). ``augment`` (an
     Augmenter or None) transforms each training batch, drawing from its own
@@ -231,7 +232,7 @@ def _restore(ckpt, model, optimizer, rngs, ema=None) -> None:
     """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
     try:
         model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optim, internal=True)
+        load_optimizer_state(optimizer, ckpt.optim)
         if ema is not None:
             ema.load_state_dict(ckpt.ema or {})
     except (ValueError, KeyError, TypeError) as exc:
@@ -318,7 +319,7 @@ def _fit(cfg, run: TrackedRun, data, steps, optimizer, rngs, t_data, t_start, lo
             epoch=epoch, step=step, train_seconds=train_seconds, log_seconds=log_seconds, rows=rows,
             stopper={k: v for k, v in stopper.__dict__.items() if k in ("best", "best_epoch", "bad_epochs")},
             rng_states=checkpoint.rng_states(rngs), config_digest=checkpoint.config_digest(cfg), stop=stop,
-            model=model.state_dict(), optim=optimizer.state_dict(internal=True), best=best_state,
+            model=model.state_dict(), optim=optimizer_state(optimizer), best=best_state,
             ema=ema.state_dict() if ema is not None else None, diagnostics_seconds=diagnostics_seconds))
         run.folder.notify_file(CHECKPOINT)
         ckpt_seconds += time.perf_counter() - t_ckpt

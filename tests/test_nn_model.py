@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
+from nnexp.engines import ENGINES
 from nnexp.nn import (
-    ENGINES,
     LAYER_SPECS,
     REQUIRED,
     Dense,

@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 from nnexp.config import InvalidConfig, load_config
+from nnexp.engines import ENGINES
 from nnexp.gradients import TOLERANCE, check_config
 from nnexp.layer_code import CODE, MANIFEST
-from nnexp.nn import ENGINES, user_layers
+from nnexp.nn import user_layers
 from nnexp.sweep.runner import SweepRunner
 from nnexp.tracking import RunStore
 from nnexp.train import train

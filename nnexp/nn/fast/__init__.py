@@ -19,8 +19,8 @@ reference`` with the plain layers of nnexp.nn.
 
 from .data_parallel import DataParallel
 from .forked import map_batches
-from .model import FastSequential, build_fast_model, make_fast_layer
+from .model import FAST_LAYER_SPECS, FastSequential, build_fast_model, fast_twin
 from .optim import FAST_OPTIMIZERS
 
-__all__ = ["DataParallel", "FAST_OPTIMIZERS", "FastSequential", "build_fast_model", "make_fast_layer",
-           "map_batches"]
+__all__ = ["DataParallel", "FAST_LAYER_SPECS", "FAST_OPTIMIZERS", "FastSequential", "build_fast_model",
+           "fast_twin", "map_batches"]
