@@ -504,7 +504,7 @@ def _optimizer_extra() -> dict[str, Field]:
 def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers",
                   engine=None) -> list:
     """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option, whose
-    layers are reference ones); ``engine`` adds its own layer options (nnexp/engines.py)."""
+    layers are reference ones) for ``engine``, which may add layer options (nnexp/engines.py)."""
     if not layers:
         problems.append(f"'{prefix}' must list at least one layer")
         return INVALID
@@ -529,11 +529,13 @@ def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str 
         own = ENGINES[engine].layer_options.get(kind, {}) if engine in ENGINES else {}
         for key in sorted(set(given) - set(LAYER_SPECS[kind]) - set(own)):
             engines = [name for name, e in ENGINES.items() if key in e.layer_options.get(kind, {})]
-            if engines:   # an option of another engine: say which, rather than "unknown"
-                if engine in ENGINES:   # (a bad engine is a problem of its own)
-                    problems.append(f"'{where}.{key}' is an option of the {engines[0]} engine only "
-                                    f"(model.engine: {engines[0]}); model.engine is {engine!r}")
-                given.pop(key)
+            if not engines:
+                continue   # unknown to every engine: _check_fields names it
+            value, default = given.pop(key), ENGINES[engines[0]].layer_options[kind][key][1]
+            # at its default it asks for nothing (a config resolved for the other engine has it)
+            if engine in ENGINES and value != default:   # (a bad engine is a problem of its own)
+                problems.append(f"'{where}.{key}' is an option of the {engines[0]} engine only "
+                                f"(model.engine: {engines[0]}); model.engine is {engine!r}")
         # a None default (pooling stride) means the key may also be given as null
         fields = {key: Field(t, d, nullable=d is None) for key, (t, d) in {**LAYER_SPECS[kind], **own}.items()}
         out.append({"type": kind, **_check_fields(given, fields, where, problems)})
@@ -557,7 +559,7 @@ def _check_user_layer(kind: str, given: dict, where: str, problems: list[str], b
     checked = _check_fields(given, fields, f"{where}", problems)
     for key, (t, _) in table.items():
         if t is Stack and checked[key] not in (None, INVALID):
-            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}")
+            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}", engine="reference")
     return {"type": kind, **checked}
 
 

@@ -19,7 +19,7 @@ from .nn import OPTIMIZERS, build_model, forward_backward
 from .nn.fast import FAST_LAYER_SPECS, FAST_OPTIMIZERS, DataParallel, build_fast_model
 from .nn.fast.optim import FlatOptimizer
 
-__all__ = ["Engine", "ENGINES", "OneProcess", "layers_for", "optimizer_state", "load_optimizer_state"]
+__all__ = ["Engine", "ENGINES", "OneProcess", "engine_options", "layers_for", "optimizer_state", "load_optimizer_state"]
 
 
 class OneProcess:
@@ -79,3 +79,8 @@ def load_optimizer_state(optimizer, state: dict) -> None:
         optimizer.load_state_dict(state, internal=True)
     else:
         optimizer.load_state_dict(state)
+
+
+def engine_options(kind) -> dict:
+    """{option: default} of the options that engines add to layer type ``kind``."""
+    return {key: default for e in ENGINES.values() for key, (_, default) in e.layer_options.get(kind, {}).items()}

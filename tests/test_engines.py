@@ -11,6 +11,7 @@ archive), on the same machine: the bits depend on the CPU and BLAS, so they
 cannot be stored.
 """
 
+import copy
 import csv
 import json
 import os
@@ -24,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from nnexp import checkpoint
+from nnexp.config import load_config
+from nnexp.engines import ENGINES
 
 REPO = Path(__file__).resolve().parent.parent
 #: the code whose training numbers the fast engine reproduces bit for bit
@@ -149,3 +154,29 @@ def test_a_fast_engine_option_on_the_reference_engine_is_a_config_error(nnexp, t
 def test_engine_must_be_known(nnexp, tiny_config):
     code, _, err = nnexp("run", tiny_config, "model.engine=turbo")
     assert code == 2 and "model.engine" in err and "fast" in err and "reference" in err
+
+
+REFERENCE_CNN = ("model:\n  engine: reference\n  layers:\n"
+                 "    - {type: conv2d, out_channels: 8, algorithm: auto}\n"
+                 "    - {type: dense, units: 10}\n")
+
+
+def test_a_fast_engine_option_at_its_default_is_dropped_on_the_reference_engine(tmp_path):
+    """A config resolved when every engine listed the option (a reference run's config.yaml) still loads."""
+    (tmp_path / "cnn.yaml").write_text(REFERENCE_CNN)
+    cfg = load_config(tmp_path / "cnn.yaml")
+    assert "algorithm" not in cfg["model"]["layers"][0]
+    model = ENGINES["reference"].build_model(cfg["model"]["layers"], (1, 28, 28), np.random.default_rng(0))
+    assert type(model.layers[0]).__name__ == "Conv2D"
+
+
+def test_a_reference_config_keeps_its_checkpoint_digest(tmp_path):
+    """The digest counts every engine's layer options at their defaults, as the configs of
+    checkpoints written when every engine listed them did."""
+    (tmp_path / "cnn.yaml").write_text(REFERENCE_CNN.replace(", algorithm: auto", ""))
+    cfg = load_config(tmp_path / "cnn.yaml")
+    as_resolved_with_every_option = copy.deepcopy(cfg)
+    as_resolved_with_every_option["model"]["layers"][0]["algorithm"] = "auto"
+    assert checkpoint.config_digest(cfg) == checkpoint.config_digest(as_resolved_with_every_option)
+    fast = load_config(tmp_path / "cnn.yaml", ["model.engine=fast"])
+    assert checkpoint.config_digest(fast) != checkpoint.config_digest(cfg)   # the engine still counts
