@@ -1,7 +1,10 @@
 """nnexp.nn.fast: the speed machinery beside the reference network.
 
 Each piece is a variant of a reference piece of nnexp.nn, selected by the
-config and tested against it:
+config and tested against it; the reference modules never import this
+package.  A fast model is the reference model a config describes with each
+layer swapped for its variant (model.py, ``fast_twin``); options only this
+engine has are declared here (``FAST_LAYER_SPECS``):
 
     layers.py, conv.py, pooling.py, batchnorm.py   the layers, with buffers reused,
         fewer passes, activations kept in their memory layout (layout.py) and a
