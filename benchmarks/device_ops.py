@@ -36,7 +36,7 @@ import nnexp.train as train_module  # noqa: E402
 from nnexp.augment import Augmenter  # noqa: E402
 from nnexp.config import load_config  # noqa: E402
 from nnexp.data import load_dataset  # noqa: E402
-from nnexp.nn.engines import OneProcess  # noqa: E402
+from nnexp.engines import OneProcess  # noqa: E402
 from nnexp.nn.optim import OPTIMIZERS  # noqa: E402
 
 OPS = cupy_standin.OPERATIONS

@@ -33,6 +33,7 @@ import numpy as np
 from .atomic import atomic_writer
 from .config import DATA_LOCATION_KEYS
 from .early_stopping import Patience
+from .engines import engine_options
 from .errors import NnexpError
 from .tracking.run import CHECKPOINT
 
@@ -101,6 +102,9 @@ def config_digest(cfg: dict) -> str:
     # keys at the defaults they had before they existed are left out, so that configs
     # written without them keep their digest (and their checkpoints)
     model = {k: v for k, v in cfg["model"].items() if not (k == "engine" and v == "fast")}
+    # each layer with every engine's own options (at their defaults where the engine lacks them), as
+    # configs resolved when every engine listed them were
+    model["layers"] = [{**engine_options(layer.get("type")), **layer} for layer in model["layers"]]
     # neither the device nor the diagnostics shape the numbers: a run may go on on another device
     # (bit for bit only on the same one) and with or without diagnostics
     train = {k: v for k, v in cfg["train"].items() if k not in ("device", "diagnostics")}

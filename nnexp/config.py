@@ -31,7 +31,8 @@ import yaml
 from .augment import AUGMENT_SPECS, Augmenter
 from .data.custom import CUSTOM, peek
 from .errors import ConfigError, DataError
-from .nn import ENGINES, LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
+from .engines import ENGINES
+from .nn import LAYER_SPECS, OPTIMIZER_SPECS, OPTIMIZERS, REQUIRED, SCHEDULE_SPECS, make_schedule
 from .nn.user_layers import Stack, class_name, is_user_type, load_class, option_table, resolve_type
 from .tracking.records import layers_text
 
@@ -115,7 +116,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "layers": Field(list),
         "dtype": Field(str, "float32", choices=("float32", "float64")),
-        # which implementation computes the network (nnexp/nn/engines.py)
+        # which implementation computes the network (nnexp/engines.py)
         "engine": Field(str, "fast", choices=tuple(ENGINES)),
         # straighten each input image first (nnexp/nn/deskew.py); part of the model
         "deskew": Field(bool, False),
@@ -317,16 +318,16 @@ def validate(raw: dict, source: str = "config", base_dir=None) -> dict:
                                      required="model" in raw)
     out["optimizer"] = _check_named(raw, "optimizer", OPTIMIZER_SPECS, DEFAULT_OPTIMIZER, problems, OPTIMIZER_EXTRA)
     out["schedule"] = _check_named(raw, "schedule", SCHEDULE_SPECS, DEFAULT_SCHEDULE, problems, {})
+    _resolve_engine(raw, out, problems)
     model = out["model"]
     if model is not INVALID and model["layers"] is not INVALID:
-        model["layers"] = _check_layers(model["layers"], problems, base_dir)
+        model["layers"] = _check_layers(model["layers"], problems, base_dir, engine=model["engine"])
     data, train = out["data"], out["train"]
     if data is not INVALID and data["augment"] not in (None, INVALID):
         data["augment"] = _check_fields(data["augment"], option_fields(AUGMENT_SPECS), "data.augment", problems)
     if train is not INVALID and train["early_stopping"] not in (None, INVALID):
         train["early_stopping"] = _check_fields(train["early_stopping"], EARLY_STOPPING, "train.early_stopping",
                                                 problems)
-    _resolve_engine(raw, out, problems)
     shape, n_classes = _data_shape(out["data"], problems, base_dir)
     _check_cross(out, problems, n_classes)
     _try_construct(out, problems, shape)
@@ -529,18 +530,21 @@ def _check_named(raw, section, specs, default_name, problems: list[str], extra: 
     return {"name": name, **_check_fields(given, {**option_fields(specs[name]), **extra}, section, problems)}
 
 
-def option_fields(table: dict[str, tuple]) -> dict[str, Field]:
-    """The Fields of an option table ``{option: (type, default)}`` of nnexp.nn or nnexp.augment."""
-    return {key: Field(t, d) for key, (t, d) in table.items()}
+def option_fields(table: dict[str, tuple], nullable: bool = False) -> dict[str, Field]:
+    """The Fields of an option table ``{option: (type, default)}`` of nnexp.nn, an engine or nnexp.augment;
+    ``nullable``: an option whose default is None may also be given as null (pooling's stride)."""
+    return {key: Field(t, d, nullable=nullable and d is None) for key, (t, d) in table.items()}
 
 
 def layer_fields(kind: str) -> dict[str, Field]:
-    """The Fields of a built-in layer's options; a None default (pooling stride) may also be given as null."""
-    return {key: Field(t, d, nullable=d is None) for key, (t, d) in LAYER_SPECS[kind].items()}
+    """The Fields of a built-in layer's options, on every engine."""
+    return option_fields(LAYER_SPECS[kind], nullable=True)
 
 
-def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers") -> list:
-    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option)."""
+def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str = "model.layers",
+                  engine=None) -> list:
+    """The checked layer specs of ``prefix`` (model.layers, or a composite layer's option, whose
+    layers are reference ones) for ``engine``, which may add layer options (nnexp/engines.py)."""
     if not layers:
         problems.append(f"'{prefix}' must list at least one layer")
         return INVALID
@@ -562,7 +566,18 @@ def _check_layers(layers: list, problems: list[str], base_dir=None, prefix: str 
             problems.append(f"'{where}.type' is {kind!r}{did_you_mean} (allowed: {', '.join(LAYER_SPECS)})")
             out.append(INVALID)
             continue
-        out.append({"type": kind, **_check_fields(given, layer_fields(kind), where, problems)})
+        own = ENGINES[engine].layer_options.get(kind, {}) if engine in ENGINES else {}
+        for key in sorted(set(given) - set(LAYER_SPECS[kind]) - set(own)):
+            engines = [name for name, e in ENGINES.items() if key in e.layer_options.get(kind, {})]
+            if not engines:
+                continue   # unknown to every engine: _check_fields names it
+            value, default = given.pop(key), ENGINES[engines[0]].layer_options[kind][key][1]
+            # at its default it asks for nothing (a config resolved for the other engine has it)
+            if engine in ENGINES and value != default:   # (a bad engine is a problem of its own)
+                problems.append(f"'{where}.{key}' is an option of the {engines[0]} engine only "
+                                f"(model.engine: {engines[0]}); model.engine is {engine!r}")
+        fields = {**layer_fields(kind), **option_fields(own, nullable=True)}
+        out.append({"type": kind, **_check_fields(given, fields, where, problems)})
     if prefix == "model.layers" and not any(layer is INVALID or layer["type"] == "dense"
                                             or is_user_type(layer["type"]) for layer in out):
         problems.append("'model.layers' has no dense layer, so the network has nothing to learn")
@@ -583,7 +598,7 @@ def _check_user_layer(kind: str, given: dict, where: str, problems: list[str], b
     checked = _check_fields(given, fields, f"{where}", problems)
     for key, (t, _) in table.items():
         if t is Stack and checked[key] not in (None, INVALID):
-            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}")
+            checked[key] = _check_layers(checked[key], problems, base_dir, f"{where}.{key}", engine="reference")
     return {"type": kind, **checked}
 
 

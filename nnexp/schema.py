@@ -18,6 +18,7 @@ import json
 from .augment import AUGMENT_SPECS
 from .config import (DEFAULT_OPTIMIZER, DEFAULT_SCHEDULE, EARLY_STOPPING, OPTIMIZER_EXTRA, REQUIRED, SCHEMA,
                      TOP_LEVEL, Field, layer_fields, option_fields)
+from .engines import ENGINES
 from .nn import LAYER_SPECS, OPTIMIZER_SPECS, SCHEDULE_SPECS
 from .sweep.spec import HALVING_FIELDS, METRICS, OBJECTIVE_FIELDS, OBJECTIVES, PARAM_FIELDS, SPEC_FIELDS
 
@@ -73,7 +74,12 @@ def by_name(key: str, variants: dict[str, dict[str, Field]], default: str | None
 def config_schema() -> dict:
     """The schema of a run config (nnexp/config.py)."""
     sections = {name: mapping(fields, nullable=name != "model") for name, fields in SCHEMA.items()}
-    layer = by_name("type", {kind: layer_fields(kind) for kind in LAYER_SPECS}, None)
+    # an engine's own layer options (the fast conv's algorithm) are keys of the layer; the validator
+    # says when a config's engine lacks one
+    own = {kind: {key: spec for e in ENGINES.values() for key, spec in e.layer_options.get(kind, {}).items()}
+           for kind in LAYER_SPECS}
+    layer = by_name("type", {kind: {**layer_fields(kind), **option_fields(own[kind], nullable=True)}
+                             for kind in LAYER_SPECS}, None)
     layer["properties"]["type"] = {"anyOf": [layer["properties"]["type"], USER_LAYER]}
     sections["model"]["properties"]["layers"] = {"type": "array", "minItems": 1, "items": layer}
     data = sections["data"]["properties"]

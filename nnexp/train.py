@@ -30,10 +30,11 @@ from .data import load_dataset
 from .diagnostics import Diagnostics
 from .early_stopping import EarlyStopping, Patience
 from .ema import WeightEMA
+from .engines import ENGINES, load_optimizer_state, optimizer_state
 from .errors import NnexpError
 from .feature_maps import feature_maps, first_conv_weights
 from .layer_code import save_copies
-from .nn import ENGINES, SoftmaxCrossEntropy, make_schedule, save_weights
+from .nn import SoftmaxCrossEntropy, make_schedule, save_weights
 from .nn.arrays import to_numpy
 from .tracking import Run, RunStore
 from .tracking.api import Run as TrackedRun
@@ -117,7 +118,7 @@ class Setup:
     val_set: tuple  # (x, y) of the validation set, on the model's device
     model: object
     optimizer: object
-    steps: object  # the engine's: computes each batch's loss and gradients (nnexp/nn/engines.py)
+    steps: object  # the engine's: computes each batch's loss and gradients (nnexp/engines.py)
     schedule: object  # step -> learning rate
     rngs: dict
     augment: Augmenter | None
@@ -245,7 +246,7 @@ def train_one_epoch(s: Setup, epoch: int, step: int) -> tuple[float, float, int]
     """One pass over the shuffled training set, from optimizer step ``step``;
     returns (mean loss, accuracy, next step).
 
-    ``s.steps`` (the engine's, see nnexp/nn/engines.py) computes each batch's
+    ``s.steps`` (the engine's, see nnexp/engines.py) computes each batch's
     loss and gradients: forward, loss, backward, in one piece or in shards
     (``train.data_parallel``). ``s.augment`` (an Augmenter or None) transforms
     each training batch, drawing from its own random stream; ``s.ema`` (a
@@ -321,7 +322,7 @@ def _finish(s: Setup, state: TrainState) -> None:
 def snapshot(s: Setup) -> dict:
     """The TrainState fields that copy the live objects: weights, optimizer buffers, the weights' average,
     the random generators."""
-    return dict(model=s.model.state_dict(), optim=s.optimizer.state_dict(internal=True),
+    return dict(model=s.model.state_dict(), optim=optimizer_state(s.optimizer),
                 ema=s.ema.state_dict() if s.ema is not None else None, rng_states=checkpoint.rng_states(s.rngs))
 
 
@@ -380,7 +381,7 @@ def _restore(saved: TrainState, model, optimizer, rngs, ema=None) -> None:
     """Weights, optimizer buffers, the weights' average and random generators as they were at the checkpoint."""
     try:
         model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optim, internal=True)
+        load_optimizer_state(optimizer, saved.optim)
         if ema is not None:
             ema.load_state_dict(saved.ema or {})
     except (ValueError, KeyError, TypeError) as exc:

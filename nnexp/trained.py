@@ -9,10 +9,11 @@ work on it unchanged.
 
 from __future__ import annotations
 
+from .engines import ENGINES
 from .ensemble import KIND, EnsembleModel
 from .errors import NnexpError
 from .layer_code import load_run_config
-from .nn import ENGINES, load_weights
+from .nn import load_weights
 from .tracking import RunInfo, RunNotFound, RunStore
 from .tracking.run import MODEL
 

@@ -1,7 +1,8 @@
 """model.engine: the reference and the fast engine through the whole program.
 
-The fast engine is the default, and the shipped configs' numbers are pinned:
-short runs of every shipped config (and of configs/cnn.yaml with
+The fast engine is the default, and its numbers are pinned: short runs of
+every shipped config on the fast engine (configs/seed-2layer.yaml, which
+names the reference engine, with model.engine left out; and configs/cnn.yaml with
 train.data_parallel=2) give byte-identical model.npz, metrics and test
 figures with this code and with the code of PINNED_COMMIT, whose runs the
 README's results come from.  The expected files are made inside the test, by
@@ -10,6 +11,7 @@ archive), on the same machine: the bits depend on the CPU and BLAS, so they
 cannot be stored.
 """
 
+import copy
 import csv
 import json
 import os
@@ -22,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from nnexp import checkpoint
+from nnexp.config import load_config
+from nnexp.engines import ENGINES
 
 REPO = Path(__file__).resolve().parent.parent
 #: the code whose training numbers the fast engine reproduces bit for bit
@@ -50,11 +57,21 @@ def pinned_code(tmp_path_factory):
     return root
 
 
-def train(code: Path, config: str, store: Path, extra: list[str]) -> Path:
-    """`nnexp run` of a shipped config with the nnexp package found in ``code``."""
+def on_the_fast_engine(config: str, folder: Path) -> Path:
+    """A copy of a shipped config in ``folder`` with its model.engine left out: the fast
+    engine's network (the pinned code has no other), the same for a config on the reference one."""
+    cfg = yaml.safe_load((REPO / "configs" / config).read_text())
+    cfg["model"].pop("engine", None)
+    path = folder / config
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def train(code: Path, config: Path, store: Path, extra: list[str]) -> Path:
+    """`nnexp run` of a config with the nnexp package found in ``code``."""
     env = dict(os.environ, PYTHONPATH=str(code))
     done = subprocess.run([sys.executable, "-c", "import sys; from nnexp.cli import main; main(sys.argv[1:])",
-                           "run", str(REPO / "configs" / config), f"tracking.store={store}", *SHORT, *extra],
+                           "run", str(config), f"tracking.store={store}", *SHORT, *extra],
                           env=env, cwd=str(code), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     [run] = [p for p in store.iterdir() if p.is_dir()]
@@ -81,8 +98,9 @@ def test_shipped_configs_give_the_pinned_bits(pinned_code, tmp_path, config, ext
     jobs = [(pinned_code, tmp_path / "pinned"), (REPO, tmp_path / "now")]
     for _, store in jobs:
         store.mkdir()
+    path = on_the_fast_engine(config, tmp_path)
     with ThreadPoolExecutor(2) as pool:   # the two processes side by side
-        pinned, now = pool.map(lambda job: outcome(train(job[0], config, job[1], extra)), jobs)
+        pinned, now = pool.map(lambda job: outcome(train(job[0], path, job[1], extra)), jobs)
     # the same operations on the same shapes, on one machine with one thread count: exact on any kernel
     assert now[0] == pinned[0], f"{config} {extra}: model.npz differs from the pinned code's"
     assert now[1] == pinned[1] and now[2] == pinned[2]
@@ -122,15 +140,43 @@ def test_data_parallel_on_the_reference_engine_is_a_config_error(nnexp, tiny_con
     assert not store.exists()
 
 
-def test_winograd_on_the_reference_engine_is_a_config_error(nnexp, tmp_path):
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col"])
+def test_a_fast_engine_option_on_the_reference_engine_is_a_config_error(nnexp, tmp_path, algorithm):
     config = tmp_path / "cnn.yaml"
     config.write_text("model:\n  engine: reference\n  layers:\n"
-                      "    - {type: conv2d, out_channels: 8, algorithm: winograd}\n"
+                      f"    - {{type: conv2d, out_channels: 8, algorithm: {algorithm}}}\n"
                       "    - {type: dense, units: 10}\n")
     code, _, err = nnexp("run", config)
-    assert code == 2 and "winograd" in err and "reference engine" in err
+    assert code == 2 and "'model.layers[0].algorithm' is an option of the fast engine only" in err
+    assert len(err.strip().splitlines()) == 1   # one line: no second complaint about the same key
 
 
 def test_engine_must_be_known(nnexp, tiny_config):
     code, _, err = nnexp("run", tiny_config, "model.engine=turbo")
     assert code == 2 and "model.engine" in err and "fast" in err and "reference" in err
+
+
+REFERENCE_CNN = ("model:\n  engine: reference\n  layers:\n"
+                 "    - {type: conv2d, out_channels: 8, algorithm: auto}\n"
+                 "    - {type: dense, units: 10}\n")
+
+
+def test_a_fast_engine_option_at_its_default_is_dropped_on_the_reference_engine(tmp_path):
+    """A config resolved when every engine listed the option (a reference run's config.yaml) still loads."""
+    (tmp_path / "cnn.yaml").write_text(REFERENCE_CNN)
+    cfg = load_config(tmp_path / "cnn.yaml")
+    assert "algorithm" not in cfg["model"]["layers"][0]
+    model = ENGINES["reference"].build_model(cfg["model"]["layers"], (1, 28, 28), np.random.default_rng(0))
+    assert type(model.layers[0]).__name__ == "Conv2D"
+
+
+def test_a_reference_config_keeps_its_checkpoint_digest(tmp_path):
+    """The digest counts every engine's layer options at their defaults, as the configs of
+    checkpoints written when every engine listed them did."""
+    (tmp_path / "cnn.yaml").write_text(REFERENCE_CNN.replace(", algorithm: auto", ""))
+    cfg = load_config(tmp_path / "cnn.yaml")
+    as_resolved_with_every_option = copy.deepcopy(cfg)
+    as_resolved_with_every_option["model"]["layers"][0]["algorithm"] = "auto"
+    assert checkpoint.config_digest(cfg) == checkpoint.config_digest(as_resolved_with_every_option)
+    fast = load_config(tmp_path / "cnn.yaml", ["model.engine=fast"])
+    assert checkpoint.config_digest(fast) != checkpoint.config_digest(cfg)   # the engine still counts

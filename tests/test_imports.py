@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def python(code: str) -> str:
@@ -46,3 +50,30 @@ def test_optuna_loads_only_for_a_tpe_sweep():
                  "import nnexp.sweep.runner, nnexp.commands.sweeping, nnexp.compare.cli\n"
                  "print(json.dumps('optuna' in sys.modules))")
     assert json.loads(out) is False
+
+
+def test_the_reference_network_loads_nothing_of_the_fast_engine():
+    out = python("import sys, json\n"
+                 "import nnexp.nn, nnexp.nn.gradcheck, nnexp.nn.deskew, nnexp.nn.warp\n"
+                 "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nnexp.nn.fast'))))")
+    assert json.loads(out) == []
+
+
+def fast_imports(path: Path) -> list[str]:
+    """The imports in the module at ``path`` (of nnexp/nn, inside functions too) that name nnexp.nn.fast."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("nnexp.nn.fast")]
+        elif isinstance(node, ast.ImportFrom):
+            base = "nnexp.nn" if node.level == 1 else "nnexp" if node.level == 2 else ""
+            target = ".".join(p for p in (base, node.module) if p)
+            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            found += [n for n in names if n == "nnexp.nn.fast" or n.startswith("nnexp.nn.fast.")]
+    return found
+
+
+def test_no_module_of_the_reference_network_imports_the_fast_engine():
+    modules = sorted((REPO / "nnexp" / "nn").glob("*.py"))
+    assert len(modules) >= 10 and all(p.parent.name == "nn" for p in modules)
+    assert {str(p.name): fast_imports(p) for p in modules if fast_imports(p)} == {}

@@ -246,15 +246,27 @@ model:
 @pytest.mark.parametrize("engine", ["fast", "reference"])
 def test_gradcheck_command_passes_a_correct_network(nnexp, tmp_path, engine):
     config = tmp_path / "cnn.yaml"
-    config.write_text(CNN_CONFIG.format(engine=engine))
-    code, out, err = nnexp("gradcheck", config, "--samples", "5", "--json")
+    config.write_text(CNN_CONFIG.format(engine="fast"))
+    code, out, err = nnexp("gradcheck", config, "--samples", "5", "--json", "--engine", engine)
     assert code == 0, err
     report = json.loads(out)
     assert report["failed"] == 0 and report["engine"] == engine
+    assert report["checks"][0]["type"] == ("FastConv2D" if engine == "fast" else "Conv2D")
     checked = {(c["layer"], c["name"]) for c in report["checks"]}
     # every layer's input, and every parameter
     assert {(0, "x"), (0, "W"), (0, "b"), (1, "gamma"), (1, "beta"), (3, "x"), (8, "x"), (8, "W")} <= checked
     assert all(c["checked"] >= 1 for c in report["checks"])
+
+
+def test_gradcheck_checks_the_reference_layers_whatever_engine_the_config_names(nnexp, tmp_path):
+    config = tmp_path / "cnn.yaml"
+    winograd = CNN_CONFIG.format(engine="fast").replace("out_channels: 8}", "out_channels: 8, algorithm: winograd}")
+    config.write_text(winograd)
+    code, out, err = nnexp("gradcheck", config, "--samples", "3")
+    assert code == 0, err
+    types = {line.split()[1] for line in out.splitlines()[1:]}
+    assert {"Conv2D", "BatchNorm", "Dense"} <= types and not any(t.startswith("Fast") for t in types)
+    assert err.strip().endswith("(reference engine, float64)")
 
 
 def test_gradcheck_command_names_the_broken_layer(nnexp, tmp_path, monkeypatch):

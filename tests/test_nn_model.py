@@ -6,22 +6,31 @@ import pickle
 import numpy as np
 import pytest
 
+from nnexp.engines import ENGINES
 from nnexp.nn import (
-    ENGINES,
     LAYER_SPECS,
     REQUIRED,
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
+    LeakyReLU,
+    MaxPool2D,
     ReLU,
     Sequential,
+    Sigmoid,
     SoftmaxCrossEntropy,
+    Tanh,
     build_model,
     load_weights,
     save_weights,
     softmax,
 )
 from nnexp.nn.fast import build_fast_model
+from nnexp.nn.model import build_layers
 
 BUILDERS = [build_model, build_fast_model]
 
@@ -132,6 +141,23 @@ def test_build_model_errors():
         build_model([{"type": "dense", "units": 2}, {"type": "dropout", "p": 1.0}])
     with pytest.raises(ValueError, match="positive"):
         Dense(0, 3)
+
+
+#: layer type -> (the options a spec must give, the layer its class makes with them alone on a (2, 8, 8) input)
+CONSTRUCTED = {
+    "dense": ({"units": 3}, lambda: Dense(128, 3)), "conv2d": ({"out_channels": 3}, lambda: Conv2D(2, 3)),
+    "batchnorm": ({}, lambda: BatchNorm(2)), "dropout": ({}, Dropout), "leaky_relu": ({}, LeakyReLU),
+    "maxpool2d": ({}, MaxPool2D), "avgpool2d": ({}, AvgPool2D), "relu": ({}, ReLU), "sigmoid": ({}, Sigmoid),
+    "tanh": ({}, Tanh), "flatten": ({}, Flatten), "global_avgpool": ({}, GlobalAvgPool2D),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_SPECS))
+def test_an_option_left_out_of_a_spec_is_the_constructors_default(kind):
+    required, constructed = CONSTRUCTED[kind]
+    assert {k for k, (_, d) in LAYER_SPECS[kind].items() if d is REQUIRED} == set(required)
+    layers, _ = build_layers([{"type": kind, **required}], (2, 8, 8), np.random.default_rng(0), np.float32)
+    assert repr(layers[-1]) == repr(constructed())
 
 
 def test_layer_specs_table():

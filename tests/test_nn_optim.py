@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from nnexp.nn import ENGINES, OPTIMIZER_SPECS, OPTIMIZERS, make_optimizer
+from nnexp.engines import ENGINES
+from nnexp.nn import OPTIMIZER_SPECS, OPTIMIZERS, make_optimizer
 from nnexp.nn.fast import FAST_OPTIMIZERS, build_fast_model
 from nnexp.nn.fast.optim import _flush_constant, _flush_subnormals
 

@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 from nnexp.config import InvalidConfig, load_config
+from nnexp.engines import ENGINES
 from nnexp.gradients import TOLERANCE, check_config
 from nnexp.layer_code import CODE, MANIFEST
-from nnexp.nn import ENGINES, user_layers
+from nnexp.nn import user_layers
 from nnexp.sweep.runner import SweepRunner
 from nnexp.tracking import RunStore
 from nnexp.train import train
@@ -253,7 +254,7 @@ def test_gradcheck_passes_a_correct_layer_and_names_a_wrong_backward(folder, nne
     code, out, err = nnexp("gradcheck", path)
     assert code == 1
     failed = [line.split() for line in out.splitlines() if line.endswith("FAIL")]
-    assert failed and {row[1] for row in failed} == {"Swish", "FastDense"}   # Swish's input, and what lies below it
+    assert failed and {row[1] for row in failed} == {"Swish", "Dense"}   # Swish's input, and what lies below it
     assert [row for row in failed if row[1] == "Swish"][0][2] == "input"
     rows = check_config(load_config(path))
     swish = [r for r in rows if r["type"] == "Swish"][0]

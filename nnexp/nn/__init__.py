@@ -17,8 +17,10 @@ whose ``forward`` and ``backward`` read like its docstring:
     deskew.py, warp.py   straightening digits (a parameter-free first layer)
     gradcheck.py    gradients against finite differences
 
-The speed machinery lives beside it, in nnexp.nn.fast; engines.py selects one
-or the other (``model.engine``).  docs/math.md derives every equation::
+What runs with ``model.engine: reference`` is this code and nothing else;
+docs/math.md derives every equation.  The speed machinery lives beside it, in
+nnexp.nn.fast, which builds on these modules (they never import it);
+nnexp/engines.py selects one or the other::
 
     from nnexp.nn import build_model, SoftmaxCrossEntropy, Adam, make_schedule
     model = build_model([{"type": "dense", "units": 256}, {"type": "relu"},
@@ -34,7 +36,6 @@ or the other (``model.engine``).  docs/math.md derives every equation::
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm
 from .conv import Conv2D
-from .engines import ENGINES, Engine
 from .init import INITS
 from .layers import Dense, Dropout, Flatten, Layer
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
@@ -54,5 +55,4 @@ __all__ = [
     "Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",
     "OPTIMIZERS", "OPTIMIZER_SPECS", "make_optimizer",
     "make_schedule", "SCHEDULE_SPECS",
-    "ENGINES", "Engine",
 ]

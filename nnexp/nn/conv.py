@@ -99,7 +99,7 @@ class Conv2D(Layer):
     (``he``: N(0, sqrt(2 / (C*kh*kw)))); biases start at zero.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0,
                  init: str = "he", rng: np.random.Generator | None = None, dtype=np.float32) -> None:
         super().__init__()
         check_sizes_and_init("Conv2D", init, in_channels=in_channels, out_channels=out_channels)

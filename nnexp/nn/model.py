@@ -14,11 +14,11 @@ from .deskew import Deskew
 from .layers import Dense, Dropout, Flatten, Layer
 from .losses import softmax
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .specs import REQUIRED
+from .specs import REQUIRED, options_of
 from .user_layers import Stack, class_name, construct, is_user_type, load_class, option_table
 
-__all__ = ["Sequential", "build_model", "make_layer", "forward_backward", "LAYER_SPECS",
-           "save_weights", "load_weights"]
+__all__ = ["Sequential", "build_model", "build_layers", "spec_layers", "make_layer", "forward_backward",
+           "LAYER_SPECS", "save_weights", "load_weights"]
 
 
 class Sequential:
@@ -154,25 +154,23 @@ def forward_backward(model: Sequential, loss_fn, x: np.ndarray, y: np.ndarray) -
 # Building from config
 # --------------------------------------------------------------------------
 
-#: layer type -> {option: (python type, default or REQUIRED)} (besides "type").
-#: A None default: the option may be left out or null (a pooling stride of
-#: None is the kernel size).
+#: layer type -> {option: (python type, default or REQUIRED)} (besides "type"),
+#: each default read from the layer's constructor.  A None default: the option
+#: may be left out or null (a pooling stride of None is the kernel size).
 LAYER_SPECS: dict[str, dict[str, tuple]] = {
-    "dense": {"units": (int, REQUIRED), "init": (str, "he")},
+    "dense": options_of(Dense, {"units": int, "init": str}, names={"units": "out_features"}),
     "relu": {},
-    "leaky_relu": {"alpha": (float, 0.01)},
+    "leaky_relu": options_of(LeakyReLU, {"alpha": float}),
     "sigmoid": {},
     "tanh": {},
-    "dropout": {"p": (float, 0.5)},
+    "dropout": options_of(Dropout, {"p": float}),
     "flatten": {},
-    # algorithm: how the fast engine computes the convolution (auto, im2col,
-    # winograd); the reference engine always uses im2col
-    "conv2d": {"out_channels": (int, REQUIRED), "kernel_size": (int, 3), "stride": (int, 1),
-               "padding": (int, 0), "init": (str, "he"), "algorithm": (str, "auto")},
-    "maxpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
-    "avgpool2d": {"kernel_size": (int, 2), "stride": (int, None)},
+    "conv2d": options_of(Conv2D, {"out_channels": int, "kernel_size": int, "stride": int, "padding": int,
+                                  "init": str}),
+    "maxpool2d": options_of(MaxPool2D, {"kernel_size": int, "stride": int}),
+    "avgpool2d": options_of(AvgPool2D, {"kernel_size": int, "stride": int}),
     "global_avgpool": {},
-    "batchnorm": {"momentum": (float, 0.1), "eps": (float, 1e-5)},
+    "batchnorm": options_of(BatchNorm, {"momentum": float, "eps": float}),
 }
 
 
@@ -220,13 +218,10 @@ def make_layer(kind: str, o: dict, shape: tuple, rng: np.random.Generator, dtype
     """The reference layer for one spec, given the per-sample input shape."""
     if is_user_type(kind):   # the user's own code, on either engine; a Stack's layers are reference ones
         return construct(load_class(kind), o, shape, rng, dtype,
-                         lambda specs, inner: Stack(build_layers(specs, inner, rng, dtype, make_layer)[0]))
+                         lambda specs, inner: Stack(build_layers(specs, inner, rng, dtype)[0]))
     if kind == "dense":
         return Dense(shape[0], o["units"], init=o["init"], rng=rng, dtype=dtype)
     if kind == "conv2d":
-        if o["algorithm"] not in ("auto", "im2col"):
-            raise ValueError(f"algorithm {o['algorithm']!r} is one of the fast engine's "
-                             "(model.engine: fast); the reference engine computes convolutions by im2col")
         return Conv2D(shape[0], o["out_channels"], o["kernel_size"], stride=o["stride"],
                       padding=o["padding"], init=o["init"], rng=rng, dtype=dtype)
     if kind == "batchnorm":
@@ -243,10 +238,8 @@ def make_layer(kind: str, o: dict, shape: tuple, rng: np.random.Generator, dtype
 
 
 def build_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random.Generator | None = None,
-                dtype=np.float32, deskew: bool = False, *, make=make_layer,
-                model_class=Sequential) -> Sequential:
-    """A ``model_class`` from config dicts, every layer made by
-    ``make(kind, options, per-sample input shape, rng, dtype)``.
+                dtype=np.float32, deskew: bool = False) -> Sequential:
+    """A Sequential from config dicts.
 
     Input sizes (a dense layer's in_features, a conv's or batch-norm's
     channels) follow from the running shape.  A dense layer that receives a
@@ -257,50 +250,68 @@ def build_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random
     ``deskew`` puts a Deskew layer first (``model.deskew``).
     """
     rng = np.random.default_rng() if rng is None else rng
+    shape = checked_input_shape(layer_specs, input_shape)
+    layers: list[Layer] = []
+    if deskew:
+        layers.append(Deskew())
+        shape = layers[-1].output_shape(shape)
+    for i, spec in enumerate(layer_specs):
+        made, shape = spec_layers(i, spec, shape, rng, dtype)
+        layers += made
+    return finished(Sequential(layers), input_shape, shape)
+
+
+def checked_input_shape(layer_specs, input_shape) -> tuple:
+    """The per-sample input shape as ints; ValueError for no layers or a shape that is not positive."""
     if not isinstance(layer_specs, (list, tuple)) or not layer_specs:
         raise ValueError("layer_specs must be a non-empty list of layer dicts")
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+    return shape
 
-    layers: list[Layer] = []
-    if deskew:
-        layers.append(Deskew())
-        shape = layers[-1].output_shape(shape)
-    built, shape = build_layers(layer_specs, shape, rng, dtype, make)
-    layers += built
+
+def finished(model: Sequential, input_shape, shape: tuple) -> Sequential:
+    """``model`` with its input and output shapes noted; ValueError unless it ends with flat logits."""
     if len(shape) != 1:
         raise ValueError(f"the model must end with flat logits, but its output shape is {shape}")
-    model = model_class(layers)
     model.input_shape = tuple(int(d) for d in input_shape)
     model.output_shape = shape
     return model
 
 
-def build_layers(layer_specs: list[dict], shape: tuple, rng: np.random.Generator, dtype,
-                 make=make_layer) -> tuple[list[Layer], tuple]:
-    """(the layers of ``layer_specs`` made by ``make``, the per-sample output
-    shape) for a per-sample input ``shape``; build_model's rules (a Flatten
-    before a dense layer, errors naming the layer)."""
+def build_layers(layer_specs: list[dict], shape: tuple, rng: np.random.Generator,
+                 dtype) -> tuple[list[Layer], tuple]:
+    """(the layers of ``layer_specs``, the per-sample output shape) for a
+    per-sample input ``shape``; build_model's rules (a Flatten before a dense
+    layer, errors naming the layer)."""
     layers: list[Layer] = []
     for i, spec in enumerate(layer_specs):
-        kind, options = spec_options(i, spec)
-        if kind == "dense" and len(shape) != 1:
-            layers.append(make("flatten", {}, shape, rng, dtype))
-            shape = layers[-1].output_shape(shape)
-        if kind == "conv2d" and len(shape) != 3:
-            raise ValueError(f"layer {i} ({kind}) needs a (channels, height, width) input, "
-                             f"but the running shape is {shape}")
-        if kind == "batchnorm" and len(shape) not in (1, 3):
-            raise ValueError(f"layer {i} (batchnorm) needs a (features,) or (channels, height, width) "
-                             f"input, but the running shape is {shape}")
-        try:
-            layer = make(kind, options, shape, rng, dtype)
-            shape = layer.output_shape(shape)
-        except ValueError as e:   # a bad option, or a window larger than the (padded) input
-            raise ValueError(f"layer {i} ({class_name(kind) if is_user_type(kind) else kind}): {e}") from None
-        layers.append(layer)
+        made, shape = spec_layers(i, spec, shape, rng, dtype)
+        layers += made
     return layers, shape
+
+
+def spec_layers(i: int, spec: dict, shape: tuple, rng: np.random.Generator, dtype) -> tuple[list[Layer], tuple]:
+    """(the layers layer spec ``i`` adds: its own, after a Flatten where a dense
+    layer gets a non-flat input; the per-sample shape after them)."""
+    kind, options = spec_options(i, spec)
+    layers: list[Layer] = []
+    if kind == "dense" and len(shape) != 1:
+        layers.append(Flatten())
+        shape = layers[-1].output_shape(shape)
+    if kind == "conv2d" and len(shape) != 3:
+        raise ValueError(f"layer {i} ({kind}) needs a (channels, height, width) input, "
+                         f"but the running shape is {shape}")
+    if kind == "batchnorm" and len(shape) not in (1, 3):
+        raise ValueError(f"layer {i} (batchnorm) needs a (features,) or (channels, height, width) "
+                         f"input, but the running shape is {shape}")
+    try:
+        layer = make_layer(kind, options, shape, rng, dtype)
+        shape = layer.output_shape(shape)
+    except ValueError as e:   # a bad option, or a window larger than the (padded) input
+        raise ValueError(f"layer {i} ({class_name(kind) if is_user_type(kind) else kind}): {e}") from None
+    return layers + [layer], shape
 
 
 # --------------------------------------------------------------------------

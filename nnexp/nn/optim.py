@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from .arrays import array_module, host_copy
+from .specs import options_of
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "RMSprop", "Adam", "AdamW",
            "OPTIMIZERS", "OPTIMIZER_SPECS", "make_optimizer"]
@@ -102,18 +103,16 @@ class Optimizer:
         for _, _, g in self.params:
             g.fill(0)
 
-    def state_dict(self, internal: bool = False) -> dict[str, np.ndarray]:
-        """The state as PyTorch names it.  ``internal``: exactly the buffers
-        this optimizer keeps, for checkpoints that must resume bit for bit (the
-        same thing here; fast variants that keep scaled buffers differ)."""
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The state as PyTorch names it: exactly the buffers this optimizer keeps."""
         d = {"t": np.array(self.t, dtype=np.int64)}
         for s in self.slots:
             for (name, _, _), buf in zip(self.params, self.state[s]):
                 d[f"{s}.{name}"] = host_copy(buf)
         return d
 
-    def load_state_dict(self, d: dict, internal: bool = False) -> None:
-        """Restore state_dict(internal)'s output in place; ValueError naming a
+    def load_state_dict(self, d: dict) -> None:
+        """Restore state_dict()'s output in place; ValueError naming a
         missing, unexpected or misshapen entry (and nothing changed then)."""
         cls = type(self).__name__
         expected = ["t"] + [f"{s}.{name}" for s in self.slots for name, _, _ in self.params]
@@ -292,14 +291,14 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "rmsprop":
               "adam": Adam, "adamw": AdamW}
 
 #: name -> {keyword: (python type, default)}; the learning rate is
-#: not here: the schedule gives it to step().
+#: not here: the schedule gives it to step().  The defaults are the constructors'.
 OPTIMIZER_SPECS: dict[str, dict[str, tuple]] = {
-    "sgd": {"momentum": (float, 0.0), "nesterov": (bool, False), "weight_decay": (float, 0.0)},
-    "momentum": {"momentum": (float, 0.9), "nesterov": (bool, False), "weight_decay": (float, 0.0)},
-    "nesterov": {"momentum": (float, 0.9), "weight_decay": (float, 0.0)},
-    "rmsprop": {"rho": (float, 0.9), "eps": (float, 1e-8), "weight_decay": (float, 0.0)},
-    "adam": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8), "weight_decay": (float, 0.0)},
-    "adamw": {"beta1": (float, 0.9), "beta2": (float, 0.999), "eps": (float, 1e-8), "weight_decay": (float, 0.01)},
+    "sgd": options_of(SGD, {"momentum": float, "nesterov": bool, "weight_decay": float}),
+    "momentum": options_of(Momentum, {"momentum": float, "nesterov": bool, "weight_decay": float}),
+    "nesterov": options_of(Nesterov, {"momentum": float, "weight_decay": float}),
+    "rmsprop": options_of(RMSprop, {"rho": float, "eps": float, "weight_decay": float}),
+    "adam": options_of(Adam, {"beta1": float, "beta2": float, "eps": float, "weight_decay": float}),
+    "adamw": options_of(AdamW, {"beta1": float, "beta2": float, "eps": float, "weight_decay": float}),
 }
 
 

@@ -1,7 +1,10 @@
 """nnexp.nn.fast: the speed machinery beside the reference network.
 
 Each piece is a variant of a reference piece of nnexp.nn, selected by the
-config and tested against it:
+config and tested against it; the reference modules never import this
+package.  A fast model is the reference model a config describes with each
+layer swapped for its variant (model.py, ``fast_twin``); options only this
+engine has are declared here (``FAST_LAYER_SPECS``):
 
     layers.py, conv.py, pooling.py, batchnorm.py   the layers, with buffers reused,
         fewer passes, activations kept in their memory layout (layout.py) and a
@@ -19,8 +22,8 @@ reference`` with the plain layers of nnexp.nn.
 
 from .data_parallel import DataParallel
 from .forked import map_batches
-from .model import FastSequential, build_fast_model, make_fast_layer
+from .model import FAST_LAYER_SPECS, FastSequential, build_fast_model, fast_twin
 from .optim import FAST_OPTIMIZERS
 
-__all__ = ["DataParallel", "FAST_OPTIMIZERS", "FastSequential", "build_fast_model", "make_fast_layer",
-           "map_batches"]
+__all__ = ["DataParallel", "FAST_LAYER_SPECS", "FAST_OPTIMIZERS", "FastSequential", "build_fast_model",
+           "fast_twin", "map_batches"]

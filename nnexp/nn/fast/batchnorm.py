@@ -23,15 +23,13 @@ class FastBatchNorm(BatchNorm):
     its layout.  Sums per channel are reductions over contiguous rows.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
-                 dtype=np.float32) -> None:
-        super().__init__(num_features, momentum=momentum, eps=eps, dtype=dtype)
-        self._xc: np.ndarray | None = None   # x - mu (training) or x (evaluation)
-        self._mu: np.ndarray | None = None   # None in training: xc is centred already
-        self._inv_std: np.ndarray | None = None
-        self._training = True
-        self._image_shape: tuple | None = None   # set for a channels-last image batch
-        self._groups = 1                          # W for a channels-last batch, else 1
+    # BatchNorm's constructor; what a forward keeps starts as these
+    _xc: np.ndarray | None = None   # x - mu (training) or x (evaluation)
+    _mu: np.ndarray | None = None   # None in training: xc is centred already
+    _inv_std: np.ndarray | None = None
+    _training = True
+    _image_shape: tuple | None = None   # set for a channels-last image batch
+    _groups = 1                          # W for a channels-last batch, else 1
 
     def _axes(self, x: np.ndarray) -> tuple:
         """The axes the statistics run over."""

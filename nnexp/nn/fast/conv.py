@@ -67,11 +67,12 @@ class FastConv2D(Conv2D):
     evaluation-mode forward is an error.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 init: str = "he", rng: np.random.Generator | None = None, dtype=np.float32,
-                 algorithm: str = "auto") -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         init=init, rng=rng, dtype=dtype)
+    def __init__(self, *args, algorithm: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)   # Conv2D's arguments
+        self.use_algorithm(algorithm)
+
+    def use_algorithm(self, algorithm: str) -> None:
+        """Compute by ``algorithm`` from now on, with empty buffers."""
         self.algorithm = self._choose_algorithm(algorithm)
         self._scratch: dict[str, np.ndarray] = {}
         self._cols: np.ndarray | None = None   # (K, M), valid from forward to backward

@@ -42,9 +42,7 @@ class FastDense(Dense):
 class FastFlatten(Flatten):
     """Flatten whose backward hands dL/dx back in the input's memory layout."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.channels_last = False
+    channels_last = False
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self.channels_last = is_channels_last(x)
@@ -67,10 +65,8 @@ class FastReLU(ReLU):
     x and makes the mask only if a backward asks for it.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.x: np.ndarray | None = None
-        self.zeros = np.zeros(0)
+    x: np.ndarray | None = None
+    zeros = np.zeros(0)   # replaced, never written into: a row of zeros for the current shape
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         self.positive, self.x = (x > 0, None) if training else (None, x)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import Sequential, build_model, make_layer
+from ..activations import ReLU
+from ..batchnorm import BatchNorm
+from ..conv import Conv2D
+from ..deskew import Deskew
+from ..layers import Dense, Flatten
+from ..model import Sequential, checked_input_shape, finished, spec_layers
+from ..pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from ..specs import options_of
 from .batchnorm import FastBatchNorm
 from .conv import FastConv2D
 from .forked import map_batches, shared_array
 from .layers import FastDense, FastFlatten, FastReLU
 from .pooling import FastAvgPool2D, FastGlobalAvgPool2D, FastMaxPool2D
 
-__all__ = ["FastSequential", "build_fast_model", "make_fast_layer"]
+__all__ = ["FAST_LAYER_SPECS", "FastSequential", "build_fast_model", "fast_twin"]
 
 
 class FastSequential(Sequential):
@@ -118,30 +125,60 @@ def _pools_in_tiles(layer, pool, input_shape: tuple) -> bool:
             and isinstance(layer, FastConv2D) and layer.can_pool(input_shape))
 
 
-_FAST = {"dense": FastDense, "relu": FastReLU, "flatten": FastFlatten, "maxpool2d": FastMaxPool2D,
-         "avgpool2d": FastAvgPool2D, "global_avgpool": FastGlobalAvgPool2D}
+#: the reference layer class -> its fast variant
+TWINS = {Dense: FastDense, ReLU: FastReLU, Flatten: FastFlatten, Conv2D: FastConv2D, BatchNorm: FastBatchNorm,
+         MaxPool2D: FastMaxPool2D, AvgPool2D: FastAvgPool2D, GlobalAvgPool2D: FastGlobalAvgPool2D}
+
+#: layer type -> {option: (python type, default)}: the options only the fast
+#: engine has, besides the reference layer's (nnexp.nn.model.LAYER_SPECS)
+FAST_LAYER_SPECS: dict[str, dict[str, tuple]] = {
+    # how the convolution is computed: "auto", "im2col" or "winograd" (FastConv2D)
+    "conv2d": options_of(FastConv2D, {"algorithm": str}),
+}
 
 
-def make_fast_layer(kind: str, o: dict, shape: tuple, rng: np.random.Generator, dtype):
-    """The fast engine's layer for one spec (nnexp.nn.model.make_layer's
-    arguments); layers without a fast variant are the reference ones."""
-    if kind == "conv2d":
-        return FastConv2D(shape[0], o["out_channels"], o["kernel_size"], stride=o["stride"],
-                          padding=o["padding"], init=o["init"], rng=rng, dtype=dtype,
-                          algorithm=o["algorithm"])
-    if kind == "batchnorm":
-        return FastBatchNorm(shape[0], momentum=o["momentum"], eps=o["eps"], dtype=dtype)
-    if kind == "dense":
-        return FastDense(shape[0], o["units"], init=o["init"], rng=rng, dtype=dtype)
-    if kind in ("maxpool2d", "avgpool2d"):
-        return _FAST[kind](o["kernel_size"], o["stride"])
-    if kind in _FAST:
-        return _FAST[kind]()
-    return make_layer(kind, o, shape, rng, dtype)
+def fast_twin(layer, options: dict):
+    """The fast variant of a reference layer, taking over its state (weights,
+    buffers, options, random generator) as it is; the layer itself where there
+    is no fast variant (user layers among them)."""
+    cls = TWINS.get(type(layer))
+    if cls is None:
+        return layer
+    twin = cls.__new__(cls)
+    twin.__dict__.update(layer.__dict__)
+    if cls is FastConv2D:
+        twin.use_algorithm(options.get("algorithm", FAST_LAYER_SPECS["conv2d"]["algorithm"][1]))
+    return twin
+
+
+def split_fast_options(i: int, spec: dict) -> tuple[dict, dict]:
+    """(the reference layer spec, the fast engine's options of it) of layer spec ``i``."""
+    own = FAST_LAYER_SPECS.get(spec.get("type"), {}) if isinstance(spec, dict) else {}
+    if not own:
+        return spec, {}
+    options = {key: spec.get(key, default) for key, (_, default) in own.items()}
+    for key, (typ, _) in own.items():
+        if not isinstance(options[key], typ):
+            raise ValueError(f"layer {i} ({spec['type']}): {key!r} must be {typ.__name__}, got {options[key]!r}")
+    return {k: v for k, v in spec.items() if k not in own}, options
 
 
 def build_fast_model(layer_specs: list[dict], input_shape=(1, 28, 28), rng: np.random.Generator | None = None,
                      dtype=np.float32, deskew: bool = False) -> FastSequential:
-    """build_model with the fast engine's layers and model."""
-    return build_model(layer_specs, input_shape, rng, dtype, deskew, make=make_fast_layer,
-                       model_class=FastSequential)
+    """build_model's network, each layer swapped for its fast variant (the same
+    initial weights: the reference layers draw them) and in a FastSequential.
+    A spec may also give the options of FAST_LAYER_SPECS."""
+    rng = np.random.default_rng() if rng is None else rng
+    shape = checked_input_shape(layer_specs, input_shape)
+    layers = []
+    if deskew:
+        layers.append(Deskew())
+        shape = layers[-1].output_shape(shape)
+    for i, spec in enumerate(layer_specs):
+        spec, options = split_fast_options(i, spec)
+        made, shape = spec_layers(i, spec, shape, rng, dtype)
+        try:
+            layers += [fast_twin(layer, options) for layer in made]
+        except ValueError as e:   # an algorithm that does not apply to the layer
+            raise ValueError(f"layer {i} ({spec['type']}): {e}") from None
+    return finished(FastSequential(layers), input_shape, shape)

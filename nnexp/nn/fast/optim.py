@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..optim import SGD, Adam, RMSprop
+from ..optim import SGD, Adam, AdamW, Momentum, Nesterov, RMSprop
 
 __all__ = ["FastSGD", "FastMomentum", "FastNesterov", "FastRMSprop", "FastAdam", "FastAdamW",
            "FAST_OPTIMIZERS"]
@@ -229,9 +229,8 @@ class FlatOptimizer:
 class FastSGD(FlatOptimizer, SGD):
     """SGD (and momentum, Nesterov) over flat blocks."""
 
-    def __init__(self, params, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    def __init__(self, params, **options) -> None:
+        super().__init__(params, **options)   # the reference class's options and defaults
         self._every_b = _flush_period(self.momentum)
 
     def step(self, lr: float) -> None:
@@ -261,26 +260,19 @@ class FastSGD(FlatOptimizer, SGD):
                 p -= tmp
 
 
-class FastMomentum(FastSGD):
-    """FastSGD with momentum 0.9 by default (``"momentum"``)."""
-
-    def __init__(self, params, momentum: float = 0.9, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+class FastMomentum(FastSGD, Momentum):
+    """FastSGD with Momentum's options (``"momentum"``)."""
 
 
-class FastNesterov(FastSGD):
-    """FastSGD with Nesterov momentum 0.9 by default (``"nesterov"``)."""
-
-    def __init__(self, params, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
-        super().__init__(params, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+class FastNesterov(FastSGD, Nesterov):
+    """FastSGD with Nesterov's options (``"nesterov"``)."""
 
 
 class FastRMSprop(FlatOptimizer, RMSprop):
     """RMSprop over flat blocks."""
 
-    def __init__(self, params, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(params, rho=rho, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, **options) -> None:
+        super().__init__(params, **options)   # RMSprop's options and defaults
         self._every_v = _flush_period(self.rho)
 
     def step(self, lr: float) -> None:
@@ -308,9 +300,8 @@ class FastRMSprop(FlatOptimizer, RMSprop):
 class FastAdam(FlatOptimizer, Adam):
     """Adam over flat blocks, keeping M = m / (1 - b1) and V = v / (1 - b2)."""
 
-    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, **options) -> None:
+        super().__init__(params, **options)   # Adam's (or AdamW's) options and defaults
         self._every_m = _flush_period(self.beta1)
         self._every_v = _flush_period(self.beta2)
 
@@ -363,12 +354,8 @@ class FastAdam(FlatOptimizer, Adam):
         self._adam_update(float(lr), coupled_l2=True)
 
 
-class FastAdamW(FastAdam):
+class FastAdamW(FastAdam, AdamW):
     """AdamW over flat blocks (decoupled weight decay, then the Adam step)."""
-
-    def __init__(self, params, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.01) -> None:
-        super().__init__(params, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
 
     def step(self, lr: float) -> None:
         lr = float(lr)

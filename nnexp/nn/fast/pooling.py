@@ -64,11 +64,10 @@ class FastMaxPool2D(_FastPool, MaxPool2D):
     step which side won.
     """
 
-    def __init__(self, kernel_size=2, stride=None) -> None:
-        super().__init__(kernel_size, stride)
-        self._winner: np.ndarray | None = None
-        self._right: np.ndarray | None = None   # 2x2 path: the masks it keeps
-        self._bottom: np.ndarray | None = None
+    # MaxPool2D's constructor; what a forward keeps starts as these
+    _winner: np.ndarray | None = None
+    _right: np.ndarray | None = None   # 2x2 path: the masks it keeps
+    _bottom: np.ndarray | None = None
 
     def _is_2x2(self, x_shape: tuple, out_hw: tuple) -> bool:
         return self.kernel_size == (2, 2) and self._tiles(x_shape, out_hw)
