@@ -10,6 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from nnexp.config import InvalidConfig, load_config, validate
+from nnexp.engines import ENGINES
 from nnexp.nn import LAYER_SPECS
 from nnexp.schema import config_schema, sweep_schema
 from nnexp.sweep import load_spec
@@ -159,5 +160,7 @@ def test_the_schema_follows_the_option_tables(monkeypatch):
     assert layer_errors(conv)
     monkeypatch.setitem(LAYER_SPECS["conv2d"], "groups", (int, 1))
     assert not layer_errors(conv)
-    monkeypatch.delitem(LAYER_SPECS["conv2d"], "algorithm")
-    assert layer_errors({"type": "conv2d", "out_channels": 4, "algorithm": "winograd"})
+    fast_conv = {"type": "conv2d", "out_channels": 4, "algorithm": "winograd"}
+    assert not layer_errors(fast_conv)  # an engine's own option is a key of the layer
+    monkeypatch.delitem(ENGINES["fast"].layer_options["conv2d"], "algorithm")
+    assert layer_errors(fast_conv)
