@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import posixpath
 import re
 import sys
@@ -40,7 +39,7 @@ from ..tracking import live_status
 from ..tracking.reading import MAX_TABLE_FILE, read_bytes
 from ..tracking.run import CONFIG, PLOTS
 from ..values import is_number
-from .runs import metric_rows, need, summary_metrics
+from .runs import check_file_target, metric_rows, need, summary_metrics
 
 EXPERIMENT = "nnexp"
 RUN_ID_TAG = "nnexp.run_id"
@@ -122,14 +121,8 @@ def check(tracking_uri: str) -> str | None:
         raise ConfigError(f"--tracking-uri {tracking_uri!r}: a sqlite store is sqlite:///relative/path.db "
                           "or sqlite:////absolute/path.db")
     database = Path(path[3:])
-    folder = database.parent
-    if database.is_dir():
-        raise ConfigError(f"--tracking-uri {tracking_uri!r}: {database} is a folder, not a database file")
-    if not folder.is_dir():
-        raise ConfigError(f"--tracking-uri {tracking_uri!r}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"--tracking-uri {tracking_uri!r}: the folder {folder} is not writable")
-    return (folder.resolve() / "mlartifacts").as_uri()
+    check_file_target(database, f"--tracking-uri {tracking_uri!r}")
+    return (database.parent.resolve() / "mlartifacts").as_uri()
 
 
 def _exported(client, experiment_id: str) -> dict:

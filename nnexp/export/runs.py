@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..compare.select import RunQuery, select_runs
 from ..errors import ConfigError, NnexpError
@@ -18,6 +20,18 @@ from ..tracking.records import read_metric_rows
 from ..values import is_number
 
 AXES = ("step", "epoch")  # metrics.csv columns that place a row, not metrics of it
+
+
+def check_file_target(path: Path, what: str) -> None:
+    """ConfigError (exit 2) naming ``what`` unless ``path`` can be written as a file:
+    not a folder, in a folder that exists and may be written."""
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a folder, not a file to write")
+    if not folder.is_dir():
+        raise ConfigError(f"{what}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{what}: the folder {folder} is not writable")
 
 
 class MissingExtra(ConfigError):

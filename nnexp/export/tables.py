@@ -11,7 +11,6 @@ atomically: a reader sees the old file or the new one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,7 @@ from ..atomic import atomic_writer
 from ..compare.frame import records_frame
 from ..errors import ConfigError
 from ..values import is_missing
-from .runs import metric_rows, need
+from .runs import check_file_target, metric_rows, need
 
 FORMATS = ("csv", "parquet")
 METRIC_COLUMNS = ("run_id", "step", "epoch", "metric", "value")
@@ -93,11 +92,5 @@ def check(path, fmt: str) -> Path:
     if fmt == "parquet":
         need("pyarrow", "parquet", "nnexp export parquet")
     path = Path(path)
-    folder = path.parent
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give the file to write (e.g. {path / 'runs.csv'})")
-    if not folder.is_dir():
-        raise ConfigError(f"cannot write {path}: its folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"cannot write {path}: its folder {folder} is not writable")
+    check_file_target(path, f"nnexp export {fmt}")
     return path
