@@ -6,9 +6,9 @@
   the logged step for a script's; see runs.py), timed from the run's start by its
   ``seconds`` column where it has one;
 - the run's single values (test_accuracy, best_*, final_*, ...) as scalars at its last step,
-  where the HParams view takes each session's metrics from;
-- the flattened config as the session's hyper-parameters (numbers, text and true/false;
-  null values left out), and the run's end as the session's status (success, failure,
+  where the HParams view takes each run's metrics from;
+- the flattened config as the run's hyper-parameters (numbers, text and true/false;
+  null values left out), and the run's end as its status there (success, failure,
   running), for the HParams view.
 
 TensorFlow is not needed. Exporting again replaces the run's event file (the ones an export
