@@ -376,7 +376,7 @@ def test_baseline_needs_groups(nnexp, three_groups):
 
 
 def test_the_comparison_keeps_its_statistics_for_other_callers(three_groups):
-    from nnexp.compare.select import RunQuery, select_runs
+    from nnexp.compare.select import select_runs
     from nnexp.compare.table import compare
 
     result = compare(select_runs(three_groups).records, limit=1)

@@ -284,7 +284,7 @@ def test_fuzz_run_folders_never_break_a_listing(summary, metrics, config, annota
     others: a folder is a run, or skipped with a warning naming it."""
     import nnexp
     from nnexp.commands.listing import run_table
-    from nnexp.compare.select import RunQuery, select_runs
+    from nnexp.compare.select import select_runs
     from nnexp.tracking import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
