@@ -33,7 +33,7 @@ from nnexp.charts import comparison, run  # noqa: E402
 from nnexp.charts.matplotlib import save_png  # noqa: E402
 from nnexp.charts.plotly import figure  # noqa: E402
 from nnexp.compare.cli import comparison as compared  # noqa: E402
-from nnexp.compare.select import select_records  # noqa: E402
+from nnexp.compare.select import select_runs  # noqa: E402
 
 
 def best_ms(fn, repeats: int) -> tuple[float, object]:
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store, folder = Path(tmp) / "runs", Path(tmp)
         generate(store, args.runs)
-        records, _ = select_records(str(store), (), None, None)
+        records = select_runs(str(store)).records
         result = compared(records, None)
         print(f"\n{args.runs:,} runs, {len(result.varied)} varied parameters; milliseconds, best of {args.repeats}")
         print(f"{'chart':<34}{'describe':>10}{'plotly+JSON':>12}{'PNG':>10}{'PNG/plotly':>11}")
