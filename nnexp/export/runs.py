@@ -22,16 +22,16 @@ from ..values import is_number
 AXES = ("step", "epoch")  # metrics.csv columns that place a row, not metrics of it
 
 
-def check_file_target(path: Path, what: str) -> None:
-    """ConfigError (exit 2) naming ``what`` unless ``path`` can be written as a file:
-    not a folder, in a folder that exists and may be written."""
-    folder = path.parent
+def check_file_target(path: Path, what: str | None = None) -> None:
+    """ConfigError (exit 2, after ``what``: where the path came from) unless ``path`` can be
+    written as a file: not a folder, in a folder that exists and may be written."""
+    prefix, folder = f"{what}: " if what else "", path.parent
     if path.is_dir():
-        raise ConfigError(f"{what}: {path} is a folder, not a file to write")
+        raise ConfigError(f"{prefix}{path} is a folder, not a file to write")
     if not folder.is_dir():
-        raise ConfigError(f"{what}: the folder {folder} does not exist")
+        raise ConfigError(f"{prefix}cannot write {path}: its folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{what}: the folder {folder} is not writable")
+        raise ConfigError(f"{prefix}cannot write {path}: its folder {folder} is not writable")
 
 
 class MissingExtra(ConfigError):

@@ -92,5 +92,5 @@ def check(path, fmt: str) -> Path:
     if fmt == "parquet":
         need("pyarrow", "parquet", "nnexp export parquet")
     path = Path(path)
-    check_file_target(path, f"nnexp export {fmt}")
+    check_file_target(path)
     return path
