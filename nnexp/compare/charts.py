@@ -9,7 +9,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from ..charts.comparison import planned, read_curves  # noqa: F401 -- read_curves: the charts' reading of metrics.csv
+from ..charts.comparison import planned
 from ..charts.plotly import figure, plotly_js_path  # noqa: F401 -- plotly_js_path: for the pages that draw them
 
 logger = logging.getLogger(__name__)

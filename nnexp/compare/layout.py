@@ -391,7 +391,7 @@ def curve_points(curve, column: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(epoch, value) of one run's column, finite points only, at most MAX_CURVE_POINTS.
 
     ``curve`` is the run's metrics.csv as a DataFrame, or a mapping of column
-    name to values (see ``charts.read_curves``).
+    name to values (see ``nnexp.charts.comparison.read_curves``).
     """
     if not isinstance(curve, (pd.DataFrame, dict)) or column not in curve:
         return None
